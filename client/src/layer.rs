@@ -1,0 +1,56 @@
+//! The one trait every layer of the client stack implements. A layer only
+//! knows the layer below it through this trait, so the volume graph can
+//! switch layers on and off.
+
+use async_trait::async_trait;
+use proto::{Attr, DirPage, FileKind, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs};
+
+/// A new object as a front-end asks for it; the stack picks its gfid.
+#[derive(Clone, Debug)]
+pub struct NewEntry {
+    pub name: Name,
+    pub kind: FileKind,
+    /// Permission bits with the caller's umask already applied.
+    pub perm: u32,
+    pub rdev: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Target of a symlink.
+    pub target: Option<Vec<u8>>,
+}
+
+#[async_trait]
+pub trait Layer: Send + Sync + 'static {
+    async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr>;
+    async fn getattr(&self, gfid: Gfid) -> FsResult<Attr>;
+    /// Returns the exact attributes after the change.
+    async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr>;
+    async fn create(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr>;
+    async fn unlink(&self, parent: Gfid, name: &Name) -> FsResult<()>;
+    async fn rmdir(&self, parent: Gfid, name: &Name) -> FsResult<()>;
+    async fn rename(&self, req: RenameReq) -> FsResult<()>;
+    async fn link(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr>;
+    async fn readlink(&self, gfid: Gfid) -> FsResult<Vec<u8>>;
+
+    async fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>>;
+    /// Returns the exact attributes after the write.
+    async fn write(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr>;
+    /// Called when a file handle is flushed (close); lets buffering layers drain.
+    async fn flush(&self, gfid: Gfid) -> FsResult<()>;
+    async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()>;
+    async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr>;
+
+    /// Entries in name order after `after`, at most `max`.
+    async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage>;
+    async fn statfs(&self) -> FsResult<StatFs>;
+
+    async fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>>;
+    async fn listxattr(&self, gfid: Gfid) -> FsResult<Vec<Name>>;
+    async fn setxattr(&self, gfid: Gfid, name: &Name, value: Vec<u8>, flags: i32) -> FsResult<()>;
+    async fn removexattr(&self, gfid: Gfid, name: &Name) -> FsResult<()>;
+
+    /// F_GETLK: the first conflicting lock, if any.
+    async fn getlk(&self, gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>>;
+    /// F_SETLK / F_SETLKW / flock; `wait` blocks until granted.
+    async fn setlk(&self, gfid: Gfid, lock: RecordLock, wait: bool) -> FsResult<()>;
+}

@@ -1,0 +1,62 @@
+//! Wire types shared by bricks and clients: gfids, attributes, names, the brick
+//! RPC service and the one error type whose errno survives the wire.
+//!
+//! Architecture invariant: this is the only crate whose types derive
+//! `Serialize`; everything that crosses a socket is defined here.
+
+pub mod error;
+pub mod types;
+
+pub use error::{FsError, FsResult};
+pub use types::*;
+
+/// The brick RPC service. Every mutating call carries a [`Txn`] saying which
+/// bricks of the replica set will miss it, so the brick can blame them in its
+/// changelog as part of the same round trip (the AFR pre-op/post-op folded in).
+///
+/// Objects are addressed by gfid; names only ever appear as one path
+/// component relative to a parent gfid and are validated by the brick.
+#[tarpc::service]
+pub trait Brick {
+    /// First call on every connection: the client names itself (its id scopes
+    /// locks, which end with the connection) and learns the brick's identity.
+    async fn hello(client: ClientId, volume: String) -> FsResult<BrickInfo>;
+    async fn ping() -> u64;
+
+    async fn lookup(parent: Gfid, name: Name) -> FsResult<Looked>;
+    async fn getattr(gfid: Gfid) -> FsResult<Looked>;
+    async fn setattr(txn: Txn, gfid: Gfid, set: SetAttr) -> FsResult<Done<Attr>>;
+    async fn create(txn: Txn, parent: Gfid, new: NewObject) -> FsResult<Done<Attr>>;
+    async fn unlink(txn: Txn, parent: Gfid, name: Name, is_dir: bool) -> FsResult<Done<()>>;
+    async fn rename(txn: Txn, req: RenameReq) -> FsResult<Done<()>>;
+    async fn link(txn: Txn, gfid: Gfid, parent: Gfid, name: Name) -> FsResult<Done<Attr>>;
+    async fn readlink(gfid: Gfid) -> FsResult<Bytes>;
+
+    async fn read(gfid: Gfid, offset: u64, size: u32) -> FsResult<Bytes>;
+    async fn write(txn: Txn, gfid: Gfid, offset: u64, data: Bytes) -> FsResult<Done<Attr>>;
+    async fn fsync(gfid: Gfid, datasync: bool) -> FsResult<()>;
+    async fn fallocate(txn: Txn, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Done<Attr>>;
+
+    /// Entries of a directory in name order, starting after `after`.
+    async fn readdir(gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage>;
+    async fn statfs() -> FsResult<StatFs>;
+
+    async fn getxattr(gfid: Gfid, name: Name) -> FsResult<Bytes>;
+    async fn listxattr(gfid: Gfid) -> FsResult<Vec<Name>>;
+    async fn setxattr(txn: Txn, gfid: Gfid, name: Name, value: Bytes, flags: i32) -> FsResult<Done<()>>;
+    async fn removexattr(txn: Txn, gfid: Gfid, name: Name) -> FsResult<Done<()>>;
+
+    /// Replication lock on an inode (data+metadata of a file, entries of a
+    /// directory). Held by this connection until released or disconnect.
+    async fn inodelk(gfid: Gfid, mode: LockMode) -> FsResult<LockGrant>;
+    /// Releases locks held by this connection and clears the dirty marks the
+    /// brick set for them (the delayed, batched AFR post-op).
+    async fn unlock_batch(gfids: Vec<Gfid>) -> FsResult<()>;
+    /// Adds blame for bricks that failed an operation after it was sent
+    /// (the post-op for the rare case the pre-op could not know).
+    async fn mark_pending(gfid: Gfid, blame: Vec<BrickId>, kind: PendingKind) -> FsResult<()>;
+
+    /// POSIX record locks and flock, shared by all clients of the brick.
+    async fn getlk(gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>>;
+    async fn setlk(gfid: Gfid, lock: RecordLock) -> FsResult<()>;
+}

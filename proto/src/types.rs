@@ -1,0 +1,385 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::FsError;
+
+/// Largest name a brick accepts for one path component (as Linux NAME_MAX).
+pub const NAME_MAX: usize = 255;
+/// Largest data payload of one read or write; frames carry a little more.
+pub const MAX_IO: u32 = 4 << 20;
+/// Largest RPC frame a brick or client accepts.
+pub const MAX_FRAME: usize = (MAX_IO as usize) + (1 << 20);
+/// Directory holding a brick's private metadata, hidden from clients.
+pub const PRIVATE_DIR: &str = ".brickfs";
+
+/// 128-bit identity of a file or directory, the same on every replica.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Gfid(pub [u8; 16]);
+
+impl Gfid {
+    pub const ROOT: Gfid = Gfid([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+
+    pub fn random() -> Gfid {
+        Gfid(*uuid::Uuid::new_v4().as_bytes())
+    }
+
+    pub fn is_root(&self) -> bool {
+        *self == Gfid::ROOT
+    }
+
+    /// The inode number a front-end shows for this gfid: stable across
+    /// restarts and identical on every client. The root is always 1.
+    pub fn ino(&self) -> u64 {
+        if self.is_root() {
+            return 1;
+        }
+        let hi = u64::from_be_bytes(self.0[..8].try_into().unwrap_or([0; 8]));
+        let lo = u64::from_be_bytes(self.0[8..].try_into().unwrap_or([0; 8]));
+        let ino = hi ^ lo.rotate_left(17);
+        // 0 and 1 are reserved (invalid, root).
+        if ino < 2 {
+            ino + 2
+        } else {
+            ino
+        }
+    }
+
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(32);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    pub fn from_hex(s: &str) -> Option<Gfid> {
+        if s.len() != 32 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Gfid(out))
+    }
+}
+
+impl fmt::Debug for Gfid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&uuid::Uuid::from_bytes(self.0).to_string())
+    }
+}
+
+impl fmt::Display for Gfid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Identity of a client connection's owner (a mount or a gateway process).
+pub type ClientId = u128;
+
+/// A brick's UUID, created on its first start and kept in its directory.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BrickId(pub [u8; 16]);
+
+impl BrickId {
+    pub fn to_hex(&self) -> String {
+        Gfid(self.0).to_hex()
+    }
+    pub fn from_hex(s: &str) -> Option<BrickId> {
+        Gfid::from_hex(s).map(|g| BrickId(g.0))
+    }
+}
+
+impl fmt::Debug for BrickId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&uuid::Uuid::from_bytes(self.0).to_string())
+    }
+}
+
+impl fmt::Display for BrickId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BrickInfo {
+    pub id: BrickId,
+    pub dir: String,
+    pub version: String,
+}
+
+/// Raw bytes on the wire, serialized as one blob rather than element by element.
+pub type Bytes = serde_bytes::ByteBuf;
+
+/// One path component. Linux names are bytes, not UTF-8.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Name(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl Name {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Name {
+        Name(bytes.into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Rejects anything that is not exactly one ordinary path component.
+    pub fn validate(&self) -> Result<(), FsError> {
+        let b = &self.0;
+        if b.is_empty() || b == b"." || b == b".." {
+            return Err(FsError::BadName(self.to_string()));
+        }
+        if b.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        if b.contains(&b'/') || b.contains(&0) {
+            return Err(FsError::BadName(self.to_string()));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name(s.as_bytes().to_vec())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDev,
+    BlockDev,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Timespec {
+    pub secs: i64,
+    pub nsecs: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attr {
+    pub gfid: Gfid,
+    pub kind: FileKind,
+    /// Permission bits including setuid/setgid/sticky (mode & 0o7777).
+    pub perm: u32,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub blocks: u64,
+    pub blksize: u32,
+    pub rdev: u64,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+}
+
+/// Changelog counters one brick holds against another: operations of each
+/// kind that the blamed brick missed (AFR's data | metadata | entry).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCounts {
+    pub data: u32,
+    pub metadata: u32,
+    pub entry: u32,
+}
+
+impl PendingCounts {
+    pub fn is_zero(&self) -> bool {
+        self.data == 0 && self.metadata == 0 && self.entry == 0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendingKind {
+    Data,
+    Metadata,
+    Entry,
+}
+
+/// What a lookup or getattr returns: the attributes and the changelog state,
+/// so the client can tell whether this replica is a good source.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Looked {
+    pub attr: Attr,
+    /// Blame this brick holds against others for this object.
+    pub pending: Vec<(BrickId, PendingCounts)>,
+    /// A transaction on this object started here and has not been confirmed.
+    pub dirty: bool,
+}
+
+/// Replication context of a mutating operation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Txn {
+    /// Bricks of the replica set this operation will not reach: the brick
+    /// records that it holds blame against them (pending counters + heal index).
+    pub blame: Vec<BrickId>,
+}
+
+impl Txn {
+    pub fn none() -> Txn {
+        Txn { blame: Vec::new() }
+    }
+}
+
+/// Result of a mutating operation plus a hint for the eager-lock holder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Done<T> {
+    pub value: T,
+    /// Another client is waiting for a lock this connection holds on the object.
+    pub contended: bool,
+}
+
+/// Everything needed to create one object identically on every replica.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewObject {
+    pub name: Name,
+    /// Chosen by the client so that all replicas agree.
+    pub gfid: Gfid,
+    pub kind: FileKind,
+    /// Permission bits, umask already applied.
+    pub perm: u32,
+    pub rdev: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Symlink target, for `FileKind::Symlink`.
+    pub target: Option<Bytes>,
+    /// The creator takes the replication lock on the new object at once, so
+    /// its first writes need no lock round trip.
+    pub lock: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RenameReq {
+    pub parent: Gfid,
+    pub name: Name,
+    pub new_parent: Gfid,
+    pub new_name: Name,
+    /// RENAME_NOREPLACE / RENAME_EXCHANGE as in renameat2(2).
+    pub flags: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimeSet {
+    Now,
+    At(Timespec),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAttr {
+    pub perm: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+}
+
+impl SetAttr {
+    pub fn touches_data(&self) -> bool {
+        self.size.is_some()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub name: Name,
+    pub attr: Attr,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DirPage {
+    pub entries: Vec<DirEntry>,
+    pub eof: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockMode {
+    /// Take the lock; wait up to this many milliseconds for another holder.
+    Acquire { wait_ms: u32 },
+    Release,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockGrant {
+    pub granted: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecordLockType {
+    Read,
+    Write,
+    Unlock,
+}
+
+/// A POSIX record lock or flock. `end` is inclusive; `u64::MAX` means to EOF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordLock {
+    /// Lock owner as the kernel gives it, made unique per client by the brick.
+    pub owner: u64,
+    pub pid: u32,
+    pub start: u64,
+    pub end: u64,
+    pub typ: RecordLockType,
+    pub flock: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_are_rejected() {
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0b"] {
+            assert!(Name::new(bad).validate().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Name::new(vec![b'x'; 256]).validate(),
+            Err(FsError::NameTooLong)
+        );
+        assert!(Name::new(vec![b'x'; 255]).validate().is_ok());
+        assert!(Name::new(&b"\xff\xfe not utf8"[..]).validate().is_ok());
+    }
+
+    #[test]
+    fn gfid_hex_round_trip_and_ino() {
+        let g = Gfid::random();
+        assert_eq!(Gfid::from_hex(&g.to_hex()), Some(g));
+        assert_eq!(Gfid::ROOT.ino(), 1);
+        assert!(g.ino() >= 2);
+        assert_eq!(Gfid::from_hex("zz"), None);
+    }
+}
