@@ -1,0 +1,1 @@
+//! Integration-test harness: real brickd processes and real FUSE mounts.

@@ -1,0 +1,1 @@
+//! Volume definitions and the brickfs admin CLI.
