@@ -3,6 +3,9 @@
 //! replica set with quorum, changelog and eager locks.
 
 pub mod layer;
+pub mod protocol;
+pub mod quorum;
+pub mod replicate;
 
 pub use layer::{Layer, NewEntry};
 
@@ -36,7 +39,51 @@ impl Default for StackConfig {
 }
 
 /// Connects to the bricks and builds the layer stack; returns its top.
+///
+/// Waits (up to the op timeout) for every brick so that a fresh mount starts
+/// with full knowledge; a volume with no brick reachable is an error, one
+/// with fewer than a quorum mounts read-only in effect.
 pub async fn connect(config: StackConfig) -> proto::FsResult<Arc<dyn Layer>> {
-    let _ = config;
-    unimplemented!("replicate stack is being written")
+    if config.bricks.is_empty() || config.bricks.len() > 8 {
+        return Err(proto::FsError::Invalid(format!(
+            "a replica set has 1 to 8 bricks, got {}",
+            config.bricks.len()
+        )));
+    }
+    let client_id: proto::ClientId = uuid::Uuid::new_v4().as_u128();
+    let bricks: Vec<_> = config
+        .bricks
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            protocol::BrickConn::new(
+                i as u8,
+                *addr,
+                config.volume.clone(),
+                client_id,
+                config.op_timeout,
+                config.ping_interval,
+            )
+        })
+        .collect();
+    let first = futures::future::join_all(bricks.iter().map(|b| b.connect_once())).await;
+    let mut last_err = None;
+    for (b, res) in bricks.iter().zip(first) {
+        if let Err(e) = res {
+            tracing::warn!(brick = %b.addr, "not reachable at mount time: {e}");
+            if matches!(e, proto::FsError::Refused(_)) {
+                return Err(e);
+            }
+            last_err = Some(e);
+        }
+    }
+    if !bricks.iter().any(|b| b.is_up()) {
+        return Err(last_err.unwrap_or(proto::FsError::BrickDown("no brick".into())));
+    }
+    for b in &bricks {
+        tokio::spawn(b.clone().run_keepalive());
+    }
+    let replicate = replicate::Replicate::new(bricks, config.op_timeout);
+    tokio::spawn(replicate.clone().run_background());
+    Ok(replicate)
 }

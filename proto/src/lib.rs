@@ -54,7 +54,7 @@ pub trait Brick {
     async fn unlock_batch(gfids: Vec<Gfid>) -> FsResult<()>;
     /// Adds blame for bricks that failed an operation after it was sent
     /// (the post-op for the rare case the pre-op could not know).
-    async fn mark_pending(gfid: Gfid, blame: Vec<BrickId>, kind: PendingKind) -> FsResult<()>;
+    async fn mark_pending(gfid: Gfid, blame: Vec<ReplicaIndex>, kind: PendingKind) -> FsResult<()>;
 
     /// POSIX record locks and flock, shared by all clients of the brick.
     async fn getlk(gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>>;

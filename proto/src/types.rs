@@ -79,6 +79,11 @@ impl fmt::Display for Gfid {
 /// Identity of a client connection's owner (a mount or a gateway process).
 pub type ClientId = u128;
 
+/// Position of a brick in its replica set (0, 1, 2). Changelog blame is kept
+/// by position, as in AFR's `trusted.afr.<vol>-client-<i>`, so a client can
+/// blame a brick it has never reached and a replaced brick inherits the blame.
+pub type ReplicaIndex = u8;
+
 /// A brick's UUID, created on its first start and kept in its directory.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BrickId(pub [u8; 16]);
@@ -223,8 +228,9 @@ pub enum PendingKind {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Looked {
     pub attr: Attr,
-    /// Blame this brick holds against others for this object.
-    pub pending: Vec<(BrickId, PendingCounts)>,
+    /// Blame this brick holds against others for this object, by the blamed
+    /// brick's index in the replica set.
+    pub pending: Vec<(ReplicaIndex, PendingCounts)>,
     /// A transaction on this object started here and has not been confirmed.
     pub dirty: bool,
 }
@@ -232,9 +238,10 @@ pub struct Looked {
 /// Replication context of a mutating operation.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Txn {
-    /// Bricks of the replica set this operation will not reach: the brick
-    /// records that it holds blame against them (pending counters + heal index).
-    pub blame: Vec<BrickId>,
+    /// Bricks of the replica set (by index) this operation will not reach:
+    /// the brick records that it holds blame against them (pending counters
+    /// + heal index).
+    pub blame: Vec<ReplicaIndex>,
 }
 
 impl Txn {

@@ -1,0 +1,207 @@
+//! The protocol layer: one tarpc connection per brick, kept alive by a
+//! background task that reconnects and pings. The only place that calls tarpc.
+//!
+//! A brick that misses a deadline is marked down at once, so one hung brick
+//! (SIGSTOP) costs one timeout, not one per operation; the ping task marks it
+//! up again as soon as it answers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use proto::{BrickClient, BrickId, ClientId, FsError, FsResult, ReplicaIndex};
+use tarpc::client::RpcError;
+use tarpc::context::Context;
+use tarpc::tokio_serde::formats::Bincode;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+/// Connection to one brick of the replica set.
+pub struct BrickConn {
+    pub index: ReplicaIndex,
+    pub addr: SocketAddr,
+    volume: String,
+    client_id: ClientId,
+    op_timeout: Duration,
+    ping_interval: Duration,
+    client: RwLock<Option<BrickClient>>,
+    up: AtomicBool,
+    /// Bumped on every (re)connect: a lock held on an older connection is gone.
+    generation: AtomicU64,
+    brick_id: RwLock<Option<BrickId>>,
+    /// Woken when the brick is found unresponsive so the pinger reconnects now.
+    trouble: Notify,
+    /// Woken when the brick comes (back) up.
+    pub came_up: Notify,
+}
+
+impl BrickConn {
+    pub fn new(
+        index: ReplicaIndex,
+        addr: SocketAddr,
+        volume: String,
+        client_id: ClientId,
+        op_timeout: Duration,
+        ping_interval: Duration,
+    ) -> Arc<BrickConn> {
+        Arc::new(BrickConn {
+            index,
+            addr,
+            volume,
+            client_id,
+            op_timeout,
+            ping_interval,
+            client: RwLock::new(None),
+            up: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            brick_id: RwLock::new(None),
+            trouble: Notify::new(),
+            came_up: Notify::new(),
+        })
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn brick_id(&self) -> Option<BrickId> {
+        self.brick_id.read().ok().and_then(|g| *g)
+    }
+
+    pub fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
+    /// Connects and says hello; on success the brick counts as up.
+    pub async fn connect_once(&self) -> FsResult<()> {
+        let mut connect = tarpc::serde_transport::tcp::connect(self.addr, Bincode::default);
+        connect.config_mut().max_frame_length(proto::MAX_FRAME);
+        let transport = tokio::time::timeout(self.op_timeout, connect)
+            .await
+            .map_err(|_| FsError::Timeout(self.addr.to_string()))?
+            .map_err(|e| FsError::BrickDown(format!("{}: {e}", self.addr)))?;
+        if let Err(e) = transport.get_ref().set_nodelay(true) {
+            debug!(brick = %self.addr, "set_nodelay: {e}");
+        }
+        let config = tarpc::client::Config::default();
+        let client = BrickClient::new(config, transport).spawn();
+        let info = client
+            .hello(self.deadline(self.op_timeout), self.client_id, self.volume.clone())
+            .await
+            .map_err(|e| self.rpc_error(e))??;
+        if let Ok(mut id) = self.brick_id.write() {
+            if let Some(old) = *id {
+                if old != info.id {
+                    warn!(brick = %self.addr, old = %old, new = %info.id,
+                        "brick at this address has a new identity (replaced or wiped)");
+                }
+            }
+            *id = Some(info.id);
+        }
+        if let Ok(mut slot) = self.client.write() {
+            *slot = Some(client);
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.up.store(true, Ordering::Release);
+        info!(brick = %self.addr, id = %info.id, index = self.index, "brick up");
+        self.came_up.notify_waiters();
+        Ok(())
+    }
+
+    pub fn mark_down(&self, why: &str) {
+        if self.up.swap(false, Ordering::AcqRel) {
+            warn!(brick = %self.addr, index = self.index, "brick down: {why}");
+        }
+        if let Ok(mut slot) = self.client.write() {
+            *slot = None;
+        }
+        self.trouble.notify_one();
+    }
+
+    fn deadline(&self, timeout: Duration) -> Context {
+        let mut ctx = tarpc::context::current();
+        ctx.deadline = Instant::now() + timeout;
+        ctx
+    }
+
+    fn rpc_error(&self, e: RpcError) -> FsError {
+        match e {
+            RpcError::DeadlineExceeded => FsError::Timeout(self.addr.to_string()),
+            other => FsError::BrickDown(format!("{}: {other}", self.addr)),
+        }
+    }
+
+    /// Calls the brick with the standard deadline. Transport failures mark
+    /// the brick down and come back as `Timeout`/`BrickDown`.
+    pub async fn call<T, F, Fut>(&self, f: F) -> FsResult<T>
+    where
+        F: FnOnce(BrickClient, Context) -> Fut,
+        Fut: std::future::Future<Output = Result<FsResult<T>, RpcError>>,
+    {
+        self.call_with_timeout(self.op_timeout, f).await
+    }
+
+    pub async fn call_with_timeout<T, F, Fut>(&self, timeout: Duration, f: F) -> FsResult<T>
+    where
+        F: FnOnce(BrickClient, Context) -> Fut,
+        Fut: std::future::Future<Output = Result<FsResult<T>, RpcError>>,
+    {
+        let client = match self.client.read().ok().and_then(|c| c.clone()) {
+            Some(c) if self.is_up() => c,
+            _ => return Err(FsError::BrickDown(self.addr.to_string())),
+        };
+        // tarpc enforces the deadline on the server side too; the local
+        // timeout is the backstop for a brick that stopped reading.
+        let ctx = self.deadline(timeout);
+        match tokio::time::timeout(timeout + Duration::from_millis(50), f(client, ctx)).await {
+            Ok(Ok(res)) => res,
+            Ok(Err(e)) => {
+                let err = self.rpc_error(e);
+                self.mark_down(&err.to_string());
+                Err(err)
+            }
+            Err(_) => {
+                let err = FsError::Timeout(self.addr.to_string());
+                self.mark_down("operation deadline passed");
+                Err(err)
+            }
+        }
+    }
+
+    /// Keeps the connection alive for the life of the process: reconnects
+    /// with backoff while down, pings while up.
+    pub async fn run_keepalive(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if !self.is_up() {
+                match self.connect_once().await {
+                    Ok(()) => backoff = Duration::from_millis(100),
+                    Err(e) => {
+                        debug!(brick = %self.addr, "connect failed: {e}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.ping_interval) => {}
+                _ = self.trouble.notified() => continue,
+            }
+            let ping_timeout = self.op_timeout.min(Duration::from_secs(5));
+            let res = self
+                .call_with_timeout(ping_timeout, |c, ctx| async move {
+                    c.ping(ctx).await.map(Ok)
+                })
+                .await;
+            if let Err(e) = res {
+                debug!(brick = %self.addr, "ping failed: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Per-inode replication state of this client: which bricks hold our
+//! replication lock (eager locking), and which replicas are known stale.
+//!
+//! Why eager locks: AFR pays lock + pre-op + op + post-op + unlock per fop.
+//! Here the lock is kept while this client keeps using the inode, the pre-op
+//! (dirty mark and blame) rides on the op itself, and the post-op (dirty clear)
+//! rides on the batched unlock. The uncontended fop costs one round trip.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use dashmap::DashMap;
+use proto::Gfid;
+use tokio::sync::Mutex;
+
+use crate::quorum::Mask;
+
+/// Most inode contexts kept; idle ones beyond this are dropped (their stale
+/// masks are relearned by the next validation).
+pub const MAX_INODES: usize = 65_536;
+
+#[derive(Default)]
+pub struct LockState {
+    /// Bricks on which this client holds the inode's replication lock.
+    pub held: Mask,
+    /// Connection generation of each brick when the lock was taken there: a
+    /// reconnect means the brick dropped the lock with the old connection.
+    pub generations: [u64; 8],
+    pub last_used: Option<Instant>,
+}
+
+pub struct InodeCtx {
+    /// Serialises this client's mutations of the inode, so every replica
+    /// applies them in the same order.
+    pub lock: Mutex<LockState>,
+    /// Replicas that missed operations on this inode (not to be read from).
+    pub stale: AtomicU8,
+    /// Brick-connection epoch in which `stale` was last learned from all bricks.
+    pub validated_epoch: AtomicU64,
+}
+
+impl InodeCtx {
+    fn new() -> InodeCtx {
+        InodeCtx {
+            lock: Mutex::new(LockState::default()),
+            stale: AtomicU8::new(0),
+            validated_epoch: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    pub fn stale(&self) -> Mask {
+        self.stale.load(Ordering::Acquire)
+    }
+
+    pub fn add_stale(&self, m: Mask) {
+        self.stale.fetch_or(m, Ordering::AcqRel);
+    }
+}
+
+#[derive(Default)]
+pub struct Inodes {
+    map: DashMap<Gfid, Arc<InodeCtx>>,
+}
+
+impl Inodes {
+    pub fn get(&self, gfid: Gfid) -> Arc<InodeCtx> {
+        if let Some(c) = self.map.get(&gfid) {
+            return c.clone();
+        }
+        self.map
+            .entry(gfid)
+            .or_insert_with(|| Arc::new(InodeCtx::new()))
+            .clone()
+    }
+
+    pub fn peek(&self, gfid: Gfid) -> Option<Arc<InodeCtx>> {
+        self.map.get(&gfid).map(|c| c.clone())
+    }
+
+    pub fn snapshot(&self) -> Vec<(Gfid, Arc<InodeCtx>)> {
+        self.map
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect()
+    }
+
+    /// Bounds memory: once past half the limit, drops contexts nobody uses
+    /// that hold no lock, and past the limit also those that only remember
+    /// stale replicas (relearned by the next validation).
+    pub fn trim(&self) {
+        let len = self.map.len();
+        if len <= MAX_INODES / 2 {
+            return;
+        }
+        let over = len > MAX_INODES;
+        self.map.retain(|_, ctx| {
+            if Arc::strong_count(ctx) > 1 {
+                return true;
+            }
+            let Ok(state) = ctx.lock.try_lock() else {
+                return true;
+            };
+            if state.held != 0 {
+                return true;
+            }
+            !over && ctx.stale() != 0
+        });
+    }
+}

@@ -1,0 +1,420 @@
+//! The replicate layer: one replica set of bricks presented as one volume.
+//!
+//! Writes go through [`txn`] (quorum, eager locks, changelog). Reads go to one
+//! healthy replica, chosen by gfid so load spreads over the set; a replica is
+//! healthy for an inode when no brick blames it. What the bricks blame is
+//! learned by asking all of them (lookup, or a validation fan-out the first
+//! time an inode is read after any brick (re)connected).
+
+mod inodes;
+mod reads;
+mod txn;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use proto::{
+    Attr, DirPage, FileKind, FsError, FsResult, Gfid, Name, NewObject, PendingKind, RecordLock,
+    RecordLockType, RenameReq, SetAttr, StatFs,
+};
+use tracing::debug;
+
+use crate::layer::{Layer, NewEntry};
+use crate::protocol::BrickConn;
+use crate::quorum::{bit, count, fan_out, Mask, Tally};
+use inodes::Inodes;
+
+pub struct Replicate {
+    bricks: Vec<Arc<BrickConn>>,
+    quorum: usize,
+    op_timeout: Duration,
+    post_op_delay: Duration,
+    inodes: Inodes,
+}
+
+impl Replicate {
+    pub fn new(bricks: Vec<Arc<BrickConn>>, op_timeout: Duration) -> Arc<Replicate> {
+        let quorum = bricks.len() / 2 + 1;
+        Arc::new(Replicate {
+            bricks,
+            quorum,
+            op_timeout,
+            post_op_delay: Duration::from_millis(300),
+            inodes: Inodes::default(),
+        })
+    }
+
+    /// Background work of the layer: the delayed post-op / unlock.
+    pub async fn run_background(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.post_op_delay / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.release_idle().await;
+        }
+    }
+
+    fn all_mask(&self) -> Mask {
+        (bit(self.bricks.len()) as u16 - 1) as Mask
+    }
+
+    fn up_mask(&self) -> Mask {
+        self.bricks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_up())
+            .fold(0, |m, (i, _)| m | bit(i))
+    }
+
+    fn require_quorum(&self) -> FsResult<()> {
+        if count(self.up_mask()) < self.quorum {
+            return Err(FsError::ReadOnly { need: self.quorum });
+        }
+        Ok(())
+    }
+
+    /// Sum of connection generations: changes whenever any brick reconnects,
+    /// which is when what we knew about stale replicas may be out of date.
+    fn epoch(&self) -> u64 {
+        self.bricks.iter().map(|b| b.generation()).sum()
+    }
+
+    async fn create_object(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr> {
+        new.name.validate()?;
+        let gfid = Gfid::random();
+        let obj = NewObject {
+            name: new.name,
+            gfid,
+            kind: new.kind,
+            perm: new.perm,
+            rdev: new.rdev,
+            uid: new.uid,
+            gid: new.gid,
+            target: new.target.map(proto::Bytes::from),
+            // Only the creator knows the new gfid, so taking its lock in the
+            // same round trip cannot conflict with anyone.
+            lock: new.kind == FileKind::File,
+        };
+        let ctx = self.inodes.get(gfid);
+        let applied = self
+            .txn(&[parent], parent, PendingKind::Entry, |b, txn| {
+                let obj = obj.clone();
+                async move {
+                    b.call(|c, ctx| async move { c.create(ctx, txn, parent, obj).await })
+                        .await
+                }
+            })
+            .await?;
+        let missing = self.all_mask() & !applied.applied;
+        ctx.add_stale(missing);
+        ctx.validated_epoch
+            .store(self.epoch(), std::sync::atomic::Ordering::Release);
+        if obj.lock {
+            let mut state = ctx.lock.lock().await;
+            state.held = applied.applied;
+            for i in crate::quorum::indices(applied.applied) {
+                state.generations[i] = self.bricks[i].generation();
+            }
+            state.last_used = Some(std::time::Instant::now());
+        }
+        Ok(applied.value)
+    }
+
+    async fn remove(&self, parent: Gfid, name: &Name, is_dir: bool) -> FsResult<()> {
+        name.validate()?;
+        let name = name.clone();
+        self.txn(&[parent], parent, PendingKind::Entry, |b, txn| {
+            let name = name.clone();
+            async move {
+                b.call(|c, ctx| async move { c.unlink(ctx, txn, parent, name, is_dir).await })
+                    .await
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Takes or releases a record lock on a quorum of bricks; all or nothing.
+    async fn try_setlk(&self, gfid: Gfid, lock: RecordLock) -> FsResult<()> {
+        let up = self.up_mask();
+        let answers = fan_out(&self.bricks, up, |b| async move {
+            b.call(|c, ctx| async move { c.setlk(ctx, gfid, lock).await })
+                .await
+        })
+        .await;
+        let tally = Tally::new(answers);
+        if lock.typ == RecordLockType::Unlock {
+            return if tally.ok.is_empty() && !tally.failed.is_empty() {
+                Err(tally.common_error(self.quorum))
+            } else {
+                Ok(())
+            };
+        }
+        if count(tally.ok_mask()) >= self.quorum && tally.failed.is_empty() {
+            return Ok(());
+        }
+        // Partly granted: give back what we got so no brick keeps a lock the
+        // others refused.
+        let got = tally.ok_mask();
+        if got != 0 {
+            let unlock = RecordLock {
+                typ: RecordLockType::Unlock,
+                ..lock
+            };
+            fan_out(&self.bricks, got, |b| async move {
+                b.call(|c, ctx| async move { c.setlk(ctx, gfid, unlock).await })
+                    .await
+            })
+            .await;
+        }
+        if tally.failed.is_empty() {
+            return Err(FsError::Quorum {
+                need: self.quorum,
+                got: count(got),
+                detail: "record lock".into(),
+            });
+        }
+        Err(tally.common_error(self.quorum))
+    }
+}
+
+#[async_trait]
+impl Layer for Replicate {
+    async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        self.lookup_all(parent, name).await
+    }
+
+    async fn getattr(&self, gfid: Gfid) -> FsResult<Attr> {
+        self.validated(gfid).await?;
+        self.read_from(gfid, |b| async move {
+            b.call(|c, ctx| async move { c.getattr(ctx, gfid).await })
+                .await
+        })
+        .await
+        .map(|l| l.attr)
+    }
+
+    async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
+        let kind = if set.touches_data() {
+            PendingKind::Data
+        } else {
+            PendingKind::Metadata
+        };
+        self.txn(&[gfid], gfid, kind, |b, txn| {
+            let set = set.clone();
+            async move {
+                b.call(|c, ctx| async move { c.setattr(ctx, txn, gfid, set).await })
+                    .await
+            }
+        })
+        .await
+        .map(|a| a.value)
+    }
+
+    async fn create(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr> {
+        self.create_object(parent, new).await
+    }
+
+    async fn unlink(&self, parent: Gfid, name: &Name) -> FsResult<()> {
+        self.remove(parent, name, false).await
+    }
+
+    async fn rmdir(&self, parent: Gfid, name: &Name) -> FsResult<()> {
+        self.remove(parent, name, true).await
+    }
+
+    async fn rename(&self, req: RenameReq) -> FsResult<()> {
+        req.name.validate()?;
+        req.new_name.validate()?;
+        let parents = [req.parent, req.new_parent];
+        self.txn(&parents, req.parent, PendingKind::Entry, |b, txn| {
+            let req = req.clone();
+            async move {
+                b.call(|c, ctx| async move { c.rename(ctx, txn, req).await })
+                    .await
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn link(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        name.validate()?;
+        let name = name.clone();
+        self.txn(&[parent], parent, PendingKind::Entry, |b, txn| {
+            let name = name.clone();
+            async move {
+                b.call(|c, ctx| async move { c.link(ctx, txn, gfid, parent, name).await })
+                    .await
+            }
+        })
+        .await
+        .map(|a| a.value)
+    }
+
+    async fn readlink(&self, gfid: Gfid) -> FsResult<Vec<u8>> {
+        self.validated(gfid).await?;
+        self.read_from(gfid, |b| async move {
+            b.call(|c, ctx| async move { c.readlink(ctx, gfid).await })
+                .await
+        })
+        .await
+        .map(|b| b.into_vec())
+    }
+
+    async fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let size = size.min(proto::MAX_IO);
+        self.validated(gfid).await?;
+        self.read_from(gfid, |b| async move {
+            b.call(|c, ctx| async move { c.read(ctx, gfid, offset, size).await })
+                .await
+        })
+        .await
+        .map(|b| b.into_vec())
+    }
+
+    async fn write(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr> {
+        if data.len() > proto::MAX_IO as usize {
+            return Err(FsError::Invalid(format!(
+                "write of {} bytes exceeds {}",
+                data.len(),
+                proto::MAX_IO
+            )));
+        }
+        let data = proto::Bytes::from(data);
+        self.txn(&[gfid], gfid, PendingKind::Data, |b, txn| {
+            let data = data.clone();
+            async move {
+                b.call(|c, ctx| async move { c.write(ctx, txn, gfid, offset, data).await })
+                    .await
+            }
+        })
+        .await
+        .map(|a| a.value)
+    }
+
+    async fn flush(&self, _gfid: Gfid) -> FsResult<()> {
+        Ok(())
+    }
+
+    async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
+        self.require_quorum()?;
+        let timeout = self.op_timeout * 3;
+        let answers = fan_out(&self.bricks, self.up_mask(), |b| async move {
+            b.call_with_timeout(timeout, |c, ctx| async move {
+                c.fsync(ctx, gfid, datasync).await
+            })
+            .await
+        })
+        .await;
+        let tally = Tally::new(answers);
+        if count(tally.ok_mask()) >= self.quorum {
+            return Ok(());
+        }
+        Err(tally.common_error(self.quorum))
+    }
+
+    async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr> {
+        self.txn(&[gfid], gfid, PendingKind::Data, |b, txn| async move {
+            b.call(|c, ctx| async move { c.fallocate(ctx, txn, gfid, mode, offset, len).await })
+                .await
+        })
+        .await
+        .map(|a| a.value)
+    }
+
+    async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {
+        self.validated(gfid).await?;
+        self.read_from(gfid, |b| {
+            let after = after.clone();
+            async move {
+                b.call(|c, ctx| async move { c.readdir(ctx, gfid, after, max).await })
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn statfs(&self) -> FsResult<StatFs> {
+        self.read_from(Gfid::ROOT, |b| async move {
+            b.call(|c, ctx| async move { c.statfs(ctx).await }).await
+        })
+        .await
+    }
+
+    async fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>> {
+        self.validated(gfid).await?;
+        let name = name.clone();
+        self.read_from(gfid, |b| {
+            let name = name.clone();
+            async move {
+                b.call(|c, ctx| async move { c.getxattr(ctx, gfid, name).await })
+                    .await
+            }
+        })
+        .await
+        .map(|b| b.into_vec())
+    }
+
+    async fn listxattr(&self, gfid: Gfid) -> FsResult<Vec<Name>> {
+        self.validated(gfid).await?;
+        self.read_from(gfid, |b| async move {
+            b.call(|c, ctx| async move { c.listxattr(ctx, gfid).await })
+                .await
+        })
+        .await
+    }
+
+    async fn setxattr(&self, gfid: Gfid, name: &Name, value: Vec<u8>, flags: i32) -> FsResult<()> {
+        let name = name.clone();
+        let value = proto::Bytes::from(value);
+        self.txn(&[gfid], gfid, PendingKind::Metadata, |b, txn| {
+            let (name, value) = (name.clone(), value.clone());
+            async move {
+                b.call(|c, ctx| async move {
+                    c.setxattr(ctx, txn, gfid, name, value, flags).await
+                })
+                .await
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn removexattr(&self, gfid: Gfid, name: &Name) -> FsResult<()> {
+        let name = name.clone();
+        self.txn(&[gfid], gfid, PendingKind::Metadata, |b, txn| {
+            let name = name.clone();
+            async move {
+                b.call(|c, ctx| async move { c.removexattr(ctx, txn, gfid, name).await })
+                    .await
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn getlk(&self, gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>> {
+        self.read_from(gfid, |b| async move {
+            b.call(|c, ctx| async move { c.getlk(ctx, gfid, lock).await })
+                .await
+        })
+        .await
+    }
+
+    async fn setlk(&self, gfid: Gfid, lock: RecordLock, wait: bool) -> FsResult<()> {
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.try_setlk(gfid, lock).await {
+                Err(FsError::WouldBlock) if wait => {
+                    debug!(?gfid, "record lock busy; waiting");
+                    let jitter = rand::Rng::random_range(&mut rand::rng(), 0..5);
+                    tokio::time::sleep(pause + Duration::from_millis(jitter)).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+}

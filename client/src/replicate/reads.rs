@@ -1,0 +1,171 @@
+//! Reads: lookups ask every brick (they are where stale replicas are found),
+//! everything else asks one healthy replica.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use proto::{Attr, FsError, FsResult, Gfid, Looked, Name};
+
+use super::Replicate;
+use crate::protocol::BrickConn;
+use crate::quorum::{bit, count, fan_out, Mask, Tally};
+
+/// Bricks blamed by any of the answers.
+fn blamed_by(answers: &[(usize, Looked)]) -> Mask {
+    let mut m = 0;
+    for (_, looked) in answers {
+        for (idx, counts) in &looked.pending {
+            if !counts.is_zero() {
+                m |= bit(*idx as usize);
+            }
+        }
+    }
+    m
+}
+
+/// Errors that mean "this replica does not have the object", i.e. it missed
+/// the operation that created it (or the one that removed it, elsewhere).
+fn is_missing(e: &FsError) -> bool {
+    matches!(e, FsError::NotFound | FsError::Stale(_))
+}
+
+impl Replicate {
+    pub(crate) async fn lookup_all(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        name.validate()?;
+        let up = self.up_mask();
+        if up == 0 {
+            return Err(FsError::BrickDown("all bricks".into()));
+        }
+        let epoch = self.epoch();
+        let answers = fan_out(&self.bricks, up, |b| {
+            let name = name.clone();
+            async move {
+                b.call(|c, ctx| async move { c.lookup(ctx, parent, name).await })
+                    .await
+            }
+        })
+        .await;
+        let mut tally = Tally::new(answers);
+        // Vote: each distinct gfid is a candidate, "missing" is another.
+        let mut found: HashMap<Gfid, Vec<(usize, Looked)>> = HashMap::new();
+        for (i, looked) in std::mem::take(&mut tally.ok) {
+            found.entry(looked.attr.gfid).or_default().push((i, looked));
+        }
+        let missing: Mask = tally
+            .failed
+            .iter()
+            .filter(|(_, e)| is_missing(e))
+            .fold(0, |m, (i, _)| m | bit(*i));
+        let best = found.into_values().max_by_key(|g| g.len());
+        let Some(group) = best else {
+            return Err(if tally.failed.is_empty() {
+                FsError::BrickDown("no brick answered".into())
+            } else {
+                tally.common_error(self.quorum)
+            });
+        };
+        // Ties go to the replicas that have the entry: hiding a file that a
+        // brick missed the deletion of is healed later, losing one is not.
+        if count(missing) > group.len() {
+            return Err(FsError::NotFound);
+        }
+        let group_mask = group.iter().fold(0, |m, (i, _)| m | bit(*i));
+        let answered = group_mask | tally.failed.iter().fold(0, |m, (i, _)| m | bit(*i));
+        let stale = (blamed_by(&group) | (answered & !group_mask)) & self.all_mask();
+        let attr = group[0].1.attr.clone();
+        let ctx = self.inodes.get(attr.gfid);
+        let unanswered = self.all_mask() & !answered;
+        let old = ctx.stale();
+        ctx.stale
+            .store(stale | (old & unanswered), Ordering::Release);
+        if answered == up {
+            ctx.validated_epoch.store(epoch, Ordering::Release);
+        }
+        Ok(attr)
+    }
+
+    /// Makes sure we know which replicas of `gfid` are stale, asking all
+    /// bricks once per connection epoch.
+    pub(crate) async fn validated(&self, gfid: Gfid) -> FsResult<()> {
+        let epoch = self.epoch();
+        let ctx = self.inodes.get(gfid);
+        if ctx.validated_epoch.load(Ordering::Acquire) == epoch {
+            return Ok(());
+        }
+        let up = self.up_mask();
+        let answers = fan_out(&self.bricks, up, |b| async move {
+            b.call(|c, ctx| async move { c.getattr(ctx, gfid).await })
+                .await
+        })
+        .await;
+        let tally = Tally::new(answers);
+        if tally.ok.is_empty() {
+            return Err(if tally.failed.is_empty() {
+                FsError::BrickDown("no brick answered".into())
+            } else {
+                tally.common_error(self.quorum)
+            });
+        }
+        let missing = tally
+            .failed
+            .iter()
+            .filter(|(_, e)| is_missing(e))
+            .fold(0, |m, (i, _)| m | bit(*i));
+        let stale = blamed_by(&tally.ok) | missing;
+        let answered = tally.ok_mask() | tally.failed_mask();
+        let old = ctx.stale();
+        ctx.stale.store(
+            (stale | (old & !answered)) & self.all_mask(),
+            Ordering::Release,
+        );
+        if answered == up {
+            ctx.validated_epoch.store(epoch, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Asks one healthy replica, preferring the one the gfid hashes to, and
+    /// moves on to the next if it cannot answer or turns out not to have it.
+    pub(crate) async fn read_from<T, F, Fut>(&self, gfid: Gfid, f: F) -> FsResult<T>
+    where
+        F: Fn(Arc<BrickConn>) -> Fut,
+        Fut: Future<Output = FsResult<T>>,
+    {
+        let n = self.bricks.len();
+        let ctx = self.inodes.peek(gfid);
+        let stale = ctx.as_ref().map(|c| c.stale()).unwrap_or(0);
+        let up = self.up_mask();
+        let healthy = up & !stale;
+        if healthy == 0 {
+            return Err(if up == 0 {
+                FsError::BrickDown("all bricks".into())
+            } else {
+                FsError::Os {
+                    errno: libc::EIO,
+                    msg: format!("no healthy replica of {gfid} is up"),
+                }
+            });
+        }
+        let start = (gfid.ino() as usize) % n;
+        let order = (0..n).map(|k| (start + k) % n).filter(|i| healthy & bit(*i) != 0);
+        let mut first_err = None;
+        for i in order {
+            match f(self.bricks[i].clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transport() => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) if is_missing(&e) && count(healthy) > 1 => {
+                    if let Some(c) = &ctx {
+                        c.add_stale(bit(i));
+                    }
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_err.unwrap_or(FsError::BrickDown("no brick answered".into())))
+    }
+}

@@ -1,0 +1,313 @@
+//! The replica transaction: lock (eager), op with folded pre-op, blame for
+//! whoever missed it, delayed batched post-op + unlock.
+//!
+//! Invariants enforced here (TARGET.md "Replication: what must hold"):
+//! 1. success only when a quorum of bricks applied the op;
+//! 2. fewer than a quorum of bricks up → EROFS before anything is sent;
+//! 3. an op is only sent to bricks on which this client holds the inode's
+//!    replication lock, so a minority can never be modified on its own and
+//!    concurrent writers are ordered identically on every replica (6);
+//! 4. every brick that misses an op is blamed on those that applied it —
+//!    up front via `Txn::blame` when known, after the fact via `mark_pending`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::{Done, FsError, FsResult, Gfid, LockMode, PendingKind, Txn};
+use rand::Rng;
+use tokio::sync::MutexGuard;
+use tracing::{debug, warn};
+
+use super::inodes::{InodeCtx, LockState};
+use super::Replicate;
+use crate::protocol::BrickConn;
+use crate::quorum::{bit, count, fan_out, indices, Mask, Tally};
+
+/// Longest a transaction keeps trying to get its locks before giving up.
+const LOCK_GIVE_UP: Duration = Duration::from_secs(60);
+
+pub struct Locked<'a> {
+    pub gfids: Vec<Gfid>,
+    pub guards: Vec<MutexGuard<'a, LockState>>,
+}
+
+/// What a finished transaction tells its caller besides the value.
+pub struct Applied<T> {
+    pub value: T,
+    /// Bricks that applied the op.
+    pub applied: Mask,
+}
+
+impl Replicate {
+    /// Runs one replicated mutation. `gfids` are the inodes whose replication
+    /// locks order it (the file for data/metadata ops, the parent
+    /// directories for entry ops); `blame_on` is where missed ops are recorded.
+    pub(crate) async fn txn<T, F, Fut>(
+        &self,
+        gfids: &[Gfid],
+        blame_on: Gfid,
+        kind: PendingKind,
+        op: F,
+    ) -> FsResult<Applied<T>>
+    where
+        T: Send,
+        F: Fn(Arc<BrickConn>, Txn) -> Fut,
+        Fut: std::future::Future<Output = FsResult<Done<T>>>,
+    {
+        self.require_quorum()?;
+        let mut ids: Vec<Gfid> = gfids.to_vec();
+        ids.sort();
+        ids.dedup();
+        let ctxs: Vec<Arc<InodeCtx>> = ids.iter().map(|g| self.inodes.get(*g)).collect();
+        let mut guards = Vec::with_capacity(ctxs.len());
+        for ctx in &ctxs {
+            guards.push(ctx.lock.lock().await);
+        }
+        let mut locked = Locked { gfids: ids, guards };
+        let targets = self.acquire(&mut locked).await?;
+        let all = self.all_mask();
+        let blame: Vec<u8> = indices(all & !targets).map(|i| i as u8).collect();
+        let txn = Txn { blame };
+        let answers = fan_out(&self.bricks, targets, |b| op(b, txn.clone())).await;
+        let tally = Tally::new(answers);
+        let now = Instant::now();
+        let mut contended = false;
+        for (_, done) in &tally.ok {
+            contended |= done.contended;
+        }
+        // Bricks that lost their connection also lost our locks there.
+        for g in locked.guards.iter_mut() {
+            g.held &= !tally.unreachable;
+            g.last_used = Some(now);
+        }
+        let ok_mask = tally.ok_mask();
+        let missed = all & !ok_mask;
+        if ok_mask != 0 {
+            // Bricks that were sent the op but did not apply it are blamed now
+            // (the up-front blame covered only the ones known to be missing).
+            let late = missed & targets;
+            if late != 0 {
+                self.blame_after(blame_on, ok_mask, late, kind).await;
+            }
+        }
+        if let Some(ctx) = self.inodes.peek(blame_on) {
+            ctx.add_stale(missed);
+        }
+        if contended {
+            self.release_locked(&mut locked).await;
+        }
+        drop(locked);
+        if count(ok_mask) >= self.quorum {
+            let mut ok = tally.ok;
+            let (_, first) = ok.remove(0);
+            return Ok(Applied {
+                value: first.value,
+                applied: ok_mask,
+            });
+        }
+        if !tally.ok.is_empty() {
+            warn!(?blame_on, applied = ok_mask, "op applied on a minority only; blamed the rest");
+        }
+        if count(self.up_mask()) < self.quorum {
+            return Err(FsError::ReadOnly { need: self.quorum });
+        }
+        Err(tally.common_error(self.quorum))
+    }
+
+    async fn blame_after(&self, gfid: Gfid, on: Mask, blamed: Mask, kind: PendingKind) {
+        let blame: Vec<u8> = indices(blamed).map(|i| i as u8).collect();
+        let answers = fan_out(&self.bricks, on, |b| {
+            let blame = blame.clone();
+            async move {
+                b.call(|c, ctx| async move { c.mark_pending(ctx, gfid, blame, kind).await })
+                    .await
+            }
+        })
+        .await;
+        for (i, res) in answers {
+            if let Err(e) = res {
+                warn!(brick = i, ?gfid, "could not record blame: {e}");
+            }
+        }
+    }
+
+    /// Makes sure this client holds the replication locks of every inode in
+    /// `locked` on every brick that is up; returns the bricks where all are held.
+    async fn acquire(&self, locked: &mut Locked<'_>) -> FsResult<Mask> {
+        let started = Instant::now();
+        let mut blocking = false;
+        loop {
+            let up = self.up_mask();
+            if count(up) < self.quorum {
+                return Err(FsError::ReadOnly { need: self.quorum });
+            }
+            self.forget_lost_locks(locked);
+            let held_everywhere = locked.guards.iter().fold(up, |m, g| m & g.held);
+            if held_everywhere == up {
+                return Ok(up);
+            }
+            let granted = if blocking {
+                self.acquire_serially(locked, up).await
+            } else {
+                self.acquire_parallel(locked, up).await
+            };
+            if granted {
+                let up_now = self.up_mask();
+                let held = locked.guards.iter().fold(up_now, |m, g| m & g.held);
+                if count(held) >= self.quorum {
+                    return Ok(held);
+                }
+            }
+            // Someone else holds a lock: let go of everything we hold on these
+            // inodes (so two clients never wait on each other), back off, and
+            // queue up in brick order.
+            self.release_locked(locked).await;
+            if started.elapsed() > LOCK_GIVE_UP {
+                return Err(FsError::Timeout("replication lock".into()));
+            }
+            blocking = true;
+            let pause = rand::rng().random_range(1..20);
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    }
+
+    fn forget_lost_locks(&self, locked: &mut Locked<'_>) {
+        for g in locked.guards.iter_mut() {
+            for i in indices(g.held) {
+                if self.bricks[i].generation() != g.generations[i] || !self.bricks[i].is_up() {
+                    g.held &= !bit(i);
+                }
+            }
+        }
+    }
+
+    /// One non-blocking attempt on all missing (inode, brick) pairs at once.
+    async fn acquire_parallel(&self, locked: &mut Locked<'_>, up: Mask) -> bool {
+        let mut all_granted = true;
+        for k in 0..locked.gfids.len() {
+            let gfid = locked.gfids[k];
+            let need = up & !locked.guards[k].held;
+            if need == 0 {
+                continue;
+            }
+            let answers = fan_out(&self.bricks, need, |b| async move {
+                let generation = b.generation();
+                b.call(|c, ctx| async move {
+                    c.inodelk(ctx, gfid, LockMode::Acquire { wait_ms: 0 }).await
+                })
+                .await
+                .map(|g| (g.granted, generation))
+            })
+            .await;
+            for (i, res) in answers {
+                match res {
+                    Ok((true, generation)) => {
+                        locked.guards[k].held |= bit(i);
+                        locked.guards[k].generations[i] = generation;
+                    }
+                    Ok((false, _)) => all_granted = false,
+                    Err(e) => debug!(brick = i, "inodelk: {e}"),
+                }
+            }
+        }
+        all_granted
+    }
+
+    /// Blocking attempts one brick at a time in brick order: whoever gets
+    /// brick 0 first gets them all, so contenders cannot deadlock.
+    async fn acquire_serially(&self, locked: &mut Locked<'_>, up: Mask) -> bool {
+        let wait_ms = (self.op_timeout / 2).min(Duration::from_secs(1)).as_millis() as u32;
+        for i in indices(up) {
+            for k in 0..locked.gfids.len() {
+                if locked.guards[k].held & bit(i) != 0 {
+                    continue;
+                }
+                let gfid = locked.gfids[k];
+                let b = &self.bricks[i];
+                let generation = b.generation();
+                let res = b
+                    .call(|c, ctx| async move {
+                        c.inodelk(ctx, gfid, LockMode::Acquire { wait_ms }).await
+                    })
+                    .await;
+                match res {
+                    Ok(g) if g.granted => {
+                        locked.guards[k].held |= bit(i);
+                        locked.guards[k].generations[i] = generation;
+                    }
+                    Ok(_) => return false,
+                    Err(e) => debug!(brick = i, "inodelk: {e}"),
+                }
+            }
+        }
+        true
+    }
+
+    pub(crate) async fn release_locked(&self, locked: &mut Locked<'_>) {
+        for k in 0..locked.gfids.len() {
+            let held = locked.guards[k].held;
+            if held != 0 {
+                self.unlock_on(held, vec![locked.gfids[k]]).await;
+                locked.guards[k].held = 0;
+            }
+        }
+    }
+
+    pub(crate) async fn unlock_on(&self, mask: Mask, gfids: Vec<Gfid>) {
+        let answers = fan_out(&self.bricks, mask, |b| {
+            let gfids = gfids.clone();
+            async move {
+                b.call(|c, ctx| async move { c.unlock_batch(ctx, gfids).await })
+                    .await
+            }
+        })
+        .await;
+        for (i, res) in answers {
+            if let Err(e) = res {
+                debug!(brick = i, "unlock: {e}");
+            }
+        }
+    }
+
+    /// The delayed post-op: locks idle for `post_op_delay` are released in
+    /// one batch per brick, which also clears their dirty marks.
+    pub(crate) async fn release_idle(&self) {
+        let now = Instant::now();
+        let snapshot = self.inodes.snapshot();
+        let mut per_brick: Vec<Vec<Gfid>> = vec![Vec::new(); self.bricks.len()];
+        // The guards stay held until the unlocks are answered: a new
+        // transaction must not re-acquire a lock that is about to be released.
+        let mut guards = Vec::new();
+        for (gfid, ctx) in &snapshot {
+            let Ok(state) = ctx.lock.try_lock() else {
+                continue;
+            };
+            if state.held == 0 {
+                continue;
+            }
+            let idle = state
+                .last_used
+                .map(|t| now.duration_since(t) >= self.post_op_delay)
+                .unwrap_or(true);
+            if !idle {
+                continue;
+            }
+            for i in indices(state.held) {
+                if i < per_brick.len() {
+                    per_brick[i].push(*gfid);
+                }
+            }
+            guards.push(state);
+        }
+        for (i, gfids) in per_brick.into_iter().enumerate() {
+            for chunk in gfids.chunks(4096) {
+                self.unlock_on(bit(i), chunk.to_vec()).await;
+            }
+        }
+        for mut g in guards {
+            g.held = 0;
+        }
+        drop(snapshot);
+        self.inodes.trim();
+    }
+}
