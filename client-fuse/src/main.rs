@@ -1,1 +1,210 @@
-fn main() {}
+//! `brickfs-mount`: connects to the bricks of a volume, mounts it with FUSE
+//! and serves it until SIGINT/SIGTERM/SIGHUP or an external unmount, then
+//! unmounts cleanly. Exit 0 after a clean unmount, 1 on any failure.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use client::StackConfig;
+use client_fuse::{MountHandle, MountOptions};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// Mount a brickfs volume with FUSE.
+///
+/// Runs in the foreground; stop it with Ctrl-C, SIGTERM or `umount MOUNTPOINT`.
+/// Logs go to stderr; RUST_LOG, if set, overrides --log-level.
+#[derive(Parser, Debug)]
+#[command(name = "brickfs-mount", version)]
+struct Args {
+    /// Bricks of the replica set in volume order, as host:port, comma-separated.
+    #[arg(
+        long,
+        env = "BRICKFS_BRICKS",
+        value_delimiter = ',',
+        required = true,
+        value_parser = parse_brick
+    )]
+    bricks: Vec<SocketAddr>,
+
+    /// Volume name, checked by every brick.
+    #[arg(long, env = "BRICKFS_VOLUME", default_value = "dev")]
+    volume: String,
+
+    /// Seconds the kernel caches attributes (0 = ask every time).
+    #[arg(long, value_name = "SECS", default_value = "1.0", value_parser = parse_secs)]
+    attr_timeout: Duration,
+
+    /// Seconds the kernel caches name lookups (0 = ask every time).
+    #[arg(long, value_name = "SECS", default_value = "1.0", value_parser = parse_secs)]
+    entry_timeout: Duration,
+
+    /// Seconds one brick may take for one operation before it counts as down.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    op_timeout: Duration,
+
+    /// FUSE threads reading kernel requests.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
+
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive
+    /// such as "client=debug,info".
+    #[arg(
+        long,
+        env = "BRICKFS_LOG",
+        value_name = "LEVEL",
+        default_value = "info"
+    )]
+    log_level: String,
+
+    /// Existing directory to mount the volume on.
+    mountpoint: PathBuf,
+}
+
+fn parse_brick(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    s.to_socket_addrs()
+        .map_err(|e| format!("brick address {s:?}: {e} (expected host:port)"))?
+        .next()
+        .ok_or_else(|| format!("brick address {s:?} resolves to nothing"))
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?} is not a valid non-negative number of seconds"))
+}
+
+fn init_logging(level: &str) -> Result<(), String> {
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(f) => f,
+        Err(_) => EnvFilter::try_new(level).map_err(|e| format!("--log-level {level:?}: {e}"))?,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = init_logging(&args.log_level) {
+        eprintln!("brickfs-mount: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("brickfs-mount: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Signals that end the mount. Installed before mounting, so that a signal
+/// arriving at any point after the mount leads to an unmount rather than
+/// the default action killing us with the mount left dead.
+struct Stop {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Stop {
+    fn install() -> std::io::Result<Stop> {
+        Ok(Stop {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for a signal or for the session to end by itself.
+    async fn wait(&mut self, handle: &MountHandle) -> &'static str {
+        // The FUSE session has no async notification of its end; a cheap
+        // poll of its thread is enough to exit soon after `umount`.
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => return "SIGHUP",
+                _ = tick.tick() => {
+                    if !handle.is_mounted() {
+                        return "unmounted externally";
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    // Checked before connecting, so a typo fails at once.
+    if !args.mountpoint.is_dir() {
+        return Err(format!(
+            "mountpoint {} does not exist or is not a directory",
+            args.mountpoint.display()
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("brickfs-io")
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    let mut stop = {
+        let _enter = rt.enter();
+        Stop::install().map_err(|e| format!("cannot install signal handlers: {e}"))?
+    };
+
+    let config = StackConfig {
+        volume: args.volume.clone(),
+        bricks: args.bricks.clone(),
+        op_timeout: args.op_timeout,
+        ..StackConfig::default()
+    };
+    let layer = rt
+        .block_on(client::connect(config))
+        .map_err(|e| format!("cannot connect to volume {}: {e}", args.volume))?;
+
+    let opts = MountOptions {
+        volume: args.volume.clone(),
+        attr_timeout: args.attr_timeout,
+        entry_timeout: args.entry_timeout,
+        threads: usize::from(args.threads),
+        allow_other: true,
+    };
+    let handle =
+        client_fuse::mount(layer, rt.handle().clone(), &args.mountpoint, &opts).map_err(|e| {
+            format!(
+                "cannot mount volume {} at {}: {e}",
+                args.volume,
+                args.mountpoint.display()
+            )
+        })?;
+    info!(
+        "mounted {} at {}",
+        args.volume,
+        handle.mountpoint().display()
+    );
+
+    let why = rt.block_on(stop.wait(&handle));
+    info!(reason = why, "unmounting {}", handle.mountpoint().display());
+    let mountpoint = handle.mountpoint().to_path_buf();
+    // The runtime keeps running while unmounting, so requests in flight
+    // still get their answers.
+    let result = handle.unmount();
+    // Tasks still waiting (a blocking lock, a hung brick) must not hold up exit.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    result.map_err(|e| format!("unmount of {} failed: {e}", mountpoint.display()))?;
+    info!("unmounted {}", mountpoint.display());
+    Ok(())
+}
