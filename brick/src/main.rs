@@ -1,1 +1,98 @@
-fn main() {}
+//! The `brickd` daemon: parses flags, binds, announces `LISTENING <addr>` on
+//! stdout and serves until SIGINT/SIGTERM.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// Serves one brick (a directory holding a share of a volume) to brickfs clients.
+#[derive(Parser, Debug)]
+#[command(name = "brickd", version)]
+struct Args {
+    /// Brick directory; created if missing. Files stay readable as plain files.
+    #[arg(long, env = "BRICKFS_DIR")]
+    dir: PathBuf,
+    /// Address to listen on, e.g. 0.0.0.0:24007; port 0 picks a free port.
+    #[arg(long, env = "BRICKFS_LISTEN")]
+    listen: String,
+    /// Volume this brick belongs to; refuses to start if it belongs to another.
+    #[arg(long, env = "BRICKFS_VOLUME")]
+    volume: Option<String>,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, env = "BRICKFS_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&args.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    // A storage daemon must not limp on with half-updated state.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), brick::BrickError> {
+    let config = brick::BrickConfig {
+        dir: args.dir,
+        volume: args.volume.filter(|v| !v.is_empty()),
+    };
+    let checked = config.clone();
+    tokio::task::spawn_blocking(move || brick::check(&checked))
+        .await
+        .map_err(|e| brick::BrickError::Internal(e.to_string()))??;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| brick::BrickError::io(format!("bind {}", args.listen), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| brick::BrickError::io("local address", e))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "LISTENING {addr}")
+        .and_then(|()| out.flush())
+        .map_err(|e| brick::BrickError::io("write stdout", e))?;
+    drop(out);
+    brick::serve(listener, config, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the brick");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

@@ -3,7 +3,9 @@
 //! switch layers on and off.
 
 use async_trait::async_trait;
-use proto::{Attr, DirPage, FileKind, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs};
+use proto::{
+    Attr, DirPage, FileKind, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs,
+};
 
 /// A new object as a front-end asks for it; the stack picks its gfid.
 #[derive(Clone, Debug)]

@@ -91,7 +91,11 @@ impl BrickConn {
         let config = tarpc::client::Config::default();
         let client = BrickClient::new(config, transport).spawn();
         let info = client
-            .hello(self.deadline(self.op_timeout), self.client_id, self.volume.clone())
+            .hello(
+                self.deadline(self.op_timeout),
+                self.client_id,
+                self.volume.clone(),
+            )
             .await
             .map_err(|e| self.rpc_error(e))??;
         if let Ok(mut id) = self.brick_id.write() {
@@ -195,9 +199,10 @@ impl BrickConn {
             }
             let ping_timeout = self.op_timeout.min(Duration::from_secs(5));
             let res = self
-                .call_with_timeout(ping_timeout, |c, ctx| async move {
-                    c.ping(ctx).await.map(Ok)
-                })
+                .call_with_timeout(
+                    ping_timeout,
+                    |c, ctx| async move { c.ping(ctx).await.map(Ok) },
+                )
                 .await;
             if let Err(e) = res {
                 debug!(brick = %self.addr, "ping failed: {e}");

@@ -35,12 +35,10 @@ where
     F: Fn(Arc<BrickConn>) -> Fut,
     Fut: Future<Output = FsResult<T>>,
 {
-    let calls = indices(mask)
-        .filter(|i| *i < bricks.len())
-        .map(|i| {
-            let fut = f(bricks[i].clone());
-            async move { (i, fut.await) }
-        });
+    let calls = indices(mask).filter(|i| *i < bricks.len()).map(|i| {
+        let fut = f(bricks[i].clone());
+        async move { (i, fut.await) }
+    });
     join_all(calls).await
 }
 
@@ -115,7 +113,14 @@ mod tests {
     #[test]
     fn no_answers_is_a_quorum_error() {
         let t: Tally<()> = Tally::new(vec![(0, Err(FsError::BrickDown("a".into())))]);
-        assert!(matches!(t.common_error(2), FsError::Quorum { need: 2, got: 0, .. }));
+        assert!(matches!(
+            t.common_error(2),
+            FsError::Quorum {
+                need: 2,
+                got: 0,
+                ..
+            }
+        ));
     }
 
     #[test]

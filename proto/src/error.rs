@@ -29,7 +29,11 @@ pub enum FsError {
     #[error("brick {0} is down")]
     BrickDown(String),
     #[error("quorum not met: need {need} bricks, {got} answered ({detail})")]
-    Quorum { need: usize, got: usize, detail: String },
+    Quorum {
+        need: usize,
+        got: usize,
+        detail: String,
+    },
     #[error("read-only: fewer than {need} bricks of the replica set are up")]
     ReadOnly { need: usize },
     #[error("lock contended")]
@@ -130,7 +134,13 @@ mod tests {
 
     #[test]
     fn errno_round_trips_through_io_error() {
-        for errno in [libc::ENOENT, libc::ENOSPC, libc::EDQUOT, libc::EXDEV, libc::ELOOP] {
+        for errno in [
+            libc::ENOENT,
+            libc::ENOSPC,
+            libc::EDQUOT,
+            libc::EXDEV,
+            libc::ELOOP,
+        ] {
             let e = FsError::from(std::io::Error::from_raw_os_error(errno));
             assert_eq!(e.errno(), errno, "{e:?}");
         }

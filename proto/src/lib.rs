@@ -35,7 +35,13 @@ pub trait Brick {
     async fn read(gfid: Gfid, offset: u64, size: u32) -> FsResult<Bytes>;
     async fn write(txn: Txn, gfid: Gfid, offset: u64, data: Bytes) -> FsResult<Done<Attr>>;
     async fn fsync(gfid: Gfid, datasync: bool) -> FsResult<()>;
-    async fn fallocate(txn: Txn, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Done<Attr>>;
+    async fn fallocate(
+        txn: Txn,
+        gfid: Gfid,
+        mode: i32,
+        offset: u64,
+        len: u64,
+    ) -> FsResult<Done<Attr>>;
 
     /// Entries of a directory in name order, starting after `after`.
     async fn readdir(gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage>;
@@ -43,7 +49,13 @@ pub trait Brick {
 
     async fn getxattr(gfid: Gfid, name: Name) -> FsResult<Bytes>;
     async fn listxattr(gfid: Gfid) -> FsResult<Vec<Name>>;
-    async fn setxattr(txn: Txn, gfid: Gfid, name: Name, value: Bytes, flags: i32) -> FsResult<Done<()>>;
+    async fn setxattr(
+        txn: Txn,
+        gfid: Gfid,
+        name: Name,
+        value: Bytes,
+        flags: i32,
+    ) -> FsResult<Done<()>>;
     async fn removexattr(txn: Txn, gfid: Gfid, name: Name) -> FsResult<Done<()>>;
 
     /// Replication lock on an inode (data+metadata of a file, entries of a

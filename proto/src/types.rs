@@ -336,7 +336,9 @@ pub struct StatFs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LockMode {
     /// Take the lock; wait up to this many milliseconds for another holder.
-    Acquire { wait_ms: u32 },
+    Acquire {
+        wait_ms: u32,
+    },
     Release,
 }
 

@@ -1,1 +1,19 @@
-//! Integration-test harness: real brickd processes and real FUSE mounts.
+//! Integration-test harness: real `brickd` processes and real FUSE mounts.
+//!
+//! - [`cluster::TestCluster`]: N bricks, each a `brickd` child in a temp dir on
+//!   127.0.0.1 port 0; [`cluster::Mount`]s of it (several = several clients);
+//!   kill/stop/continue/restart a brick; compare brick trees.
+//! - [`raw`]: a tarpc client straight to one brick, and raw bytes on its port,
+//!   for bad-input tests.
+//! - [`tree`]: a digest of the user-visible tree of a brick directory.
+//!
+//! The binaries are not built here: run `cargo build --workspace` first
+//! (`scripts/test.sh` does). Everything started is stopped on drop, also
+//! when a test panics; then the logs' tails go to stderr.
+
+pub mod cluster;
+mod proc;
+pub mod raw;
+pub mod tree;
+
+pub use cluster::{wait_until, Mount, TestCluster};

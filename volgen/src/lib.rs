@@ -1,1 +1,9 @@
-//! Volume definitions and the brickfs admin CLI.
+//! Volume definitions (specs) and, later, the graphs generated from them.
+//!
+//! Architecture invariant: this library does no I/O. Everything that starts
+//! processes, touches files or talks to bricks lives in the `brickfs` binary
+//! (`src/main.rs` and its modules, e.g. `src/dev/`), so specs and graph
+//! generation stay pure and golden-testable.
+//!
+//! Volume specs, the store and `brickfs volume ...` arrive with the volgen
+//! issue; until then the only command is `brickfs dev`.

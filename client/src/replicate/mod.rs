@@ -372,10 +372,8 @@ impl Layer for Replicate {
         self.txn(&[gfid], gfid, PendingKind::Metadata, |b, txn| {
             let (name, value) = (name.clone(), value.clone());
             async move {
-                b.call(|c, ctx| async move {
-                    c.setxattr(ctx, txn, gfid, name, value, flags).await
-                })
-                .await
+                b.call(|c, ctx| async move { c.setxattr(ctx, txn, gfid, name, value, flags).await })
+                    .await
             }
         })
         .await

@@ -149,7 +149,9 @@ impl Replicate {
             });
         }
         let start = (gfid.ino() as usize) % n;
-        let order = (0..n).map(|k| (start + k) % n).filter(|i| healthy & bit(*i) != 0);
+        let order = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| healthy & bit(*i) != 0);
         let mut first_err = None;
         for i in order {
             match f(self.bricks[i].clone()).await {

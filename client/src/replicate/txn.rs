@@ -106,7 +106,11 @@ impl Replicate {
             });
         }
         if !tally.ok.is_empty() {
-            warn!(?blame_on, applied = ok_mask, "op applied on a minority only; blamed the rest");
+            warn!(
+                ?blame_on,
+                applied = ok_mask,
+                "op applied on a minority only; blamed the rest"
+            );
         }
         if count(self.up_mask()) < self.quorum {
             return Err(FsError::ReadOnly { need: self.quorum });
@@ -216,7 +220,9 @@ impl Replicate {
     /// Blocking attempts one brick at a time in brick order: whoever gets
     /// brick 0 first gets them all, so contenders cannot deadlock.
     async fn acquire_serially(&self, locked: &mut Locked<'_>, up: Mask) -> bool {
-        let wait_ms = (self.op_timeout / 2).min(Duration::from_secs(1)).as_millis() as u32;
+        let wait_ms = (self.op_timeout / 2)
+            .min(Duration::from_secs(1))
+            .as_millis() as u32;
         for i in indices(up) {
             for k in 0..locked.gfids.len() {
                 if locked.guards[k].held & bit(i) != 0 {

@@ -1,0 +1,705 @@
+//! The posix backend: every fop of the `Brick` service as a synchronous
+//! function over the store, with the changelog folded in (dirty mark and
+//! blame are written before the operation, so a crash in between still
+//! leaves a trace for heal). Called from blocking threads by the server.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use proto::{
+    Attr, BrickInfo, DirEntry, DirPage, FileKind, FsError, FsResult, Gfid, Looked, Name, NewObject,
+    PendingKind, RenameReq, ReplicaIndex, SetAttr, StatFs, TimeSet, Txn, MAX_IO, PRIVATE_DIR,
+};
+use rustix::fs::{
+    AtFlags, FallocateFlags, FileType, Gid, Mode, OFlags, RenameFlags, Stat, Timestamps, Uid, CWD,
+};
+
+use crate::attr::{attr_from_stat, is_dir, kind_of};
+use crate::changelog::Changelog;
+use crate::error::{BrickError, OsResult};
+use crate::locks::{ConnId, InodeLocks, RecordLocks};
+use crate::store::{
+    entry_gfid, entry_target, proc_fd, stat_at, xget, xlist, xremove, xset, Obj, Store, Target,
+    GFID_XATTR, PRIVATE_XATTR_PREFIX,
+};
+
+/// Longest symlink target accepted (Linux PATH_MAX less the NUL).
+const SYMLINK_MAX: usize = 4095;
+const READDIR_MAX: u32 = 4096;
+const XATTR_NAME_MAX: usize = 255;
+
+pub struct Backend {
+    pub store: Store,
+    pub changelog: Changelog,
+    pub inodelks: InodeLocks,
+    pub records: RecordLocks,
+}
+
+/// Rejects names that are not one plain component, and the private
+/// directory's name in the volume root (`hidden` says how).
+fn check_name(parent: Gfid, name: &Name, hidden: FsError) -> FsResult<()> {
+    name.validate()?;
+    if parent.is_root() && name.as_bytes() == PRIVATE_DIR.as_bytes() {
+        return Err(hidden);
+    }
+    Ok(())
+}
+
+fn check_xattr_name(name: &Name, private: FsError) -> FsResult<()> {
+    let b = name.as_bytes();
+    if b.is_empty() || b.contains(&0) {
+        return Err(FsError::Invalid(format!("bad xattr name {name:?}")));
+    }
+    if b.len() > XATTR_NAME_MAX {
+        return Err(FsError::Range);
+    }
+    if b.starts_with(PRIVATE_XATTR_PREFIX) {
+        return Err(private);
+    }
+    Ok(())
+}
+
+fn dir_target(fd: BorrowedFd<'_>) -> Target {
+    Target {
+        path: proc_fd(fd),
+        follow: true,
+    }
+}
+
+fn nofollow(t: &Target) -> AtFlags {
+    if t.follow {
+        AtFlags::empty()
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    }
+}
+
+fn utime(t: Option<TimeSet>) -> FsResult<rustix::fs::Timespec> {
+    Ok(match t {
+        None => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        Some(TimeSet::Now) => rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+        Some(TimeSet::At(ts)) => {
+            if ts.nsecs >= 1_000_000_000 {
+                return Err(FsError::Invalid(format!(
+                    "nanoseconds {} out of range",
+                    ts.nsecs
+                )));
+            }
+            rustix::fs::Timespec {
+                tv_sec: ts.secs,
+                tv_nsec: ts.nsecs.into(),
+            }
+        }
+    })
+}
+
+/// chmod without following a symlink at the last component: open the entry
+/// `O_PATH|O_NOFOLLOW`, refuse symlinks, then chmod through the magic link,
+/// which pins the inode (fchmod does not work on `O_PATH` fds).
+fn chmod_entry(dirfd: BorrowedFd<'_>, name: &Name, perm: u32) -> FsResult<()> {
+    let fd = rustix::fs::openat(
+        dirfd,
+        name.as_bytes(),
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .os()?;
+    let st = rustix::fs::fstat(&fd).os()?;
+    if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+        return Err(FsError::NotSupported("mode of a symlink".into()));
+    }
+    rustix::fs::chmodat(
+        CWD,
+        proc_fd(fd.as_fd()),
+        Mode::from_raw_mode(perm),
+        AtFlags::empty(),
+    )
+    .os()
+}
+
+fn same_inode(a: &Stat, b: &Stat) -> bool {
+    a.st_dev == b.st_dev && a.st_ino == b.st_ino
+}
+
+impl Backend {
+    pub fn open(dir: &Path) -> Result<Backend, BrickError> {
+        let store = Store::open(dir)?;
+        let changelog = Changelog::open(store.private_path())
+            .map_err(|e| BrickError::io("load changelog indices", e))?;
+        Ok(Backend {
+            store,
+            changelog,
+            inodelks: InodeLocks::default(),
+            records: RecordLocks::default(),
+        })
+    }
+
+    pub fn hello(&self, volume: &str) -> FsResult<BrickInfo> {
+        self.store.check_volume(volume)?;
+        Ok(BrickInfo {
+            id: self.store.id,
+            dir: self.store.root_path().display().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        })
+    }
+
+    fn looked(&self, gfid: Gfid, st: &Stat, target: &Target) -> FsResult<Looked> {
+        Ok(Looked {
+            attr: attr_from_stat(gfid, st),
+            pending: self.changelog.pending(target)?,
+            dirty: self.changelog.is_dirty(gfid),
+        })
+    }
+
+    /// Pre-op of an entry operation on directory `parent`.
+    fn pre_entry(&self, txn: &Txn, parent: Gfid, dirfd: BorrowedFd<'_>) -> FsResult<()> {
+        self.changelog.mark_dirty(parent)?;
+        self.changelog
+            .blame(parent, &dir_target(dirfd), &txn.blame, PendingKind::Entry)
+    }
+
+    pub fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Looked> {
+        check_name(parent, name, FsError::NotFound)?;
+        let dirfd = self.store.dir(parent)?;
+        let Some(gfid) = entry_gfid(dirfd.as_fd(), name)? else {
+            tracing::warn!(%parent, %name, "entry without gfid is invisible to clients");
+            return Err(FsError::NotFound);
+        };
+        let st = stat_at(dirfd.as_fd(), name)?;
+        self.looked(gfid, &st, &entry_target(dirfd.as_fd(), name))
+    }
+
+    pub fn getattr(&self, gfid: Gfid) -> FsResult<Looked> {
+        let obj = self.store.resolve(gfid)?;
+        let st = obj.stat()?;
+        self.looked(gfid, &st, &obj.target())
+    }
+
+    pub fn setattr(&self, txn: &Txn, gfid: Gfid, set: &SetAttr) -> FsResult<Attr> {
+        let obj = self.store.resolve(gfid)?;
+        let kind = kind_of(obj.stat()?.st_mode);
+        if let Some(perm) = set.perm {
+            if kind == FileKind::Symlink {
+                return Err(FsError::NotSupported("mode of a symlink".into()));
+            }
+            if perm & !0o7777 != 0 {
+                return Err(FsError::Invalid(format!("mode {perm:o}")));
+            }
+        }
+        if set.size.is_some() && kind == FileKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let times = Timestamps {
+            last_access: utime(set.atime)?,
+            last_modification: utime(set.mtime)?,
+        };
+        let t = obj.target();
+        self.changelog.mark_dirty(gfid)?;
+        if set.size.is_some() {
+            self.changelog
+                .blame(gfid, &t, &txn.blame, PendingKind::Data)?;
+        }
+        if set.perm.is_some()
+            || set.uid.is_some()
+            || set.gid.is_some()
+            || set.atime.is_some()
+            || set.mtime.is_some()
+        {
+            self.changelog
+                .blame(gfid, &t, &txn.blame, PendingKind::Metadata)?;
+        }
+        // chown clears setuid/setgid, so it goes before chmod; times last,
+        // since every other change bumps them.
+        if set.uid.is_some() || set.gid.is_some() {
+            rustix::fs::chownat(
+                CWD,
+                &t.path,
+                set.uid.map(Uid::from_raw),
+                set.gid.map(Gid::from_raw),
+                nofollow(&t),
+            )
+            .os()?;
+        }
+        if let Some(perm) = set.perm {
+            // Never a symlink here (checked above), so following is harmless.
+            rustix::fs::chmodat(CWD, &t.path, Mode::from_raw_mode(perm), AtFlags::empty()).os()?;
+        }
+        if let Some(size) = set.size {
+            self.store.file(gfid)?.set_len(size)?;
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            rustix::fs::utimensat(CWD, &t.path, &times, nofollow(&t)).os()?;
+        }
+        Ok(attr_from_stat(gfid, &obj.stat()?))
+    }
+
+    pub fn create(&self, txn: &Txn, parent: Gfid, new: &NewObject, conn: ConnId) -> FsResult<Attr> {
+        check_name(parent, &new.name, FsError::Perm)?;
+        if new.gfid.is_root() {
+            return Err(FsError::Invalid("cannot create the root gfid".into()));
+        }
+        if new.perm & !0o7777 != 0 {
+            return Err(FsError::Invalid(format!("mode {:o}", new.perm)));
+        }
+        let dirfd = self.store.dir(parent)?;
+        let dfd = dirfd.as_fd();
+        self.pre_entry(txn, parent, dfd)?;
+        self.changelog.mark_dirty(new.gfid)?;
+        let made = match self.make(dfd, new) {
+            Ok(made) => made,
+            Err(FsError::Exists) => {
+                // A retry of a create that already happened here succeeds.
+                if entry_gfid(dfd, &new.name)? != Some(new.gfid) {
+                    return Err(FsError::Exists);
+                }
+                if new.lock {
+                    self.inodelks.try_acquire(new.gfid, conn);
+                }
+                return Ok(attr_from_stat(new.gfid, &stat_at(dfd, &new.name)?));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = self.finish_create(dfd, parent, new, made) {
+            tracing::warn!(%parent, name = %new.name, error = %e, "create failed half-way; removing the entry");
+            let flags = if new.kind == FileKind::Dir {
+                AtFlags::REMOVEDIR
+            } else {
+                AtFlags::empty()
+            };
+            if let Err(e) = rustix::fs::unlinkat(dfd, new.name.as_bytes(), flags) {
+                tracing::error!(%parent, name = %new.name, error = %e, "cannot remove half-created entry");
+            }
+            return Err(e);
+        }
+        if new.lock {
+            self.inodelks.try_acquire(new.gfid, conn);
+        }
+        Ok(attr_from_stat(new.gfid, &stat_at(dfd, &new.name)?))
+    }
+
+    /// Creates the bare object; returns the fd of a new regular file.
+    fn make(&self, dirfd: BorrowedFd<'_>, new: &NewObject) -> FsResult<Option<OwnedFd>> {
+        let name = new.name.as_bytes();
+        // Private modes until owner and gfid are in place.
+        let mode = Mode::from_raw_mode(0o600);
+        match new.kind {
+            FileKind::File => {
+                let flags = OFlags::CREATE
+                    | OFlags::EXCL
+                    | OFlags::WRONLY
+                    | OFlags::CLOEXEC
+                    | OFlags::NOFOLLOW;
+                return rustix::fs::openat(dirfd, name, flags, mode).os().map(Some);
+            }
+            FileKind::Dir => rustix::fs::mkdirat(dirfd, name, Mode::from_raw_mode(0o700)).os()?,
+            FileKind::Symlink => {
+                let target = new
+                    .target
+                    .as_ref()
+                    .ok_or_else(|| FsError::Invalid("symlink without target".into()))?;
+                if target.is_empty() || target.len() > SYMLINK_MAX || target.contains(&0) {
+                    return Err(FsError::Invalid("bad symlink target".into()));
+                }
+                rustix::fs::symlinkat(target.as_slice(), dirfd, name).os()?
+            }
+            FileKind::Fifo => rustix::fs::mknodat(dirfd, name, FileType::Fifo, mode, 0).os()?,
+            FileKind::Socket => rustix::fs::mknodat(dirfd, name, FileType::Socket, mode, 0).os()?,
+            FileKind::CharDev => {
+                rustix::fs::mknodat(dirfd, name, FileType::CharacterDevice, mode, new.rdev).os()?
+            }
+            FileKind::BlockDev => {
+                rustix::fs::mknodat(dirfd, name, FileType::BlockDevice, mode, new.rdev).os()?
+            }
+        }
+        Ok(None)
+    }
+
+    fn finish_create(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        parent: Gfid,
+        new: &NewObject,
+        file: Option<OwnedFd>,
+    ) -> FsResult<()> {
+        let pst = rustix::fs::fstat(dirfd).os()?;
+        let mut perm = new.perm;
+        let mut gid = new.gid;
+        if pst.st_mode & libc::S_ISGID != 0 {
+            gid = pst.st_gid;
+            if new.kind == FileKind::Dir {
+                perm |= libc::S_ISGID;
+            }
+        }
+        rustix::fs::chownat(
+            dirfd,
+            new.name.as_bytes(),
+            Some(Uid::from_raw(new.uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .os()?;
+        match (&file, new.kind) {
+            (_, FileKind::Symlink) => {}
+            (Some(fd), _) => rustix::fs::fchmod(fd, Mode::from_raw_mode(perm)).os()?,
+            (None, _) => chmod_entry(dirfd, &new.name, perm)?,
+        }
+        xset(
+            &entry_target(dirfd, &new.name),
+            GFID_XATTR.as_bytes(),
+            &new.gfid.0,
+            0,
+        )?;
+        if new.kind == FileKind::Dir {
+            self.store.set_dir_pointer(new.gfid, parent, &new.name)
+        } else {
+            self.store.add_file_index(new.gfid, dirfd, &new.name)
+        }
+    }
+
+    pub fn unlink(&self, txn: &Txn, parent: Gfid, name: &Name, want_dir: bool) -> FsResult<()> {
+        check_name(parent, name, FsError::Perm)?;
+        let dirfd = self.store.dir(parent)?;
+        let dfd = dirfd.as_fd();
+        let st = stat_at(dfd, name)?;
+        let gfid = entry_gfid(dfd, name)?;
+        match (want_dir, is_dir(&st)) {
+            (true, false) => return Err(FsError::NotDir),
+            (false, true) => return Err(FsError::IsDir),
+            _ => {}
+        }
+        self.pre_entry(txn, parent, dfd)?;
+        if want_dir {
+            rustix::fs::unlinkat(dfd, name.as_bytes(), AtFlags::REMOVEDIR).os()?;
+            self.store.forget_dirs();
+            if let Some(g) = gfid {
+                self.store.remove_index(g)?;
+            }
+        } else {
+            rustix::fs::unlinkat(dfd, name.as_bytes(), AtFlags::empty()).os()?;
+            // Cached fds stay: an open-unlinked file keeps working.
+            if let Some(g) = gfid {
+                self.store.drop_index_if_orphan(g)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rename(&self, txn: &Txn, req: &RenameReq) -> FsResult<()> {
+        check_name(req.parent, &req.name, FsError::Perm)?;
+        check_name(req.new_parent, &req.new_name, FsError::Perm)?;
+        let known = RenameFlags::NOREPLACE | RenameFlags::EXCHANGE;
+        let flags = RenameFlags::from_bits_retain(req.flags);
+        if !known.contains(flags) || flags == known {
+            return Err(FsError::Invalid(format!("rename flags {:#x}", req.flags)));
+        }
+        let exchange = flags.contains(RenameFlags::EXCHANGE);
+        let src_dir = self.store.dir(req.parent)?;
+        let other_dir = if req.new_parent == req.parent {
+            None
+        } else {
+            Some(self.store.dir(req.new_parent)?)
+        };
+        let sfd = src_dir.as_fd();
+        let dfd = other_dir.as_ref().map_or(sfd, |d| d.as_fd());
+        let src_st = stat_at(sfd, &req.name)?;
+        let src_gfid = entry_gfid(sfd, &req.name)?;
+        let dst = match stat_at(dfd, &req.new_name) {
+            Ok(st) => Some((st, entry_gfid(dfd, &req.new_name)?)),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        self.pre_entry(txn, req.parent, sfd)?;
+        if other_dir.is_some() {
+            self.pre_entry(txn, req.new_parent, dfd)?;
+        }
+        rustix::fs::renameat_with(
+            sfd,
+            req.name.as_bytes(),
+            dfd,
+            req.new_name.as_bytes(),
+            flags,
+        )
+        .os()?;
+        let src_is_dir = is_dir(&src_st);
+        let dst_is_dir = dst.as_ref().is_some_and(|(st, _)| is_dir(st));
+        if src_is_dir || dst_is_dir {
+            self.store.forget_dirs();
+        }
+        if src_is_dir {
+            if let Some(g) = src_gfid {
+                self.store
+                    .set_dir_pointer(g, req.new_parent, &req.new_name)?;
+            }
+        }
+        let Some((dst_st, dst_gfid)) = dst else {
+            return Ok(());
+        };
+        if same_inode(&src_st, &dst_st) {
+            // Renaming one hard link over another does nothing.
+            return Ok(());
+        }
+        let Some(dst_gfid) = dst_gfid else {
+            return Ok(());
+        };
+        if exchange {
+            if dst_is_dir {
+                self.store
+                    .set_dir_pointer(dst_gfid, req.parent, &req.name)?;
+            }
+        } else if dst_is_dir {
+            self.store.remove_index(dst_gfid)?;
+        } else {
+            self.store.drop_index_if_orphan(dst_gfid)?;
+        }
+        Ok(())
+    }
+
+    pub fn link(&self, txn: &Txn, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        check_name(parent, name, FsError::Perm)?;
+        let Obj::Other(idx) = self.store.resolve(gfid)? else {
+            return Err(FsError::Perm);
+        };
+        let dirfd = self.store.dir(parent)?;
+        let dfd = dirfd.as_fd();
+        self.pre_entry(txn, parent, dfd)?;
+        self.changelog.mark_dirty(gfid)?;
+        match rustix::fs::linkat(CWD, &idx, dfd, name.as_bytes(), AtFlags::empty()).os() {
+            Ok(()) => {}
+            // A retried link that already happened.
+            Err(FsError::Exists) if entry_gfid(dfd, name)? == Some(gfid) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(attr_from_stat(gfid, &rustix::fs::lstat(&idx).os()?))
+    }
+
+    pub fn readlink(&self, gfid: Gfid) -> FsResult<Vec<u8>> {
+        match self.store.resolve(gfid)? {
+            Obj::Dir(_) => Err(FsError::Invalid("not a symlink".into())),
+            Obj::Other(idx) => match rustix::fs::readlinkat(CWD, &idx, Vec::new()) {
+                Ok(t) => Ok(t.into_bytes()),
+                Err(rustix::io::Errno::INVAL) => Err(FsError::Invalid("not a symlink".into())),
+                Err(e) => Err(FsError::from_errno(e.raw_os_error())),
+            },
+        }
+    }
+
+    pub fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        if size > MAX_IO {
+            return Err(FsError::Invalid(format!(
+                "read of {size} bytes exceeds {MAX_IO}"
+            )));
+        }
+        let file = self.store.file(gfid)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], offset.saturating_add(got as u64)) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    pub fn write(&self, txn: &Txn, gfid: Gfid, offset: u64, data: &[u8]) -> FsResult<Attr> {
+        if data.len() > MAX_IO as usize {
+            return Err(FsError::Invalid(format!(
+                "write of {} bytes exceeds {MAX_IO}",
+                data.len()
+            )));
+        }
+        let file = self.store.file(gfid)?;
+        self.data_pre_op(txn, gfid)?;
+        file.write_all_at(data, offset)?;
+        Ok(attr_from_stat(gfid, &rustix::fs::fstat(&*file).os()?))
+    }
+
+    fn data_pre_op(&self, txn: &Txn, gfid: Gfid) -> FsResult<()> {
+        self.changelog.mark_dirty(gfid)?;
+        let t = Target {
+            path: self.store.index_path(gfid),
+            follow: false,
+        };
+        self.changelog
+            .blame(gfid, &t, &txn.blame, PendingKind::Data)
+    }
+
+    pub fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
+        if let Obj::Dir(fd) = self.store.resolve(gfid)? {
+            let dir = rustix::fs::openat(
+                &fd,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .os()?;
+            return rustix::fs::fsync(&dir).os();
+        }
+        let file = self.store.file(gfid)?;
+        if datasync {
+            file.sync_data()?;
+        } else {
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    pub fn fallocate(
+        &self,
+        txn: &Txn,
+        gfid: Gfid,
+        mode: i32,
+        offset: u64,
+        len: u64,
+    ) -> FsResult<Attr> {
+        let file = self.store.file(gfid)?;
+        self.data_pre_op(txn, gfid)?;
+        let flags = FallocateFlags::from_bits_retain(mode as u32);
+        rustix::fs::fallocate(&*file, flags, offset, len).os()?;
+        Ok(attr_from_stat(gfid, &rustix::fs::fstat(&*file).os()?))
+    }
+
+    pub fn readdir(&self, gfid: Gfid, after: Option<&Name>, max: u32) -> FsResult<DirPage> {
+        let dirfd = self.store.dir(gfid)?;
+        let dfd = dirfd.as_fd();
+        let readable = rustix::fs::openat(
+            dfd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .os()?;
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for entry in rustix::fs::Dir::new(readable).os()? {
+            let entry = entry.os()?;
+            let n = entry.file_name().to_bytes();
+            if n == b"." || n == b".." || (gfid.is_root() && n == PRIVATE_DIR.as_bytes()) {
+                continue;
+            }
+            if after.is_some_and(|a| n <= a.as_bytes()) {
+                continue;
+            }
+            names.push(n.to_vec());
+        }
+        names.sort_unstable();
+        let max = max.clamp(1, READDIR_MAX) as usize;
+        let eof = names.len() <= max;
+        names.truncate(max);
+        let mut entries = Vec::with_capacity(names.len());
+        for n in names {
+            let name = Name(n);
+            let st = match stat_at(dfd, &name) {
+                Ok(st) => st,
+                // Removed since the directory was read.
+                Err(FsError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            match entry_gfid(dfd, &name) {
+                Ok(Some(g)) => entries.push(DirEntry {
+                    attr: attr_from_stat(g, &st),
+                    name,
+                }),
+                Ok(None) => tracing::warn!(dir = %gfid, %name, "skipping entry without gfid"),
+                Err(FsError::NotFound) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(DirPage { entries, eof })
+    }
+
+    pub fn statfs(&self) -> FsResult<StatFs> {
+        let s = rustix::fs::fstatvfs(self.store.root_fd()).os()?;
+        Ok(StatFs {
+            blocks: s.f_blocks,
+            bfree: s.f_bfree,
+            bavail: s.f_bavail,
+            files: s.f_files,
+            ffree: s.f_ffree,
+            bsize: u32::try_from(s.f_bsize).unwrap_or(u32::MAX),
+            namelen: u32::try_from(s.f_namemax).unwrap_or(u32::MAX),
+            frsize: u32::try_from(s.f_frsize).unwrap_or(u32::MAX),
+        })
+    }
+
+    pub fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>> {
+        check_xattr_name(name, FsError::NoAttr)?;
+        let obj = self.store.resolve(gfid)?;
+        xget(&obj.target(), name.as_bytes())
+    }
+
+    pub fn listxattr(&self, gfid: Gfid) -> FsResult<Vec<Name>> {
+        let obj = self.store.resolve(gfid)?;
+        Ok(xlist(&obj.target())?
+            .into_iter()
+            .filter(|n| !n.starts_with(PRIVATE_XATTR_PREFIX))
+            .map(Name)
+            .collect())
+    }
+
+    pub fn setxattr(
+        &self,
+        txn: &Txn,
+        gfid: Gfid,
+        name: &Name,
+        value: &[u8],
+        flags: i32,
+    ) -> FsResult<()> {
+        check_xattr_name(name, FsError::Perm)?;
+        let flags =
+            u32::try_from(flags).map_err(|_| FsError::Invalid(format!("xattr flags {flags}")))?;
+        let obj = self.store.resolve(gfid)?;
+        let t = obj.target();
+        self.changelog.mark_dirty(gfid)?;
+        self.changelog
+            .blame(gfid, &t, &txn.blame, PendingKind::Metadata)?;
+        xset(&t, name.as_bytes(), value, flags)
+    }
+
+    pub fn removexattr(&self, txn: &Txn, gfid: Gfid, name: &Name) -> FsResult<()> {
+        check_xattr_name(name, FsError::Perm)?;
+        let obj = self.store.resolve(gfid)?;
+        let t = obj.target();
+        self.changelog.mark_dirty(gfid)?;
+        self.changelog
+            .blame(gfid, &t, &txn.blame, PendingKind::Metadata)?;
+        xremove(&t, name.as_bytes())
+    }
+
+    pub fn mark_pending(
+        &self,
+        gfid: Gfid,
+        blame: &[ReplicaIndex],
+        kind: PendingKind,
+    ) -> FsResult<()> {
+        let obj = self.store.resolve(gfid)?;
+        self.changelog.blame(gfid, &obj.target(), blame, kind)
+    }
+
+    pub fn unlock_batch(&self, conn: ConnId, gfids: &[Gfid]) -> FsResult<()> {
+        let mut first_err = None;
+        for &g in gfids {
+            self.inodelks.release(g, conn);
+            if let Err(e) = self.changelog.clear_dirty(g) {
+                tracing::warn!(gfid = %g, error = %e, "cannot clear dirty mark");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Drops everything a closed connection held.
+    pub fn release_conn(&self, conn: ConnId) {
+        self.inodelks.release_all(conn);
+        self.records.release_all(conn);
+    }
+}

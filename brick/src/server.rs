@@ -1,0 +1,447 @@
+//! The tarpc side of the brick: accepting connections, one `Brick` service
+//! instance per connection (its id scopes locks), running fops on blocking
+//! threads, and releasing a connection's locks once it is gone.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use proto::{
+    Attr, Brick, BrickInfo, BrickRequest, BrickResponse, Bytes, ClientId, DirPage, Done, FsError,
+    FsResult, Gfid, LockGrant, LockMode, Looked, Name, NewObject, PendingKind, RecordLock,
+    RenameReq, ReplicaIndex, SetAttr, StatFs, Txn,
+};
+use tarpc::context::Context;
+use tarpc::server::{BaseChannel, Channel};
+use tarpc::tokio_serde::formats::Bincode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::error::{join_error, BrickError};
+use crate::locks::ConnId;
+use crate::ops::Backend;
+
+/// How long a shutdown waits for connections to finish their requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Configuration of one brick daemon.
+#[derive(Clone, Debug)]
+pub struct BrickConfig {
+    /// The brick directory: the volume root as plain files, plus `.brickfs/`.
+    pub dir: PathBuf,
+    /// Volume this brick must belong to; bound on first start if unset.
+    pub volume: Option<String>,
+}
+
+type ServerTransport = tarpc::serde_transport::Transport<
+    TcpStream,
+    tarpc::ClientMessage<BrickRequest>,
+    tarpc::Response<BrickResponse>,
+    Bincode<tarpc::ClientMessage<BrickRequest>, tarpc::Response<BrickResponse>>,
+>;
+
+/// Serves a brick on an already-bound listener until `shutdown` completes,
+/// then stops accepting, lets connections finish in-flight requests and
+/// returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: BrickConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BrickError> {
+    let init = config.clone();
+    let backend = tokio::task::spawn_blocking(move || open_backend(&init))
+        .await
+        .map_err(|e| BrickError::Internal(e.to_string()))??;
+    let backend = Arc::new(backend);
+    let brick = backend.store.id;
+    let mut incoming = tarpc::serde_transport::tcp::listen_on(listener, Bincode::default)
+        .await
+        .map_err(|e| BrickError::io("listen", e))?;
+    incoming.config_mut().max_frame_length(proto::MAX_FRAME);
+    tracing::info!(%brick, addr = %incoming.local_addr(), dir = %config.dir.display(), "brick serving");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    let mut next_id: ConnId = 0;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = incoming.next() => match accepted {
+                Some(Ok(transport)) => {
+                    next_id += 1;
+                    let peer = transport.peer_addr().ok();
+                    conns.spawn(connection(backend.clone(), next_id, peer, transport, stop_rx.clone()));
+                }
+                Some(Err(e)) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                None => break,
+            }
+        }
+    }
+    tracing::info!(%brick, connections = conns.len(), "shutting down");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections did not finish in time; aborting them");
+        conns.abort_all();
+    }
+    Ok(())
+}
+
+/// Opens (initialising on first start) the brick directory and checks that
+/// it belongs to the configured volume. `serve` does this itself; a daemon
+/// calls it first to fail before announcing its address.
+pub fn check(config: &BrickConfig) -> Result<(), BrickError> {
+    open_backend(config).map(drop)
+}
+
+fn open_backend(config: &BrickConfig) -> Result<Backend, BrickError> {
+    let backend = Backend::open(&config.dir)?;
+    if let Some(volume) = config.volume.as_deref() {
+        backend.store.check_volume(volume).map_err(|e| match e {
+            FsError::Refused(msg) => BrickError::Refused(msg),
+            e => BrickError::BadDir {
+                dir: config.dir.display().to_string(),
+                why: e.to_string(),
+            },
+        })?;
+    }
+    Ok(backend)
+}
+
+async fn connection(
+    backend: Arc<Backend>,
+    id: ConnId,
+    peer: Option<SocketAddr>,
+    transport: ServerTransport,
+    mut stop: watch::Receiver<bool>,
+) {
+    let span = tracing::info_span!("conn", conn = id, peer = ?peer);
+    async move {
+        tracing::debug!("connection accepted");
+        let server = Conn {
+            backend: backend.clone(),
+            id,
+        };
+        let mut requests = Box::pin(BaseChannel::with_defaults(transport).requests());
+        let mut inflight = JoinSet::new();
+        loop {
+            tokio::select! {
+                next = requests.next() => match next {
+                    Some(Ok(req)) => {
+                        inflight.spawn(req.execute(server.clone().serve()));
+                    }
+                    Some(Err(e)) => {
+                        // Garbage, an oversized frame or an undecodable request:
+                        // only this connection is dropped.
+                        tracing::warn!(error = %e, "dropping connection after transport error");
+                        break;
+                    }
+                    None => break,
+                },
+                Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+                _ = stop.changed() => break,
+            }
+        }
+        // Dropping the channel makes pending responses fail fast; the
+        // requests themselves finish before the locks they may take go.
+        drop(requests);
+        while inflight.join_next().await.is_some() {}
+        backend.release_conn(id);
+        tracing::debug!("connection closed; its locks released");
+    }
+    .instrument(span)
+    .await
+}
+
+/// The service as seen by one connection.
+#[derive(Clone)]
+struct Conn {
+    backend: Arc<Backend>,
+    id: ConnId,
+}
+
+impl Conn {
+    /// Runs one fop on a blocking thread inside its own span.
+    async fn run<T: Send + 'static>(
+        &self,
+        fop: &'static str,
+        gfid: Gfid,
+        f: impl FnOnce(&Backend) -> FsResult<T> + Send + 'static,
+    ) -> FsResult<T> {
+        let span = tracing::debug_span!("fop", fop, %gfid);
+        let backend = self.backend.clone();
+        let inner = span.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let _entered = inner.enter();
+            f(&backend)
+        })
+        .await
+        .map_err(join_error)
+        .and_then(|r| r);
+        if let Err(e) = &res {
+            span.in_scope(|| tracing::debug!(error = %e, "fop failed"));
+        }
+        res
+    }
+
+    fn done<T>(&self, res: FsResult<T>, gfids: &[Gfid]) -> FsResult<Done<T>> {
+        res.map(|value| Done {
+            value,
+            contended: self.backend.inodelks.contended(self.id, gfids),
+        })
+    }
+}
+
+impl Brick for Conn {
+    async fn hello(self, _: Context, client: ClientId, volume: String) -> FsResult<BrickInfo> {
+        tracing::info!(client = %format!("{client:032x}"), %volume, "hello");
+        self.run("hello", Gfid::ROOT, move |b| b.hello(&volume))
+            .await
+    }
+
+    /// Answers with the connection id: cheap, and proves the brick's
+    /// runtime (not just its socket) is alive.
+    async fn ping(self, _: Context) -> u64 {
+        self.id
+    }
+
+    async fn lookup(self, _: Context, parent: Gfid, name: Name) -> FsResult<Looked> {
+        self.run("lookup", parent, move |b| b.lookup(parent, &name))
+            .await
+    }
+
+    async fn getattr(self, _: Context, gfid: Gfid) -> FsResult<Looked> {
+        self.run("getattr", gfid, move |b| b.getattr(gfid)).await
+    }
+
+    async fn setattr(self, _: Context, txn: Txn, gfid: Gfid, set: SetAttr) -> FsResult<Done<Attr>> {
+        let r = self
+            .run("setattr", gfid, move |b| b.setattr(&txn, gfid, &set))
+            .await;
+        self.done(r, &[gfid])
+    }
+
+    async fn create(
+        self,
+        _: Context,
+        txn: Txn,
+        parent: Gfid,
+        new: NewObject,
+    ) -> FsResult<Done<Attr>> {
+        let conn = self.id;
+        let child = new.gfid;
+        let r = self
+            .run("create", parent, move |b| {
+                b.create(&txn, parent, &new, conn)
+            })
+            .await;
+        self.done(r, &[parent, child])
+    }
+
+    async fn unlink(
+        self,
+        _: Context,
+        txn: Txn,
+        parent: Gfid,
+        name: Name,
+        is_dir: bool,
+    ) -> FsResult<Done<()>> {
+        let r = self
+            .run("unlink", parent, move |b| {
+                b.unlink(&txn, parent, &name, is_dir)
+            })
+            .await;
+        self.done(r, &[parent])
+    }
+
+    async fn rename(self, _: Context, txn: Txn, req: RenameReq) -> FsResult<Done<()>> {
+        let parents = [req.parent, req.new_parent];
+        let r = self
+            .run("rename", req.parent, move |b| b.rename(&txn, &req))
+            .await;
+        self.done(r, &parents)
+    }
+
+    async fn link(
+        self,
+        _: Context,
+        txn: Txn,
+        gfid: Gfid,
+        parent: Gfid,
+        name: Name,
+    ) -> FsResult<Done<Attr>> {
+        let r = self
+            .run("link", gfid, move |b| b.link(&txn, gfid, parent, &name))
+            .await;
+        self.done(r, &[gfid, parent])
+    }
+
+    async fn readlink(self, _: Context, gfid: Gfid) -> FsResult<Bytes> {
+        self.run("readlink", gfid, move |b| b.readlink(gfid).map(Bytes::from))
+            .await
+    }
+
+    async fn read(self, _: Context, gfid: Gfid, offset: u64, size: u32) -> FsResult<Bytes> {
+        self.run("read", gfid, move |b| {
+            b.read(gfid, offset, size).map(Bytes::from)
+        })
+        .await
+    }
+
+    async fn write(
+        self,
+        _: Context,
+        txn: Txn,
+        gfid: Gfid,
+        offset: u64,
+        data: Bytes,
+    ) -> FsResult<Done<Attr>> {
+        let r = self
+            .run("write", gfid, move |b| b.write(&txn, gfid, offset, &data))
+            .await;
+        self.done(r, &[gfid])
+    }
+
+    async fn fsync(self, _: Context, gfid: Gfid, datasync: bool) -> FsResult<()> {
+        self.run("fsync", gfid, move |b| b.fsync(gfid, datasync))
+            .await
+    }
+
+    async fn fallocate(
+        self,
+        _: Context,
+        txn: Txn,
+        gfid: Gfid,
+        mode: i32,
+        offset: u64,
+        len: u64,
+    ) -> FsResult<Done<Attr>> {
+        let r = self
+            .run("fallocate", gfid, move |b| {
+                b.fallocate(&txn, gfid, mode, offset, len)
+            })
+            .await;
+        self.done(r, &[gfid])
+    }
+
+    async fn readdir(
+        self,
+        _: Context,
+        gfid: Gfid,
+        after: Option<Name>,
+        max: u32,
+    ) -> FsResult<DirPage> {
+        self.run("readdir", gfid, move |b| {
+            b.readdir(gfid, after.as_ref(), max)
+        })
+        .await
+    }
+
+    async fn statfs(self, _: Context) -> FsResult<StatFs> {
+        self.run("statfs", Gfid::ROOT, |b| b.statfs()).await
+    }
+
+    async fn getxattr(self, _: Context, gfid: Gfid, name: Name) -> FsResult<Bytes> {
+        self.run("getxattr", gfid, move |b| {
+            b.getxattr(gfid, &name).map(Bytes::from)
+        })
+        .await
+    }
+
+    async fn listxattr(self, _: Context, gfid: Gfid) -> FsResult<Vec<Name>> {
+        self.run("listxattr", gfid, move |b| b.listxattr(gfid))
+            .await
+    }
+
+    async fn setxattr(
+        self,
+        _: Context,
+        txn: Txn,
+        gfid: Gfid,
+        name: Name,
+        value: Bytes,
+        flags: i32,
+    ) -> FsResult<Done<()>> {
+        let r = self
+            .run("setxattr", gfid, move |b| {
+                b.setxattr(&txn, gfid, &name, &value, flags)
+            })
+            .await;
+        self.done(r, &[gfid])
+    }
+
+    async fn removexattr(self, _: Context, txn: Txn, gfid: Gfid, name: Name) -> FsResult<Done<()>> {
+        let r = self
+            .run("removexattr", gfid, move |b| {
+                b.removexattr(&txn, gfid, &name)
+            })
+            .await;
+        self.done(r, &[gfid])
+    }
+
+    async fn inodelk(self, _: Context, gfid: Gfid, mode: LockMode) -> FsResult<LockGrant> {
+        let span = tracing::debug_span!("fop", fop = "inodelk", %gfid);
+        async {
+            let granted = match mode {
+                LockMode::Acquire { wait_ms } => {
+                    self.backend
+                        .inodelks
+                        .acquire(gfid, self.id, Duration::from_millis(wait_ms.into()))
+                        .await
+                }
+                LockMode::Release => {
+                    self.backend.inodelks.release(gfid, self.id);
+                    false
+                }
+            };
+            tracing::debug!(?mode, granted, "inodelk");
+            Ok(LockGrant { granted })
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn unlock_batch(self, _: Context, gfids: Vec<Gfid>) -> FsResult<()> {
+        let conn = self.id;
+        let first = gfids.first().copied().unwrap_or(Gfid::ROOT);
+        self.run("unlock_batch", first, move |b| b.unlock_batch(conn, &gfids))
+            .await
+    }
+
+    async fn mark_pending(
+        self,
+        _: Context,
+        gfid: Gfid,
+        blame: Vec<ReplicaIndex>,
+        kind: PendingKind,
+    ) -> FsResult<()> {
+        self.run("mark_pending", gfid, move |b| {
+            b.mark_pending(gfid, &blame, kind)
+        })
+        .await
+    }
+
+    async fn getlk(self, _: Context, gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>> {
+        let _span = tracing::debug_span!("fop", fop = "getlk", %gfid).entered();
+        self.backend.records.getlk(gfid, self.id, &lock)
+    }
+
+    async fn setlk(self, _: Context, gfid: Gfid, lock: RecordLock) -> FsResult<()> {
+        let _span = tracing::debug_span!("fop", fop = "setlk", %gfid).entered();
+        self.backend.records.setlk(gfid, self.id, &lock)
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the brickfs test command (README "Test"; .ci/run runs it).
+#
+# 1. installs what the tests need when it is missing (Debian: fuse3 for
+#    fusermount3; rustfmt/clippy via rustup), 2. checks /dev/fuse,
+# 3. builds every binary (the integration tests run target/debug/brickd,
+#    brickfs-mount and brickfs as real processes), 4. fmt and clippy,
+# 5. runs all tests. Extra arguments go to `cargo test`, e.g.
+#    scripts/test.sh --test smoke          (one integration test file)
+# Env: TEST_THREADS (default 2: each FUSE test runs 3 bricks + mounts; the
+# machine has 2 cores), BRICKFS_TEST_KEEP=1 keeps a failed test's temp dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# --- 1. system packages (only when missing) ------------------------------
+missing=()
+command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
+if [ ${#missing[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "missing ${missing[*]} and no apt-get here: install them and re-run"; exit 1
+  fi
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  log "installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+for comp in fmt clippy; do
+  if ! cargo "$comp" --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    log "installing rustup component $comp"; rustup component add "${comp/fmt/rustfmt}"
+  fi
+done
+
+# --- 2. FUSE device -------------------------------------------------------
+if [ ! -c /dev/fuse ]; then
+  log "/dev/fuse is missing: load the fuse module (modprobe fuse) or, in a container, run with --device /dev/fuse --cap-add SYS_ADMIN"
+  exit 1
+fi
+if [ ! -r /dev/fuse ] || [ ! -w /dev/fuse ]; then
+  log "/dev/fuse is not readable and writable by $(id -un): FUSE mounts will fail"; exit 1
+fi
+
+# --- 3-5. build, lint, test ------------------------------------------------
+log "cargo build --workspace"
+cargo build --workspace
+log "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+log "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+log "cargo test --workspace"
+cargo test --workspace "$@" -- --test-threads="${TEST_THREADS:-2}"

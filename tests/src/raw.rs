@@ -1,0 +1,85 @@
+//! Straight to one brick's RPC port, bypassing the client stack: for
+//! bad-input tests (bad names, unknown gfids, garbage and oversized frames).
+//!
+//! The wire is tarpc over TCP with the Bincode codec, each frame prefixed by
+//! its length as a 4-byte big-endian integer (tokio-util's length-delimited
+//! codec, as tarpc's serde transport uses it), frames up to
+//! [`proto::MAX_FRAME`].
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use tarpc::tokio_serde::formats::Bincode;
+
+/// A tarpc client for one brick. Needs a tokio runtime (`#[tokio::test]`).
+/// Call `hello` first, as the client stack does.
+pub async fn connect(addr: SocketAddr) -> io::Result<proto::BrickClient> {
+    let mut connect = tarpc::serde_transport::tcp::connect(addr, Bincode::default);
+    connect.config_mut().max_frame_length(proto::MAX_FRAME);
+    let transport = connect.await?;
+    Ok(proto::BrickClient::new(tarpc::client::Config::default(), transport).spawn())
+}
+
+/// A tarpc context whose deadline is `timeout` from now.
+pub fn context(timeout: Duration) -> tarpc::context::Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = std::time::Instant::now() + timeout;
+    ctx
+}
+
+/// True when the brick answers `ping` on a fresh connection within `timeout`:
+/// "the brick keeps serving" after bad input.
+pub async fn answers_ping(addr: SocketAddr, timeout: Duration) -> bool {
+    let attempt = async {
+        let client = connect(addr).await.ok()?;
+        client.ping(context(timeout)).await.ok()
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(_)))
+}
+
+/// `payload` behind the 4-byte big-endian length prefix of one frame.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("frame payload over 4 GiB");
+    let mut out = Vec::with_capacity(4 + payload.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A frame header announcing `len` bytes (for oversized-frame tests: the
+/// brick must refuse it without reading or allocating that much).
+pub fn frame_header(len: u32) -> [u8; 4] {
+    len.to_be_bytes()
+}
+
+/// Connects, writes `bytes`, half-closes, and returns whatever the brick
+/// sends back until it closes the connection or `timeout` passes. A write
+/// error after the brick hung up is not an error here (the brick may close
+/// as soon as it sees garbage); only failing to connect is.
+pub fn send_raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(Shutdown::Write);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,80 @@
+//! `D/cluster.json`: what `brickfs dev` is running, for people and tests.
+//!
+//! ```json
+//! {"volume":"dev","mount":"/abs/mnt","mount_pid":42,"nfs":null,
+//!  "bricks":[{"name":"brick1","id":"<uuid>","pid":40,"addr":"127.0.0.1:41234",
+//!             "dir":"/abs/brick1","state":"up",
+//!             "cmd":["/abs/brickd","--dir","/abs/brick1","--listen","127.0.0.1:41234","--volume","dev"]}]}
+//! ```
+//!
+//! `cmd` restarts the brick on the same port. `state` is `up`, `down` (died;
+//! brickfs dev does not restart it) or `stopped` (brickfs dev exited).
+//! Built with `serde_json::json!` rather than derived types: only `proto`
+//! types derive `Serialize`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::{IoContext, Result};
+
+pub struct BrickEntry {
+    pub name: String,
+    pub id: String,
+    pub pid: u32,
+    pub addr: String,
+    pub dir: PathBuf,
+    pub cmd: Vec<String>,
+    pub state: &'static str,
+}
+
+pub struct ClusterFile<'a> {
+    pub volume: &'a str,
+    pub mount: &'a Path,
+    pub mount_pid: Option<u32>,
+    pub bricks: Vec<BrickEntry>,
+}
+
+impl ClusterFile<'_> {
+    pub fn to_json(&self) -> Value {
+        let bricks: Vec<Value> = self
+            .bricks
+            .iter()
+            .map(|b| {
+                json!({
+                    "name": b.name,
+                    "id": b.id,
+                    "pid": b.pid,
+                    "addr": b.addr,
+                    "dir": b.dir.to_string_lossy(),
+                    "cmd": b.cmd,
+                    "state": b.state,
+                })
+            })
+            .collect();
+        json!({
+            "volume": self.volume,
+            "mount": self.mount.to_string_lossy(),
+            "bricks": bricks,
+            "mount_pid": self.mount_pid,
+            "nfs": Value::Null,
+        })
+    }
+
+    /// Writes `path` atomically: a reader sees the old or the new file, never
+    /// a partial one.
+    pub fn write_atomic(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let mut text =
+            serde_json::to_string_pretty(&self.to_json()).expect("json values serialize");
+        text.push('\n');
+        let mut f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .ctx(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    }
+}

@@ -1,0 +1,503 @@
+//! `brickfs dev`: a replica-3 volume "dev" on this host, in the foreground.
+//!
+//! Starts 3 `brickd` children (dirs `D/brick1..3`, loopback, port 0), mounts
+//! the volume with `brickfs-mount` at `M`, records all of it in
+//! `D/cluster.json` and then only watches: a brick that dies is reported and
+//! marked down but never restarted (tests kill bricks on purpose and restart
+//! them with the `cmd` from cluster.json). Ctrl-C / SIGTERM unmounts first,
+//! then stops the bricks; the data stays in `D` for the next run.
+//!
+//! Why the order: the mount must go before the bricks, or the kernel would
+//! still route requests to a client whose bricks are gone.
+
+mod children;
+mod cluster_file;
+
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use children::{
+    find_binary, is_mounted, log_tail, open_log, signal, spawn_listening, terminate, umount_detach,
+};
+use cluster_file::{BrickEntry, ClusterFile};
+
+const VOLUME: &str = "dev";
+const BRICKS: usize = 3;
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// Directory holding the bricks (brick1..3), logs/ and cluster.json.
+    /// Re-using it keeps the data of earlier runs.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "./brickfs-dev",
+        env = "BRICKFS_DEV_STATE_DIR"
+    )]
+    state_dir: PathBuf,
+
+    /// Where to mount the volume (default: <state-dir>/mnt).
+    #[arg(long, value_name = "DIR")]
+    mount: Option<PathBuf>,
+
+    /// Per-operation timeout of the client, passed to brickfs-mount
+    /// (how long a hung brick can delay an operation).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    op_timeout: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("{0}")]
+    Msg(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, DevError>;
+
+/// Adds what we were doing to an io::Error.
+pub trait IoContext<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| DevError::Io {
+            context: what(),
+            source,
+        })
+    }
+}
+
+fn parse_secs(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// True once SIGINT, SIGTERM or SIGHUP arrived.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() -> Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe);
+        // the sigaction struct is fully initialised before the call.
+        let rc = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(DevError::Io {
+                context: format!("installing handler for signal {sig}"),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
+}
+
+struct Brick {
+    name: String,
+    id: String,
+    child: Child,
+    addr: String,
+    dir: PathBuf,
+    cmd: Vec<String>,
+    down: bool,
+}
+
+struct Dev {
+    state_dir: PathBuf,
+    mount_point: PathBuf,
+    log_dir: PathBuf,
+    bricks: Vec<Brick>,
+    mount: Option<Child>,
+    stopped: bool,
+    /// flock on D/.lock: one `brickfs dev` per state dir. Released on exit.
+    _lock: File,
+}
+
+pub fn run(args: DevArgs) -> Result<ExitCode> {
+    install_signal_handlers()?;
+    let brickd = find_binary("brickd")?;
+    let mounter = find_binary("brickfs-mount")?;
+
+    let cwd = std::env::current_dir().ctx(|| "reading the current directory".into())?;
+    std::fs::create_dir_all(&args.state_dir)
+        .ctx(|| format!("creating {}", args.state_dir.display()))?;
+    let state_dir = cwd
+        .join(&args.state_dir)
+        .canonicalize()
+        .ctx(|| format!("resolving {}", args.state_dir.display()))?;
+    let mount_point = resolve_mount_point(&cwd, &state_dir, args.mount.as_deref())?;
+    let log_dir = state_dir.join("logs");
+    std::fs::create_dir_all(&log_dir).ctx(|| format!("creating {}", log_dir.display()))?;
+    let lock = lock_state_dir(&state_dir)?;
+
+    if is_mounted(&mount_point) {
+        warn!(mount = %mount_point.display(), "stale mount from an earlier run; unmounting it (lazy)");
+        umount_detach(&mount_point)?;
+    }
+    std::fs::create_dir_all(&mount_point).ctx(|| format!("creating {}", mount_point.display()))?;
+
+    let mut dev = Dev {
+        state_dir,
+        mount_point,
+        log_dir,
+        bricks: Vec::new(),
+        mount: None,
+        stopped: false,
+        _lock: lock,
+    };
+    // From here on, an error drops `dev`, which stops whatever was started.
+    for n in 1..=BRICKS {
+        let brick = dev.start_brick(&brickd, n)?;
+        info!(brick = %brick.name, addr = %brick.addr, pid = brick.child.id(), id = %brick.id, "brick up");
+        dev.bricks.push(brick);
+    }
+    dev.start_mount(&mounter, args.op_timeout)?;
+    dev.write_cluster_file()?;
+    dev.print_summary();
+
+    loop {
+        for _ in 0..10 {
+            if stop_requested() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if stop_requested() {
+            info!("stopping: unmounting, then stopping the bricks");
+            dev.shutdown();
+            println!(
+                "brickfs dev: stopped; data kept in {}",
+                dev.state_dir.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if dev.check_children()? {
+            error!(
+                "mount process exited; stopping the bricks. Last lines of {}:\n{}",
+                dev.mount_log().display(),
+                log_tail(&dev.mount_log(), 20)
+            );
+            dev.shutdown();
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+}
+
+/// The mount point as an absolute path, resolved through its parent only: a
+/// stale FUSE mount cannot be canonicalized itself (ENOTCONN).
+fn resolve_mount_point(cwd: &Path, state_dir: &Path, mount: Option<&Path>) -> Result<PathBuf> {
+    let m = match mount {
+        Some(m) => cwd.join(m),
+        None => state_dir.join("mnt"),
+    };
+    let (Some(parent), Some(name)) = (m.parent(), m.file_name()) else {
+        return Err(DevError::Msg(format!(
+            "--mount {} is not a usable directory path",
+            m.display()
+        )));
+    };
+    std::fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+    let parent = parent
+        .canonicalize()
+        .ctx(|| format!("resolving {}", parent.display()))?;
+    Ok(parent.join(name))
+}
+
+fn lock_state_dir(state_dir: &Path) -> Result<File> {
+    let path = state_dir.join(".lock");
+    let f = File::create(&path).ctx(|| format!("creating {}", path.display()))?;
+    // SAFETY: plain syscall on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(DevError::Msg(format!(
+            "another `brickfs dev` is already using {} (see its cluster.json); \
+             stop it first or pass a different --state-dir",
+            state_dir.display()
+        )));
+    }
+    Ok(f)
+}
+
+/// Reads the UUID a brick gave itself on first start. The brick writes it
+/// before it listens, but allow it a moment anyway.
+fn read_brick_id(dir: &Path) -> Result<String> {
+    let path = dir.join(proto::PRIVATE_DIR).join("brick-id");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match std::fs::read(&path) {
+            Ok(bytes) => return Ok(format_brick_id(&bytes)),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                return Err(DevError::Io {
+                    context: format!("reading brick id {}", path.display()),
+                    source: e,
+                })
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Shows the id as a UUID whether the brick stored hex, a UUID or 16 raw bytes.
+fn format_brick_id(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    if let Some(id) = proto::BrickId::from_hex(&text.replace('-', "")) {
+        return id.to_string();
+    }
+    if let Ok(raw) = <[u8; 16]>::try_from(bytes) {
+        return proto::BrickId(raw).to_string();
+    }
+    text.to_string()
+}
+
+impl Dev {
+    fn mount_log(&self) -> PathBuf {
+        self.log_dir.join("mount.log")
+    }
+
+    fn start_brick(&self, brickd: &Path, n: usize) -> Result<Brick> {
+        let name = format!("brick{n}");
+        let dir = self.state_dir.join(&name);
+        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        let log = self.log_dir.join(format!("{name}.log"));
+        let mut cmd = Command::new(brickd);
+        cmd.arg("--dir")
+            .arg(&dir)
+            .args(["--listen", "127.0.0.1:0", "--volume", VOLUME]);
+        let (mut child, addr) = spawn_listening(&mut cmd, &log, START_TIMEOUT)?;
+        let id = match read_brick_id(&dir) {
+            Ok(id) => id,
+            Err(e) => {
+                children::kill_and_reap(&mut child);
+                return Err(e);
+            }
+        };
+        let addr = addr.to_string();
+        let cmd = vec![
+            brickd.to_string_lossy().into_owned(),
+            "--dir".into(),
+            dir.to_string_lossy().into_owned(),
+            "--listen".into(),
+            addr.clone(),
+            "--volume".into(),
+            VOLUME.into(),
+        ];
+        Ok(Brick {
+            name,
+            id,
+            child,
+            addr,
+            dir,
+            cmd,
+            down: false,
+        })
+    }
+
+    fn start_mount(&mut self, mounter: &Path, op_timeout: Option<f64>) -> Result<()> {
+        let log = self.mount_log();
+        let out = open_log(&log)?;
+        let err = out
+            .try_clone()
+            .ctx(|| format!("cloning {}", log.display()))?;
+        let addrs: Vec<&str> = self.bricks.iter().map(|b| b.addr.as_str()).collect();
+        let mut cmd = Command::new(mounter);
+        cmd.arg("--bricks")
+            .arg(addrs.join(","))
+            .args(["--volume", VOLUME]);
+        if let Some(secs) = op_timeout {
+            cmd.arg("--op-timeout").arg(secs.to_string());
+        }
+        cmd.arg(&self.mount_point)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        children::detach_from_terminal(&mut cmd);
+        let child = cmd
+            .spawn()
+            .ctx(|| format!("starting {}", mounter.display()))?;
+        let child = self.mount.insert(child);
+        children::wait_mounted(child, &self.mount_point, &log, START_TIMEOUT)
+    }
+
+    fn write_cluster_file(&self) -> Result<()> {
+        let file = ClusterFile {
+            volume: VOLUME,
+            mount: &self.mount_point,
+            mount_pid: self.mount.as_ref().map(Child::id),
+            bricks: self
+                .bricks
+                .iter()
+                .map(|b| BrickEntry {
+                    name: b.name.clone(),
+                    id: b.id.clone(),
+                    pid: b.child.id(),
+                    addr: b.addr.clone(),
+                    dir: b.dir.clone(),
+                    cmd: b.cmd.clone(),
+                    state: match (self.stopped, b.down) {
+                        (true, _) => "stopped",
+                        (false, true) => "down",
+                        (false, false) => "up",
+                    },
+                })
+                .collect(),
+        };
+        file.write_atomic(&self.state_dir.join("cluster.json"))
+    }
+
+    fn print_summary(&self) {
+        println!("brickfs dev: volume \"{VOLUME}\" (replica {BRICKS}) is up");
+        for b in &self.bricks {
+            println!(
+                "  {}  {}  pid {}  {}",
+                b.name,
+                b.addr,
+                b.child.id(),
+                b.dir.display()
+            );
+        }
+        if let Some(m) = &self.mount {
+            println!(
+                "  mount   {}  (brickfs-mount pid {})",
+                self.mount_point.display(),
+                m.id()
+            );
+        }
+        println!("  logs    {}", self.log_dir.display());
+        println!(
+            "  state   {}",
+            self.state_dir.join("cluster.json").display()
+        );
+        println!(
+            "Press Ctrl-C (or `kill {}`) to unmount and stop the bricks; the data stays in {}.",
+            std::process::id(),
+            self.state_dir.display()
+        );
+    }
+
+    /// Reaps children that exited. Marks dead bricks down (not restarted) and
+    /// returns true when the mount process is gone.
+    fn check_children(&mut self) -> Result<bool> {
+        let mut changed = false;
+        for b in self.bricks.iter_mut().filter(|b| !b.down) {
+            if let Ok(Some(status)) = b.child.try_wait() {
+                warn!(
+                    "{} (pid {}) is down ({status}); not restarting. Restart it with the `cmd` in cluster.json",
+                    b.name,
+                    b.child.id()
+                );
+                b.down = true;
+                changed = true;
+            }
+        }
+        if changed {
+            self.write_cluster_file()?;
+        }
+        Ok(match self.mount.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => {
+                error!(
+                    "brickfs-mount (pid {}) exited: {status}",
+                    self.mount.as_ref().map_or(0, Child::id)
+                );
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// Unmounts, then stops the bricks. Idempotent; also runs on drop so a
+    /// failed start leaves nothing behind.
+    fn shutdown(&mut self) {
+        if self.stopped {
+            return;
+        }
+        if let Some(mut m) = self.mount.take() {
+            // brickfs-mount unmounts itself on SIGTERM.
+            signal(&mut m, libc::SIGTERM);
+            if children::wait_until_exit(&mut m, STOP_GRACE).is_none() {
+                warn!(
+                    "brickfs-mount (pid {}) did not exit; detaching the mount",
+                    m.id()
+                );
+                if is_mounted(&self.mount_point) {
+                    let _ = umount_detach(&self.mount_point);
+                }
+                terminate(&mut m, Duration::from_secs(2));
+            }
+        }
+        if is_mounted(&self.mount_point) {
+            if let Err(e) = umount_detach(&self.mount_point) {
+                warn!("{e}");
+            }
+        }
+        // Signal all bricks first so they stop in parallel, then wait.
+        for b in &mut self.bricks {
+            signal(&mut b.child, libc::SIGTERM);
+        }
+        for b in &mut self.bricks {
+            if terminate(&mut b.child, STOP_GRACE).is_none() {
+                warn!(
+                    "{} (pid {}) ignored SIGTERM; killed it",
+                    b.name,
+                    b.child.id()
+                );
+            }
+        }
+        self.stopped = true;
+        if !self.bricks.is_empty() {
+            if let Err(e) = self.write_cluster_file() {
+                warn!("{e}");
+            }
+        }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_brick_id;
+
+    #[test]
+    fn brick_id_formats() {
+        let uuid = "0123456789abcdef0123456789abcdef";
+        let want = "01234567-89ab-cdef-0123-456789abcdef";
+        assert_eq!(format_brick_id(uuid.as_bytes()), want);
+        assert_eq!(format_brick_id(format!("{want}\n").as_bytes()), want);
+        let raw: [u8; 16] = [
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+            0xcd, 0xef,
+        ];
+        assert_eq!(format_brick_id(&raw), want);
+    }
+}
