@@ -90,8 +90,11 @@ impl Replicate {
                 self.blame_after(blame_on, ok_mask, late, kind).await;
             }
         }
-        if let Some(ctx) = self.inodes.peek(blame_on) {
-            ctx.add_stale(missed);
+        if ok_mask != 0 {
+            // Only an op that took effect somewhere leaves the others behind.
+            if let Some(ctx) = self.inodes.peek(blame_on) {
+                ctx.add_stale(missed);
+            }
         }
         if contended {
             self.release_locked(&mut locked).await;
