@@ -1,23 +1,26 @@
 //! The AFR changelog kept by this brick: pending counters (blame held
 //! against other bricks, one xattr `trusted.brickfs.pending.<replica-index>`
 //! per blamed brick on the object, as AFR's `trusted.afr.<vol>-client-<i>`), the heal
-//! index (`indices/xattrop/<gfid>`) and the dirty set (`indices/dirty/<gfid>`,
+//! index (`indices/xattrop/<gfid>`) and the dirty set (`indices/dirty.log`,
 //! transactions started here and not yet confirmed by `unlock_batch`).
 
-use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use proto::{FsError, FsResult, Gfid, PendingCounts, PendingKind, ReplicaIndex};
 
+use crate::dirty::DirtySet;
 use crate::store::{xget, xlist, xset, Target};
 
 const PENDING_PREFIX: &str = "trusted.brickfs.pending.";
 
 pub struct Changelog {
     xattrop: PathBuf,
-    dirty_dir: PathBuf,
-    dirty: Mutex<HashSet<Gfid>>,
+    dirty: DirtySet,
+    /// Entries in the heal index: clients skip replica validation while
+    /// every brick reports zero (nothing anywhere is blamed).
+    heal_entries: AtomicU64,
     /// Serialises read-modify-write of pending counters.
     bump: Mutex<()>,
 }
@@ -26,60 +29,28 @@ impl Changelog {
     /// Loads the dirty set left by a previous run.
     pub fn open(private: &std::path::Path) -> std::io::Result<Changelog> {
         let xattrop = private.join("indices/xattrop");
-        let dirty_dir = private.join("indices/dirty");
-        let mut dirty = HashSet::new();
-        for entry in std::fs::read_dir(&dirty_dir)? {
-            let entry = entry?;
-            match entry.file_name().to_str().and_then(Gfid::from_hex) {
-                Some(g) => {
-                    dirty.insert(g);
-                }
-                None => {
-                    tracing::warn!(name = ?entry.file_name(), "ignoring stray file in dirty index")
-                }
-            }
-        }
-        if !dirty.is_empty() {
-            tracing::info!(count = dirty.len(), "loaded dirty set");
-        }
+        let dirty = DirtySet::open(&private.join("indices/dirty.log"))?;
+        let heal_entries = std::fs::read_dir(&xattrop)?.count() as u64;
         Ok(Changelog {
             xattrop,
-            dirty_dir,
-            dirty: Mutex::new(dirty),
+            dirty,
+            heal_entries: AtomicU64::new(heal_entries),
             bump: Mutex::new(()),
         })
     }
 
-    fn dirty_set(&self) -> std::sync::MutexGuard<'_, HashSet<Gfid>> {
-        self.dirty
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     pub fn is_dirty(&self, gfid: Gfid) -> bool {
-        self.dirty_set().contains(&gfid)
+        self.dirty.contains(gfid)
     }
 
     /// Marks a transaction as started here; persisted before the operation so
     /// that a crash in between still leaves a trace for heal.
     pub fn mark_dirty(&self, gfid: Gfid) -> FsResult<()> {
-        if self.is_dirty(gfid) {
-            return Ok(());
-        }
-        std::fs::File::create(self.dirty_dir.join(gfid.to_hex()))?;
-        self.dirty_set().insert(gfid);
-        Ok(())
+        self.dirty.mark(gfid)
     }
 
     pub fn clear_dirty(&self, gfid: Gfid) -> FsResult<()> {
-        if !self.dirty_set().remove(&gfid) {
-            return Ok(());
-        }
-        match std::fs::remove_file(self.dirty_dir.join(gfid.to_hex())) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.dirty.clear(gfid)
     }
 
     /// Records that `blamed` bricks miss one operation of `kind` on `gfid`
@@ -115,9 +86,24 @@ impl Changelog {
                 xset(target, name.as_bytes(), &encode(&counts), 0)?;
             }
         }
-        std::fs::File::create(self.xattrop.join(gfid.to_hex()))?;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.xattrop.join(gfid.to_hex()))
+        {
+            Ok(_) => {
+                self.heal_entries.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
         tracing::debug!(%gfid, ?kind, ?blamed, "blame recorded");
         Ok(())
+    }
+
+    /// How many objects this brick's heal index lists.
+    pub fn heal_entries(&self) -> u64 {
+        self.heal_entries.load(Ordering::Relaxed)
     }
 
     /// The blame this brick holds against others for an object.

@@ -42,7 +42,14 @@ fn main() -> ExitCode {
         default_hook(info);
         std::process::abort();
     }));
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread runs every connection: fops are short syscalls run inline,
+    // and on a host shared with other bricks and clients, cross-thread
+    // wake-ups cost more than the work (measured with perf: most client and
+    // brick CPU went to scheduler switches). Slow fops use the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start runtime");

@@ -26,6 +26,9 @@ use crate::error::{join_error, BrickError};
 use crate::locks::ConnId;
 use crate::ops::Backend;
 
+/// Reads and writes above this size run on the blocking pool.
+const HEAVY_IO: u32 = 128 * 1024;
+
 /// How long a shutdown waits for connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -76,6 +79,10 @@ pub async fn serve(
             accepted = incoming.next() => match accepted {
                 Some(Ok(transport)) => {
                     next_id += 1;
+                    // Replies are small and latency-bound: never let Nagle hold one back.
+                    if let Err(e) = transport.get_ref().set_nodelay(true) {
+                        tracing::debug!(error = %e, "set_nodelay");
+                    }
                     let peer = transport.peer_addr().ok();
                     conns.spawn(connection(backend.clone(), next_id, peer, transport, stop_rx.clone()));
                 }
@@ -175,23 +182,43 @@ struct Conn {
 }
 
 impl Conn {
-    /// Runs one fop on a blocking thread inside its own span.
+    /// Runs one fop inside its own span. Most fops are a handful of short
+    /// syscalls: running them inline on the runtime costs far less than the
+    /// two thread hand-offs of `spawn_blocking` (measured: creates/s doubled
+    /// with three bricks and a client sharing two cores). Fops that can take
+    /// long (fsync, big I/O, big directories) go to the blocking pool so they
+    /// never stall other requests.
     async fn run<T: Send + 'static>(
         &self,
         fop: &'static str,
         gfid: Gfid,
         f: impl FnOnce(&Backend) -> FsResult<T> + Send + 'static,
     ) -> FsResult<T> {
+        self.run_as(fop, gfid, false, f).await
+    }
+
+    async fn run_as<T: Send + 'static>(
+        &self,
+        fop: &'static str,
+        gfid: Gfid,
+        heavy: bool,
+        f: impl FnOnce(&Backend) -> FsResult<T> + Send + 'static,
+    ) -> FsResult<T> {
         let span = tracing::debug_span!("fop", fop, %gfid);
-        let backend = self.backend.clone();
-        let inner = span.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            let _entered = inner.enter();
-            f(&backend)
-        })
-        .await
-        .map_err(join_error)
-        .and_then(|r| r);
+        let res = if heavy {
+            let backend = self.backend.clone();
+            let inner = span.clone();
+            tokio::task::spawn_blocking(move || {
+                let _entered = inner.enter();
+                f(&backend)
+            })
+            .await
+            .map_err(join_error)
+            .and_then(|r| r)
+        } else {
+            let _entered = span.enter();
+            f(&self.backend)
+        };
         if let Err(e) = &res {
             span.in_scope(|| tracing::debug!(error = %e, "fop failed"));
         }
@@ -213,10 +240,11 @@ impl Brick for Conn {
             .await
     }
 
-    /// Answers with the connection id: cheap, and proves the brick's
-    /// runtime (not just its socket) is alive.
+    /// Answers with the size of the heal index: cheap, proves the brick's
+    /// runtime (not just its socket) is alive, and tells clients whether
+    /// any replica may be stale.
     async fn ping(self, _: Context) -> u64 {
-        self.id
+        self.backend.changelog.heal_entries()
     }
 
     async fn lookup(self, _: Context, parent: Gfid, name: Name) -> FsResult<Looked> {
@@ -296,7 +324,7 @@ impl Brick for Conn {
     }
 
     async fn read(self, _: Context, gfid: Gfid, offset: u64, size: u32) -> FsResult<Bytes> {
-        self.run("read", gfid, move |b| {
+        self.run_as("read", gfid, size > HEAVY_IO, move |b| {
             b.read(gfid, offset, size).map(Bytes::from)
         })
         .await
@@ -311,13 +339,15 @@ impl Brick for Conn {
         data: Bytes,
     ) -> FsResult<Done<Attr>> {
         let r = self
-            .run("write", gfid, move |b| b.write(&txn, gfid, offset, &data))
+            .run_as("write", gfid, data.len() > HEAVY_IO as usize, move |b| {
+                b.write(&txn, gfid, offset, &data)
+            })
             .await;
         self.done(r, &[gfid])
     }
 
     async fn fsync(self, _: Context, gfid: Gfid, datasync: bool) -> FsResult<()> {
-        self.run("fsync", gfid, move |b| b.fsync(gfid, datasync))
+        self.run_as("fsync", gfid, true, move |b| b.fsync(gfid, datasync))
             .await
     }
 
@@ -331,7 +361,7 @@ impl Brick for Conn {
         len: u64,
     ) -> FsResult<Done<Attr>> {
         let r = self
-            .run("fallocate", gfid, move |b| {
+            .run_as("fallocate", gfid, true, move |b| {
                 b.fallocate(&txn, gfid, mode, offset, len)
             })
             .await;
@@ -345,7 +375,7 @@ impl Brick for Conn {
         after: Option<Name>,
         max: u32,
     ) -> FsResult<DirPage> {
-        self.run("readdir", gfid, move |b| {
+        self.run_as("readdir", gfid, true, move |b| {
             b.readdir(gfid, after.as_ref(), max)
         })
         .await

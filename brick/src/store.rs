@@ -125,13 +125,19 @@ impl Store {
             .map_err(|e| BrickError::io(format!("resolve {shown}"), e))?;
         let private = root_path.join(PRIVATE_DIR);
         let gfid_dir = private.join("gfid");
-        for d in [
-            gfid_dir.clone(),
-            private.join("indices/xattrop"),
-            private.join("indices/dirty"),
-        ] {
+        for d in [gfid_dir.clone(), private.join("indices/xattrop")] {
             std::fs::create_dir_all(&d)
                 .map_err(|e| BrickError::io(format!("create {}", d.display()), e))?;
+        }
+        // One level of 256 fan-out directories, made once: a per-create
+        // mkdir of a 65,536-way tree cost more than the create itself.
+        for b in 0..=255u8 {
+            let d = gfid_dir.join(format!("{b:02x}"));
+            match std::fs::create_dir(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(BrickError::io(format!("create {}", d.display()), e)),
+            }
         }
         let id_path = private.join("brick-id");
         let id = match std::fs::read_to_string(&id_path) {
@@ -233,15 +239,11 @@ impl Store {
 
     pub fn index_path(&self, gfid: Gfid) -> PathBuf {
         let hex = gfid.to_hex();
-        self.gfid_dir.join(&hex[0..2]).join(&hex[2..4]).join(&hex)
+        self.gfid_dir.join(&hex[0..2]).join(&hex)
     }
 
     fn index_parent(&self, gfid: Gfid) -> FsResult<PathBuf> {
-        let path = self.index_path(gfid);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        Ok(path)
+        Ok(self.index_path(gfid))
     }
 
     /// Resolves any gfid: a directory to a verified fd, anything else to its

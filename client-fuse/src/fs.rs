@@ -30,7 +30,7 @@ use tokio::runtime::Handle;
 use tracing::{debug, info, warn};
 
 use crate::convert::{
-    dot_attr, errno, file_attr, file_type, kind_from_mode, lock_end_from_kernel,
+    self, dot_attr, errno, file_attr, file_type, kind_from_mode, lock_end_from_kernel,
     lock_end_to_kernel, lock_type, lock_type_to_kernel, new_perm, time_set, xattr_fit, xattr_list,
     XattrFit,
 };
@@ -243,6 +243,10 @@ impl Filesystem for BrickFs {
         want(config, InitFlags::FUSE_ATOMIC_O_TRUNC, "atomic O_TRUNC");
         // A symlink's target never changes, so caching it is always coherent.
         want(config, InitFlags::FUSE_CACHE_SYMLINKS, "symlink cache");
+        // We clear setuid/setgid on unprivileged writes ourselves, which
+        // spares the kernel a security.capability getxattr before every
+        // first write to a file (one round trip per small file).
+        want(config, InitFlags::FUSE_HANDLE_KILLPRIV_V2, "kill-priv v2");
         if let Err(nearest) = config.set_max_write(MAX_WRITE) {
             let _ = config.set_max_write(nearest);
         }
@@ -527,11 +531,12 @@ impl Filesystem for BrickFs {
         _fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let kill_suidgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
         };
@@ -540,7 +545,20 @@ impl Filesystem for BrickFs {
         let len = data.len() as u32;
         self.spawn(move |s| async move {
             match s.layer.write(gfid, offset, data).await {
-                Ok(_) => reply.written(len),
+                Ok(attr) => {
+                    if kill_suidgid {
+                        if let Some(perm) = convert::killed_privs(attr.perm) {
+                            let set = SetAttr {
+                                perm: Some(perm),
+                                ..SetAttr::default()
+                            };
+                            if let Err(e) = s.layer.setattr(gfid, set).await {
+                                return fail(reply, "write (clearing setuid)", e);
+                            }
+                        }
+                    }
+                    reply.written(len)
+                }
                 Err(e) => fail(reply, "write", e),
             }
         });

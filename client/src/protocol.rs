@@ -30,6 +30,11 @@ pub struct BrickConn {
     /// Bumped on every (re)connect: a lock held on an older connection is gone.
     generation: AtomicU64,
     brick_id: RwLock<Option<BrickId>>,
+    /// Entries in the brick's heal index, as of its last ping answer.
+    heal_entries: AtomicU64,
+    /// Bumped whenever `heal_entries` leaves zero: what clients knew about
+    /// stale replicas may be out of date from then on.
+    heal_transitions: AtomicU64,
     /// Woken when the brick is found unresponsive so the pinger reconnects now.
     trouble: Notify,
     /// Woken when the brick comes (back) up.
@@ -56,6 +61,8 @@ impl BrickConn {
             up: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             brick_id: RwLock::new(None),
+            heal_entries: AtomicU64::new(u64::MAX),
+            heal_transitions: AtomicU64::new(0),
             trouble: Notify::new(),
             came_up: Notify::new(),
         })
@@ -71,6 +78,22 @@ impl BrickConn {
 
     pub fn brick_id(&self) -> Option<BrickId> {
         self.brick_id.read().ok().and_then(|g| *g)
+    }
+
+    /// The brick's heal index is empty: it blames no replica for anything.
+    pub fn blames_nobody(&self) -> bool {
+        self.heal_entries.load(Ordering::Acquire) == 0
+    }
+
+    pub fn heal_transitions(&self) -> u64 {
+        self.heal_transitions.load(Ordering::Acquire)
+    }
+
+    fn note_heal_entries(&self, n: u64) {
+        let before = self.heal_entries.swap(n, Ordering::AcqRel);
+        if before == 0 && n != 0 {
+            self.heal_transitions.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     pub fn op_timeout(&self) -> Duration {
@@ -107,6 +130,11 @@ impl BrickConn {
             }
             *id = Some(info.id);
         }
+        let heal_entries = client
+            .ping(self.deadline(self.op_timeout))
+            .await
+            .map_err(|e| self.rpc_error(e))?;
+        self.note_heal_entries(heal_entries);
         if let Ok(mut slot) = self.client.write() {
             *slot = Some(client);
         }

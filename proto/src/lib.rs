@@ -21,6 +21,8 @@ pub trait Brick {
     /// First call on every connection: the client names itself (its id scopes
     /// locks, which end with the connection) and learns the brick's identity.
     async fn hello(client: ClientId, volume: String) -> FsResult<BrickInfo>;
+    /// Liveness check; answers with the number of entries in the brick's
+    /// heal index (0: this brick blames nobody for anything).
     async fn ping() -> u64;
 
     async fn lookup(parent: Gfid, name: Name) -> FsResult<Looked>;

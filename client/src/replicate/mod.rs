@@ -74,10 +74,19 @@ impl Replicate {
         Ok(())
     }
 
-    /// Sum of connection generations: changes whenever any brick reconnects,
+    /// Changes whenever any brick reconnects or starts blaming another,
     /// which is when what we knew about stale replicas may be out of date.
     fn epoch(&self) -> u64 {
-        self.bricks.iter().map(|b| b.generation()).sum()
+        self.bricks
+            .iter()
+            .map(|b| b.generation() + b.heal_transitions())
+            .sum()
+    }
+
+    /// No brick that is up blames any replica for anything: every replica
+    /// that answers is as good as any other, so one answer is enough.
+    fn all_clean(&self) -> bool {
+        self.bricks.iter().all(|b| !b.is_up() || b.blames_nobody())
     }
 
     async fn create_object(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr> {

@@ -34,6 +34,26 @@ fn is_missing(e: &FsError) -> bool {
 impl Replicate {
     pub(crate) async fn lookup_all(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
         name.validate()?;
+        if self.all_clean() {
+            // The healthy common case: one round trip to one brick.
+            let parent_stale = self.inodes.peek(parent).map(|c| c.stale()).unwrap_or(0);
+            if parent_stale == 0 {
+                let answer = self
+                    .read_from(parent, |b| {
+                        let name = name.clone();
+                        async move {
+                            b.call(|c, ctx| async move { c.lookup(ctx, parent, name).await })
+                                .await
+                        }
+                    })
+                    .await;
+                match answer {
+                    Ok(looked) => return Ok(looked.attr),
+                    Err(e) if !e.is_transport() => return Err(e),
+                    Err(_) => {}
+                }
+            }
+        }
         let up = self.up_mask();
         if up == 0 {
             return Err(FsError::BrickDown("all bricks".into()));
@@ -89,6 +109,9 @@ impl Replicate {
     /// Makes sure we know which replicas of `gfid` are stale, asking all
     /// bricks once per connection epoch.
     pub(crate) async fn validated(&self, gfid: Gfid) -> FsResult<()> {
+        if self.all_clean() {
+            return Ok(());
+        }
         let epoch = self.epoch();
         let ctx = self.inodes.get(gfid);
         if ctx.validated_epoch.load(Ordering::Acquire) == epoch {
@@ -159,7 +182,9 @@ impl Replicate {
                 Err(e) if e.is_transport() => {
                     first_err.get_or_insert(e);
                 }
-                Err(e) if is_missing(&e) && count(healthy) > 1 => {
+                // A replica that does not know the gfid missed its creation;
+                // a name that is not found is an answer, not a fault.
+                Err(e @ FsError::Stale(_)) if count(healthy) > 1 => {
                     if let Some(c) = &ctx {
                         c.add_stale(bit(i));
                     }

@@ -1,0 +1,215 @@
+//! Replication under faults: real bricks killed (SIGKILL) or hung (SIGSTOP)
+//! under a real FUSE mount, and two clients writing the same objects.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tests::cluster::TestCluster;
+
+const SETTLE: Duration = Duration::from_secs(10);
+/// The harness mounts with `--op-timeout 2`.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Changelog counters (data, metadata, entry) that the brick holding `path`
+/// keeps against replica `blamed`.
+fn pending(path: &Path, blamed: usize) -> (u32, u32, u32) {
+    let p = CString::new(path.as_os_str().as_bytes()).expect("path");
+    let name = CString::new(format!("trusted.brickfs.pending.{blamed}")).expect("name");
+    let mut buf = [0u8; 12];
+    let rc = unsafe {
+        libc::lgetxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if rc != 12 {
+        return (0, 0, 0);
+    }
+    let word = |i: usize| u32::from_be_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+    (word(0), word(4), word(8))
+}
+
+fn heal_index_len(brick: &Path) -> usize {
+    fs::read_dir(brick.join(".brickfs/indices/xattrop"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn writes_go_on_when_a_brick_is_killed_and_the_dead_brick_is_blamed() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    fs::create_dir(m.join("stream")).unwrap();
+    let mut log = File::create(m.join("stream.log")).unwrap();
+    let block = vec![0x5au8; 16 * 1024];
+    for i in 0..200 {
+        if i == 60 {
+            cluster.kill_brick(1);
+        }
+        fs::write(m.join(format!("stream/f{i:03}")), &block)
+            .unwrap_or_else(|e| panic!("write {i} failed after brick 1 was killed: {e}"));
+        writeln!(log, "line {i}").unwrap();
+    }
+    log.sync_all().unwrap();
+    drop(log);
+    for i in 0..200 {
+        assert_eq!(fs::read(m.join(format!("stream/f{i:03}"))).unwrap(), block);
+    }
+
+    // The survivors hold everything and agree with each other.
+    assert_eq!(cluster.tree_digest(0), cluster.tree_digest(2));
+    for b in [0, 2] {
+        let dir = cluster.brick_dir(b);
+        assert!(
+            dir.join("stream/f199").exists(),
+            "brick {b} has the late files"
+        );
+        // Entries created while brick 1 was away are blamed on the parent,
+        // the appended log on the file itself.
+        let (_, _, entry) = pending(&dir.join("stream"), 1);
+        assert!(entry >= 1, "brick {b} does not blame brick 1 for entries");
+        let (data, _, _) = pending(&dir.join("stream.log"), 1);
+        assert!(data >= 1, "brick {b} does not blame brick 1 for data");
+        assert!(heal_index_len(&dir) >= 2, "brick {b} heal index is empty");
+        // Nobody blames the survivors.
+        assert_eq!(pending(&dir.join("stream"), 0), (0, 0, 0));
+        assert_eq!(pending(&dir.join("stream"), 2), (0, 0, 0));
+    }
+    assert!(!cluster.brick_dir(1).join("stream/f199").exists());
+}
+
+#[test]
+fn two_bricks_down_makes_the_volume_read_only_but_readable() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    fs::create_dir(m.join("dir")).unwrap();
+    fs::write(m.join("dir/keep"), b"still here").unwrap();
+    cluster.kill_brick(0);
+    cluster.kill_brick(2);
+
+    let e = fs::write(m.join("dir/new"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "create: {e}");
+    let e = fs::create_dir(m.join("newdir")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "mkdir: {e}");
+    let e = OpenOptions::new()
+        .write(true)
+        .open(m.join("dir/keep"))
+        .and_then(|f| f.write_all_at(b"X", 0))
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "write: {e}");
+    let e = fs::remove_file(m.join("dir/keep")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "unlink: {e}");
+
+    assert_eq!(fs::read(m.join("dir/keep")).unwrap(), b"still here");
+    let names: Vec<_> = fs::read_dir(m.join("dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("keep")]);
+
+    // Quorum back: writes work again.
+    cluster.restart_brick(0);
+    let ok = tests::wait_until(SETTLE, || fs::write(m.join("dir/after"), b"y").is_ok());
+    assert!(ok, "writes did not resume after a brick returned");
+}
+
+#[test]
+fn a_hung_brick_does_not_hang_the_mount() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    fs::write(m.join("before"), b"before").unwrap();
+    cluster.stop_brick(0);
+
+    // Each operation finishes within the op timeout (plus slack for a
+    // loaded CI machine), then the mount goes on without the hung brick.
+    let limit = OP_TIMEOUT * 2 + Duration::from_secs(3);
+    let t = Instant::now();
+    fs::write(m.join("during"), b"during").unwrap();
+    assert!(t.elapsed() < limit, "first write took {:?}", t.elapsed());
+    let t = Instant::now();
+    for i in 0..20 {
+        fs::write(m.join(format!("more{i}")), b"m").unwrap();
+    }
+    assert_eq!(fs::read(m.join("before")).unwrap(), b"before");
+    let listed = fs::read_dir(m.path()).unwrap().count();
+    assert!(listed >= 22);
+    assert!(
+        t.elapsed() < limit,
+        "later ops still wait on the hung brick: {:?}",
+        t.elapsed()
+    );
+    cluster.cont_brick(0);
+    // The survivors blame the brick that hung.
+    for b in [1, 2] {
+        let (_, _, entry) = pending(&cluster.brick_dir(b), 0);
+        assert!(entry >= 1, "brick {b} does not blame the hung brick");
+    }
+}
+
+#[test]
+fn two_clients_writing_the_same_file_and_directory_end_identical() {
+    let cluster = TestCluster::start(3);
+    let a = cluster.mount();
+    let b = cluster.mount();
+    fs::create_dir(a.join("common")).unwrap();
+    let shared = a.join("shared.bin");
+    File::create(&shared).unwrap().set_len(256 * 1024).unwrap();
+
+    let failures = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for (who, mount) in [("a", a.path().to_path_buf()), ("b", b.path().to_path_buf())] {
+        let failures = failures.clone();
+        let stop = stop.clone();
+        workers.push(std::thread::spawn(move || {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(mount.join("shared.bin"))
+                .expect("open shared file");
+            let fill = if who == "a" { 0xaa } else { 0xbb };
+            for i in 0..150u64 {
+                // Overlapping ranges: both clients keep hitting the same blocks.
+                let off = (i * 12_288) % (240 * 1024);
+                let buf = vec![fill; 16 * 1024];
+                if f.write_all_at(&buf, off).is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                if fs::write(mount.join(format!("common/{who}{i:03}")), b"entry").is_err() {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        }));
+    }
+    for w in workers {
+        if w.join().is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "some operations failed"
+    );
+    for m in [&a, &b] {
+        let n = fs::read_dir(m.join("common")).unwrap().count();
+        assert_eq!(n, 300, "{} lists {n} entries", m.path().display());
+    }
+    // Both clients see the same bytes and the replicas agree to the byte.
+    assert_eq!(
+        fs::read(&shared).unwrap(),
+        fs::read(b.join("shared.bin")).unwrap()
+    );
+    cluster.assert_replicas_identical(SETTLE);
+}
