@@ -25,6 +25,9 @@ struct InodeLock {
 #[derive(Default)]
 pub struct InodeLocks {
     table: Mutex<HashMap<Gfid, InodeLock>>,
+    /// Waiters over all locks: lets `contended` answer "no" without a scan
+    /// in the common, uncontended case.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// Keeps the waiter count right even when the waiting request is cancelled.
@@ -36,6 +39,9 @@ struct Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut table = lock(&self.locks.table);
+        self.locks
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(l) = table.get_mut(&self.gfid) {
             l.waiters = l.waiters.saturating_sub(1);
             if l.holder.is_none() && l.waiters == 0 {
@@ -83,6 +89,8 @@ impl InodeLocks {
                     Some(_) => {}
                 }
                 l.waiters += 1;
+                self.waiting
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 l.released.clone()
             };
             let _waiting = Waiting { locks: self, gfid };
@@ -131,15 +139,17 @@ impl InodeLocks {
         });
     }
 
-    /// True when another connection waits for a lock `conn` holds on any of
-    /// `gfids`: the eager-lock holder should let go soon.
-    pub fn contended(&self, conn: ConnId, gfids: &[Gfid]) -> bool {
-        let table = lock(&self.table);
-        gfids.iter().any(|g| {
-            table
-                .get(g)
-                .is_some_and(|l| l.holder == Some(conn) && l.waiters > 0)
-        })
+    /// True when another connection waits for any lock `conn` holds: the
+    /// eager-lock holder should let go of what it is not using. Any lock, not
+    /// only the ones the current op touched, because a holder that moved on
+    /// to other inodes would otherwise keep the contended one until idle.
+    pub fn contended(&self, conn: ConnId) -> bool {
+        if self.waiting.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return false;
+        }
+        lock(&self.table)
+            .values()
+            .any(|l| l.holder == Some(conn) && l.waiters > 0)
     }
 
     #[cfg(test)]

@@ -225,10 +225,10 @@ impl Conn {
         res
     }
 
-    fn done<T>(&self, res: FsResult<T>, gfids: &[Gfid]) -> FsResult<Done<T>> {
+    fn done<T>(&self, res: FsResult<T>) -> FsResult<Done<T>> {
         res.map(|value| Done {
             value,
-            contended: self.backend.inodelks.contended(self.id, gfids),
+            contended: self.backend.inodelks.contended(self.id),
         })
     }
 }
@@ -260,7 +260,7 @@ impl Brick for Conn {
         let r = self
             .run("setattr", gfid, move |b| b.setattr(&txn, gfid, &set))
             .await;
-        self.done(r, &[gfid])
+        self.done(r)
     }
 
     async fn create(
@@ -271,13 +271,12 @@ impl Brick for Conn {
         new: NewObject,
     ) -> FsResult<Done<Attr>> {
         let conn = self.id;
-        let child = new.gfid;
         let r = self
             .run("create", parent, move |b| {
                 b.create(&txn, parent, &new, conn)
             })
             .await;
-        self.done(r, &[parent, child])
+        self.done(r)
     }
 
     async fn unlink(
@@ -293,15 +292,14 @@ impl Brick for Conn {
                 b.unlink(&txn, parent, &name, is_dir)
             })
             .await;
-        self.done(r, &[parent])
+        self.done(r)
     }
 
     async fn rename(self, _: Context, txn: Txn, req: RenameReq) -> FsResult<Done<()>> {
-        let parents = [req.parent, req.new_parent];
         let r = self
             .run("rename", req.parent, move |b| b.rename(&txn, &req))
             .await;
-        self.done(r, &parents)
+        self.done(r)
     }
 
     async fn link(
@@ -315,7 +313,7 @@ impl Brick for Conn {
         let r = self
             .run("link", gfid, move |b| b.link(&txn, gfid, parent, &name))
             .await;
-        self.done(r, &[gfid, parent])
+        self.done(r)
     }
 
     async fn readlink(self, _: Context, gfid: Gfid) -> FsResult<Bytes> {
@@ -343,7 +341,7 @@ impl Brick for Conn {
                 b.write(&txn, gfid, offset, &data)
             })
             .await;
-        self.done(r, &[gfid])
+        self.done(r)
     }
 
     async fn fsync(self, _: Context, gfid: Gfid, datasync: bool) -> FsResult<()> {
@@ -365,7 +363,7 @@ impl Brick for Conn {
                 b.fallocate(&txn, gfid, mode, offset, len)
             })
             .await;
-        self.done(r, &[gfid])
+        self.done(r)
     }
 
     async fn readdir(
@@ -411,7 +409,7 @@ impl Brick for Conn {
                 b.setxattr(&txn, gfid, &name, &value, flags)
             })
             .await;
-        self.done(r, &[gfid])
+        self.done(r)
     }
 
     async fn removexattr(self, _: Context, txn: Txn, gfid: Gfid, name: Name) -> FsResult<Done<()>> {
@@ -420,7 +418,7 @@ impl Brick for Conn {
                 b.removexattr(&txn, gfid, &name)
             })
             .await;
-        self.done(r, &[gfid])
+        self.done(r)
     }
 
     async fn inodelk(self, _: Context, gfid: Gfid, mode: LockMode) -> FsResult<LockGrant> {

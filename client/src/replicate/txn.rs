@@ -97,9 +97,14 @@ impl Replicate {
             }
         }
         if contended {
+            // Another client waits for one of our locks: let go of this
+            // inode's and of every other lock we are not using right now.
             self.release_locked(&mut locked).await;
+            drop(locked);
+            self.release_unused(std::time::Duration::ZERO).await;
+        } else {
+            drop(locked);
         }
-        drop(locked);
         if count(ok_mask) >= self.quorum {
             let mut ok = tally.ok;
             let (_, first) = ok.remove(0);
@@ -281,6 +286,12 @@ impl Replicate {
     /// The delayed post-op: locks idle for `post_op_delay` are released in
     /// one batch per brick, which also clears their dirty marks.
     pub(crate) async fn release_idle(&self) {
+        self.release_unused(self.post_op_delay).await;
+        self.inodes.trim();
+    }
+
+    /// Releases every lock not used for `min_idle`, one batch per brick.
+    async fn release_unused(&self, min_idle: Duration) {
         let now = Instant::now();
         let snapshot = self.inodes.snapshot();
         let mut per_brick: Vec<Vec<Gfid>> = vec![Vec::new(); self.bricks.len()];
@@ -296,7 +307,7 @@ impl Replicate {
             }
             let idle = state
                 .last_used
-                .map(|t| now.duration_since(t) >= self.post_op_delay)
+                .map(|t| now.duration_since(t) >= min_idle)
                 .unwrap_or(true);
             if !idle {
                 continue;
@@ -317,6 +328,5 @@ impl Replicate {
             g.held = 0;
         }
         drop(snapshot);
-        self.inodes.trim();
     }
 }
