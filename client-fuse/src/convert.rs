@@ -203,9 +203,9 @@ pub(crate) fn xattr_list(names: &[proto::Name]) -> Vec<u8> {
 /// when the group may execute (as the kernel does for local files); `None`
 /// when nothing changes.
 pub fn killed_privs(perm: u32) -> Option<u32> {
-    let mut out = perm & !(libc::S_ISUID as u32);
-    if perm & (libc::S_IXGRP as u32) != 0 {
-        out &= !(libc::S_ISGID as u32);
+    let mut out = perm & !libc::S_ISUID;
+    if perm & libc::S_IXGRP != 0 {
+        out &= !libc::S_ISGID;
     }
     (out != perm).then_some(out)
 }
