@@ -12,6 +12,7 @@
 
 mod attr;
 mod changelog;
+mod data;
 mod dirty;
 pub mod error;
 mod locks;

@@ -145,6 +145,7 @@ impl Backend {
         self.store.check_volume(volume)?;
         Ok(BrickInfo {
             id: self.store.id,
+            session: 0,
             dir: self.store.root_path().display().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         })

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::data::{self, Sessions};
 use crate::error::{join_error, BrickError};
 use crate::locks::ConnId;
 use crate::ops::Backend;
@@ -62,11 +63,11 @@ pub async fn serve(
         .map_err(|e| BrickError::Internal(e.to_string()))??;
     let backend = Arc::new(backend);
     let brick = backend.store.id;
-    let mut incoming = tarpc::serde_transport::tcp::listen_on(listener, Bincode::default)
-        .await
+    let addr = listener
+        .local_addr()
         .map_err(|e| BrickError::io("listen", e))?;
-    incoming.config_mut().max_frame_length(proto::MAX_FRAME);
-    tracing::info!(%brick, addr = %incoming.local_addr(), dir = %config.dir.display(), "brick serving");
+    tracing::info!(%brick, %addr, dir = %config.dir.display(), "brick serving");
+    let sessions = Arc::new(Sessions::default());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
@@ -76,22 +77,27 @@ pub async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = incoming.next() => match accepted {
-                Some(Ok(transport)) => {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
                     next_id += 1;
                     // Replies are small and latency-bound: never let Nagle hold one back.
-                    if let Err(e) = transport.get_ref().set_nodelay(true) {
+                    if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "set_nodelay");
                     }
-                    let peer = transport.peer_addr().ok();
-                    conns.spawn(connection(backend.clone(), next_id, peer, transport, stop_rx.clone()));
+                    conns.spawn(classify(
+                        backend.clone(),
+                        sessions.clone(),
+                        next_id,
+                        peer,
+                        stream,
+                        stop_rx.clone(),
+                    ));
                 }
-                Some(Err(e)) => {
+                Err(e) => {
                     // Typically EMFILE: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                None => break,
             }
         }
     }
@@ -106,6 +112,43 @@ pub async fn serve(
         conns.abort_all();
     }
     Ok(())
+}
+
+/// Tells the two kinds of connection apart by their first four bytes: the
+/// data-path magic, or anything else for the RPC service.
+async fn classify(
+    backend: Arc<Backend>,
+    sessions: Arc<Sessions>,
+    id: ConnId,
+    peer: SocketAddr,
+    stream: TcpStream,
+    stop: watch::Receiver<bool>,
+) {
+    let mut first = [0u8; 4];
+    let peeked = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.peek(&mut first).await {
+                Ok(n) if n >= 4 => return true,
+                Ok(0) | Err(_) => return false,
+                // A partial first segment: wait for the rest.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    })
+    .await;
+    if peeked != Ok(true) {
+        tracing::debug!(%peer, "connection closed before saying anything");
+        return;
+    }
+    if first == proto::data::MAGIC {
+        data::connection(backend, sessions, stream, stop).await;
+        return;
+    }
+    let framed = tarpc::tokio_util::codec::LengthDelimitedCodec::builder()
+        .max_frame_length(proto::MAX_FRAME)
+        .new_framed(stream);
+    let transport = tarpc::serde_transport::new(framed, Bincode::default());
+    connection(backend, sessions, id, Some(peer), transport, stop).await;
 }
 
 /// Opens (initialising on first start) the brick directory and checks that
@@ -131,6 +174,7 @@ fn open_backend(config: &BrickConfig) -> Result<Backend, BrickError> {
 
 async fn connection(
     backend: Arc<Backend>,
+    sessions: Arc<Sessions>,
     id: ConnId,
     peer: Option<SocketAddr>,
     transport: ServerTransport,
@@ -141,6 +185,7 @@ async fn connection(
         tracing::debug!("connection accepted");
         let server = Conn {
             backend: backend.clone(),
+            sessions: sessions.clone(),
             id,
         };
         let mut requests = Box::pin(BaseChannel::with_defaults(transport).requests());
@@ -167,6 +212,7 @@ async fn connection(
         // requests themselves finish before the locks they may take go.
         drop(requests);
         while inflight.join_next().await.is_some() {}
+        sessions.close(id);
         backend.release_conn(id);
         tracing::debug!("connection closed; its locks released");
     }
@@ -178,6 +224,7 @@ async fn connection(
 #[derive(Clone)]
 struct Conn {
     backend: Arc<Backend>,
+    sessions: Arc<Sessions>,
     id: ConnId,
 }
 
@@ -236,8 +283,11 @@ impl Conn {
 impl Brick for Conn {
     async fn hello(self, _: Context, client: ClientId, volume: String) -> FsResult<BrickInfo> {
         tracing::info!(client = %format!("{client:032x}"), %volume, "hello");
-        self.run("hello", Gfid::ROOT, move |b| b.hello(&volume))
-            .await
+        let mut info = self
+            .run("hello", Gfid::ROOT, move |b| b.hello(&volume))
+            .await?;
+        info.session = self.sessions.open(self.id);
+        Ok(info)
     }
 
     /// Answers with the size of the heal index: cheap, proves the brick's

@@ -10,12 +10,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use proto::{BrickClient, BrickId, ClientId, FsError, FsResult, ReplicaIndex};
+use proto::data::{self, RequestHeader};
+use proto::{
+    Attr, BrickClient, BrickId, ClientId, Done, FsError, FsResult, Gfid, ReplicaIndex, Txn,
+};
 use tarpc::client::RpcError;
 use tarpc::context::Context;
 use tarpc::tokio_serde::formats::Bincode;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
+
+use crate::data::DataConn;
 
 /// Connection to one brick of the replica set.
 pub struct BrickConn {
@@ -26,6 +31,8 @@ pub struct BrickConn {
     op_timeout: Duration,
     ping_interval: Duration,
     client: RwLock<Option<BrickClient>>,
+    /// The bulk data connection (reads, writes) beside the RPC one.
+    data: RwLock<Option<Arc<DataConn>>>,
     up: AtomicBool,
     /// Bumped on every (re)connect: a lock held on an older connection is gone.
     generation: AtomicU64,
@@ -58,6 +65,7 @@ impl BrickConn {
             op_timeout,
             ping_interval,
             client: RwLock::new(None),
+            data: RwLock::new(None),
             up: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             brick_id: RwLock::new(None),
@@ -101,7 +109,7 @@ impl BrickConn {
     }
 
     /// Connects and says hello; on success the brick counts as up.
-    pub async fn connect_once(&self) -> FsResult<()> {
+    pub async fn connect_once(self: &Arc<Self>) -> FsResult<()> {
         let mut connect = tarpc::serde_transport::tcp::connect(self.addr, Bincode::default);
         connect.config_mut().max_frame_length(proto::MAX_FRAME);
         let transport = tokio::time::timeout(self.op_timeout, connect)
@@ -135,6 +143,22 @@ impl BrickConn {
             .await
             .map_err(|e| self.rpc_error(e))?;
         self.note_heal_entries(heal_entries);
+        // A brick that dies resets its connections: the data connection's
+        // reader sees that at once, long before a deadline would.
+        let me = Arc::downgrade(self);
+        let generation = self.generation() + 1;
+        let on_close = move || {
+            if let Some(b) = me.upgrade() {
+                if b.generation() == generation {
+                    b.mark_down("connection closed by the brick");
+                }
+            }
+        };
+        let data =
+            DataConn::connect(self.addr, info.session, self.op_timeout, Box::new(on_close)).await?;
+        if let Ok(mut slot) = self.data.write() {
+            *slot = Some(data);
+        }
         if let Ok(mut slot) = self.client.write() {
             *slot = Some(client);
         }
@@ -151,6 +175,10 @@ impl BrickConn {
         }
         if let Ok(mut slot) = self.client.write() {
             *slot = None;
+        }
+        let data = self.data.write().ok().and_then(|mut slot| slot.take());
+        if let Some(data) = data {
+            data.close();
         }
         self.trouble.notify_one();
     }
@@ -203,6 +231,58 @@ impl BrickConn {
                 Err(err)
             }
         }
+    }
+
+    /// One request on the data connection, under the same deadline and
+    /// down-marking rules as RPCs.
+    async fn call_data(&self, header: RequestHeader, payload: &[u8]) -> FsResult<Vec<u8>> {
+        let conn = match self.data.read().ok().and_then(|c| c.clone()) {
+            Some(c) if self.is_up() && !c.is_dead() => c,
+            _ => return Err(FsError::BrickDown(self.addr.to_string())),
+        };
+        match tokio::time::timeout(self.op_timeout, conn.call(header, payload)).await {
+            Ok(Ok((data::STATUS_OK, body))) => Ok(body),
+            Ok(Ok((_, body))) => Err(data::decode_value::<FsError>(&body)?),
+            Ok(Err(e)) => {
+                self.mark_down(&e.to_string());
+                Err(e)
+            }
+            Err(_) => {
+                self.mark_down("data operation deadline passed");
+                Err(FsError::Timeout(self.addr.to_string()))
+            }
+        }
+    }
+
+    pub async fn write(
+        &self,
+        txn: Txn,
+        gfid: Gfid,
+        offset: u64,
+        payload: &[u8],
+    ) -> FsResult<Done<Attr>> {
+        let header = RequestHeader {
+            id: 0,
+            op: data::OP_WRITE,
+            gfid,
+            offset,
+            size: payload.len() as u32,
+            blame: txn.blame,
+        };
+        let body = self.call_data(header, payload).await?;
+        data::decode_value(&body)
+    }
+
+    pub async fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let header = RequestHeader {
+            id: 0,
+            op: data::OP_READ,
+            gfid,
+            offset,
+            size,
+            blame: Vec::new(),
+        };
+        self.call_data(header, &[]).await
     }
 
     /// Keeps the connection alive for the life of the process: reconnects

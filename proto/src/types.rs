@@ -112,6 +112,9 @@ impl fmt::Display for BrickId {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BrickInfo {
     pub id: BrickId,
+    /// Names this connection on the brick's data port (see [`crate::data`]),
+    /// so reads and writes there share its locks.
+    pub session: u64,
     pub dir: String,
     pub version: String,
 }

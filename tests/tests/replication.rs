@@ -213,3 +213,27 @@ fn two_clients_writing_the_same_file_and_directory_end_identical() {
     );
     cluster.assert_replicas_identical(SETTLE);
 }
+
+#[test]
+fn a_create_that_misses_quorum_leaves_no_trace_on_the_minority() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    fs::create_dir(m.join("d")).unwrap();
+    // Hold the directory's replication lock (eager) so the next create is
+    // sent straight away, then hang two bricks: the create can only reach
+    // the third one.
+    fs::write(m.join("d/warm"), b"w").unwrap();
+    cluster.stop_brick(0);
+    cluster.stop_brick(2);
+    let e = fs::write(m.join("d/lost"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    assert!(
+        !cluster.brick_dir(1).join("d/lost").exists(),
+        "a create that failed is visible on the minority brick"
+    );
+    cluster.cont_brick(0);
+    cluster.cont_brick(2);
+    let back = tests::wait_until(SETTLE, || fs::write(m.join("d/after"), b"y").is_ok());
+    assert!(back, "writes did not resume");
+    assert!(!m.join("d/lost").exists());
+}

@@ -106,7 +106,7 @@ impl Replicate {
             lock: new.kind == FileKind::File,
         };
         let ctx = self.inodes.get(gfid);
-        let applied = self
+        let applied = match self
             .txn(&[parent], parent, PendingKind::Entry, |b, txn| {
                 let obj = obj.clone();
                 async move {
@@ -114,7 +114,16 @@ impl Replicate {
                         .await
                 }
             })
-            .await?;
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                if matches!(e, FsError::ReadOnly { .. } | FsError::Quorum { .. }) {
+                    self.undo_create(parent, &obj.name, gfid).await;
+                }
+                return Err(e);
+            }
+        };
         let missing = self.all_mask() & !applied.applied;
         ctx.add_stale(missing);
         ctx.validated_epoch
@@ -128,6 +137,35 @@ impl Replicate {
             state.last_used = Some(std::time::Instant::now());
         }
         Ok(applied.value)
+    }
+
+    /// Takes back a create that reached only a minority of bricks: the
+    /// entry is ours (our fresh gfid), so nobody else can have used it.
+    async fn undo_create(&self, parent: Gfid, name: &Name, gfid: Gfid) {
+        let up = self.up_mask();
+        fan_out(&self.bricks, up, |b| {
+            let name = name.clone();
+            async move {
+                let found = b
+                    .call(|c, ctx| {
+                        let name = name.clone();
+                        async move { c.lookup(ctx, parent, name).await }
+                    })
+                    .await?;
+                if found.attr.gfid != gfid {
+                    return Ok(());
+                }
+                let is_dir = found.attr.kind == FileKind::Dir;
+                tracing::warn!(brick = %b.addr, %name, "undoing a create that missed quorum");
+                b.call(|c, ctx| async move {
+                    c.unlink(ctx, proto::Txn::none(), parent, name, is_dir)
+                        .await
+                })
+                .await
+                .map(|_| ())
+            }
+        })
+        .await;
     }
 
     async fn remove(&self, parent: Gfid, name: &Name, is_dir: bool) -> FsResult<()> {
@@ -275,12 +313,8 @@ impl Layer for Replicate {
     async fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let size = size.min(proto::MAX_IO);
         self.validated(gfid).await?;
-        self.read_from(gfid, |b| async move {
-            b.call(|c, ctx| async move { c.read(ctx, gfid, offset, size).await })
-                .await
-        })
-        .await
-        .map(|b| b.into_vec())
+        self.read_data_from(gfid, |b| async move { b.read(gfid, offset, size).await })
+            .await
     }
 
     async fn write(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr> {
@@ -291,13 +325,11 @@ impl Layer for Replicate {
                 proto::MAX_IO
             )));
         }
-        let data = proto::Bytes::from(data);
+        // One buffer shared by the sends to every brick.
+        let data = Arc::new(data);
         self.txn(&[gfid], gfid, PendingKind::Data, |b, txn| {
             let data = data.clone();
-            async move {
-                b.call(|c, ctx| async move { c.write(ctx, txn, gfid, offset, data).await })
-                    .await
-            }
+            async move { b.write(txn, gfid, offset, &data).await }
         })
         .await
         .map(|a| a.value)

@@ -149,9 +149,32 @@ impl Replicate {
         Ok(())
     }
 
-    /// Asks one healthy replica, preferring the one the gfid hashes to, and
-    /// moves on to the next if it cannot answer or turns out not to have it.
+    /// Asks one healthy replica for metadata: always the first in brick
+    /// order, because times differ slightly between replicas (each brick's
+    /// own clock sets ctime) and tools such as tar treat a ctime that moves
+    /// between two stats as a file changing under them.
     pub(crate) async fn read_from<T, F, Fut>(&self, gfid: Gfid, f: F) -> FsResult<T>
+    where
+        F: Fn(Arc<BrickConn>) -> Fut,
+        Fut: Future<Output = FsResult<T>>,
+    {
+        self.read_starting_at(gfid, 0, f).await
+    }
+
+    /// Asks one healthy replica for data, preferring the one the gfid
+    /// hashes to, so reads of many files spread over the replica set.
+    pub(crate) async fn read_data_from<T, F, Fut>(&self, gfid: Gfid, f: F) -> FsResult<T>
+    where
+        F: Fn(Arc<BrickConn>) -> Fut,
+        Fut: Future<Output = FsResult<T>>,
+    {
+        let start = (gfid.ino() as usize) % self.bricks.len().max(1);
+        self.read_starting_at(gfid, start, f).await
+    }
+
+    /// Moves on to the next healthy replica if one cannot answer or turns
+    /// out not to have the object.
+    async fn read_starting_at<T, F, Fut>(&self, gfid: Gfid, start: usize, f: F) -> FsResult<T>
     where
         F: Fn(Arc<BrickConn>) -> Fut,
         Fut: Future<Output = FsResult<T>>,
@@ -171,7 +194,6 @@ impl Replicate {
                 }
             });
         }
-        let start = (gfid.ino() as usize) % n;
         let order = (0..n)
             .map(|k| (start + k) % n)
             .filter(|i| healthy & bit(*i) != 0);

@@ -82,13 +82,25 @@ impl Replicate {
         }
         let ok_mask = tally.ok_mask();
         let missed = all & !ok_mask;
-        if ok_mask != 0 {
+        let chosen = count(ok_mask) >= self.quorum;
+        if chosen {
             // Bricks that were sent the op but did not apply it are blamed now
             // (the up-front blame covered only the ones known to be missing).
             let late = missed & targets;
             if late != 0 {
                 self.blame_after(blame_on, ok_mask, late, kind).await;
             }
+        } else if ok_mask != 0 {
+            // Applied on a minority only (the others died in between): the op
+            // failed, so those copies must never become a heal source. They
+            // blame nobody, and their dirty mark stays (released without the
+            // post-op), so heal sides with the majority.
+            warn!(
+                ?blame_on,
+                applied = ok_mask,
+                "op applied on a minority only; left dirty for heal"
+            );
+            self.release_keeping_dirty(&mut locked, ok_mask).await;
         }
         if ok_mask != 0 {
             // Only an op that took effect somewhere leaves the others behind.
@@ -112,13 +124,6 @@ impl Replicate {
                 value: first.value,
                 applied: ok_mask,
             });
-        }
-        if !tally.ok.is_empty() {
-            warn!(
-                ?blame_on,
-                applied = ok_mask,
-                "op applied on a minority only; blamed the rest"
-            );
         }
         if count(self.up_mask()) < self.quorum {
             return Err(FsError::ReadOnly { need: self.quorum });
@@ -255,6 +260,18 @@ impl Replicate {
             }
         }
         true
+    }
+
+    async fn release_keeping_dirty(&self, locked: &mut Locked<'_>, mask: Mask) {
+        for k in 0..locked.gfids.len() {
+            let gfid = locked.gfids[k];
+            fan_out(&self.bricks, mask, |b| async move {
+                b.call(|c, ctx| async move { c.inodelk(ctx, gfid, LockMode::Release).await })
+                    .await
+            })
+            .await;
+            locked.guards[k].held &= !mask;
+        }
     }
 
     pub(crate) async fn release_locked(&self, locked: &mut Locked<'_>) {

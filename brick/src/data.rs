@@ -1,0 +1,222 @@
+//! The brick end of the bulk data path (`proto::data`): reads and writes
+//! framed by hand on their own connection, payloads read straight into the
+//! buffer that `pwrite` takes and sent straight from the one `pread` filled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::data::{self, RequestHeader, OP_READ, OP_WRITE, REQ_FIXED, RESP_FIXED};
+use proto::{Done, FsError, FsResult, Txn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::locks::ConnId;
+use crate::ops::Backend;
+
+/// Writes and reads above this size run on the blocking pool.
+const HEAVY_IO: usize = 128 * 1024;
+/// Responses queued for the socket before request handling waits.
+const QUEUE: usize = 64;
+
+/// Session tokens handed out by `hello`, naming the RPC connection a data
+/// connection belongs to.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<u64, ConnId>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ConnId>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn open(&self, conn: ConnId) -> u64 {
+        let token = uuid::Uuid::new_v4().as_u64_pair().0;
+        self.lock().insert(token, conn);
+        token
+    }
+
+    pub fn close(&self, conn: ConnId) {
+        self.lock().retain(|_, c| *c != conn);
+    }
+
+    fn find(&self, token: u64) -> Option<ConnId> {
+        self.lock().get(&token).copied()
+    }
+}
+
+struct Response {
+    header: [u8; 4 + RESP_FIXED],
+    body: Vec<u8>,
+}
+
+/// Serves one data connection whose first four bytes (the magic) were seen.
+pub async fn connection(
+    backend: Arc<Backend>,
+    sessions: Arc<Sessions>,
+    mut stream: TcpStream,
+    mut stop: watch::Receiver<bool>,
+) {
+    let peer = stream.peer_addr().ok();
+    let mut hello = [0u8; 12];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut hello)).await;
+    if !matches!(read, Ok(Ok(_))) {
+        tracing::warn!(?peer, "data connection closed before its handshake");
+        return;
+    }
+    let mut token = [0u8; 8];
+    token.copy_from_slice(&hello[4..]);
+    let Some(conn) = sessions.find(u64::from_le_bytes(token)) else {
+        tracing::warn!(?peer, "data connection with an unknown session; closing it");
+        return;
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "set_nodelay");
+    }
+    let span = tracing::info_span!("data", conn, peer = ?peer);
+    async move {
+        let (mut rd, wr) = stream.into_split();
+        let (tx, rx) = mpsc::channel::<Response>(QUEUE);
+        let writer = tokio::spawn(write_responses(wr, rx));
+        let mut inflight = JoinSet::new();
+        loop {
+            let frame = tokio::select! {
+                f = read_request(&mut rd) => f,
+                _ = stop.changed() => break,
+                Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
+            };
+            let (header, payload) = match frame {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping data connection after a bad frame");
+                    break;
+                }
+            };
+            let backend = backend.clone();
+            let tx = tx.clone();
+            inflight.spawn(async move {
+                let id = header.id;
+                let res = handle(&backend, conn, header, payload).await;
+                let response = match res {
+                    Ok(body) => Response {
+                        header: data::response_header(id, data::STATUS_OK, body.len()),
+                        body,
+                    },
+                    Err(e) => {
+                        let body = data::encode_value(&e);
+                        Response {
+                            header: data::response_header(id, data::STATUS_ERR, body.len()),
+                            body,
+                        }
+                    }
+                };
+                let _ = tx.send(response).await;
+            });
+        }
+        while inflight.join_next().await.is_some() {}
+        drop(tx);
+        let _ = writer.await;
+        tracing::debug!("data connection closed");
+    }
+    .instrument(span)
+    .await
+}
+
+/// One request frame; `None` at a clean end of stream.
+async fn read_request(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+) -> FsResult<Option<(RequestHeader, Vec<u8>)>> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = data::check_frame_len(u32::from_le_bytes(len))?;
+    if len < REQ_FIXED {
+        return Err(FsError::Invalid("short data request".into()));
+    }
+    let mut fixed = [0u8; REQ_FIXED];
+    rd.read_exact(&mut fixed).await?;
+    let (mut header, nblame) = RequestHeader::decode_fixed(&fixed);
+    if nblame > len - REQ_FIXED {
+        return Err(FsError::Invalid("short data request".into()));
+    }
+    header.blame = vec![0u8; nblame];
+    rd.read_exact(&mut header.blame).await?;
+    let payload_len = header.check(len)?;
+    let mut payload = vec![0u8; payload_len];
+    rd.read_exact(&mut payload).await?;
+    Ok(Some((header, payload)))
+}
+
+async fn handle(
+    backend: &Arc<Backend>,
+    conn: ConnId,
+    header: RequestHeader,
+    payload: Vec<u8>,
+) -> FsResult<Vec<u8>> {
+    let gfid = header.gfid;
+    match header.op {
+        OP_WRITE => {
+            let txn = Txn {
+                blame: header.blame,
+            };
+            let offset = header.offset;
+            let attr = if payload.len() > HEAVY_IO {
+                let b = backend.clone();
+                tokio::task::spawn_blocking(move || b.write(&txn, gfid, offset, &payload))
+                    .await
+                    .map_err(crate::error::join_error)??
+            } else {
+                backend.write(&txn, gfid, offset, &payload)?
+            };
+            let done = Done {
+                value: attr,
+                contended: backend.inodelks.contended(conn),
+            };
+            Ok(data::encode_value(&done))
+        }
+        OP_READ => {
+            let (offset, size) = (header.offset, header.size);
+            if size as usize > HEAVY_IO {
+                let b = backend.clone();
+                tokio::task::spawn_blocking(move || b.read(gfid, offset, size))
+                    .await
+                    .map_err(crate::error::join_error)?
+            } else {
+                backend.read(gfid, offset, size)
+            }
+        }
+        op => Err(FsError::NotSupported(format!("data op {op}"))),
+    }
+}
+
+async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Response>) {
+    while let Some(r) = rx.recv().await {
+        let sent = if r.body.len() <= 64 * 1024 {
+            // Small answers go out as one segment.
+            let mut buf = Vec::with_capacity(r.header.len() + r.body.len());
+            buf.extend_from_slice(&r.header);
+            buf.extend_from_slice(&r.body);
+            wr.write_all(&buf).await
+        } else {
+            match wr.write_all(&r.header).await {
+                Ok(()) => wr.write_all(&r.body).await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "data connection write failed");
+            return;
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The bulk data path: reads and writes on a second connection per brick,
+//! framed by hand so a payload crosses the client with no copy of its own.
+//!
+//! Why not tarpc: every write went through three clones and two
+//! serialisation copies per brick (measured: memmove was a third of the
+//! client's CPU and sequential writes ran at 0.6x GlusterFS). Here a write
+//! is one header plus the payload, written with one vectored send.
+//!
+//! A connection starts with [`MAGIC`] and the session token the brick gave in
+//! `hello` (so locks and contention hints belong to the same client); then
+//! request frames go one way and response frames the other, matched by id.
+//! All integers are little-endian.
+//!
+//! ```text
+//! request:  len u32 | id u64 | op u8 | gfid [16] | offset u64 | size u32 | nblame u8 | blame [nblame] | payload
+//! response: len u32 | id u64 | status u8 | body (write: bincode Done<Attr>; read: data; error: bincode FsError)
+//! ```
+//! `len` counts the bytes after itself.
+
+use crate::{FsError, Gfid, ReplicaIndex, MAX_FRAME};
+
+/// Opens a data connection. As a tarpc length prefix it would announce a
+/// frame over 1 GiB, which tarpc refuses, so the brick can tell the two
+/// apart from the first four bytes.
+pub const MAGIC: [u8; 4] = *b"BFSD";
+
+pub const OP_WRITE: u8 = 1;
+pub const OP_READ: u8 = 2;
+
+pub const STATUS_OK: u8 = 0;
+pub const STATUS_ERR: u8 = 1;
+
+pub const REQ_FIXED: usize = 8 + 1 + 16 + 8 + 4 + 1;
+pub const RESP_FIXED: usize = 8 + 1;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHeader {
+    pub id: u64,
+    pub op: u8,
+    pub gfid: Gfid,
+    pub offset: u64,
+    /// Bytes to read, or bytes of payload that follow a write.
+    pub size: u32,
+    pub blame: Vec<ReplicaIndex>,
+}
+
+impl RequestHeader {
+    /// The header bytes, length prefix included, for a frame carrying
+    /// `payload_len` bytes after it.
+    pub fn encode(&self, payload_len: usize) -> Vec<u8> {
+        let body = REQ_FIXED + self.blame.len() + payload_len;
+        let mut out = Vec::with_capacity(4 + REQ_FIXED + self.blame.len());
+        out.extend_from_slice(&(body as u32).to_le_bytes());
+        out.extend_from_slice(&self.id.to_le_bytes());
+        out.push(self.op);
+        out.extend_from_slice(&self.gfid.0);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.push(self.blame.len() as u8);
+        out.extend_from_slice(&self.blame);
+        out
+    }
+
+    /// Parses the fixed part of a request (the first [`REQ_FIXED`] bytes
+    /// after the length prefix); returns the header without its blame list
+    /// and how many blame bytes follow.
+    pub fn decode_fixed(fixed: &[u8; REQ_FIXED]) -> (RequestHeader, usize) {
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&fixed[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut g = [0u8; 16];
+        g.copy_from_slice(&fixed[9..25]);
+        let mut s = [0u8; 4];
+        s.copy_from_slice(&fixed[33..37]);
+        let header = RequestHeader {
+            id: u64_at(0),
+            op: fixed[8],
+            gfid: Gfid(g),
+            offset: u64_at(25),
+            size: u32::from_le_bytes(s),
+            blame: Vec::new(),
+        };
+        (header, fixed[37] as usize)
+    }
+
+    /// Checks that a frame of `frame_len` bytes is exactly this request:
+    /// its header, and for a write its payload.
+    pub fn check(&self, frame_len: usize) -> Result<usize, FsError> {
+        let head = REQ_FIXED + self.blame.len();
+        let payload = frame_len
+            .checked_sub(head)
+            .ok_or_else(|| FsError::Invalid("malformed data request".into()))?;
+        match self.op {
+            OP_WRITE if payload == self.size as usize => Ok(payload),
+            OP_READ if payload == 0 => Ok(0),
+            OP_WRITE | OP_READ => Err(FsError::Invalid("malformed data request".into())),
+            op => Err(FsError::NotSupported(format!("data op {op}"))),
+        }
+    }
+}
+
+/// The header of a response frame (length prefix included) whose body is
+/// followed by `body_len` bytes.
+pub fn response_header(id: u64, status: u8, body_len: usize) -> [u8; 4 + RESP_FIXED] {
+    let mut out = [0u8; 4 + RESP_FIXED];
+    out[..4].copy_from_slice(&((RESP_FIXED + body_len) as u32).to_le_bytes());
+    out[4..12].copy_from_slice(&id.to_le_bytes());
+    out[12] = status;
+    out
+}
+
+/// Parses the fixed part of a response: id and status.
+pub fn decode_response(fixed: &[u8; RESP_FIXED]) -> (u64, u8) {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&fixed[..8]);
+    (u64::from_le_bytes(b), fixed[8])
+}
+
+/// Checks a frame length announced by a peer before anything is allocated.
+pub fn check_frame_len(len: u32) -> Result<usize, FsError> {
+    let len = len as usize;
+    if len > MAX_FRAME {
+        return Err(FsError::Invalid(format!(
+            "data frame of {len} bytes exceeds {MAX_FRAME}"
+        )));
+    }
+    Ok(len)
+}
+
+pub fn encode_value<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Serialising plain data structs into memory cannot fail; an empty body
+    // would be answered as malformed by the peer rather than panic here.
+    bincode::serialize(v).unwrap_or_default()
+}
+
+pub fn decode_value<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, FsError> {
+    bincode::deserialize(b).map_err(|e| FsError::Invalid(format!("bad data response body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(frame: &[u8]) -> Result<RequestHeader, FsError> {
+        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+        let mut fixed = [0u8; REQ_FIXED];
+        fixed.copy_from_slice(&frame[4..4 + REQ_FIXED]);
+        let (mut h, nblame) = RequestHeader::decode_fixed(&fixed);
+        h.blame = frame[4 + REQ_FIXED..4 + REQ_FIXED + nblame].to_vec();
+        h.check(len)?;
+        Ok(h)
+    }
+
+    #[test]
+    fn request_round_trip() {
+        let h = RequestHeader {
+            id: 42,
+            op: OP_WRITE,
+            gfid: Gfid::random(),
+            offset: 1 << 40,
+            size: 3,
+            blame: vec![2],
+        };
+        let mut frame = h.encode(3);
+        frame.extend_from_slice(b"abc");
+        assert_eq!(parse(&frame).unwrap(), h);
+    }
+
+    #[test]
+    fn malformed_requests_are_errors() {
+        let h = RequestHeader {
+            id: 1,
+            op: OP_WRITE,
+            gfid: Gfid::ROOT,
+            offset: 0,
+            size: 10,
+            blame: vec![],
+        };
+        // says 10 bytes of payload, carries 2
+        let mut frame = h.encode(2);
+        frame.extend_from_slice(b"ab");
+        assert!(parse(&frame).is_err());
+        let mut odd = h.encode(10);
+        odd[12] = 99;
+        odd.extend_from_slice(&[0; 10]);
+        assert!(parse(&odd).is_err());
+        assert!(check_frame_len(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn response_round_trip() {
+        let h = response_header(7, STATUS_ERR, 5);
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        assert_eq!(len, 9 + 5);
+        let mut fixed = [0u8; RESP_FIXED];
+        fixed.copy_from_slice(&h[4..]);
+        assert_eq!(decode_response(&fixed), (7, STATUS_ERR));
+    }
+}
