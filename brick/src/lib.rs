@@ -17,6 +17,7 @@ mod dirty;
 pub mod error;
 mod locks;
 mod ops;
+mod orphans;
 mod server;
 mod store;
 

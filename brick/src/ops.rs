@@ -19,6 +19,7 @@ use crate::attr::{attr_from_stat, is_dir, kind_of};
 use crate::changelog::Changelog;
 use crate::error::{BrickError, OsResult};
 use crate::locks::{ConnId, InodeLocks, RecordLocks};
+use crate::orphans::Orphans;
 use crate::store::{
     entry_gfid, entry_target, proc_fd, stat_at, xget, xlist, xremove, xset, Obj, Store, Target,
     GFID_XATTR, PRIVATE_XATTR_PREFIX,
@@ -32,6 +33,7 @@ const XATTR_NAME_MAX: usize = 255;
 pub struct Backend {
     pub store: Store,
     pub changelog: Changelog,
+    pub orphans: Orphans,
     pub inodelks: InodeLocks,
     pub records: RecordLocks,
 }
@@ -133,9 +135,12 @@ impl Backend {
         let store = Store::open(dir)?;
         let changelog = Changelog::open(store.private_path())
             .map_err(|e| BrickError::io("load changelog indices", e))?;
+        let orphans = Orphans::open(store.private_path(), &store)
+            .map_err(|e| BrickError::io("purge open-unlinked files", e))?;
         Ok(Backend {
             store,
             changelog,
+            orphans,
             inodelks: InodeLocks::default(),
             records: RecordLocks::default(),
         })
@@ -364,7 +369,17 @@ impl Backend {
         }
     }
 
-    pub fn unlink(&self, txn: &Txn, parent: Gfid, name: &Name, want_dir: bool) -> FsResult<()> {
+    /// Removes a name. With `keep_for` (the caller has the file open), a
+    /// file that loses its last name stays readable by gfid until that
+    /// connection purges it; its gfid is returned then.
+    pub fn unlink(
+        &self,
+        txn: &Txn,
+        parent: Gfid,
+        name: &Name,
+        want_dir: bool,
+        keep_for: Option<ConnId>,
+    ) -> FsResult<Option<Gfid>> {
         check_name(parent, name, FsError::Perm)?;
         let dirfd = self.store.dir(parent)?;
         let dfd = dirfd.as_fd();
@@ -384,10 +399,23 @@ impl Backend {
             }
         } else {
             rustix::fs::unlinkat(dfd, name.as_bytes(), AtFlags::empty()).os()?;
-            // Cached fds stay: an open-unlinked file keeps working.
             if let Some(g) = gfid {
-                self.store.drop_index_if_orphan(g)?;
+                let nameless = st.st_nlink <= 2;
+                match keep_for {
+                    Some(conn) if nameless => {
+                        self.orphans.keep(g, conn)?;
+                        return Ok(Some(g));
+                    }
+                    _ => self.store.drop_index_if_orphan(g)?,
+                }
             }
+        }
+        Ok(None)
+    }
+
+    pub fn purge(&self, conn: ConnId, gfids: &[Gfid]) -> FsResult<()> {
+        for g in gfids {
+            self.orphans.purge(&self.store, *g, conn)?;
         }
         Ok(())
     }
@@ -702,5 +730,6 @@ impl Backend {
     pub fn release_conn(&self, conn: ConnId) {
         self.inodelks.release_all(conn);
         self.records.release_all(conn);
+        self.orphans.release_all(&self.store, conn);
     }
 }

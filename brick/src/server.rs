@@ -336,13 +336,22 @@ impl Brick for Conn {
         parent: Gfid,
         name: Name,
         is_dir: bool,
-    ) -> FsResult<Done<()>> {
+        keep_open: bool,
+    ) -> FsResult<Done<Option<Gfid>>> {
+        let keep_for = keep_open.then_some(self.id);
         let r = self
             .run("unlink", parent, move |b| {
-                b.unlink(&txn, parent, &name, is_dir)
+                b.unlink(&txn, parent, &name, is_dir, keep_for)
             })
             .await;
         self.done(r)
+    }
+
+    async fn purge(self, _: Context, gfids: Vec<Gfid>) -> FsResult<()> {
+        let conn = self.id;
+        let first = gfids.first().copied().unwrap_or(Gfid::ROOT);
+        self.run("purge", first, move |b| b.purge(conn, &gfids))
+            .await
     }
 
     async fn rename(self, _: Context, txn: Txn, req: RenameReq) -> FsResult<Done<()>> {

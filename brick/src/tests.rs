@@ -216,11 +216,11 @@ fn link_symlink_readlink_unlink_and_index_cleanup() {
         t.b.link(&none(), f, Gfid::ROOT, &Name::from("f2"))
             .expect("link");
     assert_eq!(a.nlink, 2);
-    t.b.unlink(&none(), Gfid::ROOT, &Name::from("f"), false)
+    t.b.unlink(&none(), Gfid::ROOT, &Name::from("f"), false, None)
         .expect("unlink");
     assert!(t.index(f).exists(), "another name still refers to it");
     assert_eq!(t.b.getattr(f).expect("getattr").attr.nlink, 1);
-    t.b.unlink(&none(), Gfid::ROOT, &Name::from("f2"), false)
+    t.b.unlink(&none(), Gfid::ROOT, &Name::from("f2"), false, None)
         .expect("unlink");
     assert!(!t.index(f).exists());
     assert!(matches!(t.b.getattr(f), Err(FsError::Stale(_))));
@@ -246,16 +246,16 @@ fn link_symlink_readlink_unlink_and_index_cleanup() {
     let d = t.create(Gfid::ROOT, "d", FileKind::Dir);
     t.create(d, "x", FileKind::File);
     assert_eq!(
-        t.b.unlink(&none(), Gfid::ROOT, &Name::from("d"), true),
+        t.b.unlink(&none(), Gfid::ROOT, &Name::from("d"), true, None),
         Err(FsError::NotEmpty)
     );
     assert_eq!(
-        t.b.unlink(&none(), Gfid::ROOT, &Name::from("d"), false),
+        t.b.unlink(&none(), Gfid::ROOT, &Name::from("d"), false, None),
         Err(FsError::IsDir)
     );
-    t.b.unlink(&none(), d, &Name::from("x"), false)
+    t.b.unlink(&none(), d, &Name::from("x"), false, None)
         .expect("unlink x");
-    t.b.unlink(&none(), Gfid::ROOT, &Name::from("d"), true)
+    t.b.unlink(&none(), Gfid::ROOT, &Name::from("d"), true, None)
         .expect("rmdir");
     assert!(std::fs::symlink_metadata(t.index(d)).is_err());
     assert!(matches!(t.b.getattr(d), Err(FsError::Stale(_))));
@@ -303,7 +303,7 @@ fn readdir_is_sorted_paged_and_hides_private_state() {
         Some(FsError::Perm)
     );
     assert_eq!(
-        t.b.unlink(&none(), Gfid::ROOT, &private, true).err(),
+        t.b.unlink(&none(), Gfid::ROOT, &private, true, None).err(),
         Some(FsError::Perm)
     );
     let f =

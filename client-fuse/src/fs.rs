@@ -36,6 +36,7 @@ use crate::convert::{
 };
 use crate::dirs::{slots, DirHandles, Slot};
 use crate::inodes::InodeTable;
+use crate::open_files::OpenFiles;
 
 /// Page size of the listing opendir reads.
 const READDIR_PAGE: u32 = 4096;
@@ -57,6 +58,7 @@ pub(crate) struct Shared {
     /// on close (flush, or release for flock) we must drop the owner's locks
     /// ourselves; this set keeps that round trip off closes that hold none.
     lockers: DashMap<(u64, u64), ()>,
+    open_files: OpenFiles,
     attr_ttl: Duration,
     entry_ttl: Duration,
 }
@@ -79,6 +81,7 @@ impl BrickFs {
                 inodes: InodeTable::new(),
                 dirs: DirHandles::new(),
                 lockers: DashMap::new(),
+                open_files: OpenFiles::default(),
                 attr_ttl,
                 entry_ttl,
             }),
@@ -396,7 +399,17 @@ impl Filesystem for BrickFs {
         };
         let n = name(name_);
         self.spawn(move |s| async move {
-            ok_or_fail(reply, "unlink", s.layer.unlink(parent, &n).await);
+            let keep_open = s.open_files.any();
+            match s.layer.unlink(parent, &n, keep_open).await {
+                Ok(Some(kept)) => {
+                    reply.ok();
+                    if !s.open_files.keep_until_closed(kept) {
+                        let _ = s.layer.purge(kept).await;
+                    }
+                }
+                Ok(None) => reply.ok(),
+                Err(e) => fail(reply, "unlink", e),
+            }
         });
     }
 
@@ -488,6 +501,7 @@ impl Filesystem for BrickFs {
         // O_TRUNC only arrives here because we asked for atomic_o_trunc,
         // which saves the kernel a separate setattr round trip.
         if flags.0 & libc::O_TRUNC == 0 {
+            self.shared.open_files.opened(gfid);
             return reply.opened(FileHandle(0), FopenFlags::empty());
         }
         self.spawn(move |s| async move {
@@ -496,7 +510,10 @@ impl Filesystem for BrickFs {
                 ..SetAttr::default()
             };
             match s.layer.setattr(gfid, set).await {
-                Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
+                Ok(_) => {
+                    s.open_files.opened(gfid);
+                    reply.opened(FileHandle(0), FopenFlags::empty())
+                }
                 Err(e) => fail(reply, "open(O_TRUNC)", e),
             }
         });
@@ -595,6 +612,12 @@ impl Filesystem for BrickFs {
     ) {
         // The kernel ignores errors of release; only do work that matters.
         let gfid = self.gfid(ino);
+        let purge = gfid.and_then(|g| self.shared.open_files.closed(g));
+        if let Some(g) = purge {
+            self.spawn(move |s| async move {
+                let _ = s.layer.purge(g).await;
+            });
+        }
         let (Some(gfid), true) = (gfid, flush || lock_owner.is_some()) else {
             return reply.ok();
         };
@@ -868,6 +891,7 @@ impl Filesystem for BrickFs {
             match r {
                 Ok(attr) => {
                     s.inodes.remember(attr.gfid);
+                    s.open_files.opened(attr.gfid);
                     let ttl = s.attr_ttl.min(s.entry_ttl);
                     reply.created(
                         &ttl,

@@ -28,7 +28,11 @@ pub trait Layer: Send + Sync + 'static {
     /// Returns the exact attributes after the change.
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr>;
     async fn create(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr>;
-    async fn unlink(&self, parent: Gfid, name: &Name) -> FsResult<()>;
+    /// `keep_open`: the caller has files open; a file that loses its last
+    /// name stays readable until `purge`, and its gfid is returned.
+    async fn unlink(&self, parent: Gfid, name: &Name, keep_open: bool) -> FsResult<Option<Gfid>>;
+    /// The last close of a file kept by `unlink`.
+    async fn purge(&self, gfid: Gfid) -> FsResult<()>;
     async fn rmdir(&self, parent: Gfid, name: &Name) -> FsResult<()>;
     async fn rename(&self, req: RenameReq) -> FsResult<()>;
     async fn link(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr>;

@@ -30,7 +30,18 @@ pub trait Brick {
     async fn getattr(gfid: Gfid) -> FsResult<Looked>;
     async fn setattr(txn: Txn, gfid: Gfid, set: SetAttr) -> FsResult<Done<Attr>>;
     async fn create(txn: Txn, parent: Gfid, new: NewObject) -> FsResult<Done<Attr>>;
-    async fn unlink(txn: Txn, parent: Gfid, name: Name, is_dir: bool) -> FsResult<Done<()>>;
+    /// Removes a name. `keep_open`: the caller has the file open, so a file
+    /// losing its last name stays readable by gfid until the caller purges
+    /// it (POSIX open-unlinked files); its gfid is returned then.
+    async fn unlink(
+        txn: Txn,
+        parent: Gfid,
+        name: Name,
+        is_dir: bool,
+        keep_open: bool,
+    ) -> FsResult<Done<Option<Gfid>>>;
+    /// The caller closed these open-unlinked files: their data goes.
+    async fn purge(gfids: Vec<Gfid>) -> FsResult<()>;
     async fn rename(txn: Txn, req: RenameReq) -> FsResult<Done<()>>;
     async fn link(txn: Txn, gfid: Gfid, parent: Gfid, name: Name) -> FsResult<Done<Attr>>;
     async fn readlink(gfid: Gfid) -> FsResult<Bytes>;

@@ -334,3 +334,39 @@ fn create_exclusive_and_mode_honour_umask() {
         assert_eq!(md.mode() & 0o777, 0o600, "brick {i}");
     }
 }
+
+#[test]
+fn an_unlinked_open_file_lives_until_its_last_close() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    let p = m.join("tmpfile");
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&p)
+        .unwrap();
+    f.write_all(b"before").unwrap();
+    fs::remove_file(&p).unwrap();
+    assert!(!p.exists());
+    assert_eq!(f.metadata().unwrap().nlink(), 0);
+    f.write_all(b" and after").unwrap();
+    let mut back = vec![0u8; 16];
+    let n = f.read_at(&mut back, 0).unwrap();
+    assert_eq!(&back[..n], b"before and after");
+    let kept = |i: usize| {
+        fs::read_dir(cluster.brick_dir(i).join(".brickfs/indices/open-unlinked"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert!(
+        (0..3).all(|i| kept(i) == 1),
+        "bricks do not keep the open file"
+    );
+    drop(f);
+    assert!(
+        tests::wait_until(SETTLE, || (0..3).all(|i| kept(i) == 0)),
+        "the last close did not free the file"
+    );
+    cluster.assert_replicas_identical(SETTLE);
+}

@@ -158,7 +158,7 @@ impl Replicate {
                 let is_dir = found.attr.kind == FileKind::Dir;
                 tracing::warn!(brick = %b.addr, %name, "undoing a create that missed quorum");
                 b.call(|c, ctx| async move {
-                    c.unlink(ctx, proto::Txn::none(), parent, name, is_dir)
+                    c.unlink(ctx, proto::Txn::none(), parent, name, is_dir, false)
                         .await
                 })
                 .await
@@ -168,18 +168,26 @@ impl Replicate {
         .await;
     }
 
-    async fn remove(&self, parent: Gfid, name: &Name, is_dir: bool) -> FsResult<()> {
+    async fn remove(
+        &self,
+        parent: Gfid,
+        name: &Name,
+        is_dir: bool,
+        keep_open: bool,
+    ) -> FsResult<Option<Gfid>> {
         name.validate()?;
         let name = name.clone();
         self.txn(&[parent], parent, PendingKind::Entry, |b, txn| {
             let name = name.clone();
             async move {
-                b.call(|c, ctx| async move { c.unlink(ctx, txn, parent, name, is_dir).await })
-                    .await
+                b.call(|c, ctx| async move {
+                    c.unlink(ctx, txn, parent, name, is_dir, keep_open).await
+                })
+                .await
             }
         })
         .await
-        .map(|_| ())
+        .map(|a| a.value)
     }
 
     /// Takes or releases a record lock on a quorum of bricks; all or nothing.
@@ -263,12 +271,26 @@ impl Layer for Replicate {
         self.create_object(parent, new).await
     }
 
-    async fn unlink(&self, parent: Gfid, name: &Name) -> FsResult<()> {
-        self.remove(parent, name, false).await
+    async fn unlink(&self, parent: Gfid, name: &Name, keep_open: bool) -> FsResult<Option<Gfid>> {
+        self.remove(parent, name, false, keep_open).await
+    }
+
+    async fn purge(&self, gfid: Gfid) -> FsResult<()> {
+        let answers = fan_out(&self.bricks, self.up_mask(), |b| async move {
+            b.call(|c, ctx| async move { c.purge(ctx, vec![gfid]).await })
+                .await
+        })
+        .await;
+        for (i, res) in answers {
+            if let Err(e) = res {
+                debug!(brick = i, %gfid, "purge: {e}");
+            }
+        }
+        Ok(())
     }
 
     async fn rmdir(&self, parent: Gfid, name: &Name) -> FsResult<()> {
-        self.remove(parent, name, true).await
+        self.remove(parent, name, true, false).await.map(|_| ())
     }
 
     async fn rename(&self, req: RenameReq) -> FsResult<()> {
