@@ -49,4 +49,15 @@ cargo fmt --all -- --check
 log "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test --workspace"
-cargo test --workspace "$@" -- --test-threads="${TEST_THREADS:-2}"
+# No doctests in the workspace: leaving them out keeps the runner's last
+# lines about tests that ran. The totals line at the end sums every binary.
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+set +e
+cargo test --workspace --lib --bins --tests "$@" -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
+set -e
+passed=$(grep -E '^test result:' "$out" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -E '^test result:' "$out" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')
+echo "tests: $passed passed, $failed failed"
+exit "$rc"
