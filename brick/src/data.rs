@@ -182,6 +182,7 @@ async fn handle(
             let done = Done {
                 value: attr,
                 contended: backend.inodelks.contended(conn),
+                parents: Vec::new(),
             };
             Ok(data::encode_value(&done))
         }

@@ -413,6 +413,26 @@ impl Backend {
         Ok(None)
     }
 
+    /// Attributes of directories right after an entry operation changed
+    /// them; a directory that cannot be read is left out (the client then
+    /// asks again when it needs them).
+    pub fn dir_attrs(&self, gfids: &[Gfid]) -> Vec<Attr> {
+        let mut out = Vec::with_capacity(gfids.len());
+        for g in gfids {
+            if out.iter().any(|a: &Attr| a.gfid == *g) {
+                continue;
+            }
+            let stat = self
+                .store
+                .dir(*g)
+                .and_then(|d| rustix::fs::fstat(d.as_fd()).os());
+            if let Ok(st) = stat {
+                out.push(attr_from_stat(*g, &st));
+            }
+        }
+        out
+    }
+
     pub fn purge(&self, conn: ConnId, gfids: &[Gfid]) -> FsResult<()> {
         for g in gfids {
             self.orphans.purge(&self.store, *g, conn)?;

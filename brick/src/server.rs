@@ -273,9 +273,14 @@ impl Conn {
     }
 
     fn done<T>(&self, res: FsResult<T>) -> FsResult<Done<T>> {
-        res.map(|value| Done {
+        self.done_with(res.map(|v| (v, Vec::new())))
+    }
+
+    fn done_with<T>(&self, res: FsResult<(T, Vec<Attr>)>) -> FsResult<Done<T>> {
+        res.map(|(value, parents)| Done {
             value,
             contended: self.backend.inodelks.contended(self.id),
+            parents,
         })
     }
 }
@@ -323,10 +328,11 @@ impl Brick for Conn {
         let conn = self.id;
         let r = self
             .run("create", parent, move |b| {
-                b.create(&txn, parent, &new, conn)
+                let attr = b.create(&txn, parent, &new, conn)?;
+                Ok((attr, b.dir_attrs(&[parent])))
             })
             .await;
-        self.done(r)
+        self.done_with(r)
     }
 
     async fn unlink(
@@ -341,10 +347,11 @@ impl Brick for Conn {
         let keep_for = keep_open.then_some(self.id);
         let r = self
             .run("unlink", parent, move |b| {
-                b.unlink(&txn, parent, &name, is_dir, keep_for)
+                let kept = b.unlink(&txn, parent, &name, is_dir, keep_for)?;
+                Ok((kept, b.dir_attrs(&[parent])))
             })
             .await;
-        self.done(r)
+        self.done_with(r)
     }
 
     async fn purge(self, _: Context, gfids: Vec<Gfid>) -> FsResult<()> {
@@ -356,9 +363,12 @@ impl Brick for Conn {
 
     async fn rename(self, _: Context, txn: Txn, req: RenameReq) -> FsResult<Done<()>> {
         let r = self
-            .run("rename", req.parent, move |b| b.rename(&txn, &req))
+            .run("rename", req.parent, move |b| {
+                b.rename(&txn, &req)?;
+                Ok(((), b.dir_attrs(&[req.parent, req.new_parent])))
+            })
             .await;
-        self.done(r)
+        self.done_with(r)
     }
 
     async fn link(
@@ -370,9 +380,12 @@ impl Brick for Conn {
         name: Name,
     ) -> FsResult<Done<Attr>> {
         let r = self
-            .run("link", gfid, move |b| b.link(&txn, gfid, parent, &name))
+            .run("link", gfid, move |b| {
+                let attr = b.link(&txn, gfid, parent, &name)?;
+                Ok((attr, b.dir_attrs(&[parent])))
+            })
             .await;
-        self.done(r)
+        self.done_with(r)
     }
 
     async fn readlink(self, _: Context, gfid: Gfid) -> FsResult<Bytes> {

@@ -259,6 +259,10 @@ pub struct Done<T> {
     pub value: T,
     /// Another client is waiting for a lock this connection holds on the object.
     pub contended: bool,
+    /// Attributes of the directories an entry operation changed, right after
+    /// it (as NFS's wcc data): the client answers the kernel's next GETATTR
+    /// of the parent from these instead of asking again.
+    pub parents: Vec<Attr>,
 }
 
 /// Everything needed to create one object identically on every replica.

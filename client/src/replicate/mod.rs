@@ -6,6 +6,7 @@
 //! learned by asking all of them (lookup, or a validation fan-out the first
 //! time an inode is read after any brick (re)connected).
 
+mod attr_cache;
 mod inodes;
 mod reads;
 mod txn;
@@ -31,6 +32,7 @@ pub struct Replicate {
     op_timeout: Duration,
     post_op_delay: Duration,
     inodes: Inodes,
+    attrs: attr_cache::AttrCache,
 }
 
 impl Replicate {
@@ -42,6 +44,7 @@ impl Replicate {
             op_timeout,
             post_op_delay: Duration::from_millis(300),
             inodes: Inodes::default(),
+            attrs: attr_cache::AttrCache::default(),
         })
     }
 
@@ -176,6 +179,7 @@ impl Replicate {
         keep_open: bool,
     ) -> FsResult<Option<Gfid>> {
         name.validate()?;
+        self.attrs.clear();
         let name = name.clone();
         self.txn(&[parent], parent, PendingKind::Entry, |b, txn| {
             let name = name.clone();
@@ -241,6 +245,9 @@ impl Layer for Replicate {
     }
 
     async fn getattr(&self, gfid: Gfid) -> FsResult<Attr> {
+        if let Some(attr) = self.attrs.get(gfid) {
+            return Ok(attr);
+        }
         self.validated(gfid).await?;
         self.read_from(gfid, |b| async move {
             b.call(|c, ctx| async move { c.getattr(ctx, gfid).await })
@@ -297,6 +304,7 @@ impl Layer for Replicate {
         req.name.validate()?;
         req.new_name.validate()?;
         let parents = [req.parent, req.new_parent];
+        self.attrs.clear();
         self.txn(&parents, req.parent, PendingKind::Entry, |b, txn| {
             let req = req.clone();
             async move {

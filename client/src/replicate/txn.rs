@@ -38,6 +38,29 @@ pub struct Applied<T> {
     pub applied: Mask,
 }
 
+/// Values whose attributes the attribute cache may keep.
+pub trait Attrs {
+    fn attr(&self) -> Option<&proto::Attr>;
+}
+
+impl Attrs for proto::Attr {
+    fn attr(&self) -> Option<&proto::Attr> {
+        Some(self)
+    }
+}
+
+impl Attrs for () {
+    fn attr(&self) -> Option<&proto::Attr> {
+        None
+    }
+}
+
+impl Attrs for Option<Gfid> {
+    fn attr(&self) -> Option<&proto::Attr> {
+        None
+    }
+}
+
 impl Replicate {
     /// Runs one replicated mutation. `gfids` are the inodes whose replication
     /// locks order it (the file for data/metadata ops, the parent
@@ -50,11 +73,12 @@ impl Replicate {
         op: F,
     ) -> FsResult<Applied<T>>
     where
-        T: Send,
+        T: Send + Attrs,
         F: Fn(Arc<BrickConn>, Txn) -> Fut,
         Fut: std::future::Future<Output = FsResult<Done<T>>>,
     {
         self.require_quorum()?;
+        self.attrs.forget(gfids);
         let mut ids: Vec<Gfid> = gfids.to_vec();
         ids.sort();
         ids.dedup();
@@ -120,6 +144,10 @@ impl Replicate {
         if count(ok_mask) >= self.quorum {
             let mut ok = tally.ok;
             let (_, first) = ok.remove(0);
+            self.attrs.put(first.parents.iter().cloned());
+            if let Some(a) = first.value.attr() {
+                self.attrs.put([a.clone()]);
+            }
             return Ok(Applied {
                 value: first.value,
                 applied: ok_mask,
