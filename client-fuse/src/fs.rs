@@ -103,6 +103,21 @@ impl BrickFs {
     }
 }
 
+/// A kernel lock request as the stack takes it. fuser 0.18 does not pass
+/// FUSE_LK_FLOCK on, so flock(2) cannot be told apart: it arrives as a
+/// whole-file lock whose owner is the open file, and is kept as such, as the
+/// Linux NFS client does.
+fn record_lock(owner: LockOwner, pid: u32, start: u64, end: u64, typ: i32) -> FsResult<RecordLock> {
+    Ok(RecordLock {
+        owner: owner.0,
+        pid,
+        start,
+        end: lock_end_from_kernel(end),
+        typ: lock_type(typ)?,
+        flock: false,
+    })
+}
+
 /// The error half of fuser's reply types, which share no public trait.
 trait Fail {
     fn fail(self, err: Errno);
@@ -921,17 +936,9 @@ impl Filesystem for BrickFs {
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
         };
-        let typ = match lock_type(typ) {
-            Ok(t) => t,
+        let lock = match record_lock(lock_owner, pid, start, end, typ) {
+            Ok(l) => l,
             Err(e) => return fail(reply, "getlk", e),
-        };
-        let lock = RecordLock {
-            owner: lock_owner.0,
-            pid,
-            start,
-            end: lock_end_from_kernel(end),
-            typ,
-            flock: false,
         };
         self.spawn(move |s| async move {
             match s.layer.getlk(gfid, lock).await {
@@ -964,21 +971,11 @@ impl Filesystem for BrickFs {
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
         };
-        let typ = match lock_type(typ) {
-            Ok(t) => t,
+        let lock = match record_lock(lock_owner, pid, start, end, typ) {
+            Ok(l) => l,
             Err(e) => return fail(reply, "setlk", e),
         };
-        // fuser 0.18 does not pass FUSE_LK_FLOCK on, so flock(2) cannot be
-        // told apart: it arrives as a whole-file lock whose owner is the open
-        // file, and is kept as such, as the Linux NFS client does.
-        let lock = RecordLock {
-            owner: lock_owner.0,
-            pid,
-            start,
-            end: lock_end_from_kernel(end),
-            typ,
-            flock: false,
-        };
+        let typ = lock.typ;
         self.spawn(move |s| async move {
             let r = s.layer.setlk(gfid, lock, sleep).await;
             if r.is_ok() && typ != RecordLockType::Unlock {
