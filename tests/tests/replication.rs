@@ -237,3 +237,28 @@ fn a_create_that_misses_quorum_leaves_no_trace_on_the_minority() {
     assert!(back, "writes did not resume");
     assert!(!m.join("d/lost").exists());
 }
+
+#[test]
+fn a_client_killed_while_holding_locks_leaves_none_behind() {
+    let cluster = TestCluster::start(3);
+    let a = cluster.mount();
+    let b = cluster.mount();
+    fs::write(a.join("held"), b"from a").unwrap();
+    // a now holds the file's and the root's replication locks (eager).
+    let f = OpenOptions::new().write(true).open(a.join("held")).unwrap();
+    f.write_all_at(b"A", 0).unwrap();
+    a.kill();
+    drop(f);
+    // b must get the locks as soon as the bricks see a's connections close,
+    // well within one op timeout.
+    let t = Instant::now();
+    fs::write(b.join("held"), b"from b").unwrap();
+    fs::write(b.join("other"), b"new entry").unwrap();
+    assert!(
+        t.elapsed() < OP_TIMEOUT * 2,
+        "b waited {:?} for a's locks",
+        t.elapsed()
+    );
+    assert_eq!(fs::read(b.join("held")).unwrap(), b"from b");
+    cluster.assert_replicas_identical(SETTLE);
+}
