@@ -49,6 +49,8 @@ const MAX_READAHEAD: u32 = 1 << 20;
 const MAX_BACKGROUND: u16 = 64;
 
 /// State shared by the FUSE threads and the request tasks.
+static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub(crate) struct Shared {
     layer: Arc<dyn Layer>,
     inodes: InodeTable,
@@ -95,7 +97,14 @@ impl BrickFs {
         F: FnOnce(Arc<Shared>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.rt.spawn(f(Arc::clone(&self.shared)));
+        // One span per kernel request, so the client stack's logs of one
+        // operation (fan-out, retries, bricks marked down) read together.
+        let id = NEXT_REQUEST.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let span = tracing::debug_span!("req", id);
+        self.rt.spawn(tracing::Instrument::instrument(
+            f(Arc::clone(&self.shared)),
+            span,
+        ));
     }
 
     fn gfid(&self, ino: INodeNo) -> Option<Gfid> {
