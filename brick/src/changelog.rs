@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use proto::{FsError, FsResult, Gfid, PendingCounts, PendingKind, ReplicaIndex};
 
 use crate::dirty::DirtySet;
+use crate::locks::ConnId;
 use crate::store::{xget, xlist, xset, Target};
 
 const PENDING_PREFIX: &str = "trusted.brickfs.pending.";
@@ -45,12 +46,12 @@ impl Changelog {
 
     /// Marks a transaction as started here; persisted before the operation so
     /// that a crash in between still leaves a trace for heal.
-    pub fn mark_dirty(&self, gfid: Gfid) -> FsResult<()> {
-        self.dirty.mark(gfid)
+    pub fn mark_dirty(&self, gfid: Gfid, owner: Option<ConnId>) -> FsResult<()> {
+        self.dirty.mark(gfid, owner)
     }
 
-    pub fn clear_dirty(&self, gfid: Gfid) -> FsResult<()> {
-        self.dirty.clear(gfid)
+    pub fn clear_dirty(&self, gfid: Gfid, conn: ConnId) -> FsResult<()> {
+        self.dirty.clear(gfid, conn)
     }
 
     /// Records that `blamed` bricks miss one operation of `kind` on `gfid`

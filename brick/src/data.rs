@@ -22,6 +22,8 @@ use crate::ops::Backend;
 const HEAVY_IO: usize = 128 * 1024;
 /// Responses queued for the socket before request handling waits.
 const QUEUE: usize = 64;
+/// Requests of one data connection handled at once (each up to a frame).
+const MAX_INFLIGHT: usize = 16;
 
 /// Session tokens handed out by `hello`, naming the RPC connection a data
 /// connection belongs to.
@@ -45,6 +47,10 @@ impl Sessions {
 
     pub fn close(&self, conn: ConnId) {
         self.lock().retain(|_, c| *c != conn);
+    }
+
+    fn is_open(&self, conn: ConnId) -> bool {
+        self.lock().values().any(|c| *c == conn)
     }
 
     fn find(&self, token: u64) -> Option<ConnId> {
@@ -86,12 +92,23 @@ pub async fn connection(
         let (tx, rx) = mpsc::channel::<Response>(QUEUE);
         let writer = tokio::spawn(write_responses(wr, rx));
         let mut inflight = JoinSet::new();
+        // Bounds what one client can make the brick hold in memory.
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT));
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
             let frame = tokio::select! {
                 f = read_request(&mut rd) => f,
                 _ = stop.changed() => break,
-                Some(_) = inflight.join_next(), if !inflight.is_empty() => continue,
             };
+            // Reaped here rather than in the select: a frame half read must
+            // never be abandoned, or the stream loses its framing.
+            while inflight.try_join_next().is_some() {}
+            if !sessions.is_open(conn) {
+                tracing::debug!("session ended; closing its data connection");
+                break;
+            }
             let (header, payload) = match frame {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -103,6 +120,7 @@ pub async fn connection(
             let backend = backend.clone();
             let tx = tx.clone();
             inflight.spawn(async move {
+                let _slot = slot;
                 let id = header.id;
                 let res = handle(&backend, conn, header, payload).await;
                 let response = match res {

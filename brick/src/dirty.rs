@@ -7,13 +7,15 @@
 //! creating and deleting an index file per gfid, which doubled the metadata
 //! work of every create. The journal is compacted when mostly garbage.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use proto::{FsResult, Gfid};
+
+use crate::locks::ConnId;
 
 const RECORD: usize = 17;
 const MARK: u8 = b'D';
@@ -24,7 +26,11 @@ const COMPACT_AT: u64 = 1 << 20;
 struct Journal {
     file: File,
     len: u64,
-    set: HashSet<Gfid>,
+    /// Dirty gfids and the connection whose transaction marked them (the
+    /// replication-lock holder then). Only that connection's post-op clears
+    /// a mark; a mark of a connection that died, or from before a restart,
+    /// stays for heal.
+    set: HashMap<Gfid, Option<ConnId>>,
 }
 
 pub struct DirtySet {
@@ -35,7 +41,7 @@ pub struct DirtySet {
 impl DirtySet {
     /// Replays the journal left by a previous run.
     pub fn open(path: &Path) -> std::io::Result<DirtySet> {
-        let mut set = HashSet::new();
+        let mut set = HashMap::new();
         match File::open(path) {
             Ok(mut f) => {
                 let mut buf = Vec::new();
@@ -46,7 +52,7 @@ impl DirtySet {
                     g.copy_from_slice(&rec[1..]);
                     match rec[0] {
                         MARK => {
-                            set.insert(Gfid(g));
+                            set.insert(Gfid(g), None);
                         }
                         CLEAR => {
                             set.remove(&Gfid(g));
@@ -74,24 +80,29 @@ impl DirtySet {
     }
 
     pub fn contains(&self, gfid: Gfid) -> bool {
-        self.lock().set.contains(&gfid)
+        self.lock().set.contains_key(&gfid)
     }
 
-    /// Persisted before the operation it guards.
-    pub fn mark(&self, gfid: Gfid) -> FsResult<()> {
+    /// Persisted before the operation it guards. An existing mark keeps its
+    /// owner: whoever left it has not confirmed its own transaction yet.
+    pub fn mark(&self, gfid: Gfid, owner: Option<ConnId>) -> FsResult<()> {
         let mut j = self.lock();
-        if j.set.contains(&gfid) {
+        if j.set.contains_key(&gfid) {
             return Ok(());
         }
         append(&mut j, MARK, gfid)?;
-        j.set.insert(gfid);
+        j.set.insert(gfid, owner);
         Ok(())
     }
 
-    pub fn clear(&self, gfid: Gfid) -> FsResult<()> {
+    /// The post-op of `conn`: clears the mark only if `conn` made it.
+    pub fn clear(&self, gfid: Gfid, conn: ConnId) -> FsResult<()> {
         let mut j = self.lock();
-        if !j.set.remove(&gfid) {
-            return Ok(());
+        match j.set.get(&gfid) {
+            Some(Some(owner)) if *owner == conn => {
+                j.set.remove(&gfid);
+            }
+            _ => return Ok(()),
         }
         append(&mut j, CLEAR, gfid)?;
         let live = (j.set.len() * RECORD) as u64;
@@ -118,10 +129,10 @@ fn append(j: &mut Journal, op: u8, gfid: Gfid) -> std::io::Result<()> {
 }
 
 /// Writes the live set to a fresh journal and atomically puts it in place.
-fn rewrite(path: &Path, set: &HashSet<Gfid>) -> std::io::Result<File> {
+fn rewrite(path: &Path, set: &HashMap<Gfid, Option<ConnId>>) -> std::io::Result<File> {
     let tmp = path.with_extension("tmp");
     let mut buf = Vec::with_capacity(set.len() * RECORD);
-    for g in set {
+    for g in set.keys() {
         buf.push(MARK);
         buf.extend_from_slice(&g.0);
     }
@@ -140,16 +151,22 @@ mod tests {
         let path = dir.path().join("dirty.log");
         let d = DirtySet::open(&path).expect("open");
         let keep = Gfid::random();
-        d.mark(keep).expect("mark");
+        d.mark(keep, Some(1)).expect("mark");
         for _ in 0..70_000 {
             let g = Gfid::random();
-            d.mark(g).expect("mark");
-            d.clear(g).expect("clear");
+            d.mark(g, Some(1)).expect("mark");
+            d.clear(g, 1).expect("clear");
         }
+        // Another connection cannot confirm a transaction it did not make.
+        d.clear(keep, 2).expect("clear");
+        assert!(d.contains(keep));
         assert!(std::fs::metadata(&path).expect("stat").len() < COMPACT_AT + 64);
         drop(d);
         let d = DirtySet::open(&path).expect("reopen");
         assert!(d.contains(keep));
         assert_eq!(d.len(), 1);
+        // After a restart nobody owns it: only heal clears it.
+        d.clear(keep, 1).expect("clear");
+        assert!(d.contains(keep));
     }
 }

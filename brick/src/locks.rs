@@ -152,7 +152,6 @@ impl InodeLocks {
             .any(|l| l.holder == Some(conn) && l.waiters > 0)
     }
 
-    #[cfg(test)]
     pub fn holder(&self, gfid: Gfid) -> Option<ConnId> {
         lock(&self.table).get(&gfid).and_then(|l| l.holder)
     }

@@ -166,7 +166,7 @@ impl Backend {
 
     /// Pre-op of an entry operation on directory `parent`.
     fn pre_entry(&self, txn: &Txn, parent: Gfid, dirfd: BorrowedFd<'_>) -> FsResult<()> {
-        self.changelog.mark_dirty(parent)?;
+        self.mark_dirty(parent)?;
         self.changelog
             .blame(parent, &dir_target(dirfd), &txn.blame, PendingKind::Entry)
     }
@@ -207,7 +207,7 @@ impl Backend {
             last_modification: utime(set.mtime)?,
         };
         let t = obj.target();
-        self.changelog.mark_dirty(gfid)?;
+        self.mark_dirty(gfid)?;
         if set.size.is_some() {
             self.changelog
                 .blame(gfid, &t, &txn.blame, PendingKind::Data)?;
@@ -257,7 +257,11 @@ impl Backend {
         let dirfd = self.store.dir(parent)?;
         let dfd = dirfd.as_fd();
         self.pre_entry(txn, parent, dfd)?;
-        self.changelog.mark_dirty(new.gfid)?;
+        // The parent's mark covers the entry; the new object needs its own
+        // only when its creator takes its lock (and so will post-op it).
+        if new.lock {
+            self.changelog.mark_dirty(new.gfid, Some(conn))?;
+        }
         let made = match self.make(dfd, new) {
             Ok(made) => made,
             Err(FsError::Exists) => {
@@ -517,8 +521,8 @@ impl Backend {
         };
         let dirfd = self.store.dir(parent)?;
         let dfd = dirfd.as_fd();
+        // The parent's mark (pre_entry) covers the new name.
         self.pre_entry(txn, parent, dfd)?;
-        self.changelog.mark_dirty(gfid)?;
         match rustix::fs::linkat(CWD, &idx, dfd, name.as_bytes(), AtFlags::empty()).os() {
             Ok(()) => {}
             // A retried link that already happened.
@@ -574,7 +578,7 @@ impl Backend {
     }
 
     fn data_pre_op(&self, txn: &Txn, gfid: Gfid) -> FsResult<()> {
-        self.changelog.mark_dirty(gfid)?;
+        self.mark_dirty(gfid)?;
         let t = Target {
             path: self.store.index_path(gfid),
             follow: false,
@@ -708,7 +712,7 @@ impl Backend {
             u32::try_from(flags).map_err(|_| FsError::Invalid(format!("xattr flags {flags}")))?;
         let obj = self.store.resolve(gfid)?;
         let t = obj.target();
-        self.changelog.mark_dirty(gfid)?;
+        self.mark_dirty(gfid)?;
         self.changelog
             .blame(gfid, &t, &txn.blame, PendingKind::Metadata)?;
         xset(&t, name.as_bytes(), value, flags)
@@ -718,7 +722,7 @@ impl Backend {
         check_xattr_name(name, FsError::Perm)?;
         let obj = self.store.resolve(gfid)?;
         let t = obj.target();
-        self.changelog.mark_dirty(gfid)?;
+        self.mark_dirty(gfid)?;
         self.changelog
             .blame(gfid, &t, &txn.blame, PendingKind::Metadata)?;
         xremove(&t, name.as_bytes())
@@ -738,12 +742,18 @@ impl Backend {
         let mut first_err = None;
         for &g in gfids {
             self.inodelks.release(g, conn);
-            if let Err(e) = self.changelog.clear_dirty(g) {
+            if let Err(e) = self.changelog.clear_dirty(g, conn) {
                 tracing::warn!(gfid = %g, error = %e, "cannot clear dirty mark");
                 first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// The dirty mark of a transaction, owned by whoever holds the inode's
+    /// replication lock (every client transaction runs under it).
+    fn mark_dirty(&self, gfid: Gfid) -> FsResult<()> {
+        self.changelog.mark_dirty(gfid, self.inodelks.holder(gfid))
     }
 
     /// Drops everything a closed connection held.

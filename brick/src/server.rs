@@ -27,6 +27,10 @@ use crate::error::{join_error, BrickError};
 use crate::locks::ConnId;
 use crate::ops::Backend;
 
+/// A client connection with no request (not even a ping) for this long is
+/// closed and its locks released.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Reads and writes above this size run on the blocking pool.
 const HEAVY_IO: u32 = 128 * 1024;
 
@@ -190,10 +194,15 @@ async fn connection(
         };
         let mut requests = Box::pin(BaseChannel::with_defaults(transport).requests());
         let mut inflight = JoinSet::new();
+        // Clients ping every second. A connection silent for much longer
+        // belongs to a client whose host died or was cut off: its locks must
+        // not outlive it (TCP alone would keep a half-open connection forever).
+        let mut silent_until = tokio::time::Instant::now() + IDLE_TIMEOUT;
         loop {
             tokio::select! {
                 next = requests.next() => match next {
                     Some(Ok(req)) => {
+                        silent_until = tokio::time::Instant::now() + IDLE_TIMEOUT;
                         inflight.spawn(req.execute(server.clone().serve()));
                     }
                     Some(Err(e)) => {
@@ -205,6 +214,10 @@ async fn connection(
                     None => break,
                 },
                 Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+                _ = tokio::time::sleep_until(silent_until), if inflight.is_empty() => {
+                    tracing::warn!(timeout = ?IDLE_TIMEOUT, "client silent; closing its connection and releasing its locks");
+                    break;
+                }
                 _ = stop.changed() => break,
             }
         }
@@ -233,8 +246,9 @@ impl Conn {
     /// syscalls: running them inline on the runtime costs far less than the
     /// two thread hand-offs of `spawn_blocking` (measured: creates/s doubled
     /// with three bricks and a client sharing two cores). Fops that can take
-    /// long (fsync, big I/O, big directories) go to the blocking pool so they
-    /// never stall other requests.
+    /// long (fsync, big I/O, big directories, truncation and unlink or
+    /// rename-over that may free a big file) go to the blocking pool so they
+    /// never stall other requests, pings included.
     async fn run<T: Send + 'static>(
         &self,
         fop: &'static str,
@@ -312,8 +326,10 @@ impl Brick for Conn {
     }
 
     async fn setattr(self, _: Context, txn: Txn, gfid: Gfid, set: SetAttr) -> FsResult<Done<Attr>> {
+        // Truncating a big file can take long: not on the connection thread.
+        let heavy = set.size.is_some();
         let r = self
-            .run("setattr", gfid, move |b| b.setattr(&txn, gfid, &set))
+            .run_as("setattr", gfid, heavy, move |b| b.setattr(&txn, gfid, &set))
             .await;
         self.done(r)
     }
@@ -346,7 +362,7 @@ impl Brick for Conn {
     ) -> FsResult<Done<Option<Gfid>>> {
         let keep_for = keep_open.then_some(self.id);
         let r = self
-            .run("unlink", parent, move |b| {
+            .run_as("unlink", parent, true, move |b| {
                 let kept = b.unlink(&txn, parent, &name, is_dir, keep_for)?;
                 Ok((kept, b.dir_attrs(&[parent])))
             })
@@ -363,7 +379,7 @@ impl Brick for Conn {
 
     async fn rename(self, _: Context, txn: Txn, req: RenameReq) -> FsResult<Done<()>> {
         let r = self
-            .run("rename", req.parent, move |b| {
+            .run_as("rename", req.parent, true, move |b| {
                 b.rename(&txn, &req)?;
                 Ok(((), b.dir_attrs(&[req.parent, req.new_parent])))
             })

@@ -64,7 +64,10 @@ fn layout_and_create_lookup_write_read_truncate() {
     let t = brick();
     assert!(t.dir.join(".brickfs/brick-id").is_file());
     assert!(t.dir.join(".brickfs/indices/xattrop").is_dir());
-    let new = obj("f", FileKind::File);
+    let new = NewObject {
+        lock: true,
+        ..obj("f", FileKind::File)
+    };
     let attr = t.b.create(&none(), Gfid::ROOT, &new, C).expect("create");
     assert_eq!(
         (attr.kind, attr.perm, attr.uid, attr.gid, attr.nlink),
@@ -360,6 +363,8 @@ fn xattrs_and_private_names() {
 fn blame_writes_pending_and_heal_index_and_unlock_clears_dirty() {
     let t = brick();
     let f = t.create(Gfid::ROOT, "f", FileKind::File);
+    // Transactions run under the replication lock; the holder owns the marks.
+    assert!(t.b.inodelks.try_acquire(f, C));
     let blame = Txn { blame: vec![2] };
     t.b.write(&blame, f, 0, b"x").expect("write");
     t.b.write(&blame, f, 1, b"y").expect("write");
@@ -402,6 +407,9 @@ fn blame_writes_pending_and_heal_index_and_unlock_clears_dirty() {
     assert!(xattrop.join(Gfid::ROOT.to_hex()).exists());
 
     assert!(looked.dirty);
+    // Only the connection whose transaction made the mark confirms it.
+    t.b.unlock_batch(C + 1, &[f]).expect("unlock");
+    assert!(t.b.getattr(f).expect("getattr").dirty);
     t.b.unlock_batch(C, &[f]).expect("unlock");
     assert!(!t.b.getattr(f).expect("getattr").dirty);
     // The dirty set survives a restart.

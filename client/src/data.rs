@@ -17,6 +17,17 @@ use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<FsResult<(u8, Vec<u8>)>>;
 
+/// Marks the connection dead if dropped while a frame is still being sent.
+struct Unfinished<'a>(&'a DataConn, bool);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.dead.store(true, Ordering::Release);
+        }
+    }
+}
+
 pub struct DataConn {
     addr: SocketAddr,
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
@@ -90,11 +101,19 @@ impl DataConn {
         let head = header.encode(payload.len());
         let sent = {
             let mut w = self.writer.lock().await;
-            match w.write_all(&head).await {
+            // A frame abandoned half-sent (its caller's deadline passed)
+            // leaves the stream unframed: nothing may follow it.
+            if self.is_dead() {
+                return Err(FsError::BrickDown(self.addr.to_string()));
+            }
+            let mut unfinished = Unfinished(self, true);
+            let r = match w.write_all(&head).await {
                 Ok(()) if payload.is_empty() => Ok(()),
                 Ok(()) => w.write_all(payload).await,
                 Err(e) => Err(e),
-            }
+            };
+            unfinished.1 = false;
+            r
         };
         if let Err(e) = sent {
             self.fail_all(&format!("send failed: {e}"));

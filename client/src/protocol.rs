@@ -97,6 +97,15 @@ impl BrickConn {
         self.heal_transitions.load(Ordering::Acquire)
     }
 
+    /// Size of the brick's heal index as last reported (0 before the first
+    /// answer is known).
+    pub fn heal_entries(&self) -> u64 {
+        match self.heal_entries.load(Ordering::Acquire) {
+            u64::MAX => 0,
+            n => n,
+        }
+    }
+
     fn note_heal_entries(&self, n: u64) {
         let before = self.heal_entries.swap(n, Ordering::AcqRel);
         if before == 0 && n != 0 {
@@ -238,7 +247,11 @@ impl BrickConn {
     async fn call_data(&self, header: RequestHeader, payload: &[u8]) -> FsResult<Vec<u8>> {
         let conn = match self.data.read().ok().and_then(|c| c.clone()) {
             Some(c) if self.is_up() && !c.is_dead() => c,
-            _ => return Err(FsError::BrickDown(self.addr.to_string())),
+            Some(_) => {
+                self.mark_down("data connection lost");
+                return Err(FsError::BrickDown(self.addr.to_string()));
+            }
+            None => return Err(FsError::BrickDown(self.addr.to_string())),
         };
         match tokio::time::timeout(self.op_timeout, conn.call(header, payload)).await {
             Ok(Ok((data::STATUS_OK, body))) => Ok(body),
@@ -312,8 +325,9 @@ impl BrickConn {
                     |c, ctx| async move { c.ping(ctx).await.map(Ok) },
                 )
                 .await;
-            if let Err(e) = res {
-                debug!(brick = %self.addr, "ping failed: {e}");
+            match res {
+                Ok(n) => self.note_heal_entries(n),
+                Err(e) => debug!(brick = %self.addr, "ping failed: {e}"),
             }
         }
     }

@@ -13,8 +13,10 @@ use crate::protocol::BrickConn;
 /// Bitmask of replica-set positions.
 pub type Mask = u8;
 
+/// The mask bit of replica `i`; 0 for an index no replica set has (it can
+/// come from a brick's disk, so it must not panic).
 pub fn bit(i: usize) -> Mask {
-    1u8 << i
+    1u8.checked_shl(i as u32).unwrap_or(0)
 }
 
 pub fn count(m: Mask) -> usize {
@@ -78,11 +80,16 @@ impl<T> Tally<T> {
 
     /// The error most bricks agree on, for reporting a failed operation.
     pub fn common_error(&self, need: usize) -> FsError {
-        let mut by_errno: HashMap<i32, (usize, &FsError)> = HashMap::new();
-        for (_, e) in &self.failed {
-            by_errno.entry(e.errno()).or_insert((0, e)).0 += 1;
+        let mut by_errno: HashMap<i32, (usize, usize, &FsError)> = HashMap::new();
+        for (i, e) in &self.failed {
+            by_errno.entry(e.errno()).or_insert((0, *i, e)).0 += 1;
         }
-        if let Some((_, (_, e))) = by_errno.iter().max_by_key(|(_, (n, _))| *n) {
+        // Most bricks agree; on a tie the lowest brick's answer, so the same
+        // disagreement always reports the same errno.
+        if let Some((_, (_, _, e))) = by_errno
+            .iter()
+            .max_by_key(|(_, (n, first, _))| (*n, std::cmp::Reverse(*first)))
+        {
             return (*e).clone();
         }
         FsError::Quorum {

@@ -59,7 +59,7 @@ impl Replicate {
     }
 
     fn all_mask(&self) -> Mask {
-        (bit(self.bricks.len()) as u16 - 1) as Mask
+        ((1u16 << self.bricks.len().min(8)) - 1) as Mask
     }
 
     fn up_mask(&self) -> Mask {
@@ -80,9 +80,12 @@ impl Replicate {
     /// Changes whenever any brick reconnects or starts blaming another,
     /// which is when what we knew about stale replicas may be out of date.
     fn epoch(&self) -> u64 {
+        // The heal-index size moves with every newly blamed object (nothing
+        // removes entries before heal does), so any new blame anywhere makes
+        // clients look at the replicas of what they read again.
         self.bricks
             .iter()
-            .map(|b| b.generation() + b.heal_transitions())
+            .map(|b| b.generation() + b.heal_transitions() + b.heal_entries())
             .sum()
     }
 
@@ -109,6 +112,9 @@ impl Replicate {
             lock: new.kind == FileKind::File,
         };
         let ctx = self.inodes.get(gfid);
+        // Taken before sending: a lock granted on a connection that is
+        // replaced meanwhile is not held on the new one.
+        let generations: Vec<u64> = self.bricks.iter().map(|b| b.generation()).collect();
         let applied = match self
             .txn(&[parent], parent, PendingKind::Entry, |b, txn| {
                 let obj = obj.clone();
@@ -133,9 +139,12 @@ impl Replicate {
             .store(self.epoch(), std::sync::atomic::Ordering::Release);
         if obj.lock {
             let mut state = ctx.lock.lock().await;
-            state.held = applied.applied;
+            state.held = 0;
             for i in crate::quorum::indices(applied.applied) {
-                state.generations[i] = self.bricks[i].generation();
+                if self.bricks[i].generation() == generations[i] {
+                    state.held |= bit(i);
+                    state.generations[i] = generations[i];
+                }
             }
             state.last_used = Some(std::time::Instant::now());
         }
@@ -381,6 +390,14 @@ impl Layer for Replicate {
         .await;
         let tally = Tally::new(answers);
         if count(tally.ok_mask()) >= self.quorum {
+            // A brick that could not persist what it acknowledged (writeback
+            // EIO drops the pages) has lost data: it is a sink from now on.
+            let lost = tally.failed_mask() | tally.unreachable;
+            if lost != 0 {
+                self.blame_after(gfid, tally.ok_mask(), lost, PendingKind::Data)
+                    .await;
+                self.inodes.get(gfid).add_stale(lost);
+            }
             return Ok(());
         }
         Err(tally.common_error(self.quorum))

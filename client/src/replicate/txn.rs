@@ -112,24 +112,44 @@ impl Replicate {
             // (the up-front blame covered only the ones known to be missing).
             let late = missed & targets;
             if late != 0 {
-                self.blame_after(blame_on, ok_mask, late, kind).await;
+                // Every directory an entry op changed records the miss (a
+                // rename across directories changes two).
+                let blamed: Vec<Gfid> = if kind == PendingKind::Entry {
+                    locked.gfids.clone()
+                } else {
+                    vec![blame_on]
+                };
+                for g in blamed {
+                    self.blame_after(g, ok_mask, late, kind).await;
+                    self.inodes.get(g).add_stale(late);
+                }
             }
         } else if ok_mask != 0 {
-            // Applied on a minority only (the others died in between): the op
-            // failed, so those copies must never become a heal source. They
-            // blame nobody, and their dirty mark stays (released without the
-            // post-op), so heal sides with the majority.
+            // Applied on a minority only: the op failed, so those copies must
+            // never become a heal source. They blame nobody and keep their
+            // dirty mark (released without the post-op). Bricks that refused
+            // the op (an answer, not silence) hold the majority's copy: they
+            // blame the minority, which heal then overwrites.
             warn!(
                 ?blame_on,
                 applied = ok_mask,
-                "op applied on a minority only; left dirty for heal"
+                "op applied on a minority only"
             );
+            let refused = tally.failed_mask();
+            if refused != 0 {
+                self.blame_after(blame_on, refused, ok_mask, kind).await;
+            }
             self.release_keeping_dirty(&mut locked, ok_mask).await;
         }
-        if ok_mask != 0 {
-            // Only an op that took effect somewhere leaves the others behind.
-            if let Some(ctx) = self.inodes.peek(blame_on) {
-                ctx.add_stale(missed);
+        if chosen {
+            // Only an op that took effect leaves the others behind.
+            self.inodes.get(blame_on).add_stale(missed);
+            // Cached while this client still orders the inode's ops, so an
+            // older answer never overwrites a newer one.
+            let first = &tally.ok[0].1;
+            self.attrs.put(first.parents.iter().cloned());
+            if let Some(a) = first.value.attr() {
+                self.attrs.put([a.clone()]);
             }
         }
         if contended {
@@ -141,13 +161,9 @@ impl Replicate {
         } else {
             drop(locked);
         }
-        if count(ok_mask) >= self.quorum {
-            let mut ok = tally.ok;
+        if chosen {
+            let Tally { mut ok, .. } = tally;
             let (_, first) = ok.remove(0);
-            self.attrs.put(first.parents.iter().cloned());
-            if let Some(a) = first.value.attr() {
-                self.attrs.put([a.clone()]);
-            }
             return Ok(Applied {
                 value: first.value,
                 applied: ok_mask,
@@ -159,7 +175,7 @@ impl Replicate {
         Err(tally.common_error(self.quorum))
     }
 
-    async fn blame_after(&self, gfid: Gfid, on: Mask, blamed: Mask, kind: PendingKind) {
+    pub(crate) async fn blame_after(&self, gfid: Gfid, on: Mask, blamed: Mask, kind: PendingKind) {
         let blame: Vec<u8> = indices(blamed).map(|i| i as u8).collect();
         let answers = fan_out(&self.bricks, on, |b| {
             let blame = blame.clone();
