@@ -178,6 +178,14 @@ impl BrickConn {
         Ok(())
     }
 
+    /// Marks the brick down only if the failure happened on the current
+    /// connection: a late error from a replaced one says nothing about it.
+    fn mark_down_if(&self, generation: u64, why: &str) {
+        if self.generation() == generation {
+            self.mark_down(why);
+        }
+    }
+
     pub fn mark_down(&self, why: &str) {
         if self.up.swap(false, Ordering::AcqRel) {
             warn!(brick = %self.addr, index = self.index, "brick down: {why}");
@@ -224,6 +232,7 @@ impl BrickConn {
             Some(c) if self.is_up() => c,
             _ => return Err(FsError::BrickDown(self.addr.to_string())),
         };
+        let generation = self.generation();
         // tarpc enforces the deadline on the server side too; the local
         // timeout is the backstop for a brick that stopped reading.
         let ctx = self.deadline(timeout);
@@ -231,12 +240,12 @@ impl BrickConn {
             Ok(Ok(res)) => res,
             Ok(Err(e)) => {
                 let err = self.rpc_error(e);
-                self.mark_down(&err.to_string());
+                self.mark_down_if(generation, &err.to_string());
                 Err(err)
             }
             Err(_) => {
                 let err = FsError::Timeout(self.addr.to_string());
-                self.mark_down("operation deadline passed");
+                self.mark_down_if(generation, "operation deadline passed");
                 Err(err)
             }
         }
@@ -253,15 +262,16 @@ impl BrickConn {
             }
             None => return Err(FsError::BrickDown(self.addr.to_string())),
         };
+        let generation = self.generation();
         match tokio::time::timeout(self.op_timeout, conn.call(header, payload)).await {
             Ok(Ok((data::STATUS_OK, body))) => Ok(body),
             Ok(Ok((_, body))) => Err(data::decode_value::<FsError>(&body)?),
             Ok(Err(e)) => {
-                self.mark_down(&e.to_string());
+                self.mark_down_if(generation, &e.to_string());
                 Err(e)
             }
             Err(_) => {
-                self.mark_down("data operation deadline passed");
+                self.mark_down_if(generation, "data operation deadline passed");
                 Err(FsError::Timeout(self.addr.to_string()))
             }
         }
