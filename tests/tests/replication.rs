@@ -262,3 +262,25 @@ fn a_client_killed_while_holding_locks_leaves_none_behind() {
     assert_eq!(fs::read(b.join("held")).unwrap(), b"from b");
     cluster.assert_replicas_identical(SETTLE);
 }
+
+#[test]
+fn a_hung_client_loses_its_locks_after_the_idle_timeout() {
+    let cluster = TestCluster::start(3);
+    let a = cluster.mount();
+    let b = cluster.mount();
+    fs::write(a.join("contended"), b"a").unwrap();
+    // a holds the file's and the root's replication locks; then its host
+    // "hangs": no pings, no close, the connections stay open.
+    let pid = a.pid().expect("mount pid") as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let t = Instant::now();
+    let wrote = fs::write(b.join("contended"), b"b");
+    let waited = t.elapsed();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    wrote.unwrap();
+    assert!(
+        waited < Duration::from_secs(30),
+        "b waited {waited:?} for the locks of a hung client"
+    );
+    assert_eq!(fs::read(b.join("contended")).unwrap(), b"b");
+}
