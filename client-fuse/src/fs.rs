@@ -36,6 +36,7 @@ use crate::convert::{
 };
 use crate::dirs::{slots, DirHandles, Slot};
 use crate::inodes::InodeTable;
+use crate::no_caps::{self, NoCaps};
 use crate::open_files::OpenFiles;
 
 /// Page size of the listing opendir reads.
@@ -61,6 +62,7 @@ pub(crate) struct Shared {
     /// ourselves; this set keeps that round trip off closes that hold none.
     lockers: DashMap<(u64, u64), ()>,
     open_files: OpenFiles,
+    no_caps: NoCaps,
     attr_ttl: Duration,
     entry_ttl: Duration,
 }
@@ -84,6 +86,7 @@ impl BrickFs {
                 dirs: DirHandles::new(),
                 lockers: DashMap::new(),
                 open_files: OpenFiles::default(),
+                no_caps: NoCaps::default(),
                 attr_ttl,
                 entry_ttl,
             }),
@@ -830,8 +833,10 @@ impl Filesystem for BrickFs {
         };
         let n = name(name_);
         let value = value.to_vec();
+        self.shared.no_caps.forget(gfid);
         self.spawn(move |s| async move {
             let r = s.layer.setxattr(gfid, &n, value, flags).await;
+            s.no_caps.forget(gfid);
             ok_or_fail(reply, "setxattr", r);
         });
     }
@@ -841,10 +846,19 @@ impl Filesystem for BrickFs {
             return reply.error(Errno::ESTALE);
         };
         let n = name(name_);
+        let caps = n.as_bytes() == no_caps::NAME;
+        if caps && self.shared.no_caps.known(gfid) {
+            return reply.error(Errno::ENODATA);
+        }
         self.spawn(move |s| async move {
             match s.layer.getxattr(gfid, &n).await {
                 Ok(value) => xattr_reply(reply, &value, size),
-                Err(e) => fail(reply, "getxattr", e),
+                Err(e) => {
+                    if caps && e == FsError::NoAttr {
+                        s.no_caps.remember(gfid);
+                    }
+                    fail(reply, "getxattr", e)
+                }
             }
         });
     }
@@ -866,6 +880,7 @@ impl Filesystem for BrickFs {
             return reply.error(Errno::ESTALE);
         };
         let n = name(name_);
+        self.shared.no_caps.forget(gfid);
         self.spawn(move |s| async move {
             ok_or_fail(reply, "removexattr", s.layer.removexattr(gfid, &n).await);
         });
@@ -908,14 +923,18 @@ impl Filesystem for BrickFs {
             let n = new.name.clone();
             let r = match s.layer.create(parent, new).await {
                 Err(FsError::Exists) if flags & libc::O_EXCL == 0 => {
-                    s.open_existing(parent, &n, flags).await
+                    s.open_existing(parent, &n, flags).await.map(|a| (a, false))
                 }
-                r => r,
+                r => r.map(|a| (a, true)),
             };
             match r {
-                Ok(attr) => {
+                Ok((attr, created)) => {
                     s.inodes.remember(attr.gfid);
                     s.open_files.opened(attr.gfid);
+                    if created {
+                        // A new file carries no capabilities.
+                        s.no_caps.remember(attr.gfid);
+                    }
                     let ttl = s.attr_ttl.min(s.entry_ttl);
                     reply.created(
                         &ttl,

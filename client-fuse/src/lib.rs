@@ -19,6 +19,7 @@ mod dirs;
 mod fs;
 mod inodes;
 mod mountinfo;
+mod no_caps;
 mod open_files;
 
 use std::io;
