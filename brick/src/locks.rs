@@ -22,6 +22,12 @@ struct InodeLock {
     released: Arc<Notify>,
 }
 
+enum Take {
+    Granted,
+    Busy,
+    Wait(Arc<Notify>),
+}
+
 #[derive(Default)]
 pub struct InodeLocks {
     table: Mutex<HashMap<Gfid, InodeLock>>,
@@ -54,6 +60,12 @@ impl Drop for Waiting<'_> {
 impl InodeLocks {
     /// Takes the lock if free (or already ours) without waiting.
     pub fn try_acquire(&self, gfid: Gfid, conn: ConnId) -> bool {
+        matches!(self.take(gfid, conn, false), Take::Granted)
+    }
+
+    /// Takes the lock if free or already ours. Otherwise, with `wait`,
+    /// counts the caller as a waiter and returns what wakes it.
+    fn take(&self, gfid: Gfid, conn: ConnId, wait: bool) -> Take {
         let mut table = lock(&self.table);
         let l = table.entry(gfid).or_insert_with(|| InodeLock {
             holder: None,
@@ -63,35 +75,28 @@ impl InodeLocks {
         match l.holder {
             None => {
                 l.holder = Some(conn);
-                true
+                return Take::Granted;
             }
-            Some(h) => h == conn,
+            Some(h) if h == conn => return Take::Granted,
+            Some(_) => {}
         }
+        if !wait {
+            return Take::Busy;
+        }
+        l.waiters += 1;
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Take::Wait(l.released.clone())
     }
 
     /// Takes the lock, waiting up to `wait` for the holder to release it.
     pub async fn acquire(&self, gfid: Gfid, conn: ConnId, wait: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let released = {
-                let mut table = lock(&self.table);
-                let l = table.entry(gfid).or_insert_with(|| InodeLock {
-                    holder: None,
-                    waiters: 0,
-                    released: Arc::new(Notify::new()),
-                });
-                match l.holder {
-                    None => {
-                        l.holder = Some(conn);
-                        return true;
-                    }
-                    Some(h) if h == conn => return true,
-                    Some(_) => {}
-                }
-                l.waiters += 1;
-                self.waiting
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                l.released.clone()
+            let released = match self.take(gfid, conn, true) {
+                Take::Granted => return true,
+                Take::Wait(released) => released,
+                Take::Busy => return false,
             };
             let _waiting = Waiting { locks: self, gfid };
             let notified = released.notified();

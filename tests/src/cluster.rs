@@ -295,31 +295,22 @@ impl TestCluster {
 
     /// SIGSTOPs brick `i` (a hung brick: the socket stays open, nothing answers).
     pub fn stop_brick(&self, i: usize) {
-        self.with_brick(i, |b| {
-            let child = b
-                .child
-                .as_mut()
-                .unwrap_or_else(|| panic!("brick {i} is not running"));
-            assert!(
-                proc::signal(child, libc::SIGSTOP),
-                "SIGSTOP to brick {i} failed"
-            );
-            b.stopped = true;
-        });
+        self.signal_brick(i, libc::SIGSTOP, true);
     }
 
     /// SIGCONTs brick `i` after [`stop_brick`](Self::stop_brick).
     pub fn cont_brick(&self, i: usize) {
+        self.signal_brick(i, libc::SIGCONT, false);
+    }
+
+    fn signal_brick(&self, i: usize, sig: libc::c_int, stopped: bool) {
         self.with_brick(i, |b| {
             let child = b
                 .child
                 .as_mut()
                 .unwrap_or_else(|| panic!("brick {i} is not running"));
-            assert!(
-                proc::signal(child, libc::SIGCONT),
-                "SIGCONT to brick {i} failed"
-            );
-            b.stopped = false;
+            assert!(proc::signal(child, sig), "signal {sig} to brick {i} failed");
+            b.stopped = stopped;
         });
     }
 
