@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dashmap::DashMap;
-use proto::Gfid;
+use std::collections::HashSet;
+
+use proto::{Gfid, Name};
 use tokio::sync::Mutex;
 
-use crate::quorum::Mask;
+use crate::quorum::{bit, Mask};
 
 /// Most inode contexts kept; idle ones beyond this are dropped (their stale
 /// masks are relearned by the next validation).
@@ -23,11 +25,56 @@ pub const MAX_INODES: usize = 65_536;
 #[derive(Default)]
 pub struct LockState {
     /// Bricks on which this client holds the inode's replication lock.
+    /// Changed only through `grant` and `drop_mask`, which keep `listing`
+    /// honest.
     pub held: Mask,
+    /// For a directory this client created and has held the lock of ever
+    /// since: every name in it. While the lock is held nobody else can add
+    /// one, so a name not here does not exist, with no round trip. Gone the
+    /// moment any lock bit is.
+    pub listing: Option<HashSet<Name>>,
     /// Connection generation of each brick when the lock was taken there: a
     /// reconnect means the brick dropped the lock with the old connection.
     pub generations: [u64; 8],
     pub last_used: Option<Instant>,
+}
+
+/// Most names a directory listing known to this client may hold.
+pub const MAX_LISTING: usize = 10_000;
+
+impl LockState {
+    pub fn grant(&mut self, i: usize, generation: u64) {
+        self.held |= bit(i);
+        self.generations[i] = generation;
+    }
+
+    pub fn drop_mask(&mut self, mask: Mask) {
+        if self.held & mask != 0 {
+            self.listing = None;
+        }
+        self.held &= !mask;
+    }
+
+    pub fn drop_all(&mut self) {
+        self.drop_mask(self.held);
+    }
+
+    /// Keeps the listing in step with an entry op this client applied.
+    pub fn listing_add(&mut self, name: &Name) {
+        if let Some(l) = &mut self.listing {
+            if l.len() >= MAX_LISTING {
+                self.listing = None;
+            } else {
+                l.insert(name.clone());
+            }
+        }
+    }
+
+    pub fn listing_remove(&mut self, name: &Name) {
+        if let Some(l) = &mut self.listing {
+            l.remove(name);
+        }
+    }
 }
 
 pub struct InodeCtx {

@@ -25,6 +25,7 @@ use crate::layer::{Layer, NewEntry};
 use crate::protocol::BrickConn;
 use crate::quorum::{bit, count, fan_out, Mask, Tally};
 use inodes::Inodes;
+use txn::ListingChange;
 
 pub struct Replicate {
     bricks: Vec<Arc<BrickConn>>,
@@ -109,14 +110,16 @@ impl Replicate {
             target: new.target.map(proto::Bytes::from),
             // Only the creator knows the new gfid, so taking its lock in the
             // same round trip cannot conflict with anyone.
-            lock: new.kind == FileKind::File,
+            lock: matches!(new.kind, FileKind::File | FileKind::Dir),
         };
         let ctx = self.inodes.get(gfid);
+        let name = obj.name.clone();
+        let added = [ListingChange::Add(parent, &name)];
         // Taken before sending: a lock granted on a connection that is
         // replaced meanwhile is not held on the new one.
         let generations: Vec<u64> = self.bricks.iter().map(|b| b.generation()).collect();
         let applied = match self
-            .txn(&[parent], parent, PendingKind::Entry, |b, txn| {
+            .txn(&[parent], parent, PendingKind::Entry, &added, |b, txn| {
                 let obj = obj.clone();
                 async move {
                     b.call(|c, ctx| async move { c.create(ctx, txn, parent, obj).await })
@@ -139,14 +142,17 @@ impl Replicate {
             .store(self.epoch(), std::sync::atomic::Ordering::Release);
         if obj.lock {
             let mut state = ctx.lock.lock().await;
-            state.held = 0;
+            state.drop_all();
             for i in crate::quorum::indices(applied.applied) {
                 if self.bricks[i].generation() == generations[i] {
-                    state.held |= bit(i);
-                    state.generations[i] = generations[i];
+                    state.grant(i, generations[i]);
                 }
             }
             state.last_used = Some(std::time::Instant::now());
+            if obj.kind == FileKind::Dir && state.held == applied.applied {
+                // Empty, and ours alone for as long as we keep its lock.
+                state.listing = Some(Default::default());
+            }
         }
         Ok(applied.value)
     }
@@ -190,7 +196,8 @@ impl Replicate {
         name.validate()?;
         self.attrs.clear();
         let name = name.clone();
-        self.txn(&[parent], parent, PendingKind::Entry, |b, txn| {
+        let removed = [ListingChange::Remove(parent, &name)];
+        self.txn(&[parent], parent, PendingKind::Entry, &removed, |b, txn| {
             let name = name.clone();
             async move {
                 b.call(|c, ctx| async move {
@@ -272,7 +279,7 @@ impl Layer for Replicate {
         } else {
             PendingKind::Metadata
         };
-        self.txn(&[gfid], gfid, kind, |b, txn| {
+        self.txn(&[gfid], gfid, kind, &[], |b, txn| {
             let set = set.clone();
             async move {
                 b.call(|c, ctx| async move { c.setattr(ctx, txn, gfid, set).await })
@@ -314,13 +321,31 @@ impl Layer for Replicate {
         req.new_name.validate()?;
         let parents = [req.parent, req.new_parent];
         self.attrs.clear();
-        self.txn(&parents, req.parent, PendingKind::Entry, |b, txn| {
-            let req = req.clone();
-            async move {
-                b.call(|c, ctx| async move { c.rename(ctx, txn, req).await })
-                    .await
-            }
-        })
+        let exchange = req.flags & libc::RENAME_EXCHANGE != 0;
+        let changes = if exchange {
+            vec![
+                ListingChange::Add(req.parent, &req.name),
+                ListingChange::Add(req.new_parent, &req.new_name),
+            ]
+        } else {
+            vec![
+                ListingChange::Remove(req.parent, &req.name),
+                ListingChange::Add(req.new_parent, &req.new_name),
+            ]
+        };
+        self.txn(
+            &parents,
+            req.parent,
+            PendingKind::Entry,
+            &changes,
+            |b, txn| {
+                let req = req.clone();
+                async move {
+                    b.call(|c, ctx| async move { c.rename(ctx, txn, req).await })
+                        .await
+                }
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -328,7 +353,8 @@ impl Layer for Replicate {
     async fn link(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr> {
         name.validate()?;
         let name = name.clone();
-        self.txn(&[parent], parent, PendingKind::Entry, |b, txn| {
+        let added = [ListingChange::Add(parent, &name)];
+        self.txn(&[parent], parent, PendingKind::Entry, &added, |b, txn| {
             let name = name.clone();
             async move {
                 b.call(|c, ctx| async move { c.link(ctx, txn, gfid, parent, name).await })
@@ -366,7 +392,7 @@ impl Layer for Replicate {
         }
         // One buffer shared by the sends to every brick.
         let data = Arc::new(data);
-        self.txn(&[gfid], gfid, PendingKind::Data, |b, txn| {
+        self.txn(&[gfid], gfid, PendingKind::Data, &[], |b, txn| {
             let data = data.clone();
             async move { b.write(txn, gfid, offset, &data).await }
         })
@@ -404,7 +430,7 @@ impl Layer for Replicate {
     }
 
     async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr> {
-        self.txn(&[gfid], gfid, PendingKind::Data, |b, txn| async move {
+        self.txn(&[gfid], gfid, PendingKind::Data, &[], |b, txn| async move {
             b.call(|c, ctx| async move { c.fallocate(ctx, txn, gfid, mode, offset, len).await })
                 .await
         })
@@ -457,7 +483,7 @@ impl Layer for Replicate {
     async fn setxattr(&self, gfid: Gfid, name: &Name, value: Vec<u8>, flags: i32) -> FsResult<()> {
         let name = name.clone();
         let value = proto::Bytes::from(value);
-        self.txn(&[gfid], gfid, PendingKind::Metadata, |b, txn| {
+        self.txn(&[gfid], gfid, PendingKind::Metadata, &[], |b, txn| {
             let (name, value) = (name.clone(), value.clone());
             async move {
                 b.call(|c, ctx| async move { c.setxattr(ctx, txn, gfid, name, value, flags).await })
@@ -470,7 +496,7 @@ impl Layer for Replicate {
 
     async fn removexattr(&self, gfid: Gfid, name: &Name) -> FsResult<()> {
         let name = name.clone();
-        self.txn(&[gfid], gfid, PendingKind::Metadata, |b, txn| {
+        self.txn(&[gfid], gfid, PendingKind::Metadata, &[], |b, txn| {
             let name = name.clone();
             async move {
                 b.call(|c, ctx| async move { c.removexattr(ctx, txn, gfid, name).await })

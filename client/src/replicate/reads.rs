@@ -10,7 +10,7 @@ use proto::{Attr, FsError, FsResult, Gfid, Looked, Name};
 
 use super::Replicate;
 use crate::protocol::BrickConn;
-use crate::quorum::{bit, count, fan_out, Mask, Tally};
+use crate::quorum::{bit, count, fan_out, indices, Mask, Tally};
 
 /// Bricks blamed by any of the answers.
 fn blamed_by(answers: &[(usize, Looked)]) -> Mask {
@@ -34,6 +34,9 @@ fn is_missing(e: &FsError) -> bool {
 impl Replicate {
     pub(crate) async fn lookup_all(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
         name.validate()?;
+        if self.known_absent(parent, name) {
+            return Err(FsError::NotFound);
+        }
         if self.all_clean() {
             // The healthy common case: one round trip to one brick.
             let parent_stale = self.inodes.peek(parent).map(|c| c.stale()).unwrap_or(0);
@@ -104,6 +107,28 @@ impl Replicate {
             ctx.validated_epoch.store(epoch, Ordering::Release);
         }
         Ok(attr)
+    }
+
+    /// A name this client knows is not in a directory: one it created and
+    /// has held the replication lock of, on every brick that is up, ever
+    /// since (no other client can have added a name meanwhile). Saves the
+    /// negative lookup before every create, e.g. for each file tar extracts
+    /// into a directory it just made.
+    fn known_absent(&self, parent: Gfid, name: &Name) -> bool {
+        let Some(ctx) = self.inodes.peek(parent) else {
+            return false;
+        };
+        // A transaction in flight on the directory may be adding the name.
+        let Ok(state) = ctx.lock.try_lock() else {
+            return false;
+        };
+        let Some(listing) = &state.listing else {
+            return false;
+        };
+        let up = self.up_mask();
+        let current =
+            indices(state.held).all(|i| self.bricks[i].generation() == state.generations[i]);
+        up != 0 && state.held == up && current && !listing.contains(name)
     }
 
     /// Makes sure we know which replicas of `gfid` are stale, asking all

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::{Done, FsError, FsResult, Gfid, LockMode, PendingKind, Txn};
+use proto::{Done, FsError, FsResult, Gfid, LockMode, Name, PendingKind, Txn};
 use rand::Rng;
 use tokio::sync::MutexGuard;
 use tracing::{debug, warn};
@@ -29,6 +29,13 @@ const LOCK_GIVE_UP: Duration = Duration::from_secs(60);
 pub struct Locked<'a> {
     pub gfids: Vec<Gfid>,
     pub guards: Vec<MutexGuard<'a, LockState>>,
+}
+
+/// How an entry op changes the names of a directory, for the listings this
+/// client keeps of directories it holds the lock of.
+pub enum ListingChange<'a> {
+    Add(Gfid, &'a Name),
+    Remove(Gfid, &'a Name),
 }
 
 /// What a finished transaction tells its caller besides the value.
@@ -70,6 +77,7 @@ impl Replicate {
         gfids: &[Gfid],
         blame_on: Gfid,
         kind: PendingKind,
+        listing: &[ListingChange<'_>],
         op: F,
     ) -> FsResult<Applied<T>>
     where
@@ -101,7 +109,7 @@ impl Replicate {
         }
         // Bricks that lost their connection also lost our locks there.
         for g in locked.guards.iter_mut() {
-            g.held &= !tally.unreachable;
+            g.drop_mask(tally.unreachable);
             g.last_used = Some(now);
         }
         let ok_mask = tally.ok_mask();
@@ -140,6 +148,23 @@ impl Replicate {
                 self.blame_after(blame_on, refused, ok_mask, kind).await;
             }
             self.release_keeping_dirty(&mut locked, ok_mask).await;
+        }
+        for (k, g) in locked.gfids.iter().enumerate() {
+            let state = &mut locked.guards[k];
+            if !chosen {
+                if ok_mask != 0 {
+                    // Applied somewhere, not everywhere: the names are unknown.
+                    state.listing = None;
+                }
+                continue;
+            }
+            for change in listing {
+                match change {
+                    ListingChange::Add(dir, name) if dir == g => state.listing_add(name),
+                    ListingChange::Remove(dir, name) if dir == g => state.listing_remove(name),
+                    _ => {}
+                }
+            }
         }
         if chosen {
             // Only an op that took effect leaves the others behind.
@@ -236,7 +261,7 @@ impl Replicate {
         for g in locked.guards.iter_mut() {
             for i in indices(g.held) {
                 if self.bricks[i].generation() != g.generations[i] || !self.bricks[i].is_up() {
-                    g.held &= !bit(i);
+                    g.drop_mask(bit(i));
                 }
             }
         }
@@ -262,10 +287,7 @@ impl Replicate {
             .await;
             for (i, res) in answers {
                 match res {
-                    Ok((true, generation)) => {
-                        locked.guards[k].held |= bit(i);
-                        locked.guards[k].generations[i] = generation;
-                    }
+                    Ok((true, generation)) => locked.guards[k].grant(i, generation),
                     Ok((false, _)) => all_granted = false,
                     Err(e) => debug!(brick = i, "inodelk: {e}"),
                 }
@@ -294,10 +316,7 @@ impl Replicate {
                     })
                     .await;
                 match res {
-                    Ok(g) if g.granted => {
-                        locked.guards[k].held |= bit(i);
-                        locked.guards[k].generations[i] = generation;
-                    }
+                    Ok(g) if g.granted => locked.guards[k].grant(i, generation),
                     Ok(_) => return false,
                     Err(e) => debug!(brick = i, "inodelk: {e}"),
                 }
@@ -314,7 +333,7 @@ impl Replicate {
                     .await
             })
             .await;
-            locked.guards[k].held &= !mask;
+            locked.guards[k].drop_mask(mask);
         }
     }
 
@@ -323,7 +342,7 @@ impl Replicate {
             let held = locked.guards[k].held;
             if held != 0 {
                 self.unlock_on(held, vec![locked.gfids[k]]).await;
-                locked.guards[k].held = 0;
+                locked.guards[k].drop_all();
             }
         }
     }
@@ -386,7 +405,7 @@ impl Replicate {
             }
         }
         for mut g in guards {
-            g.held = 0;
+            g.drop_all();
         }
         drop(snapshot);
     }
