@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use proto::data::{self, RequestHeader, OP_READ, OP_WRITE, REQ_FIXED, RESP_FIXED};
 use proto::{Done, FsError, FsResult, Txn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -88,7 +88,9 @@ pub async fn connection(
     }
     let span = tracing::info_span!("data", conn, peer = ?peer);
     async move {
-        let (mut rd, wr) = stream.into_split();
+        let (rd, wr) = stream.into_split();
+        // A small request (header + 4 KiB) is one read, not four.
+        let mut rd = BufReader::with_capacity(64 * 1024, rd);
         let (tx, rx) = mpsc::channel::<Response>(QUEUE);
         let writer = tokio::spawn(write_responses(wr, rx));
         let mut inflight = JoinSet::new();
@@ -150,7 +152,7 @@ pub async fn connection(
 
 /// One request frame; `None` at a clean end of stream.
 async fn read_request(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
 ) -> FsResult<Option<(RequestHeader, Vec<u8>)>> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {

@@ -10,12 +10,17 @@ use std::time::Duration;
 
 use proto::data::{self, RequestHeader, RESP_FIXED};
 use proto::{FsError, FsResult};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<FsResult<(u8, Vec<u8>)>>;
+
+/// Payloads up to this size are copied behind their header and sent at once.
+const COALESCE: usize = 64 * 1024;
+/// Buffer of the response reader: a small response is one read, not three.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// Marks the connection dead if dropped while a frame is still being sent.
 struct Unfinished<'a>(&'a DataConn, bool);
@@ -67,7 +72,10 @@ impl DataConn {
             dead: AtomicBool::new(false),
             on_close,
         });
-        tokio::spawn(conn.clone().read_responses(rd));
+        tokio::spawn(
+            conn.clone()
+                .read_responses(BufReader::with_capacity(READ_BUFFER, rd)),
+        );
         Ok(conn)
     }
 
@@ -107,10 +115,16 @@ impl DataConn {
                 return Err(FsError::BrickDown(self.addr.to_string()));
             }
             let mut unfinished = Unfinished(self, true);
-            let r = match w.write_all(&head).await {
-                Ok(()) if payload.is_empty() => Ok(()),
-                Ok(()) => w.write_all(payload).await,
-                Err(e) => Err(e),
+            // Small frames go out in one send: half the syscalls of 4 KiB I/O.
+            let r = if payload.len() <= COALESCE {
+                let mut frame = head;
+                frame.extend_from_slice(payload);
+                w.write_all(&frame).await
+            } else {
+                match w.write_all(&head).await {
+                    Ok(()) => w.write_all(payload).await,
+                    Err(e) => Err(e),
+                }
             };
             unfinished.1 = false;
             r
@@ -141,7 +155,7 @@ impl DataConn {
         }
     }
 
-    async fn read_responses(self: Arc<Self>, mut rd: OwnedReadHalf) {
+    async fn read_responses(self: Arc<Self>, mut rd: BufReader<OwnedReadHalf>) {
         let why = loop {
             let mut len = [0u8; 4];
             if let Err(e) = rd.read_exact(&mut len).await {
