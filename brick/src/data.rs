@@ -30,6 +30,8 @@ const MAX_INFLIGHT: usize = 16;
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<u64, ConnId>>,
+    /// The client (mount or gateway process) behind each RPC connection.
+    clients: Mutex<HashMap<ConnId, proto::ClientId>>,
 }
 
 impl Sessions {
@@ -39,14 +41,33 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn open(&self, conn: ConnId) -> u64 {
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, proto::ClientId>> {
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn open(&self, conn: ConnId, client: proto::ClientId) -> u64 {
         let token = uuid::Uuid::new_v4().as_u64_pair().0;
         self.lock().insert(token, conn);
+        self.clients().insert(conn, client);
         token
     }
 
-    pub fn close(&self, conn: ConnId) {
+    pub fn client_of(&self, conn: ConnId) -> Option<proto::ClientId> {
+        self.clients().get(&conn).copied()
+    }
+
+    pub fn has_client(&self, client: proto::ClientId) -> bool {
+        self.clients().values().any(|c| *c == client)
+    }
+
+    /// Ends a connection's session; returns its client when that was the
+    /// client's last connection here.
+    pub fn close(&self, conn: ConnId) -> Option<proto::ClientId> {
         self.lock().retain(|_, c| *c != conn);
+        let client = self.clients().remove(&conn)?;
+        (!self.has_client(client)).then_some(client)
     }
 
     fn is_open(&self, conn: ConnId) -> bool {
@@ -239,5 +260,27 @@ async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Response
             tracing::debug!(error = %e, "data connection write failed");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_gone_only_with_its_last_connection() {
+        let s = Sessions::default();
+        let t1 = s.open(1, 7);
+        let _t2 = s.open(2, 7);
+        assert_eq!(s.find(t1), Some(1));
+        assert_eq!(
+            s.close(1),
+            None,
+            "connection 2 of the same client is still up"
+        );
+        assert!(s.has_client(7));
+        assert_eq!(s.find(t1), None);
+        assert_eq!(s.close(2), Some(7));
+        assert!(!s.has_client(7));
     }
 }

@@ -382,7 +382,7 @@ impl Backend {
         parent: Gfid,
         name: &Name,
         want_dir: bool,
-        keep_for: Option<ConnId>,
+        keep_for: Option<proto::ClientId>,
     ) -> FsResult<Option<Gfid>> {
         check_name(parent, name, FsError::Perm)?;
         let dirfd = self.store.dir(parent)?;
@@ -406,8 +406,8 @@ impl Backend {
             if let Some(g) = gfid {
                 let nameless = st.st_nlink <= 2;
                 match keep_for {
-                    Some(conn) if nameless => {
-                        self.orphans.keep(g, conn)?;
+                    Some(client) if nameless => {
+                        self.orphans.keep(g, client)?;
                         return Ok(Some(g));
                     }
                     _ => self.store.drop_index_if_orphan(g)?,
@@ -437,9 +437,9 @@ impl Backend {
         out
     }
 
-    pub fn purge(&self, conn: ConnId, gfids: &[Gfid]) -> FsResult<()> {
+    pub fn purge(&self, client: proto::ClientId, gfids: &[Gfid]) -> FsResult<()> {
         for g in gfids {
-            self.orphans.purge(&self.store, *g, conn)?;
+            self.orphans.purge(&self.store, *g, client)?;
         }
         Ok(())
     }
@@ -760,6 +760,5 @@ impl Backend {
     pub fn release_conn(&self, conn: ConnId) {
         self.inodelks.release_all(conn);
         self.records.release_all(conn);
-        self.orphans.release_all(&self.store, conn);
     }
 }

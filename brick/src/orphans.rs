@@ -1,7 +1,9 @@
 //! Files unlinked while a client still has them open. POSIX keeps such a
 //! file alive until its last close; here the brick keeps the file's gfid
 //! index link (the data stays reachable by gfid, with no name) until the
-//! client that unlinked it says it closed it, or its connection ends.
+//! client that unlinked it says it closed it, or the client is gone: no
+//! connection from it for a grace period (a reconnect after a timeout keeps
+//! the file).
 //!
 //! Marker files in `indices/open-unlinked/` survive a brick restart; every
 //! connection is gone by then, so a restart purges them all.
@@ -12,12 +14,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use proto::{FsResult, Gfid};
 
-use crate::locks::ConnId;
 use crate::store::Store;
+use proto::ClientId;
 
 pub struct Orphans {
     dir: PathBuf,
-    held: Mutex<HashMap<Gfid, ConnId>>,
+    held: Mutex<HashMap<Gfid, ClientId>>,
 }
 
 impl Orphans {
@@ -40,23 +42,23 @@ impl Orphans {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Gfid, ConnId>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Gfid, ClientId>> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Keeps `gfid` (which just lost its last name) for `conn`.
-    pub fn keep(&self, gfid: Gfid, conn: ConnId) -> FsResult<()> {
+    /// Keeps `gfid` (which just lost its last name) for `client`.
+    pub fn keep(&self, gfid: Gfid, client: ClientId) -> FsResult<()> {
         std::fs::File::create(self.dir.join(gfid.to_hex()))?;
-        self.lock().insert(gfid, conn);
+        self.lock().insert(gfid, client);
         Ok(())
     }
 
-    /// `conn` closed the file: it goes now.
-    pub fn purge(&self, store: &Store, gfid: Gfid, conn: ConnId) -> FsResult<()> {
+    /// `client` closed the file: it goes now.
+    pub fn purge(&self, store: &Store, gfid: Gfid, client: ClientId) -> FsResult<()> {
         let mine = {
             let mut held = self.lock();
             match held.get(&gfid) {
-                Some(c) if *c == conn => held.remove(&gfid).is_some(),
+                Some(c) if *c == client => held.remove(&gfid).is_some(),
                 _ => false,
             }
         };
@@ -66,13 +68,13 @@ impl Orphans {
         Ok(())
     }
 
-    /// The connection ended: everything it kept goes.
-    pub fn release_all(&self, store: &Store, conn: ConnId) {
+    /// The client is gone: everything it kept goes.
+    pub fn release_client(&self, store: &Store, client: ClientId) {
         let gone: Vec<Gfid> = {
             let mut held = self.lock();
             let gone = held
                 .iter()
-                .filter(|(_, c)| **c == conn)
+                .filter(|(_, c)| **c == client)
                 .map(|(g, _)| *g)
                 .collect::<Vec<_>>();
             for g in &gone {

@@ -27,6 +27,10 @@ use crate::error::{join_error, BrickError};
 use crate::locks::ConnId;
 use crate::ops::Backend;
 
+/// How long a client may be without any connection before the files it
+/// kept open-unlinked are dropped.
+const CLIENT_GRACE: Duration = Duration::from_secs(30);
+
 /// A client connection with no request (not even a ping) for this long is
 /// closed and its locks released.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -116,6 +120,24 @@ pub async fn serve(
         conns.abort_all();
     }
     Ok(())
+}
+
+/// After a client's last connection ends, waits for it to come back before
+/// dropping the files it kept open-unlinked: a reconnect after a timeout
+/// must not cost an application its open file.
+fn forget_client_later(backend: Arc<Backend>, sessions: Arc<Sessions>, client: proto::ClientId) {
+    tokio::spawn(async move {
+        tokio::time::sleep(CLIENT_GRACE).await;
+        if sessions.has_client(client) {
+            return;
+        }
+        let purge = tokio::task::spawn_blocking(move || {
+            backend.orphans.release_client(&backend.store, client)
+        });
+        if let Err(e) = purge.await {
+            tracing::warn!(error = %e, "purging a gone client's open-unlinked files");
+        }
+    });
 }
 
 /// Tells the two kinds of connection apart by their first four bytes: the
@@ -225,7 +247,9 @@ async fn connection(
         // requests themselves finish before the locks they may take go.
         drop(requests);
         while inflight.join_next().await.is_some() {}
-        sessions.close(id);
+        if let Some(client) = sessions.close(id) {
+            forget_client_later(backend.clone(), sessions.clone(), client);
+        }
         backend.release_conn(id);
         tracing::debug!("connection closed; its locks released");
     }
@@ -305,7 +329,7 @@ impl Brick for Conn {
         let mut info = self
             .run("hello", Gfid::ROOT, move |b| b.hello(&volume))
             .await?;
-        info.session = self.sessions.open(self.id);
+        info.session = self.sessions.open(self.id, client);
         Ok(info)
     }
 
@@ -360,7 +384,9 @@ impl Brick for Conn {
         is_dir: bool,
         keep_open: bool,
     ) -> FsResult<Done<Option<Gfid>>> {
-        let keep_for = keep_open.then_some(self.id);
+        let keep_for = keep_open
+            .then(|| self.sessions.client_of(self.id))
+            .flatten();
         let r = self
             .run_as("unlink", parent, true, move |b| {
                 let kept = b.unlink(&txn, parent, &name, is_dir, keep_for)?;
@@ -371,9 +397,11 @@ impl Brick for Conn {
     }
 
     async fn purge(self, _: Context, gfids: Vec<Gfid>) -> FsResult<()> {
-        let conn = self.id;
+        let Some(client) = self.sessions.client_of(self.id) else {
+            return Err(FsError::Invalid("purge before hello".into()));
+        };
         let first = gfids.first().copied().unwrap_or(Gfid::ROOT);
-        self.run("purge", first, move |b| b.purge(conn, &gfids))
+        self.run("purge", first, move |b| b.purge(client, &gfids))
             .await
     }
 
