@@ -5,8 +5,10 @@
 //! 1. success only when a quorum of bricks applied the op;
 //! 2. fewer than a quorum of bricks up → EROFS before anything is sent;
 //! 3. an op is only sent to bricks on which this client holds the inode's
-//!    replication lock, so a minority can never be modified on its own and
-//!    concurrent writers are ordered identically on every replica (6);
+//!    replication lock, so concurrent writers are ordered identically on
+//!    every replica (6); an op that reaches only a minority (the others died
+//!    between lock and op) fails, and is marked so that heal never takes the
+//!    minority's copy as a source;
 //! 4. every brick that misses an op is blamed on those that applied it —
 //!    up front via `Txn::blame` when known, after the fact via `mark_pending`.
 
