@@ -115,6 +115,19 @@ impl BrickFs {
     }
 }
 
+/// A new object owned by the caller of the request.
+fn new_entry(req: &Request, name_: &OsStr, kind: FileKind, perm: u32) -> NewEntry {
+    NewEntry {
+        name: name(name_),
+        kind,
+        perm,
+        rdev: 0,
+        uid: req.uid(),
+        gid: req.gid(),
+        target: None,
+    }
+}
+
 /// A kernel lock request as the stack takes it. fuser 0.18 does not pass
 /// FUSE_LK_FLOCK on, so flock(2) cannot be told apart: it arrives as a
 /// whole-file lock whose owner is the open file, and is kept as such, as the
@@ -379,13 +392,8 @@ impl Filesystem for BrickFs {
             Err(e) => return fail(reply, "mknod", e),
         };
         let new = NewEntry {
-            name: name(name_),
-            kind,
-            perm: new_perm(mode, umask),
             rdev: u64::from(rdev),
-            uid: req.uid(),
-            gid: req.gid(),
-            target: None,
+            ..new_entry(req, name_, kind, new_perm(mode, umask))
         };
         self.spawn(move |s| async move {
             let r = s.layer.create(parent, new).await;
@@ -405,15 +413,7 @@ impl Filesystem for BrickFs {
         let Some(parent) = self.gfid(parent) else {
             return reply.error(Errno::ESTALE);
         };
-        let new = NewEntry {
-            name: name(name_),
-            kind: FileKind::Dir,
-            perm: new_perm(mode, umask),
-            rdev: 0,
-            uid: req.uid(),
-            gid: req.gid(),
-            target: None,
-        };
+        let new = new_entry(req, name_, FileKind::Dir, new_perm(mode, umask));
         self.spawn(move |s| async move {
             let r = s.layer.create(parent, new).await;
             s.entry(reply, "mkdir", r);
@@ -462,14 +462,9 @@ impl Filesystem for BrickFs {
             return reply.error(Errno::ESTALE);
         };
         let new = NewEntry {
-            name: name(link_name),
-            kind: FileKind::Symlink,
-            // Symlink permissions are ignored by Linux; 0777 is what stat shows.
-            perm: 0o777,
-            rdev: 0,
-            uid: req.uid(),
-            gid: req.gid(),
             target: Some(target.as_os_str().as_bytes().to_vec()),
+            // Symlink permissions are ignored by Linux; 0777 is what stat shows.
+            ..new_entry(req, link_name, FileKind::Symlink, 0o777)
         };
         self.spawn(move |s| async move {
             let r = s.layer.create(parent, new).await;
@@ -910,15 +905,7 @@ impl Filesystem for BrickFs {
         let Some(parent) = self.gfid(parent) else {
             return reply.error(Errno::ESTALE);
         };
-        let new = NewEntry {
-            name: name(name_),
-            kind: FileKind::File,
-            perm: new_perm(mode, umask),
-            rdev: 0,
-            uid: req.uid(),
-            gid: req.gid(),
-            target: None,
-        };
+        let new = new_entry(req, name_, FileKind::File, new_perm(mode, umask));
         self.spawn(move |s| async move {
             let n = new.name.clone();
             let r = match s.layer.create(parent, new).await {

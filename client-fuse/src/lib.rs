@@ -116,9 +116,8 @@ pub fn mount(
     // unmounts on drop and on signals.
     let session = fuser::Session::new(fs, &canonical, &config)?;
     let session = session.spawn()?;
-    let dev = std::fs::read_to_string("/proc/self/mountinfo")
-        .ok()
-        .and_then(|info| mountinfo::device_at(&info, &canonical));
+    let dev =
+        supervise::mounts::current().and_then(|table| mountinfo::device_at(&table, &canonical));
     info!(volume = %opts.volume, mountpoint = %canonical.display(), dev = ?dev, "FUSE session started");
     Ok(MountHandle {
         session: Some(session),
