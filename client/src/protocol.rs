@@ -228,11 +228,11 @@ impl BrickConn {
         F: FnOnce(BrickClient, Context) -> Fut,
         Fut: std::future::Future<Output = Result<FsResult<T>, RpcError>>,
     {
+        let generation = self.generation();
         let client = match self.client.read().ok().and_then(|c| c.clone()) {
             Some(c) if self.is_up() => c,
             _ => return Err(FsError::BrickDown(self.addr.to_string())),
         };
-        let generation = self.generation();
         // tarpc enforces the deadline on the server side too; the local
         // timeout is the backstop for a brick that stopped reading.
         let ctx = self.deadline(timeout);
@@ -254,6 +254,9 @@ impl BrickConn {
     /// One request on the data connection, under the same deadline and
     /// down-marking rules as RPCs.
     async fn call_data(&self, header: RequestHeader, payload: &[u8]) -> FsResult<Vec<u8>> {
+        // Read before the connection: a reconnect in between then counts as
+        // a newer connection, whose failure this is not.
+        let generation = self.generation();
         let conn = match self.data.read().ok().and_then(|c| c.clone()) {
             Some(c) if self.is_up() && !c.is_dead() => c,
             Some(_) => {
@@ -262,7 +265,6 @@ impl BrickConn {
             }
             None => return Err(FsError::BrickDown(self.addr.to_string())),
         };
-        let generation = self.generation();
         match tokio::time::timeout(self.op_timeout, conn.call(header, payload)).await {
             Ok(Ok((data::STATUS_OK, body))) => Ok(body),
             Ok(Ok((_, body))) => Err(data::decode_value::<FsError>(&body)?),
