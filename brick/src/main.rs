@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         default_hook(info);
         std::process::abort();
     }));
+    raise_fd_limit();
     // One thread runs every connection: fops are short syscalls run inline,
     // and on a host shared with other bricks and clients, cross-thread
     // wake-ups cost more than the work (measured with perf: most client and
@@ -101,5 +102,23 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// The fd caches and client connections want more than the usual soft limit
+/// of 1024 open files; the hard limit is ours to take.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open-file limit");
+            }
+        }
     }
 }

@@ -30,6 +30,9 @@ pub const GFID_XATTR: &str = "trusted.brickfs.gfid";
 pub const PRIVATE_XATTR_PREFIX: &[u8] = b"trusted.brickfs.";
 const DIR_CACHE_MAX: usize = 65536;
 const FD_CACHE_MAX: usize = 1024;
+/// Directory fds kept open. With `FD_CACHE_MAX` this needs more than the
+/// common soft limit of 1024 fds; brickd raises its soft limit at start.
+const DIR_FD_CACHE_MAX: usize = 256;
 /// Deeper index chains than this are treated as corrupt (a pointer cycle).
 const MAX_DEPTH: usize = 4096;
 
@@ -80,6 +83,11 @@ pub struct Store {
     volume_lock: Mutex<()>,
     /// gfid → path relative to the root, for directories only.
     dirs: Mutex<HashMap<Gfid, Vec<u8>>>,
+    /// Verified `O_PATH` fds of recently used directories. An fd pins the
+    /// directory's inode, whose gfid never changes, so a hit needs neither
+    /// the path walk nor the gfid check again: one `dup` instead of
+    /// `openat2` + `getxattr` on every op addressed to a directory.
+    dir_fds: Mutex<HashMap<Gfid, Arc<OwnedFd>>>,
     files: Mutex<HashMap<Gfid, Arc<File>>>,
 }
 
@@ -193,6 +201,7 @@ impl Store {
             gfid_dir,
             volume_lock: Mutex::new(()),
             dirs: Mutex::new(HashMap::new()),
+            dir_fds: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
         })
     }
@@ -276,6 +285,10 @@ impl Store {
     }
 
     fn open_dir(&self, gfid: Gfid) -> FsResult<OwnedFd> {
+        let cached = lock(&self.dir_fds).get(&gfid).cloned();
+        if let Some(fd) = cached {
+            return rustix::io::dup(&*fd).os();
+        }
         for use_cache in [true, false] {
             let rel = self.dir_relpath(gfid, use_cache)?;
             let res = rustix::fs::openat2(
@@ -289,6 +302,7 @@ impl Store {
                 Ok(fd) => {
                     if fd_gfid(fd.as_fd())? == Some(gfid) {
                         self.remember_dir(gfid, rel);
+                        self.remember_dir_fd(gfid, &fd);
                         return Ok(fd);
                     }
                 }
@@ -373,10 +387,23 @@ impl Store {
         dirs.insert(gfid, rel);
     }
 
+    fn remember_dir_fd(&self, gfid: Gfid, fd: &OwnedFd) {
+        let Ok(copy) = rustix::io::dup(fd) else {
+            return;
+        };
+        let mut fds = lock(&self.dir_fds);
+        if fds.len() >= DIR_FD_CACHE_MAX {
+            fds.clear();
+        }
+        fds.insert(gfid, Arc::new(copy));
+    }
+
     /// Any directory rename or removal may invalidate cached paths of whole
-    /// subtrees, so the cache is dropped wholesale.
+    /// subtrees, so the cache is dropped wholesale (the fd cache too: a
+    /// removed directory must not stay reachable by its gfid).
     pub fn forget_dirs(&self) {
         lock(&self.dirs).clear();
+        lock(&self.dir_fds).clear();
     }
 
     /// Points the index entry of directory `gfid` at `parent/name`, replacing

@@ -611,3 +611,35 @@ fn volume_binding() {
         Some(FsError::Refused("brick belongs to volume vol1".into()))
     );
 }
+
+#[test]
+fn cached_directory_handles_follow_renames_and_die_with_rmdir() {
+    let t = brick();
+    let d = t.create(Gfid::ROOT, "d", FileKind::Dir);
+    // Used once: its resolved fd is now cached.
+    t.create(d, "a", FileKind::File);
+    let req = RenameReq {
+        parent: Gfid::ROOT,
+        name: Name::from("d"),
+        new_parent: Gfid::ROOT,
+        new_name: Name::from("e"),
+        flags: 0,
+    };
+    t.b.rename(&none(), &req).expect("rename");
+    t.create(d, "b", FileKind::File);
+    assert!(
+        t.dir.join("e/b").exists(),
+        "created through the moved directory"
+    );
+    t.b.unlink(&none(), d, &Name::from("a"), false, None)
+        .expect("unlink a");
+    t.b.unlink(&none(), d, &Name::from("b"), false, None)
+        .expect("unlink b");
+    t.b.unlink(&none(), Gfid::ROOT, &Name::from("e"), true, None)
+        .expect("rmdir");
+    assert!(matches!(t.b.getattr(d), Err(FsError::Stale(_))));
+    assert!(t
+        .b
+        .create(&none(), d, &obj("c", FileKind::File), C)
+        .is_err());
+}
