@@ -136,3 +136,70 @@ async fn brick_rejects_bad_input_and_keeps_serving() {
         "something escaped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_port_rejects_bad_frames_and_keeps_serving() {
+    use proto::data::{self, RequestHeader, MAGIC, OP_READ, OP_WRITE, RESP_FIXED};
+
+    let cluster = TestCluster::start(1);
+    let addr = cluster.brick_addr(0);
+    let c = raw::connect(addr).await.unwrap();
+    let session = c
+        .hello(raw::context(T), 9, "test".into())
+        .await
+        .unwrap()
+        .unwrap()
+        .session;
+    let opening = |token: u64| {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&token.to_le_bytes());
+        b
+    };
+    let send = |bytes: Vec<u8>| tokio::task::spawn_blocking(move || raw::send_raw(addr, &bytes, T));
+
+    // A session the brick never handed out.
+    let out = send(opening(session.wrapping_add(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.is_empty(), "an unknown session was served");
+
+    // An oversized frame, and a write whose length does not add up.
+    let mut huge = opening(session);
+    huge.extend_from_slice(&raw::frame_header(u32::MAX));
+    assert!(send(huge).await.unwrap().unwrap().is_empty());
+    let short = RequestHeader {
+        id: 1,
+        op: OP_WRITE,
+        gfid: Gfid::ROOT,
+        offset: 0,
+        size: 100,
+        blame: vec![],
+    };
+    let mut lying = opening(session);
+    lying.extend_from_slice(&short.encode(3));
+    lying.extend_from_slice(b"abc");
+    assert!(send(lying).await.unwrap().unwrap().is_empty());
+
+    // A well-formed read of a gfid nobody has: an error answer, not a crash.
+    let ghost = RequestHeader {
+        id: 7,
+        op: OP_READ,
+        gfid: Gfid::random(),
+        offset: 0,
+        size: 16,
+        blame: vec![],
+    };
+    let mut ask = opening(session);
+    ask.extend_from_slice(&ghost.encode(0));
+    let out = send(ask).await.unwrap().unwrap();
+    assert!(out.len() > 4 + RESP_FIXED, "no answer to a valid request");
+    let mut fixed = [0u8; RESP_FIXED];
+    fixed.copy_from_slice(&out[4..4 + RESP_FIXED]);
+    assert_eq!(data::decode_response(&fixed), (7, data::STATUS_ERR));
+    let err: FsError = data::decode_value(&out[4 + RESP_FIXED..]).unwrap();
+    assert!(matches!(err, FsError::Stale(_)), "{err:?}");
+
+    assert!(raw::answers_ping(addr, T).await, "brick stopped serving");
+    drop(c);
+}
