@@ -39,9 +39,6 @@ pub struct BrickConn {
     brick_id: RwLock<Option<BrickId>>,
     /// Entries in the brick's heal index, as of its last ping answer.
     heal_entries: AtomicU64,
-    /// Bumped whenever `heal_entries` leaves zero: what clients knew about
-    /// stale replicas may be out of date from then on.
-    heal_transitions: AtomicU64,
     /// Woken when the brick is found unresponsive so the pinger reconnects now.
     trouble: Notify,
     /// Woken when the brick comes (back) up.
@@ -70,7 +67,6 @@ impl BrickConn {
             generation: AtomicU64::new(0),
             brick_id: RwLock::new(None),
             heal_entries: AtomicU64::new(u64::MAX),
-            heal_transitions: AtomicU64::new(0),
             trouble: Notify::new(),
             came_up: Notify::new(),
         })
@@ -84,17 +80,9 @@ impl BrickConn {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn brick_id(&self) -> Option<BrickId> {
-        self.brick_id.read().ok().and_then(|g| *g)
-    }
-
     /// The brick's heal index is empty: it blames no replica for anything.
     pub fn blames_nobody(&self) -> bool {
         self.heal_entries.load(Ordering::Acquire) == 0
-    }
-
-    pub fn heal_transitions(&self) -> u64 {
-        self.heal_transitions.load(Ordering::Acquire)
     }
 
     /// Size of the brick's heal index as last reported (0 before the first
@@ -107,14 +95,7 @@ impl BrickConn {
     }
 
     fn note_heal_entries(&self, n: u64) {
-        let before = self.heal_entries.swap(n, Ordering::AcqRel);
-        if before == 0 && n != 0 {
-            self.heal_transitions.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    pub fn op_timeout(&self) -> Duration {
-        self.op_timeout
+        self.heal_entries.store(n, Ordering::Release);
     }
 
     /// Connects and says hello; on success the brick counts as up.

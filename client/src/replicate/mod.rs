@@ -86,7 +86,7 @@ impl Replicate {
         // clients look at the replicas of what they read again.
         self.bricks
             .iter()
-            .map(|b| b.generation() + b.heal_transitions() + b.heal_entries())
+            .map(|b| b.generation() + b.heal_entries())
             .sum()
     }
 
