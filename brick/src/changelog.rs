@@ -12,7 +12,7 @@ use proto::{FsError, FsResult, Gfid, PendingCounts, PendingKind, ReplicaIndex};
 
 use crate::dirty::DirtySet;
 use crate::locks::ConnId;
-use crate::store::{xget, xlist, xset, Target};
+use crate::store::{xget, xlist, xremove, xset, Target};
 
 const PENDING_PREFIX: &str = "trusted.brickfs.pending.";
 
@@ -22,6 +22,9 @@ pub struct Changelog {
     /// Entries in the heal index: clients skip replica validation while
     /// every brick reports zero (nothing anywhere is blamed).
     heal_entries: AtomicU64,
+    /// Additions to and removals from the heal index since this process
+    /// started: monotonic, so clients notice any change of blame.
+    index_changes: AtomicU64,
     /// Serialises read-modify-write of pending counters.
     bump: Mutex<()>,
 }
@@ -36,6 +39,7 @@ impl Changelog {
             xattrop,
             dirty,
             heal_entries: AtomicU64::new(heal_entries),
+            index_changes: AtomicU64::new(0),
             bump: Mutex::new(()),
         })
     }
@@ -94,6 +98,7 @@ impl Changelog {
         {
             Ok(_) => {
                 self.heal_entries.fetch_add(1, Ordering::Relaxed);
+                self.index_changes.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),
@@ -105,6 +110,95 @@ impl Changelog {
     /// How many objects this brick's heal index lists.
     pub fn heal_entries(&self) -> u64 {
         self.heal_entries.load(Ordering::Relaxed)
+    }
+
+    pub fn index_changes(&self) -> u64 {
+        self.index_changes.load(Ordering::Relaxed)
+    }
+
+    /// Gfids in the heal index, unsorted.
+    pub fn indexed(&self) -> FsResult<Vec<Gfid>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.xattrop)? {
+            let entry = entry?;
+            if let Some(g) = entry.file_name().to_str().and_then(Gfid::from_hex) {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Dirty marks whose transaction nobody will confirm: the connection
+    /// that made them is gone, gave up on them, or the brick restarted.
+    pub fn unowned_dirty(&self) -> Vec<Gfid> {
+        self.dirty.unowned()
+    }
+
+    /// `conn` lets go of its mark on `gfid` without confirming it (the op
+    /// behind it failed): heal decides what the object should be.
+    pub fn disown_dirty(&self, gfid: Gfid, conn: ConnId) {
+        self.dirty.disown(Some(gfid), conn);
+    }
+
+    /// A connection ended: its unconfirmed marks are heal's now.
+    pub fn disown_all_dirty(&self, conn: ConnId) {
+        self.dirty.disown(None, conn);
+    }
+
+    /// The end of a heal of `gfid`: takes the counters the healer saw from
+    /// the blame held here (blame added since stays), clears the dirty
+    /// mark, and drops the index entry once nothing is pending. `target` is
+    /// `None` when the object no longer exists here.
+    pub fn healed(
+        &self,
+        gfid: Gfid,
+        target: Option<&Target>,
+        seen: &[(ReplicaIndex, PendingCounts)],
+    ) -> FsResult<()> {
+        let mut left = false;
+        if let Some(target) = target {
+            let _g = self
+                .bump
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (brick, now) in self.pending(target)? {
+                let before = seen
+                    .iter()
+                    .find(|(b, _)| *b == brick)
+                    .map(|(_, c)| *c)
+                    .unwrap_or_default();
+                let rest = PendingCounts {
+                    data: now.data.saturating_sub(before.data),
+                    metadata: now.metadata.saturating_sub(before.metadata),
+                    entry: now.entry.saturating_sub(before.entry),
+                };
+                let name = format!("{PENDING_PREFIX}{brick}");
+                if rest.is_zero() {
+                    match xremove(target, name.as_bytes()) {
+                        Ok(()) | Err(FsError::NoAttr) => {}
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    left = true;
+                    if rest != now {
+                        xset(target, name.as_bytes(), &encode(&rest), 0)?;
+                    }
+                }
+            }
+        }
+        self.dirty.clear_any(gfid)?;
+        if !left {
+            match std::fs::remove_file(self.xattrop.join(gfid.to_hex())) {
+                Ok(()) => {
+                    self.heal_entries.fetch_sub(1, Ordering::Relaxed);
+                    self.index_changes.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::debug!(%gfid, still_pending = left, "heal recorded");
+        Ok(())
     }
 
     /// The blame this brick holds against others for an object.

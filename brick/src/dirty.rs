@@ -113,6 +113,35 @@ impl DirtySet {
         Ok(())
     }
 
+    /// Heal's clear: whoever made the mark, the object has been repaired.
+    pub fn clear_any(&self, gfid: Gfid) -> FsResult<()> {
+        let mut j = self.lock();
+        if j.set.remove(&gfid).is_none() {
+            return Ok(());
+        }
+        append(&mut j, CLEAR, gfid)?;
+        Ok(())
+    }
+
+    /// Hands the marks of `conn` (only the one on `gfid`, if given) to heal.
+    pub fn disown(&self, gfid: Option<Gfid>, conn: ConnId) {
+        let mut j = self.lock();
+        for (g, owner) in j.set.iter_mut() {
+            if *owner == Some(conn) && gfid.is_none_or(|want| want == *g) {
+                *owner = None;
+            }
+        }
+    }
+
+    pub fn unowned(&self) -> Vec<Gfid> {
+        self.lock()
+            .set
+            .iter()
+            .filter(|(_, owner)| owner.is_none())
+            .map(|(g, _)| *g)
+            .collect()
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().set.len()

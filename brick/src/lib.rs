@@ -14,6 +14,7 @@ mod attr;
 mod changelog;
 mod data;
 mod dirty;
+mod heal;
 pub mod error;
 mod locks;
 mod ops;

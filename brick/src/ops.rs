@@ -40,7 +40,7 @@ pub struct Backend {
 
 /// Rejects names that are not one plain component, and the private
 /// directory's name in the volume root (`hidden` says how).
-fn check_name(parent: Gfid, name: &Name, hidden: FsError) -> FsResult<()> {
+pub(crate) fn check_name(parent: Gfid, name: &Name, hidden: FsError) -> FsResult<()> {
     name.validate()?;
     if parent.is_root() && name.as_bytes() == PRIVATE_DIR.as_bytes() {
         return Err(hidden);
@@ -295,7 +295,7 @@ impl Backend {
     }
 
     /// Creates the bare object; returns the fd of a new regular file.
-    fn make(&self, dirfd: BorrowedFd<'_>, new: &NewObject) -> FsResult<Option<OwnedFd>> {
+    pub(crate) fn make(&self, dirfd: BorrowedFd<'_>, new: &NewObject) -> FsResult<Option<OwnedFd>> {
         let name = new.name.as_bytes();
         // Private modes until owner and gfid are in place.
         let mode = Mode::from_raw_mode(0o600);
@@ -331,7 +331,7 @@ impl Backend {
         Ok(None)
     }
 
-    fn finish_create(
+    pub(crate) fn finish_create(
         &self,
         dirfd: BorrowedFd<'_>,
         parent: Gfid,
@@ -758,6 +758,7 @@ impl Backend {
 
     /// Drops everything a closed connection held.
     pub fn release_conn(&self, conn: ConnId) {
+        self.changelog.disown_all_dirty(conn);
         self.inodelks.release_all(conn);
         self.records.release_all(conn);
     }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use proto::{
-    Attr, Brick, BrickInfo, BrickRequest, BrickResponse, Bytes, ClientId, DirPage, Done, FsError,
-    FsResult, Gfid, LockGrant, LockMode, Looked, Name, NewObject, PendingKind, RecordLock,
-    RenameReq, ReplicaIndex, SetAttr, StatFs, Txn,
+    Attr, Brick, BrickInfo, BrickRequest, BrickResponse, Bytes, Checksums, ClientId, DirPage, Done,
+    EntryFix, FsError, FsResult, Gfid, HealPage, LockGrant, LockMode, Looked, Name, NewObject,
+    PendingCounts, PendingKind, Pong, RecordLock, RenameReq, ReplicaIndex, SetAttr, StatFs, Txn,
 };
 use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
@@ -336,8 +336,11 @@ impl Brick for Conn {
     /// Answers with the size of the heal index: cheap, proves the brick's
     /// runtime (not just its socket) is alive, and tells clients whether
     /// any replica may be stale.
-    async fn ping(self, _: Context) -> u64 {
-        self.backend.changelog.heal_entries()
+    async fn ping(self, _: Context) -> Pong {
+        Pong {
+            heal_entries: self.backend.changelog.heal_entries(),
+            index_changes: self.backend.changelog.index_changes(),
+        }
     }
 
     async fn lookup(self, _: Context, parent: Gfid, name: Name) -> FsResult<Looked> {
@@ -548,6 +551,9 @@ impl Brick for Conn {
                         .await
                 }
                 LockMode::Release => {
+                    // A release without the post-op: the op it guarded failed,
+                    // so its dirty mark is heal's to resolve.
+                    self.backend.changelog.disown_dirty(gfid, self.id);
                     self.backend.inodelks.release(gfid, self.id);
                     false
                 }
@@ -587,5 +593,47 @@ impl Brick for Conn {
     async fn setlk(self, _: Context, gfid: Gfid, lock: RecordLock) -> FsResult<()> {
         let _span = tracing::debug_span!("fop", fop = "setlk", %gfid).entered();
         self.backend.records.setlk(gfid, self.id, &lock)
+    }
+
+    async fn heal_index(self, _: Context, after: Option<Gfid>, max: u32) -> FsResult<HealPage> {
+        self.run_as("heal_index", Gfid::ROOT, true, move |b| {
+            b.heal_index(after, max)
+        })
+        .await
+    }
+
+    async fn checksums(
+        self,
+        _: Context,
+        gfid: Gfid,
+        offset: u64,
+        block: u32,
+        count: u32,
+    ) -> FsResult<Checksums> {
+        self.run_as("checksums", gfid, true, move |b| {
+            b.checksums(gfid, offset, block, count)
+        })
+        .await
+    }
+
+    async fn heal_entry(self, _: Context, parent: Gfid, name: Name, fix: EntryFix) -> FsResult<()> {
+        self.run_as("heal_entry", parent, true, move |b| {
+            b.heal_entry(parent, &name, &fix)
+        })
+        .await
+    }
+
+    async fn heal_done(
+        self,
+        _: Context,
+        gfid: Gfid,
+        seen: Vec<(ReplicaIndex, PendingCounts)>,
+    ) -> FsResult<()> {
+        self.run("heal_done", gfid, move |b| b.heal_done(gfid, &seen))
+            .await
+    }
+
+    async fn locate(self, _: Context, gfid: Gfid) -> FsResult<Option<(Gfid, Name)>> {
+        self.run("locate", gfid, move |b| b.locate(gfid)).await
     }
 }

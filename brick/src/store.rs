@@ -354,6 +354,21 @@ impl Store {
         Ok(rel)
     }
 
+    /// Where directory `gfid` is: its parent and name, from its pointer.
+    /// `None` for other objects and for the root.
+    pub fn locate(&self, gfid: Gfid) -> FsResult<Option<(Gfid, Name)>> {
+        if gfid.is_root() {
+            return Ok(None);
+        }
+        match self.resolve(gfid)? {
+            Obj::Dir(_) => {
+                let (parent, name) = self.read_pointer(gfid, gfid)?;
+                Ok(Some((parent, Name(name))))
+            }
+            Obj::Other(_) => Ok(None),
+        }
+    }
+
     /// Reads one directory pointer `<parent-hex>/<name>`.
     fn read_pointer(&self, gfid: Gfid, asked: Gfid) -> FsResult<(Gfid, Vec<u8>)> {
         let stale = || FsError::Stale(asked.to_hex());

@@ -3,6 +3,7 @@
 //! replica set with quorum, changelog and eager locks.
 
 mod data;
+pub mod heal;
 pub mod layer;
 pub mod protocol;
 pub mod quorum;
@@ -45,6 +46,16 @@ impl Default for StackConfig {
 /// with full knowledge; a volume with no brick reachable is an error, one
 /// with fewer than a quorum mounts read-only in effect.
 pub async fn connect(config: StackConfig) -> proto::FsResult<Arc<dyn Layer>> {
+    let bricks = connect_bricks(&config).await?;
+    let replicate = replicate::Replicate::new(bricks, config.op_timeout);
+    tokio::spawn(replicate.clone().run_background());
+    Ok(replicate)
+}
+
+/// Connections to the bricks of a replica set under a client id of their
+/// own (locks are scoped by it), kept alive in the background. Waits up to
+/// the op timeout for every brick; fails only if none is reachable.
+pub async fn connect_bricks(config: &StackConfig) -> proto::FsResult<Vec<Arc<protocol::BrickConn>>> {
     if config.bricks.is_empty() || config.bricks.len() > 8 {
         return Err(proto::FsError::Invalid(format!(
             "a replica set has 1 to 8 bricks, got {}",
@@ -84,7 +95,5 @@ pub async fn connect(config: StackConfig) -> proto::FsResult<Arc<dyn Layer>> {
     for b in &bricks {
         tokio::spawn(b.clone().run_keepalive());
     }
-    let replicate = replicate::Replicate::new(bricks, config.op_timeout);
-    tokio::spawn(replicate.clone().run_background());
-    Ok(replicate)
+    Ok(bricks)
 }

@@ -39,6 +39,8 @@ pub struct BrickConn {
     brick_id: RwLock<Option<BrickId>>,
     /// Entries in the brick's heal index, as of its last ping answer.
     heal_entries: AtomicU64,
+    /// Changes of the brick's heal index since it started, as of its last ping.
+    index_changes: AtomicU64,
     /// Woken when the brick is found unresponsive so the pinger reconnects now.
     trouble: Notify,
     /// Woken when the brick comes (back) up.
@@ -67,6 +69,7 @@ impl BrickConn {
             generation: AtomicU64::new(0),
             brick_id: RwLock::new(None),
             heal_entries: AtomicU64::new(u64::MAX),
+            index_changes: AtomicU64::new(0),
             trouble: Notify::new(),
             came_up: Notify::new(),
         })
@@ -74,6 +77,11 @@ impl BrickConn {
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    /// The brick's identity as of the last connection.
+    pub fn brick_id(&self) -> Option<BrickId> {
+        self.brick_id.read().ok().and_then(|id| *id)
     }
 
     pub fn generation(&self) -> u64 {
@@ -94,8 +102,14 @@ impl BrickConn {
         }
     }
 
-    fn note_heal_entries(&self, n: u64) {
-        self.heal_entries.store(n, Ordering::Release);
+    /// Moves whenever the brick's heal index changes.
+    pub fn index_changes(&self) -> u64 {
+        self.index_changes.load(Ordering::Acquire)
+    }
+
+    fn note_pong(&self, pong: proto::Pong) {
+        self.index_changes.store(pong.index_changes, Ordering::Release);
+        self.heal_entries.store(pong.heal_entries, Ordering::Release);
     }
 
     /// Connects and says hello; on success the brick counts as up.
@@ -128,11 +142,11 @@ impl BrickConn {
             }
             *id = Some(info.id);
         }
-        let heal_entries = client
+        let pong = client
             .ping(self.deadline(self.op_timeout))
             .await
             .map_err(|e| self.rpc_error(e))?;
-        self.note_heal_entries(heal_entries);
+        self.note_pong(pong);
         // A brick that dies resets its connections: the data connection's
         // reader sees that at once, long before a deadline would.
         let me = Arc::downgrade(self);
@@ -319,7 +333,7 @@ impl BrickConn {
                 )
                 .await;
             match res {
-                Ok(n) => self.note_heal_entries(n),
+                Ok(pong) => self.note_pong(pong),
                 Err(e) => debug!(brick = %self.addr, "ping failed: {e}"),
             }
         }

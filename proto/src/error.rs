@@ -52,6 +52,8 @@ pub enum FsError {
     NameTooLong,
     #[error("brick refused: {0}")]
     Refused(String),
+    #[error("busy, try again later: {0}")]
+    Busy(String),
     #[error("{msg} (errno {errno})")]
     Os { errno: i32, msg: String },
 }
@@ -79,6 +81,7 @@ impl FsError {
             FsError::Range => libc::ERANGE,
             FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::Refused(_) => libc::EACCES,
+            FsError::Busy(_) => libc::EBUSY,
             FsError::Os { errno, .. } => *errno,
         }
     }

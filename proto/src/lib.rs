@@ -22,9 +22,8 @@ pub trait Brick {
     /// First call on every connection: the client names itself (its id scopes
     /// locks, which end with the connection) and learns the brick's identity.
     async fn hello(client: ClientId, volume: String) -> FsResult<BrickInfo>;
-    /// Liveness check; answers with the number of entries in the brick's
-    /// heal index (0: this brick blames nobody for anything).
-    async fn ping() -> u64;
+    /// Liveness check; answers with the state of the brick's heal index.
+    async fn ping() -> Pong;
 
     async fn lookup(parent: Gfid, name: Name) -> FsResult<Looked>;
     async fn getattr(gfid: Gfid) -> FsResult<Looked>;
@@ -85,4 +84,22 @@ pub trait Brick {
     /// POSIX record locks and flock, shared by all clients of the brick.
     async fn getlk(gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>>;
     async fn setlk(gfid: Gfid, lock: RecordLock) -> FsResult<()>;
+
+    // Self-heal. The healer holds the replication lock of what it repairs
+    // (the directory for entries, the file for data and metadata).
+
+    /// What may need heal here: the heal index and the dirty marks nobody
+    /// will confirm any more, in gfid order after `after`.
+    async fn heal_index(after: Option<Gfid>, max: u32) -> FsResult<HealPage>;
+    /// blake3 of `count` blocks of `block` bytes from `offset` (a block past
+    /// the end is absent; the last one may be short), and the file's size.
+    async fn checksums(gfid: Gfid, offset: u64, block: u32, count: u32) -> FsResult<Checksums>;
+    /// Makes the name `name` in directory `parent` what the heal source has.
+    async fn heal_entry(parent: Gfid, name: Name, fix: EntryFix) -> FsResult<()>;
+    /// The heal of `gfid` is done: subtracts the counters the healer saw
+    /// before repairing from this brick's blame, clears the dirty mark and
+    /// drops the heal-index entry once nothing is pending.
+    async fn heal_done(gfid: Gfid, seen: Vec<(ReplicaIndex, PendingCounts)>) -> FsResult<()>;
+    /// Where a directory is (parent and name); `None` for other objects.
+    async fn locate(gfid: Gfid) -> FsResult<Option<(Gfid, Name)>>;
 }

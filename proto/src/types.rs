@@ -373,6 +373,55 @@ pub struct RecordLock {
     pub flock: bool,
 }
 
+/// A brick's answer to a ping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// Objects in the heal index now (0: this brick blames nobody).
+    pub heal_entries: u64,
+    /// Additions to and removals from the heal index since the brick
+    /// started: moves with every change, even when they cancel out in size.
+    pub index_changes: u64,
+}
+
+/// One object that may need heal, as one brick sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealEntry {
+    pub gfid: Gfid,
+    /// Listed in the heal index: this brick blames another for it.
+    pub blamed: bool,
+    /// A transaction on it started here and nobody will confirm it.
+    pub dirty: bool,
+    /// The object is a directory (heal its entries before other objects).
+    pub dir: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HealPage {
+    pub entries: Vec<HealEntry>,
+    pub eof: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Checksums {
+    pub size: u64,
+    pub blocks: Vec<[u8; 32]>,
+}
+
+/// What heal does to one name of a directory on a sink brick.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum EntryFix {
+    /// Create the object the source has, with its gfid, empty; data,
+    /// times and xattrs follow by data and metadata heal.
+    Create(NewObject),
+    /// Give an object this brick already has (by gfid) this name: a new
+    /// link for a file, a move for a directory (renamed while away).
+    Link(Gfid),
+    /// Remove the name, which must still be `gfid`. A file whose gfid
+    /// lives on elsewhere on the source keeps its data (`keep`) until its
+    /// new name is linked; a directory goes with everything below it.
+    Remove { gfid: Gfid, keep: bool },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

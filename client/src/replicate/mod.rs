@@ -81,12 +81,11 @@ impl Replicate {
     /// Changes whenever any brick reconnects or starts blaming another,
     /// which is when what we knew about stale replicas may be out of date.
     fn epoch(&self) -> u64 {
-        // The heal-index size moves with every newly blamed object (nothing
-        // removes entries before heal does), so any new blame anywhere makes
+        // Any new blame anywhere, and any heal (the index shrinks), makes
         // clients look at the replicas of what they read again.
         self.bricks
             .iter()
-            .map(|b| b.generation() + b.heal_entries())
+            .map(|b| b.generation() + b.index_changes())
             .sum()
     }
 

@@ -1,0 +1,373 @@
+//! Self-heal: makes the replicas of a replica set identical again after a
+//! brick missed operations (TARGET invariants 5 and 7).
+//!
+//! The healer is a client of its own (own connections, own lock owner) that
+//! works from the bricks' changelog: the heal index lists what some brick
+//! blames another for, the pending counters say which replicas are sources
+//! and which are sinks, and unconfirmed dirty marks say where a client died
+//! mid-transaction. For each object it takes the same replication lock
+//! clients take, repairs the sinks (entries of a directory, metadata, and
+//! data block by block: only blocks whose blake3 differs are copied), then
+//! subtracts from the blame exactly what it saw before repairing, so blame
+//! added meanwhile is never lost.
+//!
+//! Run by `brickfs heald` (triggers: a brick coming back, new blame, a
+//! periodic retry) and by `brickfs volume heal` on demand.
+
+mod data;
+mod entries;
+mod info;
+mod lock;
+mod object;
+mod roles;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use proto::{FsError, FsResult, Gfid};
+use tracing::{info, warn};
+
+pub use info::{BrickHealInfo, Policy, SplitBrainEntry};
+pub use object::Outcome;
+pub use roles::Roles;
+
+use crate::protocol::BrickConn;
+use crate::quorum::{bit, count, Mask};
+
+/// Objects healed at once by one healer.
+const WORKERS: usize = 16;
+/// Passes over the heal index in one `heal_index` call: an entry heal can
+/// leave work for a later pass (an object moved into a directory healed
+/// after its old one).
+const MAX_PASSES: usize = 8;
+
+/// What the healer has done since it started (all monotonic).
+#[derive(Default)]
+pub struct HealStats {
+    pub healed: AtomicU64,
+    pub clean: AtomicU64,
+    pub postponed: AtomicU64,
+    pub split_brain: AtomicU64,
+    pub failed: AtomicU64,
+    pub entries_created: AtomicU64,
+    pub entries_linked: AtomicU64,
+    pub entries_removed: AtomicU64,
+    /// File data written to sinks.
+    pub bytes_copied: AtomicU64,
+    /// Checksums fetched to find the blocks that differ.
+    pub checksum_bytes: AtomicU64,
+}
+
+/// A snapshot of [`HealStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HealCounts {
+    pub healed: u64,
+    pub clean: u64,
+    pub postponed: u64,
+    pub split_brain: u64,
+    pub failed: u64,
+    pub entries_created: u64,
+    pub entries_linked: u64,
+    pub entries_removed: u64,
+    pub bytes_copied: u64,
+    pub checksum_bytes: u64,
+}
+
+impl HealStats {
+    pub fn snapshot(&self) -> HealCounts {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        HealCounts {
+            healed: g(&self.healed),
+            clean: g(&self.clean),
+            postponed: g(&self.postponed),
+            split_brain: g(&self.split_brain),
+            failed: g(&self.failed),
+            entries_created: g(&self.entries_created),
+            entries_linked: g(&self.entries_linked),
+            entries_removed: g(&self.entries_removed),
+            bytes_copied: g(&self.bytes_copied),
+            checksum_bytes: g(&self.checksum_bytes),
+        }
+    }
+
+    fn count(&self, outcome: &FsResult<Outcome>) {
+        let slot = match outcome {
+            Ok(Outcome::Healed) => &self.healed,
+            Ok(Outcome::Clean | Outcome::Gone) => &self.clean,
+            Ok(Outcome::Postponed(_)) => &self.postponed,
+            Ok(Outcome::SplitBrain) => &self.split_brain,
+            Err(_) => &self.failed,
+        };
+        slot.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The result of one heal run (index or full).
+#[derive(Clone, Debug, Default)]
+pub struct HealReport {
+    pub passes: usize,
+    /// Heal-index entries over all bricks that are up, when the run ended.
+    pub left: u64,
+    pub elapsed: Duration,
+    pub counts: HealCounts,
+}
+
+pub struct Healer {
+    bricks: Vec<Arc<BrickConn>>,
+    quorum: usize,
+    pub stats: HealStats,
+    /// Brick identities as first seen, to notice a wiped or replaced brick.
+    known_ids: std::sync::Mutex<Vec<Option<proto::BrickId>>>,
+}
+
+impl Healer {
+    /// Connects to the bricks with connections of its own (its locks must
+    /// not be confused with any mount's).
+    pub async fn connect(config: crate::StackConfig) -> FsResult<Arc<Healer>> {
+        let bricks = crate::connect_bricks(&config).await?;
+        let quorum = bricks.len() / 2 + 1;
+        let known = bricks.iter().map(|b| b.brick_id()).collect();
+        Ok(Arc::new(Healer {
+            bricks,
+            quorum,
+            stats: HealStats::default(),
+            known_ids: std::sync::Mutex::new(known),
+        }))
+    }
+
+    pub fn bricks(&self) -> &[Arc<BrickConn>] {
+        &self.bricks
+    }
+
+    fn up_mask(&self) -> Mask {
+        self.bricks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_up())
+            .fold(0, |m, (i, _)| m | bit(i))
+    }
+
+    fn all_mask(&self) -> Mask {
+        ((1u16 << self.bricks.len().min(8)) - 1) as Mask
+    }
+
+    /// Entries waiting for heal over all bricks that are up, as of their
+    /// last ping.
+    pub fn pending_now(&self) -> u64 {
+        self.bricks
+            .iter()
+            .filter(|b| b.is_up())
+            .map(|b| b.heal_entries())
+            .sum()
+    }
+
+    /// Heals everything the heal indices list, pass after pass, until they
+    /// are empty or a pass makes no progress.
+    pub async fn heal_index(&self) -> FsResult<HealReport> {
+        let started = Instant::now();
+        let mut passes = 0;
+        while passes < MAX_PASSES {
+            let listed = self.list_index().await?;
+            if listed.is_empty() {
+                break;
+            }
+            passes += 1;
+            let before = self.stats.snapshot();
+            let dirs: Vec<Gfid> = listed
+                .iter()
+                .filter(|(_, dir)| **dir)
+                .map(|(g, _)| *g)
+                .collect();
+            info!(pass = passes, entries = listed.len(), dirs = dirs.len(), "heal pass");
+            // Directories first, one at a time: their entry heal creates
+            // (and heals) the files made while a brick was away, which then
+            // need nothing more.
+            for d in dirs {
+                let res = self.heal_gfid(d, false).await;
+                self.note(d, &res);
+            }
+            let files: Vec<Gfid> = self
+                .list_index()
+                .await?
+                .into_iter()
+                .filter(|(_, dir)| !*dir)
+                .map(|(g, _)| g)
+                .collect();
+            self.heal_many(files, false).await;
+            let after = self.stats.snapshot();
+            if after.healed == before.healed && after.clean == before.clean {
+                break;
+            }
+        }
+        Ok(self.report(passes, started).await)
+    }
+
+    /// Crawls the whole volume from the root, comparing every directory's
+    /// entries and every object's metadata and size on all replicas, blame
+    /// or not: for a brick that was emptied or replaced.
+    pub async fn heal_full(&self) -> FsResult<HealReport> {
+        let started = Instant::now();
+        info!("full heal: crawling from the root");
+        self.crawl(Gfid::ROOT, 0).await?;
+        let mut report = self.heal_index().await?;
+        report.elapsed = started.elapsed();
+        report.passes += 1;
+        Ok(report)
+    }
+
+    fn crawl(&self, dir: Gfid, depth: usize) -> futures::future::LocalBoxFuture<'_, FsResult<()>> {
+        futures::FutureExt::boxed_local(async move {
+            if depth > 4096 {
+                return Err(FsError::Invalid("directory tree too deep".into()));
+            }
+            let res = self.heal_gfid(dir, true).await;
+            self.note(dir, &res);
+            res?;
+            let listing = self.read_listing_any(dir).await?;
+            let mut files = Vec::new();
+            for entry in listing.values() {
+                if entry.kind == proto::FileKind::Dir {
+                    self.crawl(entry.gfid, depth + 1).await?;
+                } else {
+                    files.push(entry.gfid);
+                }
+            }
+            self.heal_many(files, true).await;
+            Ok(())
+        })
+    }
+
+    async fn heal_many(&self, gfids: Vec<Gfid>, full: bool) {
+        futures::stream::iter(gfids)
+            .for_each_concurrent(WORKERS, |g| async move {
+                let res = self.heal_gfid(g, full).await;
+                self.note(g, &res);
+            })
+            .await;
+    }
+
+    fn note(&self, gfid: Gfid, res: &FsResult<Outcome>) {
+        self.stats.count(res);
+        match res {
+            Ok(Outcome::SplitBrain) => warn!(%gfid, "split-brain: not healed; resolve it with `volume heal NAME split-brain`"),
+            Ok(Outcome::Postponed(why)) => info!(%gfid, why, "heal postponed"),
+            Err(e) => warn!(%gfid, "heal failed: {e}"),
+            _ => {}
+        }
+    }
+
+    async fn report(&self, passes: usize, started: Instant) -> HealReport {
+        let left = match self.list_index().await {
+            Ok(l) => l.len() as u64,
+            Err(_) => self.pending_now(),
+        };
+        HealReport {
+            passes,
+            left,
+            elapsed: started.elapsed(),
+            counts: self.stats.snapshot(),
+        }
+    }
+
+    /// The union of the heal indices of every brick that is up; `true` for
+    /// directories.
+    async fn list_index(&self) -> FsResult<BTreeMap<Gfid, bool>> {
+        let mut out = BTreeMap::new();
+        for (_, entries) in self.index_pages(self.up_mask()).await? {
+            for e in entries {
+                *out.entry(e.gfid).or_insert(false) |= e.dir;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs for the life of the process: heals when a brick comes back or
+    /// anything is blamed, retries what could not be healed every
+    /// `retry` (or as soon as the blame changes), and crawls everything
+    /// when a brick turns up with a new identity (wiped or replaced).
+    pub async fn run(self: Arc<Self>, retry: Duration) {
+        let mut last_failed_at: Option<(Instant, u64)> = None;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if count(self.up_mask()) < 2 {
+                continue;
+            }
+            if let Some(replaced) = self.replaced_bricks() {
+                warn!(bricks = replaced, "brick with a new identity: blaming it at the root and crawling everything");
+                self.blame_root(replaced).await;
+                match self.heal_full().await {
+                    Ok(r) => info!(left = r.left, elapsed = ?r.elapsed, "full heal done"),
+                    Err(e) => warn!("full heal failed: {e}"),
+                }
+                continue;
+            }
+            if self.pending_now() == 0 {
+                continue;
+            }
+            let changes: u64 = self.bricks.iter().map(|b| b.index_changes() + b.generation()).sum();
+            if let Some((at, seen)) = last_failed_at {
+                if seen == changes && at.elapsed() < retry {
+                    continue;
+                }
+            }
+            match self.heal_index().await {
+                Ok(r) if r.left == 0 => {
+                    info!(passes = r.passes, elapsed = ?r.elapsed, bytes = r.counts.bytes_copied, "heal index empty");
+                    last_failed_at = None;
+                }
+                Ok(r) => {
+                    info!(left = r.left, "heal left entries for later");
+                    let changes = self.bricks.iter().map(|b| b.index_changes() + b.generation()).sum();
+                    last_failed_at = Some((Instant::now(), changes));
+                }
+                Err(e) => {
+                    warn!("heal pass failed: {e}");
+                    let changes = self.bricks.iter().map(|b| b.index_changes() + b.generation()).sum();
+                    last_failed_at = Some((Instant::now(), changes));
+                }
+            }
+        }
+    }
+
+    /// Bricks whose identity changed since this healer first saw them.
+    fn replaced_bricks(&self) -> Option<Mask> {
+        let mut known = self
+            .known_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut changed = 0;
+        for (i, b) in self.bricks.iter().enumerate() {
+            let now = b.brick_id();
+            match (known[i], now) {
+                (Some(old), Some(new)) if old != new => {
+                    changed |= bit(i);
+                    known[i] = Some(new);
+                }
+                (None, Some(new)) => known[i] = Some(new),
+                _ => {}
+            }
+        }
+        (changed != 0).then_some(changed)
+    }
+
+    /// Makes the other bricks blame `replaced` for the root's entries, so
+    /// clients stop trusting its (empty) namespace until heal refills it.
+    pub async fn blame_root(&self, replaced: Mask) {
+        let blame: Vec<u8> = crate::quorum::indices(replaced).map(|i| i as u8).collect();
+        let on = self.up_mask() & !replaced;
+        crate::quorum::fan_out(&self.bricks, on, |b| {
+            let blame = blame.clone();
+            async move {
+                b.call(|c, ctx| async move {
+                    c.mark_pending(ctx, Gfid::ROOT, blame, proto::PendingKind::Entry)
+                        .await
+                })
+                .await
+            }
+        })
+        .await;
+    }
+}
