@@ -134,6 +134,10 @@ impl Changelog {
         self.dirty.unowned()
     }
 
+    pub fn unowned_dirty_count(&self) -> u64 {
+        self.dirty.unowned_count()
+    }
+
     /// `conn` lets go of its mark on `gfid` without confirming it (the op
     /// behind it failed): heal decides what the object should be.
     pub fn disown_dirty(&self, gfid: Gfid, conn: ConnId) {

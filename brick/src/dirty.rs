@@ -133,6 +133,10 @@ impl DirtySet {
         }
     }
 
+    pub fn unowned_count(&self) -> u64 {
+        self.lock().set.values().filter(|o| o.is_none()).count() as u64
+    }
+
     pub fn unowned(&self) -> Vec<Gfid> {
         self.lock()
             .set

@@ -338,7 +338,8 @@ impl Brick for Conn {
     /// any replica may be stale.
     async fn ping(self, _: Context) -> Pong {
         Pong {
-            heal_entries: self.backend.changelog.heal_entries(),
+            heal_entries: self.backend.changelog.heal_entries()
+                + self.backend.changelog.unowned_dirty_count(),
             index_changes: self.backend.changelog.index_changes(),
         }
     }

@@ -41,6 +41,10 @@ pub struct BrickConn {
     heal_entries: AtomicU64,
     /// Changes of the brick's heal index since it started, as of its last ping.
     index_changes: AtomicU64,
+    /// The brick came back with another identity (its directory was wiped
+    /// or another brick took its address): none of its replicas can be
+    /// trusted until the others blame it and heal refills it.
+    replaced: AtomicBool,
     /// Woken when the brick is found unresponsive so the pinger reconnects now.
     trouble: Notify,
     /// Woken when the brick comes (back) up.
@@ -70,6 +74,7 @@ impl BrickConn {
             brick_id: RwLock::new(None),
             heal_entries: AtomicU64::new(u64::MAX),
             index_changes: AtomicU64::new(0),
+            replaced: AtomicBool::new(false),
             trouble: Notify::new(),
             came_up: Notify::new(),
         })
@@ -77,6 +82,15 @@ impl BrickConn {
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    pub fn is_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Acquire)
+    }
+
+    /// The others now blame this brick for what it lost.
+    pub fn clear_replaced(&self) {
+        self.replaced.store(false, Ordering::Release);
     }
 
     /// The brick's identity as of the last connection.
@@ -138,6 +152,7 @@ impl BrickConn {
                 if old != info.id {
                     warn!(brick = %self.addr, old = %old, new = %info.id,
                         "brick at this address has a new identity (replaced or wiped)");
+                    self.replaced.store(true, Ordering::Release);
                 }
             }
             *id = Some(info.id);

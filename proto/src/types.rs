@@ -376,7 +376,9 @@ pub struct RecordLock {
 /// A brick's answer to a ping.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pong {
-    /// Objects in the heal index now (0: this brick blames nobody).
+    /// Objects that may need heal here now: the heal index plus dirty
+    /// marks nobody will confirm (0: every replica is as good as this one
+    /// as far as this brick knows).
     pub heal_entries: u64,
     /// Additions to and removals from the heal index since the brick
     /// started: moves with every change, even when they cancel out in size.

@@ -5,6 +5,7 @@
 //!   kill/stop/continue/restart a brick; compare brick trees.
 //! - [`raw`]: a tarpc client straight to one brick, and raw bytes on its port,
 //!   for bad-input tests.
+//! - [`heal`]: the heal daemon and heal CLI run against a test cluster.
 //! - [`tree`]: a digest of the user-visible tree of a brick directory.
 //!
 //! The binaries are not built here: run `cargo build --workspace` first
@@ -12,6 +13,7 @@
 //! when a test panics; then the logs' tails go to stderr.
 
 pub mod cluster;
+pub mod heal;
 mod proc;
 pub mod raw;
 pub mod tree;

@@ -2,9 +2,10 @@
 //!
 //! Walks the brick dir in byte order of names, skipping the brick's private
 //! `.brickfs/` at the top. Per entry: relative path, type, `mode & 0o7777`,
-//! owner, and for files the size and blake3 of the content, for symlinks the
-//! target, for devices the rdev. Directory sizes and times are left out:
-//! they depend on each brick's history, not on what the volume holds.
+//! owner, user xattrs, and for files the size and blake3 of the content, for
+//! symlinks the target, for devices the rdev. Directory sizes and times are
+//! left out: they depend on each brick's history, not on what the volume
+//! holds (and so are the brick's own `trusted.` xattrs).
 
 use std::fs;
 use std::io;
@@ -47,11 +48,12 @@ fn walk(dir: &Path, rel: &Path, top: bool, out: &mut Vec<String>) {
         };
         let ft = md.file_type();
         let common = format!(
-            "{:?}\t{:o}\t{}:{}",
+            "{:?}\t{:o}\t{}:{}\t{}",
             rel,
             md.mode() & 0o7777,
             md.uid(),
-            md.gid()
+            md.gid(),
+            user_xattrs(&path)
         );
         let line = if ft.is_dir() {
             format!("{common}\tdir")
@@ -81,6 +83,46 @@ fn walk(dir: &Path, rel: &Path, top: bool, out: &mut Vec<String>) {
             walk(&path, &rel, false, out);
         }
     }
+}
+
+/// `name=value` of every `user.` xattr, sorted, values in hex.
+fn user_xattrs(path: &Path) -> String {
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return String::new();
+    };
+    let mut names = vec![0u8; 64 * 1024];
+    // SAFETY: the buffer is valid for its length; the path is NUL-terminated.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return String::new();
+    }
+    names.truncate(n as usize);
+    let mut out: Vec<String> = Vec::new();
+    for name in names.split(|b| *b == 0).filter(|n| n.starts_with(b"user.")) {
+        let Ok(cname) = std::ffi::CString::new(name) else {
+            continue;
+        };
+        let mut value = vec![0u8; 64 * 1024];
+        // SAFETY: as above.
+        let len = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                cname.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if len < 0 {
+            continue;
+        }
+        let hex: String = value[..len as usize]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        out.push(format!("{}={hex}", String::from_utf8_lossy(name)));
+    }
+    out.sort();
+    out.join(",")
 }
 
 fn hash_file(path: &Path) -> io::Result<blake3::Hash> {

@@ -222,3 +222,30 @@ impl Healer {
         res
     }
 }
+
+impl Healer {
+    /// Bytes of file data the listed heal-index entries hold (their size on
+    /// a replica that has them), over at most `limit` objects; `true` when
+    /// every entry was counted.
+    pub async fn pending_bytes(&self, limit: usize) -> FsResult<(u64, bool)> {
+        let listed = self.list_index().await?;
+        let exact = listed.len() <= limit;
+        let mut total = 0u64;
+        for (gfid, dir) in listed.into_iter().take(limit) {
+            if dir {
+                continue;
+            }
+            for i in indices(self.up_mask()) {
+                let g = gfid;
+                if let Ok(l) = self.bricks[i]
+                    .call(|c, ctx| async move { c.getattr(ctx, g).await })
+                    .await
+                {
+                    total += l.attr.size;
+                    break;
+                }
+            }
+        }
+        Ok((total, exact))
+    }
+}

@@ -119,8 +119,6 @@ pub struct Healer {
     bricks: Vec<Arc<BrickConn>>,
     quorum: usize,
     pub stats: HealStats,
-    /// Brick identities as first seen, to notice a wiped or replaced brick.
-    known_ids: std::sync::Mutex<Vec<Option<proto::BrickId>>>,
 }
 
 impl Healer {
@@ -129,12 +127,10 @@ impl Healer {
     pub async fn connect(config: crate::StackConfig) -> FsResult<Arc<Healer>> {
         let bricks = crate::connect_bricks(&config).await?;
         let quorum = bricks.len() / 2 + 1;
-        let known = bricks.iter().map(|b| b.brick_id()).collect();
         Ok(Arc::new(Healer {
             bricks,
             quorum,
             stats: HealStats::default(),
-            known_ids: std::sync::Mutex::new(known),
         }))
     }
 
@@ -332,24 +328,15 @@ impl Healer {
         }
     }
 
-    /// Bricks whose identity changed since this healer first saw them.
+    /// Bricks that came back with a new identity since this healer
+    /// connected to them.
     fn replaced_bricks(&self) -> Option<Mask> {
-        let mut known = self
-            .known_ids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut changed = 0;
-        for (i, b) in self.bricks.iter().enumerate() {
-            let now = b.brick_id();
-            match (known[i], now) {
-                (Some(old), Some(new)) if old != new => {
-                    changed |= bit(i);
-                    known[i] = Some(new);
-                }
-                (None, Some(new)) => known[i] = Some(new),
-                _ => {}
-            }
-        }
+        let changed = self
+            .bricks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_up() && b.is_replaced())
+            .fold(0, |m, (i, _)| m | bit(i));
         (changed != 0).then_some(changed)
     }
 
@@ -369,5 +356,8 @@ impl Healer {
             }
         })
         .await;
+        for i in crate::quorum::indices(replaced) {
+            self.bricks[i].clear_replaced();
+        }
     }
 }

@@ -49,13 +49,40 @@ impl Replicate {
         })
     }
 
-    /// Background work of the layer: the delayed post-op / unlock.
+    /// Background work of the layer: the delayed post-op / unlock, and
+    /// blaming bricks that came back empty.
     pub async fn run_background(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.post_op_delay / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            self.blame_replaced().await;
             self.release_idle().await;
+        }
+    }
+
+    /// A brick that came back with a new identity lost everything: the
+    /// others blame it for the root's entries, so every client fans out
+    /// and reads elsewhere, and heal crawls it full from the root.
+    async fn blame_replaced(&self) {
+        let replaced = self
+            .bricks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_replaced() && b.is_up())
+            .fold(0, |m, (i, _)| m | bit(i));
+        if replaced == 0 {
+            return;
+        }
+        let others = self.up_mask() & !replaced;
+        if others == 0 {
+            return;
+        }
+        tracing::warn!(bricks = replaced, "blaming replaced bricks at the root until heal refills them");
+        self.blame_after(Gfid::ROOT, others, replaced, PendingKind::Entry)
+            .await;
+        for i in crate::quorum::indices(replaced) {
+            self.bricks[i].clear_replaced();
         }
     }
 
@@ -68,6 +95,15 @@ impl Replicate {
             .iter()
             .enumerate()
             .filter(|(_, b)| b.is_up())
+            .fold(0, |m, (i, _)| m | bit(i))
+    }
+
+    /// Bricks that came back empty and are not blamed yet: never read.
+    fn replaced_mask(&self) -> Mask {
+        self.bricks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_replaced())
             .fold(0, |m, (i, _)| m | bit(i))
     }
 
@@ -92,7 +128,9 @@ impl Replicate {
     /// No brick that is up blames any replica for anything: every replica
     /// that answers is as good as any other, so one answer is enough.
     fn all_clean(&self) -> bool {
-        self.bricks.iter().all(|b| !b.is_up() || b.blames_nobody())
+        self.bricks
+            .iter()
+            .all(|b| !b.is_up() || (b.blames_nobody() && !b.is_replaced()))
     }
 
     async fn create_object(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr> {

@@ -208,7 +208,7 @@ impl Replicate {
         let ctx = self.inodes.peek(gfid);
         let stale = ctx.as_ref().map(|c| c.stale()).unwrap_or(0);
         let up = self.up_mask();
-        let healthy = up & !stale;
+        let healthy = up & !stale & !self.replaced_mask();
         if healthy == 0 {
             return Err(if up == 0 {
                 FsError::BrickDown("all bricks".into())

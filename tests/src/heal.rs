@@ -1,0 +1,116 @@
+//! Self-heal in tests: the heal daemon (`brickfs heald`) as a child of the
+//! test, the heal CLI (`brickfs volume heal`), and what the bricks say is
+//! left to heal (their ping answer, straight from each brick).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::cluster::{TestCluster, VOLUME};
+use crate::proc;
+
+/// A running `brickfs heald` for a test cluster; killed on drop.
+pub struct Heald {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Heald {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            proc::kill_and_reap(&mut child);
+        }
+    }
+}
+
+impl Drop for Heald {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- heald {}\n{}",
+                self.log.display(),
+                proc::log_tail(&self.log, 60)
+            );
+        }
+        self.stop();
+    }
+}
+
+/// What one `brickfs volume heal` run printed.
+#[derive(Debug)]
+pub struct HealRun {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl TestCluster {
+    /// Starts `brickfs heald` on this cluster's bricks (retrying what it
+    /// cannot heal every `retry_secs`).
+    pub fn start_heald(&self, retry_secs: u32) -> Heald {
+        let log = self.root().join("logs").join("heald.log");
+        let mut cmd = Command::new(&self.binaries().brickfs);
+        cmd.args(["--log-level", "info", "heald", "--bricks"])
+            .arg(self.bricks_arg())
+            .args(["--volume", VOLUME, "--op-timeout", "2", "--retry"])
+            .arg(retry_secs.to_string())
+            .stdin(Stdio::null())
+            .stdout(proc::open_log(&log))
+            .stderr(proc::open_log(&log));
+        let child = proc::spawn(cmd, libc::SIGKILL).expect("starting brickfs heald");
+        Heald {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Runs `brickfs volume heal test --bricks ... ARGS` to completion.
+    pub fn heal_cli(&self, args: &[&str]) -> HealRun {
+        let out = Command::new(&self.binaries().brickfs)
+            .args(["volume", "heal", VOLUME, "--bricks"])
+            .arg(self.bricks_arg())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running brickfs volume heal");
+        HealRun {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Objects the running bricks say may need heal (heal index plus dirty
+    /// marks nobody will confirm), summed; `None` if a brick did not answer.
+    pub fn heal_pending(&self) -> Option<u64> {
+        let addrs: Vec<_> = (0..self.brick_count())
+            .filter(|i| self.brick_running(*i))
+            .map(|i| self.brick_addr(i))
+            .collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let mut total = 0;
+            for addr in addrs {
+                let client = crate::raw::connect(addr).await.ok()?;
+                let pong = client
+                    .ping(crate::raw::context(Duration::from_secs(5)))
+                    .await
+                    .ok()?;
+                total += pong.heal_entries;
+            }
+            Some(total)
+        })
+    }
+
+    /// Waits until nothing is left to heal on any running brick.
+    pub fn wait_healed(&self, timeout: Duration) -> bool {
+        crate::wait_until(timeout, || self.heal_pending() == Some(0))
+    }
+}

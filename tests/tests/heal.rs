@@ -1,0 +1,351 @@
+//! Self-heal with real bricks, a real heal daemon and real FUSE mounts:
+//! after any outage the replicas converge (data, mode, owner, xattrs,
+//! entries), nothing deleted comes back, split-brain is reported and only
+//! resolved by an operator's choice.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tests::cluster::TestCluster;
+use tests::wait_until;
+
+const HEAL_TIMEOUT: Duration = Duration::from_secs(90);
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// Deterministic bytes that differ per seed and per position.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    let p = CString::new(path.as_os_str().as_bytes()).expect("path");
+    let n = CString::new(name).expect("name");
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let rc = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    assert_eq!(rc, 0, "setxattr {name} on {}: {}", path.display(), std::io::Error::last_os_error());
+}
+
+fn gfid_hex(brick_path: &Path) -> String {
+    let p = CString::new(brick_path.as_os_str().as_bytes()).expect("path");
+    let n = CString::new("trusted.brickfs.gfid").expect("name");
+    let mut buf = [0u8; 16];
+    // SAFETY: as above.
+    let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(rc, 16, "gfid of {}", brick_path.display());
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn assert_healed(cluster: &TestCluster) {
+    assert!(
+        cluster.wait_healed(HEAL_TIMEOUT),
+        "bricks still report entries to heal after {HEAL_TIMEOUT:?}: {:?}",
+        cluster.heal_pending()
+    );
+    cluster.assert_replicas_identical(SETTLE);
+}
+
+#[test]
+fn a_brick_that_missed_writes_is_healed_on_its_own() {
+    let cluster = TestCluster::start(3);
+    let _heald = cluster.start_heald(2);
+    let m = cluster.mount();
+    let big = pattern(1, 8 << 20);
+    fs::write(m.join("f8"), &big).unwrap();
+    fs::create_dir(m.join("small")).unwrap();
+
+    cluster.kill_brick(0);
+    for i in 0..300u64 {
+        fs::write(m.join(format!("small/f{i:04}")), pattern(100 + i, 16 * 1024)).unwrap();
+    }
+    // Overwrite the middle 2 MiB of the big file in place.
+    let f = OpenOptions::new().write(true).open(m.join("f8")).unwrap();
+    f.write_all_at(&pattern(2, 2 << 20), 3 << 20).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    fs::create_dir_all(m.join("tree/a/b")).unwrap();
+    fs::write(m.join("tree/a/b/leaf"), b"leaf").unwrap();
+    std::os::unix::fs::symlink("a/b/leaf", m.join("tree/link")).unwrap();
+    fs::set_permissions(m.join("small/f0000"), fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(m.join("small/f0001"), Some(1234), Some(5678)).unwrap();
+    set_xattr(&m.join("small/f0002"), "user.colour", b"blue");
+    assert!(cluster.heal_pending().unwrap_or(0) > 0, "nothing blamed while a brick was down");
+
+    cluster.restart_brick(0);
+    assert_healed(&cluster);
+    let b0 = cluster.brick_dir(0);
+    assert_eq!(fs::read(b0.join("small/f0299")).unwrap(), pattern(399, 16 * 1024));
+    let mut expect = big.clone();
+    expect[3 << 20..5 << 20].copy_from_slice(&pattern(2, 2 << 20));
+    assert_eq!(fs::read(b0.join("f8")).unwrap(), expect);
+    assert_eq!(fs::read_link(b0.join("tree/link")).unwrap(), Path::new("a/b/leaf"));
+    assert_eq!(fs::metadata(b0.join("small/f0001")).unwrap().uid(), 1234);
+    // The healed copy is readable through a fresh client.
+    let m2 = cluster.mount();
+    assert_eq!(fs::read(m2.join("f8")).unwrap(), expect);
+}
+
+#[test]
+fn rolling_outage_converges_with_nothing_lost() {
+    let cluster = TestCluster::start(3);
+    let _heald = cluster.start_heald(2);
+    let m = cluster.mount();
+    fs::create_dir(m.join("d")).unwrap();
+    fs::write(m.join("d/shared"), pattern(7, 1 << 20)).unwrap();
+
+    cluster.kill_brick(0);
+    for i in 0..100u64 {
+        fs::write(m.join(format!("d/a{i:03}")), pattern(1000 + i, 8192)).unwrap();
+    }
+    let f = OpenOptions::new().write(true).open(m.join("d/shared")).unwrap();
+    f.write_all_at(&pattern(8, 4096), 0).unwrap();
+    drop(f);
+    cluster.restart_brick(0);
+    // Brick 1 goes before heal can have finished.
+    cluster.kill_brick(1);
+    for i in 0..100u64 {
+        fs::write(m.join(format!("d/b{i:03}")), pattern(2000 + i, 8192)).unwrap();
+    }
+    let f = OpenOptions::new().write(true).open(m.join("d/shared")).unwrap();
+    f.write_all_at(&pattern(9, 4096), 512 * 1024).unwrap();
+    drop(f);
+    cluster.restart_brick(1);
+    assert_healed(&cluster);
+
+    let mut shared = pattern(7, 1 << 20);
+    shared[..4096].copy_from_slice(&pattern(8, 4096));
+    shared[512 * 1024..512 * 1024 + 4096].copy_from_slice(&pattern(9, 4096));
+    for b in 0..3 {
+        let dir = cluster.brick_dir(b).join("d");
+        assert_eq!(fs::read(dir.join("shared")).unwrap(), shared, "brick {b}");
+        for i in 0..100u64 {
+            assert_eq!(fs::read(dir.join(format!("a{i:03}"))).unwrap(), pattern(1000 + i, 8192));
+            assert_eq!(fs::read(dir.join(format!("b{i:03}"))).unwrap(), pattern(2000 + i, 8192));
+        }
+    }
+}
+
+#[test]
+fn deleted_renamed_and_recreated_entries_heal_without_resurrection() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    fs::create_dir_all(m.join("d1")).unwrap();
+    fs::create_dir_all(m.join("d2")).unwrap();
+    fs::create_dir_all(m.join("t/u/v")).unwrap();
+    for n in ["a", "b", "c"] {
+        fs::write(m.join("d1").join(n), format!("old {n}")).unwrap();
+    }
+    fs::write(m.join("t/u/v/deep"), b"deep").unwrap();
+    fs::create_dir(m.join("movedir")).unwrap();
+    fs::write(m.join("movedir/inside"), b"inside").unwrap();
+
+    cluster.kill_brick(2);
+    fs::remove_file(m.join("d1/a")).unwrap();
+    fs::rename(m.join("d1/b"), m.join("d2/b2")).unwrap();
+    fs::hard_link(m.join("d2/b2"), m.join("d2/hard")).unwrap();
+    fs::remove_dir_all(m.join("t/u")).unwrap();
+    fs::rename(m.join("movedir"), m.join("d2/moved")).unwrap();
+    fs::rename(m.join("d1"), m.join("d3")).unwrap();
+    fs::write(m.join("d3/a"), b"new a").unwrap();
+    fs::create_dir(m.join("fresh")).unwrap();
+    fs::write(m.join("fresh/f"), b"fresh").unwrap();
+
+    cluster.restart_brick(2);
+    assert!(
+        wait_until(Duration::from_secs(10), || cluster.heal_pending().unwrap_or(0) > 0),
+        "no brick blames the one that was away"
+    );
+    let run = cluster.heal_cli(&[]);
+    assert!(run.ok, "volume heal failed:\n{}\n{}", run.stdout, run.stderr);
+    assert_healed(&cluster);
+
+    let b2 = cluster.brick_dir(2);
+    assert!(!b2.join("d1").exists(), "renamed directory left behind");
+    assert!(!b2.join("movedir").exists(), "moved directory duplicated");
+    assert!(!b2.join("t/u").exists(), "deleted tree came back");
+    assert_eq!(fs::read(b2.join("d3/a")).unwrap(), b"new a");
+    assert_eq!(fs::read(b2.join("d3/c")).unwrap(), b"old c");
+    assert_eq!(fs::read(b2.join("d2/moved/inside")).unwrap(), b"inside");
+    let (x, y) = (
+        fs::metadata(b2.join("d2/b2")).unwrap(),
+        fs::metadata(b2.join("d2/hard")).unwrap(),
+    );
+    assert_eq!((x.ino(), x.nlink()), (y.ino(), 2), "hard link healed as a copy");
+    assert_eq!(fs::read(b2.join("fresh/f")).unwrap(), b"fresh");
+}
+
+#[test]
+fn a_wiped_brick_is_refilled_while_a_client_writes() {
+    let cluster = TestCluster::start(3);
+    let mut heald = cluster.start_heald(2);
+    let m = cluster.mount();
+    for d in 0..5 {
+        fs::create_dir(m.join(format!("d{d}"))).unwrap();
+        for i in 0..40u64 {
+            fs::write(m.join(format!("d{d}/f{i}")), pattern(d * 100 + i, 4096)).unwrap();
+        }
+    }
+    // Heald must know the brick's identity before it is wiped.
+    assert!(wait_until(Duration::from_secs(10), || fs::read_to_string(&heald.log)
+        .is_ok_and(|l| l.contains("watching"))));
+
+    cluster.kill_brick(1);
+    let dir = cluster.brick_dir(1);
+    fs::remove_dir_all(&dir).unwrap();
+    fs::create_dir(&dir).unwrap();
+    cluster.restart_brick(1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (stop, written) = (stop.clone(), written.clone());
+        let root = m.path().to_path_buf();
+        std::thread::spawn(move || {
+            fs::create_dir(root.join("during")).unwrap();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                fs::write(root.join(format!("during/w{i}")), pattern(9000 + i, 2048)).unwrap();
+                // What existed before the wipe stays readable all along.
+                let d = i % 5;
+                let f = i % 40;
+                assert_eq!(
+                    fs::read(root.join(format!("d{d}/f{f}"))).unwrap(),
+                    pattern(d * 100 + f, 4096)
+                );
+                i += 1;
+                written.store(i as usize, Ordering::Relaxed);
+            }
+        })
+    };
+    assert!(
+        wait_until(HEAL_TIMEOUT, || cluster.brick_dir(1).join("d4/f39").exists()),
+        "the wiped brick was not refilled"
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer thread");
+    assert!(written.load(Ordering::Relaxed) > 0);
+    assert_healed(&cluster);
+    heald.stop();
+}
+
+#[test]
+fn a_client_killed_mid_write_leaves_nothing_heal_cannot_resolve() {
+    let cluster = TestCluster::start(3);
+    let _heald = cluster.start_heald(2);
+    let m1 = cluster.mount();
+    let path = m1.join("victim");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let Ok(mut f) = File::create(&path) else { return };
+            let chunk = pattern(5, 64 * 1024);
+            while !stop.load(Ordering::Relaxed) {
+                if f.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    assert!(wait_until(Duration::from_secs(10), || fs::metadata(
+        cluster.brick_dir(0).join("victim")
+    )
+    .is_ok_and(|md| md.len() > 4 << 20)));
+    m1.kill();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer thread");
+
+    // Another client gets the file's locks at once and can write.
+    let m2 = cluster.mount();
+    fs::write(m2.join("victim"), b"after").unwrap();
+    fs::write(m2.join("other"), b"x").unwrap();
+    assert_healed(&cluster);
+    assert_eq!(fs::read(m2.join("victim")).unwrap(), b"after");
+}
+
+#[test]
+fn one_changed_block_of_a_big_file_costs_about_one_block() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    let f = File::create(m.join("huge")).unwrap();
+    f.set_len(1 << 30).unwrap();
+    f.write_all_at(&pattern(1, 1 << 20), 0).unwrap();
+    f.write_all_at(&pattern(2, 1 << 20), 700 << 20).unwrap();
+    drop(f);
+
+    cluster.kill_brick(0);
+    let f = OpenOptions::new().write(true).open(m.join("huge")).unwrap();
+    f.write_all_at(&pattern(3, 1 << 20), 300 << 20).unwrap();
+    drop(f);
+    cluster.restart_brick(0);
+    assert!(wait_until(Duration::from_secs(10), || cluster.heal_pending().unwrap_or(0) > 0));
+
+    let run = cluster.heal_cli(&[]);
+    assert!(run.ok, "volume heal failed:\n{}\n{}", run.stdout, run.stderr);
+    let copied = mib_copied(&run.stdout);
+    assert!(copied > 0.9 && copied <= 2.0, "heal copied {copied} MiB for one changed MiB:\n{}", run.stdout);
+    assert_healed(&cluster);
+}
+
+/// The "N MiB copied" figure of a `volume heal` summary.
+fn mib_copied(out: &str) -> f64 {
+    let before = out
+        .split(" MiB copied")
+        .next()
+        .unwrap_or_else(|| panic!("no \"MiB copied\" in {out:?}"));
+    before
+        .rsplit(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number before \"MiB copied\" in {out:?}"))
+}
+
+#[test]
+fn split_brain_is_reported_never_healed_silently_and_resolved_on_request() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    fs::write(m.join("f"), b"hello, world").unwrap();
+    drop(m);
+    // Someone edits the bricks by hand: replica 0 has other content and
+    // blames 1 and 2; replica 1 blames 0.
+    let (b0, b1) = (cluster.brick_dir(0), cluster.brick_dir(1));
+    let blame = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+    fs::write(b0.join("f"), b"HELLO, WORLD").unwrap();
+    set_xattr(&b0.join("f"), "trusted.brickfs.pending.1", &blame);
+    set_xattr(&b0.join("f"), "trusted.brickfs.pending.2", &blame);
+    set_xattr(&b1.join("f"), "trusted.brickfs.pending.0", &blame);
+    let gfid = gfid_hex(&b0.join("f"));
+    for b in [&b0, &b1] {
+        File::create(b.join(".brickfs/indices/xattrop").join(&gfid)).unwrap();
+    }
+    cluster.restart_brick(0);
+    cluster.restart_brick(1);
+
+    let info = cluster.heal_cli(&["info", "split-brain"]);
+    assert!(info.ok, "{}\n{}", info.stdout, info.stderr);
+    assert!(info.stdout.contains("split-brain: 1"), "not reported:\n{}", info.stdout);
+
+    let run = cluster.heal_cli(&[]);
+    assert!(!run.ok, "heal claims success with a split-brain:\n{}", run.stdout);
+    assert_eq!(fs::read(b0.join("f")).unwrap(), b"HELLO, WORLD");
+    assert_eq!(fs::read(b1.join("f")).unwrap(), b"hello, world");
+
+    let fix = cluster.heal_cli(&["split-brain", "source-brick", "2", "/f"]);
+    assert!(fix.ok, "resolution failed:\n{}\n{}", fix.stdout, fix.stderr);
+    assert_healed(&cluster);
+    assert_eq!(fs::read(b0.join("f")).unwrap(), b"hello, world");
+}
