@@ -5,5 +5,7 @@
 //! (`src/main.rs` and its modules, e.g. `src/dev/`), so specs and graph
 //! generation stay pure and golden-testable.
 //!
-//! Volume specs, the store and `brickfs volume ...` arrive with the volgen
-//! issue; until then the only command is `brickfs dev`.
+//! Volume specs and the real volume store arrive with the volgen issue;
+//! until then the binary has `brickfs dev`, `brickfs heald` and
+//! `brickfs volume heal`, which finds volumes in the `cluster.json` of a
+//! `brickfs dev` state directory (`src/store.rs`).

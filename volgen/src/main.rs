@@ -1,7 +1,14 @@
-//! `brickfs`: the admin CLI. Noun-verb subcommands; for now only `dev`, which
-//! runs a throwaway replica-3 volume on this host (3 `brickd` + 1 FUSE mount).
+//! `brickfs`: the admin CLI. Noun-verb subcommands: `dev` runs a throwaway
+//! replica-3 volume on this host (3 `brickd`, a self-heal daemon and 1 FUSE
+//! mount), `heald` is the self-heal daemon, `volume heal` heals on demand and
+//! shows heal status.
 
+mod args;
 mod dev;
+mod error;
+mod heal_cmd;
+mod heald;
+mod store;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -17,13 +24,22 @@ use tracing_subscriber::EnvFilter;
     long_about = "brickfs admin CLI.\n\n\
         brickfs stores a volume on bricks (one `brickd` per directory), replicated 3 ways, \
         and serves it to hosts through a FUSE mount (`brickfs-mount`).\n\n\
-        Start here:  brickfs dev    (3 local bricks + a FUSE mount, in the foreground)"
+        Start here:  brickfs dev    (3 local bricks + a FUSE mount, in the foreground)\n\n\
+        Self-heal:   brickfs --store URL volume heal NAME info    (URL as printed by brickfs dev)"
 )]
 struct Cli {
-    /// Log filter for brickfs itself (error, warn, info, debug, trace or a
-    /// tracing directive like `volgen=debug`). RUST_LOG, when set, overrides it.
-    #[arg(long, global = true, env = "BRICKFS_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    /// Log filter (error, warn, info, debug, trace or a tracing directive
+    /// like `brickfs=debug,client=info`); default: info, but warn for
+    /// `volume` commands, which print their results on stdout. RUST_LOG,
+    /// when set, overrides it.
+    #[arg(long, global = true, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
+    log_level: Option<String>,
+
+    /// Where `brickfs volume ...` looks volumes up: for now the state
+    /// directory of `brickfs dev`, as `file:///abs/dir` or a plain path
+    /// (`brickfs dev` prints it).
+    #[arg(long, global = true, env = "BRICKFS_STORE", value_name = "URL")]
+    store: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -31,22 +47,31 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a development volume "dev": 3 local bricks (replica 3) and a FUSE
-    /// mount, in the foreground. Ctrl-C unmounts and stops the bricks; the data
-    /// stays in the state directory and is served again by the next run.
+    /// Run a development volume "dev": 3 local bricks (replica 3), a self-heal
+    /// daemon and a FUSE mount, in the foreground. Ctrl-C unmounts and stops
+    /// heald and the bricks; the data stays in the state directory and is
+    /// served again by the next run.
     Dev(dev::DevArgs),
+    /// Run the self-heal daemon of a replica set in the foreground: heals when
+    /// a brick comes back or anything is blamed, retries the rest periodically.
+    #[command(long_about = heald::LONG_ABOUT)]
+    Heald(heald::HealdArgs),
+    /// Volume administration; for now `volume heal`.
+    Volume(heal_cmd::VolumeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Volume(_) => "warn",
+        Command::Dev(_) | Command::Heald(_) => "info",
+    };
+    let level = cli.log_level.as_deref().unwrap_or(default_level);
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cli.log_level))
+        .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|e| {
-            eprintln!(
-                "brickfs: invalid --log-level {:?} ({e}); using \"info\"",
-                cli.log_level
-            );
-            EnvFilter::new("info")
+            eprintln!("brickfs: invalid --log-level {level:?} ({e}); using {default_level:?}");
+            EnvFilter::new(default_level)
         });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -55,7 +80,9 @@ fn main() -> ExitCode {
         .init();
 
     let result = match cli.command {
-        Command::Dev(args) => dev::run(args),
+        Command::Dev(args) => dev::run(args, cli.log_level.as_deref()),
+        Command::Heald(args) => heald::run(args),
+        Command::Volume(args) => heal_cmd::run(args, cli.store.as_deref()),
     };
     match result {
         Ok(code) => code,

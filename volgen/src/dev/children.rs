@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{stop_requested, DevError, IoContext, Result};
+use super::{stop_requested, Error, IoContext, Result};
 
 /// Finds `name` next to the running executable, else on PATH.
 pub fn find_binary(name: &str) -> Result<PathBuf> {
@@ -34,7 +34,7 @@ pub fn find_binary(name: &str) -> Result<PathBuf> {
             }
         }
     }
-    Err(DevError::Msg(format!(
+    Err(Error::Msg(format!(
         "cannot find `{name}` next to brickfs or on PATH; build them with \
          `cargo build --release --workspace` and run target/release/brickfs"
     )))
@@ -120,7 +120,7 @@ pub fn spawn_listening(
         }
     };
     kill_and_reap(&mut child);
-    Err(DevError::Msg(format!(
+    Err(Error::Msg(format!(
         "{:?} {failure}; last lines of {}:\n{}",
         cmd.get_program(),
         log.display(),
@@ -156,7 +156,7 @@ pub fn wait_mounted(child: &mut Child, path: &Path, log: &Path, timeout: Duratio
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
-        return Err(DevError::Msg(format!(
+        return Err(Error::Msg(format!(
             "brickfs-mount {failure}; last lines of {}:\n{}",
             log.display(),
             log_tail(log, 20)

@@ -1,7 +1,8 @@
 //! `D/cluster.json`: what `brickfs dev` is running, for people and tests.
 //!
 //! ```json
-//! {"volume":"dev","mount":"/abs/mnt","mount_pid":42,"nfs":null,
+//! {"volume":"dev","mount":"/abs/mnt","mount_pid":42,"heald_pid":41,
+//!  "store":"file:///abs","nfs":null,
 //!  "bricks":[{"name":"brick1","id":"<uuid>","pid":40,"addr":"127.0.0.1:41234",
 //!             "dir":"/abs/brick1","state":"up",
 //!             "cmd":["/abs/brickd","--dir","/abs/brick1","--listen","127.0.0.1:41234","--volume","dev"]}]}
@@ -9,6 +10,8 @@
 //!
 //! `cmd` restarts the brick on the same port. `state` is `up`, `down` (died;
 //! brickfs dev does not restart it) or `stopped` (brickfs dev exited).
+//! `heald_pid` is the self-heal daemon (`null` once it exited); `store` is
+//! the URL `brickfs --store` takes to find this volume (this directory).
 //! Built with `serde_json::json!` rather than derived types: only `proto`
 //! types derive `Serialize`.
 
@@ -34,6 +37,8 @@ pub struct ClusterFile<'a> {
     pub volume: &'a str,
     pub mount: &'a Path,
     pub mount_pid: Option<u32>,
+    pub heald_pid: Option<u32>,
+    pub store: String,
     pub bricks: Vec<BrickEntry>,
 }
 
@@ -59,6 +64,8 @@ impl ClusterFile<'_> {
             "mount": self.mount.to_string_lossy(),
             "bricks": bricks,
             "mount_pid": self.mount_pid,
+            "heald_pid": self.heald_pid,
+            "store": self.store,
             "nfs": Value::Null,
         })
     }

@@ -1,17 +1,25 @@
 //! `brickfs dev`: a replica-3 volume "dev" on this host, in the foreground.
 //!
-//! Starts 3 `brickd` children (dirs `D/brick1..3`, loopback, port 0), mounts
-//! the volume with `brickfs-mount` at `M`, records all of it in
-//! `D/cluster.json` and then only watches: a brick that dies is reported and
-//! marked down but never restarted (tests kill bricks on purpose and restart
-//! them with the `cmd` from cluster.json). Ctrl-C / SIGTERM unmounts first,
-//! then stops the bricks; the data stays in `D` for the next run.
+//! Starts 3 `brickd` children (dirs `D/brick1..3`, loopback, port 0), then
+//! the self-heal daemon (`brickfs heald`, this executable, log
+//! `D/logs/heald.log`), mounts the volume with `brickfs-mount` at `M`,
+//! records all of it in `D/cluster.json` (with `"store": "file://D"`, the
+//! store URL for `brickfs --store URL volume heal dev ...`) and then only
+//! watches: a brick that dies is reported and marked down but never
+//! restarted (tests kill bricks on purpose and restart them with the `cmd`
+//! from cluster.json); a heald that exits is reported with its log tail and
+//! not restarted either (the volume goes on without self-heal). Ctrl-C /
+//! SIGTERM unmounts first, then stops heald, then the bricks; the data stays
+//! in `D` for the next run.
 //!
 //! Why the order: the mount must go before the bricks, or the kernel would
-//! still route requests to a client whose bricks are gone.
+//! still route requests to a client whose bricks are gone; heald stops
+//! before the bricks so that it lets go of its locks while they can still be
+//! released, rather than seeing its bricks vanish in the middle of a heal.
 
 mod children;
 mod cluster_file;
+mod heald_child;
 
 use std::fs::File;
 use std::os::unix::io::AsRawFd;
@@ -21,6 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tracing::{error, info, warn};
+
+use crate::args::parse_secs;
+use crate::error::{Error, IoContext, Result};
 
 use children::{
     find_binary, is_mounted, log_tail, open_log, signal, spawn_listening, terminate, umount_detach,
@@ -54,40 +65,6 @@ pub struct DevArgs {
     op_timeout: Option<f64>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum DevError {
-    #[error("{0}")]
-    Msg(String),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
-}
-
-pub type Result<T> = std::result::Result<T, DevError>;
-
-/// Adds what we were doing to an io::Error.
-pub trait IoContext<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| DevError::Io {
-            context: what(),
-            source,
-        })
-    }
-}
-
-fn parse_secs(s: &str) -> std::result::Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a positive number of seconds")),
-    }
-}
-
 static STOP: AtomicBool = AtomicBool::new(false);
 
 /// True once SIGINT, SIGTERM or SIGHUP arrived.
@@ -110,7 +87,7 @@ fn install_signal_handlers() -> Result<()> {
             libc::sigaction(sig, &sa, std::ptr::null_mut())
         };
         if rc != 0 {
-            return Err(DevError::Io {
+            return Err(Error::Io {
                 context: format!("installing handler for signal {sig}"),
                 source: std::io::Error::last_os_error(),
             });
@@ -134,13 +111,17 @@ struct Dev {
     mount_point: PathBuf,
     log_dir: PathBuf,
     bricks: Vec<Brick>,
+    /// The self-heal daemon; `None` before it starts and after it exited.
+    heald: Option<Child>,
     mount: Option<Child>,
     stopped: bool,
     /// flock on D/.lock: one `brickfs dev` per state dir. Released on exit.
     _lock: File,
 }
 
-pub fn run(args: DevArgs) -> Result<ExitCode> {
+/// Runs `brickfs dev`; `log_level` is the global `--log-level`, passed on
+/// to heald when given.
+pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
     install_signal_handlers()?;
     let brickd = find_binary("brickd")?;
     let mounter = find_binary("brickfs-mount")?;
@@ -168,6 +149,7 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
         mount_point,
         log_dir,
         bricks: Vec::new(),
+        heald: None,
         mount: None,
         stopped: false,
         _lock: lock,
@@ -178,6 +160,7 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
         info!(brick = %brick.name, addr = %brick.addr, pid = brick.child.id(), id = %brick.id, "brick up");
         dev.bricks.push(brick);
     }
+    dev.start_heald(args.op_timeout, log_level)?;
     dev.start_mount(&mounter, args.op_timeout)?;
     dev.write_cluster_file()?;
     dev.print_summary();
@@ -190,7 +173,7 @@ pub fn run(args: DevArgs) -> Result<ExitCode> {
             std::thread::sleep(Duration::from_millis(100));
         }
         if stop_requested() {
-            info!("stopping: unmounting, then stopping the bricks");
+            info!("stopping: unmounting, then stopping heald and the bricks");
             dev.shutdown();
             println!(
                 "brickfs dev: stopped; data kept in {}",
@@ -218,7 +201,7 @@ fn resolve_mount_point(cwd: &Path, state_dir: &Path, mount: Option<&Path>) -> Re
         None => state_dir.join("mnt"),
     };
     let (Some(parent), Some(name)) = (m.parent(), m.file_name()) else {
-        return Err(DevError::Msg(format!(
+        return Err(Error::Msg(format!(
             "--mount {} is not a usable directory path",
             m.display()
         )));
@@ -235,7 +218,7 @@ fn lock_state_dir(state_dir: &Path) -> Result<File> {
     let f = File::create(&path).ctx(|| format!("creating {}", path.display()))?;
     // SAFETY: plain syscall on a descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(DevError::Msg(format!(
+        return Err(Error::Msg(format!(
             "another `brickfs dev` is already using {} (see its cluster.json); \
              stop it first or pass a different --state-dir",
             state_dir.display()
@@ -253,7 +236,7 @@ fn read_brick_id(dir: &Path) -> Result<String> {
         match std::fs::read(&path) {
             Ok(bytes) => return Ok(format_brick_id(&bytes)),
             Err(e) if std::time::Instant::now() >= deadline => {
-                return Err(DevError::Io {
+                return Err(Error::Io {
                     context: format!("reading brick id {}", path.display()),
                     source: e,
                 })
@@ -279,6 +262,23 @@ fn format_brick_id(bytes: &[u8]) -> String {
 impl Dev {
     fn mount_log(&self) -> PathBuf {
         self.log_dir.join("mount.log")
+    }
+
+    fn heald_log(&self) -> PathBuf {
+        self.log_dir.join("heald.log")
+    }
+
+    /// The URL `brickfs --store` takes to find this volume.
+    fn store_url(&self) -> String {
+        crate::store::file_url(&self.state_dir)
+    }
+
+    fn start_heald(&mut self, op_timeout: Option<f64>, log_level: Option<&str>) -> Result<()> {
+        let addrs: Vec<&str> = self.bricks.iter().map(|b| b.addr.as_str()).collect();
+        let child = heald_child::start(&addrs, VOLUME, op_timeout, log_level, &self.heald_log())?;
+        info!(pid = child.id(), log = %self.heald_log().display(), "heald started");
+        self.heald = Some(child);
+        Ok(())
     }
 
     fn start_brick(&self, brickd: &Path, n: usize) -> Result<Brick> {
@@ -350,6 +350,8 @@ impl Dev {
             volume: VOLUME,
             mount: &self.mount_point,
             mount_pid: self.mount.as_ref().map(Child::id),
+            heald_pid: self.heald.as_ref().map(Child::id),
+            store: self.store_url(),
             bricks: self
                 .bricks
                 .iter()
@@ -389,6 +391,15 @@ impl Dev {
                 m.id()
             );
         }
+        if let Some(h) = &self.heald {
+            println!(
+                "  heald   pid {}  (self-heal daemon; log {})",
+                h.id(),
+                self.heald_log().display()
+            );
+        }
+        let store = self.store_url();
+        println!("  store   {store}   (brickfs --store {store} volume heal {VOLUME} info)");
         println!("  logs    {}", self.log_dir.display());
         println!(
             "  state   {}",
@@ -401,8 +412,9 @@ impl Dev {
         );
     }
 
-    /// Reaps children that exited. Marks dead bricks down (not restarted) and
-    /// returns true when the mount process is gone.
+    /// Reaps children that exited. Marks dead bricks down and forgets a dead
+    /// heald (neither is restarted); returns true when the mount process is
+    /// gone.
     fn check_children(&mut self) -> Result<bool> {
         let mut changed = false;
         for b in self.bricks.iter_mut().filter(|b| !b.down) {
@@ -415,6 +427,19 @@ impl Dev {
                 b.down = true;
                 changed = true;
             }
+        }
+        if let Some(Ok(Some(status))) = self.heald.as_mut().map(Child::try_wait) {
+            warn!(
+                "heald (pid {}) exited ({status}); not restarting it: the volume runs on \
+                 without self-heal (`brickfs --store {} volume heal {VOLUME}` heals by hand). \
+                 Last lines of {}:\n{}",
+                self.heald.as_ref().map_or(0, Child::id),
+                self.store_url(),
+                self.heald_log().display(),
+                log_tail(&self.heald_log(), 20)
+            );
+            self.heald = None;
+            changed = true;
         }
         if changed {
             self.write_cluster_file()?;
@@ -431,7 +456,7 @@ impl Dev {
         })
     }
 
-    /// Unmounts, then stops the bricks. Idempotent; also runs on drop so a
+    /// Unmounts, then stops heald, then the bricks. Idempotent; also runs on drop so a
     /// failed start leaves nothing behind.
     fn shutdown(&mut self) {
         if self.stopped {
@@ -455,6 +480,9 @@ impl Dev {
             if let Err(e) = umount_detach(&self.mount_point) {
                 warn!("{e}");
             }
+        }
+        if let Some(mut h) = self.heald.take() {
+            heald_child::stop(&mut h, STOP_GRACE);
         }
         // Signal all bricks first so they stop in parallel, then wait.
         for b in &mut self.bricks {

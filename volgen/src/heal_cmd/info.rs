@@ -1,0 +1,112 @@
+//! `volume heal NAME info [split-brain]`: what waits for heal, per brick,
+//! in the layout GlusterFS uses.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use client::heal::Healer;
+use proto::PendingKind;
+
+use super::{join_addrs, watch};
+use crate::args::parse_secs;
+use crate::error::{Error, FsContext, Result};
+
+/// Entries listed per brick; the rest are counted.
+const LIST_MAX: usize = 1000;
+
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// Follow the heal instead: one line per interval with the entries left
+    /// (total and per brick), the heal rate, the bytes left and an ETA,
+    /// until nothing is left.
+    #[arg(long)]
+    watch: bool,
+
+    /// Seconds between two lines of --watch.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs,
+          requires = "watch")]
+    interval: f64,
+
+    #[command(subcommand)]
+    what: Option<InfoSub>,
+}
+
+#[derive(Subcommand, Debug)]
+enum InfoSub {
+    /// List the objects in split-brain (their replicas blame each other).
+    SplitBrain,
+}
+
+pub async fn run(healer: &Healer, args: InfoArgs) -> Result<ExitCode> {
+    match args.what {
+        Some(InfoSub::SplitBrain) if args.watch => Err(Error::Msg(
+            "--watch follows the whole heal; it does not go with `info split-brain`".into(),
+        )),
+        Some(InfoSub::SplitBrain) => split_brain_list(healer).await,
+        None if args.watch => watch::run(healer, args.interval).await,
+        None => per_brick(healer).await,
+    }
+}
+
+/// `Brick ADDR` / `Status: ...` / entries / `Number of entries: N`.
+async fn per_brick(healer: &Healer) -> Result<ExitCode> {
+    let bricks = healer
+        .info()
+        .await
+        .fs_ctx(|| "reading the heal indices".into())?;
+    for b in bricks {
+        println!("Brick {}", b.addr);
+        if !b.up {
+            println!("Status: Not connected");
+            println!("Number of entries: -");
+            println!();
+            continue;
+        }
+        println!("Status: Connected");
+        for e in b.entries.iter().take(LIST_MAX) {
+            if e.dir {
+                println!("{}", healer.path_of(e.gfid).await);
+            } else {
+                println!("<gfid:{}>", e.gfid);
+            }
+        }
+        if b.entries.len() > LIST_MAX {
+            println!("... and {} more", b.entries.len() - LIST_MAX);
+        }
+        println!("Number of entries: {}", b.entries.len());
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn split_brain_list(healer: &Healer) -> Result<ExitCode> {
+    let entries = healer
+        .split_brains()
+        .await
+        .fs_ctx(|| "looking for split-brains".into())?;
+    for e in &entries {
+        let kinds: Vec<&str> = e.kinds.iter().map(kind_name).collect();
+        let blamed = healer
+            .bricks()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| e.blamed & client::quorum::bit(*i) != 0)
+            .map(|(_, b)| &b.addr);
+        println!(
+            "{}  ({})  blamed bricks: {}",
+            e.path,
+            kinds.join(", "),
+            join_addrs(blamed)
+        );
+    }
+    println!("Number of entries in split-brain: {}", entries.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kind_name(kind: &PendingKind) -> &'static str {
+    match kind {
+        PendingKind::Data => "data",
+        PendingKind::Metadata => "metadata",
+        PendingKind::Entry => "entry",
+    }
+}
