@@ -51,7 +51,13 @@ impl Backend {
         Ok(HealPage { entries, eof })
     }
 
-    pub fn checksums(&self, gfid: Gfid, offset: u64, block: u32, count: u32) -> FsResult<Checksums> {
+    pub fn checksums(
+        &self,
+        gfid: Gfid,
+        offset: u64,
+        block: u32,
+        count: u32,
+    ) -> FsResult<Checksums> {
         if block == 0 || u64::from(block) * u64::from(count) > CHECKSUM_SPAN_MAX {
             return Err(FsError::Invalid(format!(
                 "checksums of {count} blocks of {block} bytes"
@@ -69,7 +75,11 @@ impl Backend {
             let want = (size - at).min(u64::from(block)) as usize;
             let mut got = 0;
             while got < want {
-                match std::os::unix::fs::FileExt::read_at(&*file, &mut buf[got..want], at + got as u64) {
+                match std::os::unix::fs::FileExt::read_at(
+                    &*file,
+                    &mut buf[got..want],
+                    at + got as u64,
+                ) {
                     Ok(0) => break,
                     Ok(n) => got += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -87,12 +97,15 @@ impl Backend {
     }
 
     pub fn heal_done(&self, gfid: Gfid, seen: &[(ReplicaIndex, PendingCounts)]) -> FsResult<()> {
-        let target = match self.store.resolve(gfid) {
-            Ok(obj) => Some(obj.target()),
+        // The object stays open while its target (a /proc/self/fd path for
+        // a directory) is used.
+        let obj = match self.store.resolve(gfid) {
+            Ok(obj) => Some(obj),
             // Gone here: nothing left to blame anyone for.
             Err(FsError::Stale(_)) => None,
             Err(e) => return Err(e),
         };
+        let target = obj.as_ref().map(Obj::target);
         self.changelog.healed(gfid, target.as_ref(), seen)
     }
 
@@ -148,7 +161,13 @@ impl Backend {
         }
     }
 
-    fn heal_link(&self, dfd: BorrowedFd<'_>, parent: Gfid, name: &Name, gfid: Gfid) -> FsResult<()> {
+    fn heal_link(
+        &self,
+        dfd: BorrowedFd<'_>,
+        parent: Gfid,
+        name: &Name,
+        gfid: Gfid,
+    ) -> FsResult<()> {
         if entry_gfid(dfd, name).ok().flatten() == Some(gfid) {
             return Ok(());
         }
@@ -201,7 +220,13 @@ impl Backend {
         )
         .os()?;
         let mut names = Vec::new();
-        let listing = rustix::fs::openat(&sub, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).os()?;
+        let listing = rustix::fs::openat(
+            &sub,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .os()?;
         for entry in rustix::fs::Dir::new(listing).os()? {
             let entry = entry.os()?;
             let n = entry.file_name().to_bytes();

@@ -55,7 +55,9 @@ pub async fn connect(config: StackConfig) -> proto::FsResult<Arc<dyn Layer>> {
 /// Connections to the bricks of a replica set under a client id of their
 /// own (locks are scoped by it), kept alive in the background. Waits up to
 /// the op timeout for every brick; fails only if none is reachable.
-pub async fn connect_bricks(config: &StackConfig) -> proto::FsResult<Vec<Arc<protocol::BrickConn>>> {
+pub async fn connect_bricks(
+    config: &StackConfig,
+) -> proto::FsResult<Vec<Arc<protocol::BrickConn>>> {
     if config.bricks.is_empty() || config.bricks.len() > 8 {
         return Err(proto::FsError::Invalid(format!(
             "a replica set has 1 to 8 bricks, got {}",

@@ -122,8 +122,10 @@ impl BrickConn {
     }
 
     fn note_pong(&self, pong: proto::Pong) {
-        self.index_changes.store(pong.index_changes, Ordering::Release);
-        self.heal_entries.store(pong.heal_entries, Ordering::Release);
+        self.index_changes
+            .store(pong.index_changes, Ordering::Release);
+        self.heal_entries
+            .store(pong.heal_entries, Ordering::Release);
     }
 
     /// Connects and says hello; on success the brick counts as up.

@@ -36,8 +36,22 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let p = CString::new(path.as_os_str().as_bytes()).expect("path");
     let n = CString::new(name).expect("name");
     // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    assert_eq!(rc, 0, "setxattr {name} on {}: {}", path.display(), std::io::Error::last_os_error());
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {name} on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 fn gfid_hex(brick_path: &Path) -> String {
@@ -70,7 +84,11 @@ fn a_brick_that_missed_writes_is_healed_on_its_own() {
 
     cluster.kill_brick(0);
     for i in 0..300u64 {
-        fs::write(m.join(format!("small/f{i:04}")), pattern(100 + i, 16 * 1024)).unwrap();
+        fs::write(
+            m.join(format!("small/f{i:04}")),
+            pattern(100 + i, 16 * 1024),
+        )
+        .unwrap();
     }
     // Overwrite the middle 2 MiB of the big file in place.
     let f = OpenOptions::new().write(true).open(m.join("f8")).unwrap();
@@ -83,16 +101,25 @@ fn a_brick_that_missed_writes_is_healed_on_its_own() {
     fs::set_permissions(m.join("small/f0000"), fs::Permissions::from_mode(0o600)).unwrap();
     std::os::unix::fs::chown(m.join("small/f0001"), Some(1234), Some(5678)).unwrap();
     set_xattr(&m.join("small/f0002"), "user.colour", b"blue");
-    assert!(cluster.heal_pending().unwrap_or(0) > 0, "nothing blamed while a brick was down");
+    assert!(
+        cluster.heal_pending().unwrap_or(0) > 0,
+        "nothing blamed while a brick was down"
+    );
 
     cluster.restart_brick(0);
     assert_healed(&cluster);
     let b0 = cluster.brick_dir(0);
-    assert_eq!(fs::read(b0.join("small/f0299")).unwrap(), pattern(399, 16 * 1024));
+    assert_eq!(
+        fs::read(b0.join("small/f0299")).unwrap(),
+        pattern(399, 16 * 1024)
+    );
     let mut expect = big.clone();
     expect[3 << 20..5 << 20].copy_from_slice(&pattern(2, 2 << 20));
     assert_eq!(fs::read(b0.join("f8")).unwrap(), expect);
-    assert_eq!(fs::read_link(b0.join("tree/link")).unwrap(), Path::new("a/b/leaf"));
+    assert_eq!(
+        fs::read_link(b0.join("tree/link")).unwrap(),
+        Path::new("a/b/leaf")
+    );
     assert_eq!(fs::metadata(b0.join("small/f0001")).unwrap().uid(), 1234);
     // The healed copy is readable through a fresh client.
     let m2 = cluster.mount();
@@ -111,16 +138,32 @@ fn rolling_outage_converges_with_nothing_lost() {
     for i in 0..100u64 {
         fs::write(m.join(format!("d/a{i:03}")), pattern(1000 + i, 8192)).unwrap();
     }
-    let f = OpenOptions::new().write(true).open(m.join("d/shared")).unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .open(m.join("d/shared"))
+        .unwrap();
     f.write_all_at(&pattern(8, 4096), 0).unwrap();
     drop(f);
     cluster.restart_brick(0);
-    // Brick 1 goes before heal can have finished.
+    // Brick 1 goes before heal can have finished, once the client is back
+    // on brick 0 (else two bricks would be down).
+    let addr = cluster.brick_addr(0).to_string();
+    assert!(wait_until(Duration::from_secs(10), || {
+        fs::read_to_string(m.log()).is_ok_and(|log| {
+            log.lines()
+                .filter(|l| l.contains("brick up") && l.contains(&addr))
+                .count()
+                >= 2
+        })
+    }));
     cluster.kill_brick(1);
     for i in 0..100u64 {
         fs::write(m.join(format!("d/b{i:03}")), pattern(2000 + i, 8192)).unwrap();
     }
-    let f = OpenOptions::new().write(true).open(m.join("d/shared")).unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .open(m.join("d/shared"))
+        .unwrap();
     f.write_all_at(&pattern(9, 4096), 512 * 1024).unwrap();
     drop(f);
     cluster.restart_brick(1);
@@ -133,8 +176,14 @@ fn rolling_outage_converges_with_nothing_lost() {
         let dir = cluster.brick_dir(b).join("d");
         assert_eq!(fs::read(dir.join("shared")).unwrap(), shared, "brick {b}");
         for i in 0..100u64 {
-            assert_eq!(fs::read(dir.join(format!("a{i:03}"))).unwrap(), pattern(1000 + i, 8192));
-            assert_eq!(fs::read(dir.join(format!("b{i:03}"))).unwrap(), pattern(2000 + i, 8192));
+            assert_eq!(
+                fs::read(dir.join(format!("a{i:03}"))).unwrap(),
+                pattern(1000 + i, 8192)
+            );
+            assert_eq!(
+                fs::read(dir.join(format!("b{i:03}"))).unwrap(),
+                pattern(2000 + i, 8192)
+            );
         }
     }
 }
@@ -166,11 +215,18 @@ fn deleted_renamed_and_recreated_entries_heal_without_resurrection() {
 
     cluster.restart_brick(2);
     assert!(
-        wait_until(Duration::from_secs(10), || cluster.heal_pending().unwrap_or(0) > 0),
+        wait_until(Duration::from_secs(10), || cluster
+            .heal_pending()
+            .unwrap_or(0)
+            > 0),
         "no brick blames the one that was away"
     );
     let run = cluster.heal_cli(&[]);
-    assert!(run.ok, "volume heal failed:\n{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.ok,
+        "volume heal failed:\n{}\n{}",
+        run.stdout, run.stderr
+    );
     assert_healed(&cluster);
 
     let b2 = cluster.brick_dir(2);
@@ -184,7 +240,15 @@ fn deleted_renamed_and_recreated_entries_heal_without_resurrection() {
         fs::metadata(b2.join("d2/b2")).unwrap(),
         fs::metadata(b2.join("d2/hard")).unwrap(),
     );
-    assert_eq!((x.ino(), x.nlink()), (y.ino(), 2), "hard link healed as a copy");
+    // Two names plus the brick's gfid-index link, as on a brick that saw it all.
+    let on_b0 = fs::metadata(cluster.brick_dir(0).join("d2/b2"))
+        .unwrap()
+        .nlink();
+    assert_eq!(
+        (x.ino(), x.nlink()),
+        (y.ino(), on_b0),
+        "hard link healed as a copy"
+    );
     assert_eq!(fs::read(b2.join("fresh/f")).unwrap(), b"fresh");
 }
 
@@ -200,8 +264,10 @@ fn a_wiped_brick_is_refilled_while_a_client_writes() {
         }
     }
     // Heald must know the brick's identity before it is wiped.
-    assert!(wait_until(Duration::from_secs(10), || fs::read_to_string(&heald.log)
-        .is_ok_and(|l| l.contains("watching"))));
+    assert!(wait_until(Duration::from_secs(10), || fs::read_to_string(
+        &heald.log
+    )
+    .is_ok_and(|l| l.contains("watching"))));
 
     cluster.kill_brick(1);
     let dir = cluster.brick_dir(1);
@@ -232,7 +298,10 @@ fn a_wiped_brick_is_refilled_while_a_client_writes() {
         })
     };
     assert!(
-        wait_until(HEAL_TIMEOUT, || cluster.brick_dir(1).join("d4/f39").exists()),
+        wait_until(HEAL_TIMEOUT, || cluster
+            .brick_dir(1)
+            .join("d4/f39")
+            .exists()),
         "the wiped brick was not refilled"
     );
     stop.store(true, Ordering::Relaxed);
@@ -252,7 +321,9 @@ fn a_client_killed_mid_write_leaves_nothing_heal_cannot_resolve() {
     let writer = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let Ok(mut f) = File::create(&path) else { return };
+            let Ok(mut f) = File::create(&path) else {
+                return;
+            };
             let chunk = pattern(5, 64 * 1024);
             while !stop.load(Ordering::Relaxed) {
                 if f.write_all(&chunk).is_err() {
@@ -292,12 +363,23 @@ fn one_changed_block_of_a_big_file_costs_about_one_block() {
     f.write_all_at(&pattern(3, 1 << 20), 300 << 20).unwrap();
     drop(f);
     cluster.restart_brick(0);
-    assert!(wait_until(Duration::from_secs(10), || cluster.heal_pending().unwrap_or(0) > 0));
+    assert!(wait_until(Duration::from_secs(10), || cluster
+        .heal_pending()
+        .unwrap_or(0)
+        > 0));
 
     let run = cluster.heal_cli(&[]);
-    assert!(run.ok, "volume heal failed:\n{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.ok,
+        "volume heal failed:\n{}\n{}",
+        run.stdout, run.stderr
+    );
     let copied = mib_copied(&run.stdout);
-    assert!(copied > 0.9 && copied <= 2.0, "heal copied {copied} MiB for one changed MiB:\n{}", run.stdout);
+    assert!(
+        copied > 0.9 && copied <= 2.0,
+        "heal copied {copied} MiB for one changed MiB:\n{}",
+        run.stdout
+    );
     assert_healed(&cluster);
 }
 
@@ -337,10 +419,18 @@ fn split_brain_is_reported_never_healed_silently_and_resolved_on_request() {
 
     let info = cluster.heal_cli(&["info", "split-brain"]);
     assert!(info.ok, "{}\n{}", info.stdout, info.stderr);
-    assert!(info.stdout.contains("split-brain: 1"), "not reported:\n{}", info.stdout);
+    assert!(
+        info.stdout.contains("split-brain: 1"),
+        "not reported:\n{}",
+        info.stdout
+    );
 
     let run = cluster.heal_cli(&[]);
-    assert!(!run.ok, "heal claims success with a split-brain:\n{}", run.stdout);
+    assert!(
+        !run.ok,
+        "heal claims success with a split-brain:\n{}",
+        run.stdout
+    );
     assert_eq!(fs::read(b0.join("f")).unwrap(), b"HELLO, WORLD");
     assert_eq!(fs::read(b1.join("f")).unwrap(), b"hello, world");
 

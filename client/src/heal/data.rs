@@ -138,7 +138,10 @@ impl Healer {
             // Per block, the sinks whose copy differs.
             let mut differ: Vec<Mask> = vec![0; src_sums.blocks.len()];
             for sink in indices(sinks) {
-                let theirs = by_brick.get(&sink).map(|c| c.blocks.as_slice()).unwrap_or(&[]);
+                let theirs = by_brick
+                    .get(&sink)
+                    .map(|c| c.blocks.as_slice())
+                    .unwrap_or(&[]);
                 for (k, mine) in src_sums.blocks.iter().enumerate() {
                     if theirs.get(k) != Some(mine) {
                         differ[k] |= bit(sink);

@@ -87,10 +87,13 @@ impl Healer {
 
     /// Full listings of directory `gfid` on the bricks of `on`.
     pub(crate) async fn listings(&self, gfid: Gfid, on: Mask) -> FsResult<HashMap<usize, Listing>> {
-        let answers = crate::quorum::fan_out(&self.bricks, on, |b| async move {
-            read_listing(&b, gfid).await
-        })
-        .await;
+        let answers =
+            crate::quorum::fan_out(
+                &self.bricks,
+                on,
+                |b| async move { read_listing(&b, gfid).await },
+            )
+            .await;
         let mut out = HashMap::new();
         for (i, res) in answers {
             out.insert(i, res?);
@@ -122,11 +125,7 @@ impl Healer {
         let mut names: BTreeMap<&Name, HashMap<Gfid, Mask>> = BTreeMap::new();
         for (i, l) in listings {
             for (name, attr) in l {
-                *names
-                    .entry(name)
-                    .or_default()
-                    .entry(attr.gfid)
-                    .or_insert(0) |= bit(*i);
+                *names.entry(name).or_default().entry(attr.gfid).or_insert(0) |= bit(*i);
             }
         }
         let mut plans: HashMap<usize, Plan> = indices(have)

@@ -149,7 +149,10 @@ impl Healer {
 
     /// Resolves a path by asking the bricks, name by name from the root.
     pub async fn resolve_path(&self, path: &str) -> FsResult<Gfid> {
-        if let Some(hex) = path.strip_prefix("<gfid:").and_then(|p| p.strip_suffix('>')) {
+        if let Some(hex) = path
+            .strip_prefix("<gfid:")
+            .and_then(|p| p.strip_suffix('>'))
+        {
             let hex: String = hex.chars().filter(|c| *c != '-').collect();
             return Gfid::from_hex(&hex)
                 .ok_or_else(|| FsError::Invalid(format!("bad gfid in {path}")));
@@ -179,7 +182,11 @@ impl Healer {
     }
 
     /// Heals an object in split-brain from the replica `policy` picks.
-    pub async fn resolve_split_brain(&self, path: &str, policy: Policy) -> FsResult<(usize, Outcome)> {
+    pub async fn resolve_split_brain(
+        &self,
+        path: &str,
+        policy: Policy,
+    ) -> FsResult<(usize, Outcome)> {
         let gfid = self.resolve_path(path).await?;
         let mut lock = self.lock(gfid).await?;
         let res = async {

@@ -177,7 +177,12 @@ impl Healer {
                 .filter(|(_, dir)| **dir)
                 .map(|(g, _)| *g)
                 .collect();
-            info!(pass = passes, entries = listed.len(), dirs = dirs.len(), "heal pass");
+            info!(
+                pass = passes,
+                entries = listed.len(),
+                dirs = dirs.len(),
+                "heal pass"
+            );
             // Directories first, one at a time: their entry heal creates
             // (and heals) the files made while a brick was away, which then
             // need nothing more.
@@ -248,7 +253,9 @@ impl Healer {
     fn note(&self, gfid: Gfid, res: &FsResult<Outcome>) {
         self.stats.count(res);
         match res {
-            Ok(Outcome::SplitBrain) => warn!(%gfid, "split-brain: not healed; resolve it with `volume heal NAME split-brain`"),
+            Ok(Outcome::SplitBrain) => {
+                warn!(%gfid, "split-brain: not healed; resolve it with `volume heal NAME split-brain`")
+            }
             Ok(Outcome::Postponed(why)) => info!(%gfid, why, "heal postponed"),
             Err(e) => warn!(%gfid, "heal failed: {e}"),
             _ => {}
@@ -292,7 +299,10 @@ impl Healer {
                 continue;
             }
             if let Some(replaced) = self.replaced_bricks() {
-                warn!(bricks = replaced, "brick with a new identity: blaming it at the root and crawling everything");
+                warn!(
+                    bricks = replaced,
+                    "brick with a new identity: blaming it at the root and crawling everything"
+                );
                 self.blame_root(replaced).await;
                 match self.heal_full().await {
                     Ok(r) => info!(left = r.left, elapsed = ?r.elapsed, "full heal done"),
@@ -303,7 +313,11 @@ impl Healer {
             if self.pending_now() == 0 {
                 continue;
             }
-            let changes: u64 = self.bricks.iter().map(|b| b.index_changes() + b.generation()).sum();
+            let changes: u64 = self
+                .bricks
+                .iter()
+                .map(|b| b.index_changes() + b.generation())
+                .sum();
             if let Some((at, seen)) = last_failed_at {
                 if seen == changes && at.elapsed() < retry {
                     continue;
@@ -316,12 +330,20 @@ impl Healer {
                 }
                 Ok(r) => {
                     info!(left = r.left, "heal left entries for later");
-                    let changes = self.bricks.iter().map(|b| b.index_changes() + b.generation()).sum();
+                    let changes = self
+                        .bricks
+                        .iter()
+                        .map(|b| b.index_changes() + b.generation())
+                        .sum();
                     last_failed_at = Some((Instant::now(), changes));
                 }
                 Err(e) => {
                     warn!("heal pass failed: {e}");
-                    let changes = self.bricks.iter().map(|b| b.index_changes() + b.generation()).sum();
+                    let changes = self
+                        .bricks
+                        .iter()
+                        .map(|b| b.index_changes() + b.generation())
+                        .sum();
                     last_failed_at = Some((Instant::now(), changes));
                 }
             }

@@ -219,13 +219,11 @@ impl Healer {
             Roles::Heal { source, sinks } => (source, sinks),
             Roles::SplitBrain { .. } => return Ok((StepResult::Split, false)),
             Roles::Clean if !full => return Ok((StepResult::Done, false)),
-            Roles::Clean | Roles::Vote => {
-                match self.vote(survey, |a| (a.perm, a.uid, a.gid)) {
-                    Vote::Agree => return Ok((StepResult::Done, false)),
-                    Vote::Undecided(why) => return Ok((StepResult::Postponed(why), false)),
-                    Vote::Winner { source, sinks } => (source, sinks),
-                }
-            }
+            Roles::Clean | Roles::Vote => match self.vote(survey, |a| (a.perm, a.uid, a.gid)) {
+                Vote::Agree => return Ok((StepResult::Done, false)),
+                Vote::Undecided(why) => return Ok((StepResult::Postponed(why), false)),
+                Vote::Winner { source, sinks } => (source, sinks),
+            },
         };
         if sinks == 0 {
             return Ok((StepResult::Done, false));
@@ -292,8 +290,10 @@ impl Healer {
             };
             if current.as_ref() != Some(&value) {
                 let n = name.clone();
-                b.call(|c, ctx| async move { c.setxattr(ctx, Txn::none(), gfid, n, value, 0).await })
-                    .await?;
+                b.call(
+                    |c, ctx| async move { c.setxattr(ctx, Txn::none(), gfid, n, value, 0).await },
+                )
+                .await?;
             }
         }
         for name in sink_names.iter().filter(|n| !src_names.contains(n)) {
@@ -327,7 +327,11 @@ impl Healer {
         if groups.len() <= 1 {
             return Vote::Agree;
         }
-        let best = groups.iter().copied().max_by_key(|m| count(*m)).unwrap_or(0);
+        let best = groups
+            .iter()
+            .copied()
+            .max_by_key(|m| count(*m))
+            .unwrap_or(0);
         if count(best) >= self.quorum && have == self.all_mask() {
             if let Some(source) = indices(best).next() {
                 return Vote::Winner {

@@ -98,7 +98,11 @@ mod tests {
 
     #[test]
     fn blamed_replica_is_the_sink() {
-        let (a, b, c) = (looked(&[(0, 3)], false), looked(&[(0, 3)], false), looked(&[], false));
+        let (a, b, c) = (
+            looked(&[(0, 3)], false),
+            looked(&[(0, 3)], false),
+            looked(&[], false),
+        );
         let present = [(0, &c), (1, &a), (2, &b)];
         assert_eq!(
             roles(PendingKind::Data, &present),

@@ -78,7 +78,10 @@ impl Replicate {
         if others == 0 {
             return;
         }
-        tracing::warn!(bricks = replaced, "blaming replaced bricks at the root until heal refills them");
+        tracing::warn!(
+            bricks = replaced,
+            "blaming replaced bricks at the root until heal refills them"
+        );
         self.blame_after(Gfid::ROOT, others, replaced, PendingKind::Entry)
             .await;
         for i in crate::quorum::indices(replaced) {
