@@ -39,7 +39,7 @@ sys_up() {     # restart every brick whose process is gone, from its recorded cm
       # shellcheck disable=SC2046
       setsid $(brick_field "$i" cmd) > "$RUNDIR/brick$i.log" 2>&1 &
       echo $! > "$RUNDIR/brick$i.pid"
-      for _ in $(seq 1 100); do grep -q LISTENING "$RUNDIR/brick$i.log" && break; sleep 0.1; done
+      for _ in $(seq 1 100); do grep -qs LISTENING "$RUNDIR/brick$i.log" && break; sleep 0.1; done
     fi
   done
 }

@@ -115,6 +115,14 @@ pub struct HealReport {
     pub counts: HealCounts,
 }
 
+/// What decides whether the daemon tries again after a pass that left work.
+#[derive(Clone, Copy)]
+struct TriggerState {
+    generations: u64,
+    changes: u64,
+    all_up: bool,
+}
+
 pub struct Healer {
     bricks: Vec<Arc<BrickConn>>,
     quorum: usize,
@@ -292,7 +300,7 @@ impl Healer {
     /// `retry` (or as soon as the blame changes), and crawls everything
     /// when a brick turns up with a new identity (wiped or replaced).
     pub async fn run(self: Arc<Self>, retry: Duration) {
-        let mut last_failed_at: Option<(Instant, u64)> = None;
+        let mut last_failed_at: Option<(Instant, TriggerState)> = None;
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             if count(self.up_mask()) < 2 {
@@ -313,13 +321,14 @@ impl Healer {
             if self.pending_now() == 0 {
                 continue;
             }
-            let changes: u64 = self
-                .bricks
-                .iter()
-                .map(|b| b.index_changes() + b.generation())
-                .sum();
+            let now = self.trigger_state();
             if let Some((at, seen)) = last_failed_at {
-                if seen == changes && at.elapsed() < retry {
+                // Nothing new to try: wait for a brick to (re)connect, for
+                // new blame while every brick is up (while one is down, new
+                // blame is against it and cannot be healed), or the retry.
+                let reconnected = now.generations != seen.generations;
+                let new_blame = now.all_up && now.changes != seen.changes;
+                if !reconnected && !new_blame && at.elapsed() < retry {
                     continue;
                 }
             }
@@ -330,23 +339,21 @@ impl Healer {
                 }
                 Ok(r) => {
                     info!(left = r.left, "heal left entries for later");
-                    let changes = self
-                        .bricks
-                        .iter()
-                        .map(|b| b.index_changes() + b.generation())
-                        .sum();
-                    last_failed_at = Some((Instant::now(), changes));
+                    last_failed_at = Some((Instant::now(), self.trigger_state()));
                 }
                 Err(e) => {
                     warn!("heal pass failed: {e}");
-                    let changes = self
-                        .bricks
-                        .iter()
-                        .map(|b| b.index_changes() + b.generation())
-                        .sum();
-                    last_failed_at = Some((Instant::now(), changes));
+                    last_failed_at = Some((Instant::now(), self.trigger_state()));
                 }
             }
+        }
+    }
+
+    fn trigger_state(&self) -> TriggerState {
+        TriggerState {
+            generations: self.bricks.iter().map(|b| b.generation()).sum(),
+            changes: self.bricks.iter().map(|b| b.index_changes()).sum(),
+            all_up: self.up_mask() == self.all_mask(),
         }
     }
 

@@ -153,7 +153,17 @@ impl Healer {
                 Some(StepResult::Postponed(why)) => Ok(Outcome::Postponed(why)),
                 _ => {
                     self.record(gfid, lock.held, &survey, &kinds_done).await?;
-                    Ok(if healed {
+                    let have = survey.have();
+                    let absent_blamed = survey.present.iter().any(|(_, l)| {
+                        l.pending
+                            .iter()
+                            .any(|(i, c)| !c.is_zero() && have & bit(*i as usize) == 0)
+                    });
+                    Ok(if absent_blamed {
+                        // Blame against a replica that is down (or does not
+                        // have the object yet) is for a later pass.
+                        Outcome::Postponed("a blamed replica is down or lacks the object".into())
+                    } else if healed {
                         Outcome::Healed
                     } else {
                         Outcome::Clean
