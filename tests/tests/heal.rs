@@ -374,6 +374,7 @@ fn one_changed_block_of_a_big_file_costs_about_one_block() {
         "volume heal failed:\n{}\n{}",
         run.stdout, run.stderr
     );
+    eprintln!("{}", run.stdout.trim());
     let copied = mib_copied(&run.stdout);
     assert!(
         copied > 0.9 && copied <= 2.0,
