@@ -47,7 +47,8 @@ impl Default for StackConfig {
 /// with fewer than a quorum mounts read-only in effect.
 pub async fn connect(config: StackConfig) -> proto::FsResult<Arc<dyn Layer>> {
     let bricks = connect_bricks(&config).await?;
-    let replicate = replicate::Replicate::new(bricks, config.op_timeout);
+    let heal = heal::HealOnAccess::new(config.clone());
+    let replicate = replicate::Replicate::new(bricks, config.op_timeout, Some(heal));
     tokio::spawn(replicate.clone().run_background());
     Ok(replicate)
 }

@@ -440,3 +440,34 @@ fn split_brain_is_reported_never_healed_silently_and_resolved_on_request() {
     assert_healed(&cluster);
     assert_eq!(fs::read(b0.join("f")).unwrap(), b"hello, world");
 }
+
+#[test]
+fn a_client_heals_what_it_finds_stale_without_the_daemon() {
+    let cluster = TestCluster::start(3);
+    // No kernel caching: every open asks the client stack.
+    let m = cluster.mount_with_args(&["--attr-timeout", "0", "--entry-timeout", "0"]);
+    fs::write(m.join("hot"), pattern(1, 256 * 1024)).unwrap();
+    fs::write(m.join("cold"), pattern(1, 256 * 1024)).unwrap();
+    cluster.kill_brick(0);
+    fs::write(m.join("hot"), pattern(2, 256 * 1024)).unwrap();
+    fs::write(m.join("cold"), pattern(2, 256 * 1024)).unwrap();
+    cluster.restart_brick(0);
+    let addr = cluster.brick_addr(0).to_string();
+    assert!(wait_until(Duration::from_secs(10), || {
+        fs::read_to_string(m.log()).is_ok_and(|log| {
+            log.lines()
+                .filter(|l| l.contains("brick up") && l.contains(&addr))
+                .count()
+                >= 2
+        })
+    }));
+    assert_eq!(fs::read(m.join("hot")).unwrap(), pattern(2, 256 * 1024));
+    let b0 = cluster.brick_dir(0);
+    assert!(
+        wait_until(Duration::from_secs(20), || fs::read(b0.join("hot"))
+            .is_ok_and(|d| d == pattern(2, 256 * 1024))),
+        "the stale replica the client read around was not healed"
+    );
+    // No heal daemon runs: what nobody touched is still stale.
+    assert_eq!(fs::read(b0.join("cold")).unwrap(), pattern(1, 256 * 1024));
+}

@@ -19,6 +19,7 @@ mod entries;
 mod info;
 mod lock;
 mod object;
+mod on_access;
 mod roles;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use tracing::{info, warn};
 
 pub use info::{BrickHealInfo, Policy, SplitBrainEntry};
 pub use object::Outcome;
+pub use on_access::HealOnAccess;
 pub use roles::Roles;
 
 use crate::protocol::BrickConn;

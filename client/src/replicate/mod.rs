@@ -34,10 +34,16 @@ pub struct Replicate {
     post_op_delay: Duration,
     inodes: Inodes,
     attrs: attr_cache::AttrCache,
+    /// Where stale replicas found while serving go to be healed first.
+    heal: Option<crate::heal::HealOnAccess>,
 }
 
 impl Replicate {
-    pub fn new(bricks: Vec<Arc<BrickConn>>, op_timeout: Duration) -> Arc<Replicate> {
+    pub fn new(
+        bricks: Vec<Arc<BrickConn>>,
+        op_timeout: Duration,
+        heal: Option<crate::heal::HealOnAccess>,
+    ) -> Arc<Replicate> {
         let quorum = bricks.len() / 2 + 1;
         Arc::new(Replicate {
             bricks,
@@ -46,7 +52,18 @@ impl Replicate {
             post_op_delay: Duration::from_millis(300),
             inodes: Inodes::default(),
             attrs: attr_cache::AttrCache::default(),
+            heal,
         })
+    }
+
+    /// Replicas `stale` of `gfid` missed operations; those that are up can
+    /// be repaired now.
+    fn found_stale(&self, gfid: Gfid, stale: Mask) {
+        if stale & self.up_mask() != 0 {
+            if let Some(h) = &self.heal {
+                h.queue(gfid);
+            }
+        }
     }
 
     /// Background work of the layer: the delayed post-op / unlock, and

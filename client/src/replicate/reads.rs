@@ -103,6 +103,10 @@ impl Replicate {
         let old = ctx.stale();
         ctx.stale
             .store(stale | (old & unanswered), Ordering::Release);
+        // A replica without the name needs its directory healed; one that
+        // is blamed, the object itself.
+        self.found_stale(attr.gfid, blamed_by(&group) & self.all_mask());
+        self.found_stale(parent, answered & !group_mask);
         if answered == up {
             ctx.validated_epoch.store(epoch, Ordering::Release);
         }
@@ -168,6 +172,7 @@ impl Replicate {
             (stale | (old & !answered)) & self.all_mask(),
             Ordering::Release,
         );
+        self.found_stale(gfid, stale & self.all_mask());
         if answered == up {
             ctx.validated_epoch.store(epoch, Ordering::Release);
         }
