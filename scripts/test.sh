@@ -2,9 +2,10 @@
 # scripts/test.sh — the brickfs test command (README "Test"; .ci/run runs it).
 #
 # 1. installs what the tests need when it is missing (Debian: fuse3 for
-#    fusermount3; rustfmt/clippy via rustup), 2. checks /dev/fuse,
+#    fusermount3, libnfs-utils for nfs-cp/nfs-ls/nfs-cat, the NFS client
+#    of tests/tests/nfs.rs; rustfmt/clippy via rustup), 2. checks /dev/fuse,
 # 3. builds every binary (the integration tests run target/debug/brickd,
-#    brickfs-mount and brickfs as real processes), 4. fmt and clippy,
+#    brickfs-mount, brickfs and brickfs-nfs as real processes), 4. fmt and clippy,
 # 5. runs all tests. Extra arguments go to `cargo test`, e.g.
 #    scripts/test.sh --test smoke          (one integration test file)
 # Env: TEST_THREADS (default 2: each FUSE test runs 3 bricks + mounts; the
@@ -17,6 +18,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 # --- 1. system packages (only when missing) ------------------------------
 missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
+command -v nfs-cp >/dev/null 2>&1 || missing+=(libnfs-utils)
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     log "missing ${missing[*]} and no apt-get here: install them and re-run"; exit 1

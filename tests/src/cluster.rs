@@ -53,6 +53,8 @@ pub struct Binaries {
     pub brickd: PathBuf,
     pub mount: PathBuf,
     pub brickfs: PathBuf,
+    /// The NFS gateway (`nfs-gateway` crate).
+    pub brickfs_nfs: PathBuf,
 }
 
 impl Binaries {
@@ -83,6 +85,7 @@ impl Binaries {
             brickd: find("brickd"),
             mount: find("brickfs-mount"),
             brickfs: find("brickfs"),
+            brickfs_nfs: find("brickfs-nfs"),
         }
     }
 }
@@ -104,6 +107,8 @@ pub struct TestCluster {
     bricks: Mutex<Vec<BrickProc>>,
     mounts: Mutex<Vec<Arc<MountState>>>,
     next_mount: AtomicUsize,
+    /// Numbers the NFS gateways' logs (`logs/nfs-N.log`).
+    pub(crate) next_gateway: AtomicUsize,
 }
 
 impl TestCluster {
@@ -128,6 +133,7 @@ impl TestCluster {
             bricks: Mutex::new(Vec::new()),
             mounts: Mutex::new(Vec::new()),
             next_mount: AtomicUsize::new(0),
+            next_gateway: AtomicUsize::new(0),
         };
         for i in 0..n_bricks {
             let dir = cluster.root_path.join(format!("b{i}"));

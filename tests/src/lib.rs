@@ -7,6 +7,8 @@
 //!   for bad-input tests.
 //! - [`heal`]: the heal daemon and heal CLI run against a test cluster.
 //! - [`tree`]: a digest of the user-visible tree of a brick directory.
+//! - [`nfs`]: the NFS gateway (`brickfs-nfs`) in front of a test cluster,
+//!   the libnfs command-line tools, and a hand-written ONC RPC client.
 //!
 //! The binaries are not built here: run `cargo build --workspace` first
 //! (`scripts/test.sh` does). Everything started is stopped on drop, also
@@ -14,6 +16,7 @@
 
 pub mod cluster;
 pub mod heal;
+pub mod nfs;
 mod proc;
 pub mod raw;
 pub mod tree;

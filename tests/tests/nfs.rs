@@ -1,0 +1,464 @@
+//! The NFS gateway (`brickfs-nfs`) against real bricks, with a client we did
+//! not write (libnfs's `nfs-cp`, `nfs-ls`, `nfs-cat`), a FUSE mount of the
+//! same volume for cross-checks, and a hand-written ONC RPC client
+//! (`tests::nfs::rpc`) where the libnfs tools cannot show what matters
+//! (handles across a restart, exact error statuses, bad input).
+
+use std::path::Path;
+use std::time::Duration;
+
+use tests::nfs::rpc::{
+    self, Nfs3Client, Reply, RpcClient, NFS3ERR_BADHANDLE, NFS3ERR_NAMETOOLONG, NFS3ERR_ROFS,
+    NFS3ERR_STALE, PROG_MOUNT, PROG_NFS,
+};
+use tests::nfs::{ls_names, nfs_cat, nfs_cp, nfs_ls, require_libnfs_tools, Gateway};
+use tests::{wait_until, TestCluster};
+
+const T: Duration = Duration::from_secs(5);
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Deterministic pseudo-random bytes (xorshift64*), different per `seed`.
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn write_local(path: &Path, data: &[u8]) {
+    std::fs::write(path, data).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+fn read_local(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Byte equality with a short message instead of two dumped megabytes.
+#[track_caller]
+fn assert_same(what: &str, got: &[u8], want: &[u8]) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: {} bytes, expected {}; first difference at {first:?}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+/// The whole file through READ calls of `chunk` bytes.
+fn read_all(c: &mut Nfs3Client, fh: &[u8], chunk: u32) -> Result<Vec<u8>, u32> {
+    let mut out = Vec::new();
+    loop {
+        let (data, eof) = c.read(fh, out.len() as u64, chunk).expect("READ call")?;
+        let done = eof || data.is_empty();
+        out.extend_from_slice(&data);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+fn mount_root(c: &mut Nfs3Client) -> Vec<u8> {
+    c.mnt("/test")
+        .expect("MNT call")
+        .unwrap_or_else(|s| panic!("MNT /test refused: mountstat3 {s}"))
+}
+
+#[test]
+fn copy_in_and_out_list_cat_and_cross_check_with_fuse() {
+    require_libnfs_tools();
+    let cluster = TestCluster::start(3);
+    let mount = cluster.mount();
+    let gw = cluster.start_gateway(&[]);
+    let local = cluster.root();
+
+    // In through NFS, out through NFS.
+    let big = pseudo_random(1 << 20, 1);
+    write_local(&local.join("big.in"), &big);
+    write_local(&local.join("empty.in"), b"");
+    nfs_cp(local.join("big.in"), gw.url("test/big.bin")).assert_ok();
+    nfs_cp(local.join("empty.in"), gw.url("test/empty")).assert_ok();
+    nfs_cp(gw.url("test/big.bin"), local.join("big.out")).assert_ok();
+    nfs_cp(gw.url("test/empty"), local.join("empty.out")).assert_ok();
+    assert_same(
+        "big.bin copied out",
+        &read_local(&local.join("big.out")),
+        &big,
+    );
+    assert_same(
+        "empty copied out",
+        &read_local(&local.join("empty.out")),
+        b"",
+    );
+
+    // Written through NFS, read through FUSE.
+    assert_same(
+        "big.bin via FUSE",
+        &read_local(&mount.join("big.bin")),
+        &big,
+    );
+    assert_same("empty via FUSE", &read_local(&mount.join("empty")), b"");
+
+    // Written through FUSE, read through NFS.
+    let fused = pseudo_random(300_000, 2);
+    write_local(&mount.join("from-fuse.bin"), &fused);
+    write_local(&mount.join("hello.txt"), b"hello over nfs\n");
+    nfs_cp(gw.url("test/from-fuse.bin"), local.join("from-fuse.out")).assert_ok();
+    assert_same(
+        "from-fuse.bin via NFS",
+        &read_local(&local.join("from-fuse.out")),
+        &fused,
+    );
+    let cat = nfs_cat(&gw.url("test/hello.txt"));
+    cat.assert_ok();
+    assert_eq!(cat.stdout, b"hello over nfs\n", "{cat:?}");
+
+    // The listing shows what is there, with sizes.
+    let ls = nfs_ls(&gw.url("test"));
+    ls.assert_ok();
+    let mut names = ls_names(&ls);
+    names.sort();
+    assert_eq!(
+        names,
+        ["big.bin", "empty", "from-fuse.bin", "hello.txt"],
+        "{ls:?}"
+    );
+    let text = ls.stdout_text();
+    let big_line = text.lines().find(|l| l.ends_with("big.bin")).unwrap_or("");
+    assert!(
+        big_line.split_whitespace().any(|w| w == "1048576"),
+        "nfs-ls shows no size 1048576 for big.bin: {ls:?}"
+    );
+
+    cluster.assert_replicas_identical(SETTLE);
+}
+
+#[test]
+fn subdirectory_exports_and_missing_paths() {
+    require_libnfs_tools();
+    let cluster = TestCluster::start(3);
+    let mount = cluster.mount();
+    std::fs::create_dir_all(mount.join("sub/dir")).unwrap();
+    std::fs::create_dir_all(mount.join("sub/ro")).unwrap();
+    write_local(&mount.join("sub/dir/inside.txt"), b"inside\n");
+    write_local(&mount.join("sub/outside.txt"), b"outside\n");
+    write_local(&mount.join("sub/ro/readme"), b"read only\n");
+    let gw = cluster.start_gateway(&["--export", "/test/sub/ro,ro"]);
+    let local = cluster.root();
+
+    // Only the exported directory is visible, and usable both ways.
+    let ls = nfs_ls(&gw.url("test/sub/dir"));
+    ls.assert_ok();
+    assert_eq!(ls_names(&ls), ["inside.txt"], "{ls:?}");
+    let data = pseudo_random(70_000, 3);
+    write_local(&local.join("copied.in"), &data);
+    nfs_cp(local.join("copied.in"), gw.url("test/sub/dir/copied.bin")).assert_ok();
+    assert_same(
+        "sub/dir/copied.bin via FUSE",
+        &read_local(&mount.join("sub/dir/copied.bin")),
+        &data,
+    );
+    nfs_cp(gw.url("test/sub/dir/inside.txt"), local.join("inside.out")).assert_ok();
+    assert_eq!(read_local(&local.join("inside.out")), b"inside\n");
+
+    // A read-only export: reads work, writes do not.
+    let cat = nfs_cat(&gw.url("test/sub/ro/readme"));
+    cat.assert_ok();
+    assert_eq!(cat.stdout, b"read only\n", "{cat:?}");
+    nfs_cp(local.join("copied.in"), gw.url("test/sub/ro/new.bin")).assert_failed();
+    assert!(
+        !mount.join("sub/ro/new.bin").exists(),
+        "ro export was written"
+    );
+
+    // Paths that are not there: a clear MOUNT error, not a hang or a crash.
+    for missing in ["test/sub/nope", "nope"] {
+        let ls = nfs_ls(&gw.url(missing));
+        ls.assert_failed();
+        assert!(
+            ls.stderr.contains("MNT3ERR_") || ls.stdout_text().contains("MNT3ERR_"),
+            "nfs-ls of /{missing} does not say which MOUNT error: {ls:?}"
+        );
+    }
+    let mut c = Nfs3Client::connect(gw.addr()).unwrap();
+    assert_eq!(
+        c.mnt("/test/sub/nope").unwrap(),
+        Err(rpc::MNT3ERR_NOENT),
+        "MNT of a missing directory"
+    );
+    let other_volume = c.mnt("/nope").unwrap();
+    assert!(
+        matches!(other_volume, Err(rpc::MNT3ERR_NOENT | rpc::MNT3ERR_ACCES)),
+        "MNT /nope: {other_volume:?}"
+    );
+    assert!(gw.is_running());
+}
+
+#[test]
+fn handles_survive_a_gateway_restart_and_go_stale_after_delete() {
+    let cluster = TestCluster::start(3);
+    let mount = cluster.mount();
+    let data = pseudo_random(200_000, 4);
+    write_local(&mount.join("stable.bin"), &data);
+    let gw = cluster.start_gateway(&[]);
+
+    let mut c = Nfs3Client::connect(gw.addr()).unwrap();
+    let root = mount_root(&mut c);
+    let fh = c
+        .lookup(&root, b"stable.bin")
+        .unwrap()
+        .unwrap_or_else(|s| panic!("LOOKUP stable.bin: nfsstat3 {s}"));
+    let before = c
+        .getattr(&fh)
+        .unwrap()
+        .unwrap_or_else(|s| panic!("GETATTR: nfsstat3 {s}"));
+    assert_eq!((before.ftype, before.size), (1, data.len() as u64));
+    let first = c.read(&fh, 0, 4096).unwrap().expect("READ before restart");
+    assert_same("first 4 KiB before restart", &first.0, &data[..4096]);
+
+    let old_pid = gw.pid();
+    gw.restart();
+    assert_ne!(gw.pid(), old_pid, "the gateway was not restarted");
+    assert!(
+        c.null().is_err(),
+        "the connection to the old gateway process still answers"
+    );
+
+    // The same client reconnects (as the kernel does) and keeps using its handles.
+    let mut c = Nfs3Client::connect(gw.addr()).unwrap();
+    let after = c
+        .getattr(&fh)
+        .unwrap()
+        .unwrap_or_else(|s| panic!("GETATTR with the old handle after restart: nfsstat3 {s}"));
+    assert_eq!(after.fileid, before.fileid, "fileid changed across restart");
+    assert_eq!(after.size, before.size);
+    let all = read_all(&mut c, &fh, 65536)
+        .unwrap_or_else(|s| panic!("READ with the old handle after restart: nfsstat3 {s}"));
+    assert_same("stable.bin read with the old handle", &all, &data);
+    let again = c.lookup(&root, b"stable.bin").unwrap();
+    assert_eq!(again, Ok(fh.clone()), "LOOKUP gives another handle now");
+
+    // Deleted through FUSE: the handle goes stale.
+    std::fs::remove_file(mount.join("stable.bin")).unwrap();
+    let mut last = None;
+    let stale = wait_until(T, || {
+        last = Some(c.getattr(&fh).unwrap().map(|a| a.fileid));
+        last == Some(Err(NFS3ERR_STALE))
+    });
+    assert!(stale, "GETATTR of a deleted file: {last:?}, expected STALE");
+    assert_eq!(
+        c.read(&fh, 0, 10).unwrap().map(drop),
+        Err(NFS3ERR_STALE),
+        "READ of a deleted file"
+    );
+}
+
+#[test]
+fn quorum_lost_behind_the_gateway_refuses_writes_and_serves_reads() {
+    require_libnfs_tools();
+    let cluster = TestCluster::start(3);
+    let gw = cluster.start_gateway(&[]);
+    let local = cluster.root();
+    write_local(
+        &local.join("existing.in"),
+        b"written while all bricks were up\n",
+    );
+    nfs_cp(local.join("existing.in"), gw.url("test/existing.txt")).assert_ok();
+    let mut c = Nfs3Client::connect(gw.addr()).unwrap();
+    let root = mount_root(&mut c);
+    let existing = c.lookup(&root, b"existing.txt").unwrap().unwrap();
+
+    cluster.kill_brick(1);
+    cluster.kill_brick(2);
+
+    // The client stack may need a moment to see both bricks gone; from
+    // then on a create is refused as a read-only file system.
+    let mut seen = Vec::new();
+    let refused = wait_until(SETTLE, || {
+        let r = c.create(&root, b"new.txt", 0o644).unwrap().map(drop);
+        seen.push(r);
+        r == Err(NFS3ERR_ROFS)
+    });
+    assert!(
+        refused,
+        "CREATE with 1 of 3 bricks up answered {seen:?}, expected ROFS (30)"
+    );
+    assert_eq!(
+        c.write(&existing, 0, b"overwrite").unwrap(),
+        Err(NFS3ERR_ROFS),
+        "WRITE with 1 of 3 bricks up"
+    );
+    nfs_cp(local.join("existing.in"), gw.url("test/another.txt")).assert_failed();
+
+    // Reads still work.
+    let cat = nfs_cat(&gw.url("test/existing.txt"));
+    cat.assert_ok();
+    assert_eq!(cat.stdout, b"written while all bricks were up\n", "{cat:?}");
+    assert_eq!(
+        read_all(&mut c, &existing, 4096),
+        Ok(b"written while all bricks were up\n".to_vec())
+    );
+}
+
+/// A fresh connection for the next bad call (the last may have been dropped).
+fn fresh(gw: &Gateway) -> Nfs3Client {
+    Nfs3Client::connect(gw.addr()).expect("connecting to the gateway")
+}
+
+#[test]
+fn bad_input_gets_errors_and_the_gateway_keeps_serving() {
+    require_libnfs_tools();
+    let cluster = TestCluster::start(3);
+    let gw = cluster.start_gateway(&[]);
+    let addr = gw.addr();
+    write_local(&cluster.root().join("keep.in"), b"still here\n");
+    nfs_cp(cluster.root().join("keep.in"), gw.url("test/keep.txt")).assert_ok();
+
+    // Byte-level abuse: each costs only its own connection, closed promptly.
+    let garbage = pseudo_random(4096, 5);
+    let r = rpc::exchange_raw(addr, &garbage, true, T).unwrap();
+    assert!(r.closed, "garbage: connection left open ({r:?})");
+    let huge = 0xFFFF_FFFFu32.to_be_bytes();
+    let r = rpc::exchange_raw(addr, &huge, false, T).unwrap();
+    assert!(
+        r.closed && r.received.is_empty(),
+        "a 2 GiB record header was not refused: {r:?}"
+    );
+    let mut short_record = (0x8000_0000u32 | 100).to_be_bytes().to_vec();
+    short_record.extend_from_slice(&[0u8; 40]);
+    let r = rpc::exchange_raw(addr, &short_record, true, T).unwrap();
+    assert!(r.closed, "record cut short: connection left open ({r:?})");
+    // A whole record holding only the start of a call header.
+    let mut head = rpc::XdrOut::new();
+    head.u32(0x1234).u32(0).u32(2).u32(PROG_NFS);
+    let r = rpc::exchange_raw(addr, &rpc::record(head.bytes()), true, T).unwrap();
+    assert!(
+        r.closed,
+        "truncated call header: connection left open ({r:?})"
+    );
+    if r.received.len() > 4 {
+        let reply = rpc::parse_reply(0x1234, &r.received[4..]);
+        assert!(
+            !matches!(reply, Ok(Reply::Success(_))),
+            "truncated call header answered SUCCESS: {reply:?}"
+        );
+    }
+
+    // RPC-level errors, as RFC 5531 says.
+    let root_auth = rpc::Auth::root();
+    let mut rpcc = RpcClient::connect(addr, T).unwrap();
+    assert_eq!(
+        rpcc.call(0x2000_0123, 1, 0, &root_auth, &[]).unwrap(),
+        Reply::ProgUnavail,
+        "bogus program"
+    );
+    let v2 = rpcc.call(PROG_NFS, 2, 0, &root_auth, &[]).unwrap();
+    assert!(
+        matches!(v2, Reply::ProgMismatch { low, high } if low <= 3 && high >= 3),
+        "NFS version 2: {v2:?}"
+    );
+    assert_eq!(
+        rpcc.call(PROG_NFS, 3, 99, &root_auth, &[]).unwrap(),
+        Reply::ProcUnavail,
+        "NFS procedure 99"
+    );
+    assert_eq!(
+        rpcc.call(PROG_MOUNT, 3, 99, &root_auth, &[]).unwrap(),
+        Reply::ProcUnavail,
+        "MOUNT procedure 99"
+    );
+    // GETATTR whose handle is cut short.
+    let mut cut = rpc::XdrOut::new();
+    cut.u32(29).u32(0x4246_4801);
+    assert_eq!(
+        rpcc.call(PROG_NFS, 3, rpc::NFSPROC3_GETATTR, &root_auth, cut.bytes())
+            .unwrap(),
+        Reply::GarbageArgs,
+        "GETATTR with truncated arguments"
+    );
+
+    // NFS-level errors.
+    let mut c = fresh(&gw);
+    let root = mount_root(&mut c);
+    assert_eq!(
+        c.getattr(b"garbage handle!!").unwrap().map(drop),
+        Err(NFS3ERR_BADHANDLE),
+        "GETATTR with a garbage handle"
+    );
+    assert_eq!(
+        c.getattr(b"").unwrap().map(drop),
+        Err(NFS3ERR_BADHANDLE),
+        "GETATTR with an empty handle"
+    );
+    let over = c.getattr(&[7u8; 65]);
+    assert!(
+        !matches!(over, Ok(Ok(_))),
+        "GETATTR with a 65-byte handle (over NFS3_FHSIZE) succeeded"
+    );
+    let mut c = fresh(&gw);
+    // The root handle of the same gfid in volume "other", by the gateway's
+    // own layout (nfs-gateway/src/handles.rs).
+    let root_fh = nfs3_types::nfs3::nfs_fh3 {
+        data: nfs3_types::xdr_codec::Opaque::owned(root.clone()),
+    };
+    let ours = nfs_gateway::handles::decode(&nfs_gateway::handles::volume_key("test"), &root_fh)
+        .expect("MNT returned a handle the gateway's own layout decodes");
+    let foreign = nfs_gateway::handles::encode(
+        &nfs_gateway::handles::volume_key("other"),
+        ours.export,
+        ours.gfid,
+    );
+    let foreign: &[u8] = foreign.data.as_ref();
+    assert_eq!(
+        c.getattr(foreign).unwrap().map(drop),
+        Err(NFS3ERR_STALE),
+        "GETATTR with another volume's handle"
+    );
+    assert_eq!(
+        c.lookup(&root, &[b'n'; 256]).unwrap().map(drop),
+        Err(NFS3ERR_NAMETOOLONG),
+        "LOOKUP of a 256-byte name"
+    );
+    for bad in [&b"a/b"[..], b"", b"../../etc"] {
+        let r = c.lookup(&root, bad).unwrap();
+        assert!(
+            r.is_err(),
+            "LOOKUP {:?} succeeded",
+            String::from_utf8_lossy(bad)
+        );
+    }
+
+    // MOUNT paths that try to leave the volume.
+    for path in [
+        "/test/../..",
+        "/test/sub/../../x",
+        "/test/..",
+        "../test",
+        "/",
+        "",
+    ] {
+        let mut c = fresh(&gw);
+        let r = c.mnt(path);
+        assert!(!matches!(r, Ok(Ok(_))), "MNT {path:?} was accepted");
+    }
+    let long_path = format!("/test/{}", "d".repeat(2000));
+    let mut c = fresh(&gw);
+    assert!(
+        !matches!(c.mnt(&long_path), Ok(Ok(_))),
+        "MNT of a 2006-byte path was accepted"
+    );
+
+    // Still serving, to a client we did not write.
+    assert!(gw.is_running(), "the gateway died");
+    fresh(&gw).null().expect("NULL after the bad input");
+    let ls = nfs_ls(&gw.url("test"));
+    ls.assert_ok();
+    assert_eq!(ls_names(&ls), ["keep.txt"], "{ls:?}");
+}
