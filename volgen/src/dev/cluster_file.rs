@@ -2,7 +2,7 @@
 //!
 //! ```json
 //! {"volume":"dev","mount":"/abs/mnt","mount_pid":42,"heald_pid":41,
-//!  "store":"file:///abs","nfs":null,
+//!  "store":"file:///abs","nfs":"127.0.0.1:40123","nfs_pid":43,
 //!  "bricks":[{"name":"brick1","id":"<uuid>","pid":40,"addr":"127.0.0.1:41234",
 //!             "dir":"/abs/brick1","state":"up",
 //!             "cmd":["/abs/brickd","--dir","/abs/brick1","--listen","127.0.0.1:41234","--volume","dev"]}]}
@@ -12,6 +12,8 @@
 //! brickfs dev does not restart it) or `stopped` (brickfs dev exited).
 //! `heald_pid` is the self-heal daemon (`null` once it exited); `store` is
 //! the URL `brickfs --store` takes to find this volume (this directory).
+//! `nfs` is where the NFS gateway serves NFSv3 and MOUNT (one port) and
+//! `nfs_pid` its pid; both `null` once it exited (it is not restarted).
 //! Built with `serde_json::json!` rather than derived types: only `proto`
 //! types derive `Serialize`.
 
@@ -39,6 +41,9 @@ pub struct ClusterFile<'a> {
     pub mount_pid: Option<u32>,
     pub heald_pid: Option<u32>,
     pub store: String,
+    /// The NFS gateway's address (`127.0.0.1:PORT`) while it runs.
+    pub nfs: Option<String>,
+    pub nfs_pid: Option<u32>,
     pub bricks: Vec<BrickEntry>,
 }
 
@@ -66,7 +71,8 @@ impl ClusterFile<'_> {
             "mount_pid": self.mount_pid,
             "heald_pid": self.heald_pid,
             "store": self.store,
-            "nfs": Value::Null,
+            "nfs": self.nfs,
+            "nfs_pid": self.nfs_pid,
         })
     }
 

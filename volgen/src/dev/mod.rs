@@ -2,26 +2,34 @@
 //!
 //! Starts 3 `brickd` children (dirs `D/brick1..3`, loopback, port 0), then
 //! the self-heal daemon (`brickfs heald`, this executable, log
-//! `D/logs/heald.log`), mounts the volume with `brickfs-mount` at `M`,
+//! `D/logs/heald.log`), then the NFS gateway (`brickfs-nfs`, loopback, port
+//! 0, log `D/logs/nfs.log`), mounts the volume with `brickfs-mount` at `M`,
 //! records all of it in `D/cluster.json` (with `"store": "file://D"`, the
-//! store URL for `brickfs --store URL volume heal dev ...`) and then only
-//! watches: a brick that dies is reported and marked down but never
+//! store URL for `brickfs --store URL volume heal dev ...`, and `"nfs":
+//! "127.0.0.1:PORT"`, where the gateway serves NFSv3 and MOUNT) and then
+//! only watches: a brick that dies is reported and marked down but never
 //! restarted (tests kill bricks on purpose and restart them with the `cmd`
-//! from cluster.json); a heald that exits is reported with its log tail and
-//! not restarted either (the volume goes on without self-heal). Ctrl-C /
-//! SIGTERM unmounts first, then stops heald, then the bricks; the data stays
-//! in `D` for the next run.
+//! from cluster.json); a heald or gateway that exits is reported with its
+//! log tail and not restarted either (the volume goes on without self-heal
+//! or without NFS). Ctrl-C / SIGTERM unmounts first, then stops the
+//! gateway, then heald, then the bricks; the data stays in `D` for the next
+//! run.
 //!
 //! Why the order: the mount must go before the bricks, or the kernel would
-//! still route requests to a client whose bricks are gone; heald stops
-//! before the bricks so that it lets go of its locks while they can still be
-//! released, rather than seeing its bricks vanish in the middle of a heal.
+//! still route requests to a client whose bricks are gone; the gateway is a
+//! client of the bricks too and goes before them for the same reason (NFS
+//! clients of it then see a refused connection, not hung requests); heald
+//! stops before the bricks so that it lets go of its locks while they can
+//! still be released, rather than seeing its bricks vanish in the middle of
+//! a heal.
 
 mod children;
 mod cluster_file;
 mod heald_child;
+mod nfs_child;
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
@@ -113,6 +121,9 @@ struct Dev {
     bricks: Vec<Brick>,
     /// The self-heal daemon; `None` before it starts and after it exited.
     heald: Option<Child>,
+    /// The NFS gateway and where it listens; `None` before it starts and
+    /// after it exited.
+    nfs: Option<(Child, SocketAddr)>,
     mount: Option<Child>,
     stopped: bool,
     /// flock on D/.lock: one `brickfs dev` per state dir. Released on exit.
@@ -120,11 +131,12 @@ struct Dev {
 }
 
 /// Runs `brickfs dev`; `log_level` is the global `--log-level`, passed on
-/// to heald when given.
+/// to heald and the NFS gateway when given.
 pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
     install_signal_handlers()?;
     let brickd = find_binary("brickd")?;
     let mounter = find_binary("brickfs-mount")?;
+    let gateway = find_binary("brickfs-nfs")?;
 
     let cwd = std::env::current_dir().ctx(|| "reading the current directory".into())?;
     std::fs::create_dir_all(&args.state_dir)
@@ -150,6 +162,7 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
         log_dir,
         bricks: Vec::new(),
         heald: None,
+        nfs: None,
         mount: None,
         stopped: false,
         _lock: lock,
@@ -161,6 +174,7 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
         dev.bricks.push(brick);
     }
     dev.start_heald(args.op_timeout, log_level)?;
+    dev.start_nfs(&gateway, args.op_timeout, log_level)?;
     dev.start_mount(&mounter, args.op_timeout)?;
     dev.write_cluster_file()?;
     dev.print_summary();
@@ -173,7 +187,7 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
             std::thread::sleep(Duration::from_millis(100));
         }
         if stop_requested() {
-            info!("stopping: unmounting, then stopping heald and the bricks");
+            info!("stopping: unmounting, then stopping the NFS gateway, heald and the bricks");
             dev.shutdown();
             println!(
                 "brickfs dev: stopped; data kept in {}",
@@ -268,6 +282,10 @@ impl Dev {
         self.log_dir.join("heald.log")
     }
 
+    fn nfs_log(&self) -> PathBuf {
+        self.log_dir.join("nfs.log")
+    }
+
     /// The URL `brickfs --store` takes to find this volume.
     fn store_url(&self) -> String {
         crate::store::file_url(&self.state_dir)
@@ -278,6 +296,27 @@ impl Dev {
         let child = heald_child::start(&addrs, VOLUME, op_timeout, log_level, &self.heald_log())?;
         info!(pid = child.id(), log = %self.heald_log().display(), "heald started");
         self.heald = Some(child);
+        Ok(())
+    }
+
+    fn start_nfs(
+        &mut self,
+        gateway: &Path,
+        op_timeout: Option<f64>,
+        log_level: Option<&str>,
+    ) -> Result<()> {
+        let addrs: Vec<&str> = self.bricks.iter().map(|b| b.addr.as_str()).collect();
+        let (child, addr) = nfs_child::start(
+            gateway,
+            &addrs,
+            VOLUME,
+            op_timeout,
+            log_level,
+            &self.nfs_log(),
+            START_TIMEOUT,
+        )?;
+        info!(%addr, pid = child.id(), log = %self.nfs_log().display(), "NFS gateway up");
+        self.nfs = Some((child, addr));
         Ok(())
     }
 
@@ -351,6 +390,8 @@ impl Dev {
             mount: &self.mount_point,
             mount_pid: self.mount.as_ref().map(Child::id),
             heald_pid: self.heald.as_ref().map(Child::id),
+            nfs: self.nfs.as_ref().map(|(_, addr)| addr.to_string()),
+            nfs_pid: self.nfs.as_ref().map(|(child, _)| child.id()),
             store: self.store_url(),
             bricks: self
                 .bricks
@@ -398,6 +439,21 @@ impl Dev {
                 self.heald_log().display()
             );
         }
+        if let Some((child, addr)) = &self.nfs {
+            println!(
+                "  nfs     {addr}  (brickfs-nfs pid {}; NFSv3 + MOUNT on one port; log {})",
+                child.id(),
+                self.nfs_log().display()
+            );
+            println!(
+                "          {}",
+                nfs_child::kernel_mount_command(*addr, VOLUME, "/mnt")
+            );
+            println!(
+                "          {}   (libnfs: nfs-ls, nfs-cp, nfs-cat)",
+                nfs_child::libnfs_url(*addr, VOLUME)
+            );
+        }
         let store = self.store_url();
         println!("  store   {store}   (brickfs --store {store} volume heal {VOLUME} info)");
         println!("  logs    {}", self.log_dir.display());
@@ -413,8 +469,8 @@ impl Dev {
     }
 
     /// Reaps children that exited. Marks dead bricks down and forgets a dead
-    /// heald (neither is restarted); returns true when the mount process is
-    /// gone.
+    /// heald or NFS gateway (none is restarted); returns true when the mount
+    /// process is gone.
     fn check_children(&mut self) -> Result<bool> {
         let mut changed = false;
         for b in self.bricks.iter_mut().filter(|b| !b.down) {
@@ -441,6 +497,17 @@ impl Dev {
             self.heald = None;
             changed = true;
         }
+        if let Some(Ok(Some(status))) = self.nfs.as_mut().map(|(child, _)| child.try_wait()) {
+            warn!(
+                "the NFS gateway brickfs-nfs (pid {}) exited ({status}); not restarting it: \
+                 the volume goes on without NFS (the FUSE mount is unaffected). Last lines of {}:\n{}",
+                self.nfs.as_ref().map_or(0, |(child, _)| child.id()),
+                self.nfs_log().display(),
+                log_tail(&self.nfs_log(), 20)
+            );
+            self.nfs = None;
+            changed = true;
+        }
         if changed {
             self.write_cluster_file()?;
         }
@@ -456,8 +523,8 @@ impl Dev {
         })
     }
 
-    /// Unmounts, then stops heald, then the bricks. Idempotent; also runs on drop so a
-    /// failed start leaves nothing behind.
+    /// Unmounts, then stops the NFS gateway, heald, and the bricks.
+    /// Idempotent; also runs on drop so a failed start leaves nothing behind.
     fn shutdown(&mut self) {
         if self.stopped {
             return;
@@ -480,6 +547,9 @@ impl Dev {
             if let Err(e) = umount_detach(&self.mount_point) {
                 warn!("{e}");
             }
+        }
+        if let Some((mut n, _)) = self.nfs.take() {
+            nfs_child::stop(&mut n, STOP_GRACE);
         }
         if let Some(mut h) = self.heald.take() {
             heald_child::stop(&mut h, STOP_GRACE);

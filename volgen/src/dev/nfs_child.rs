@@ -1,0 +1,91 @@
+//! The NFS gateway child of `brickfs dev`: `brickfs-nfs` (found next to
+//! brickfs or on PATH) for the dev volume's bricks on a free loopback port,
+//! logging to `logs/nfs.log`.
+//!
+//! It is started once the bricks and heald are up and before the FUSE
+//! mount, stopped after the mount and before heald and the bricks, and
+//! never restarted: if it exits, `brickfs dev` warns with its log tail and
+//! the volume goes on without NFS.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::children::{spawn_listening, terminate};
+use super::Result;
+
+/// Starts `brickfs-nfs [--log-level L] --bricks A,B,C --volume VOLUME
+/// --listen 127.0.0.1:0 [--op-timeout S]` and waits for its `LISTENING`
+/// line.
+pub fn start(
+    bin: &Path,
+    addrs: &[&str],
+    volume: &str,
+    op_timeout: Option<f64>,
+    log_level: Option<&str>,
+    log: &Path,
+    timeout: Duration,
+) -> Result<(Child, SocketAddr)> {
+    let mut cmd = Command::new(bin);
+    if let Some(level) = log_level {
+        cmd.arg("--log-level").arg(level);
+    }
+    cmd.arg("--bricks")
+        .arg(addrs.join(","))
+        .args(["--volume", volume, "--listen", "127.0.0.1:0"]);
+    if let Some(secs) = op_timeout {
+        cmd.arg("--op-timeout").arg(secs.to_string());
+    }
+    spawn_listening(&mut cmd, log, timeout)
+}
+
+/// SIGTERM, then SIGKILL after `grace`.
+pub fn stop(child: &mut Child, grace: Duration) {
+    if terminate(child, grace).is_none() {
+        warn!(
+            "brickfs-nfs (pid {}) ignored SIGTERM; killed it",
+            child.id()
+        );
+    }
+}
+
+/// The kernel client's mount command for `volume` served at `addr`
+/// (NFSv3 over TCP, no lock manager: the gateway has no NLM; MOUNT and NFS
+/// share the one port, so no portmapper is needed).
+pub fn kernel_mount_command(addr: SocketAddr, volume: &str, target: &str) -> String {
+    let port = addr.port();
+    format!(
+        "mount -t nfs -o vers=3,tcp,nolock,port={port},mountport={port} {}:/{volume} {target}",
+        addr.ip()
+    )
+}
+
+/// The libnfs URL of the volume root (`nfs-ls`, `nfs-cp`, …).
+pub fn libnfs_url(addr: SocketAddr, volume: &str) -> String {
+    let port = addr.port();
+    format!(
+        "nfs://{}/{volume}?version=3&nfsport={port}&mountport={port}",
+        addr.ip()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_strings() {
+        let addr: SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        assert_eq!(
+            kernel_mount_command(addr, "dev", "/mnt"),
+            "mount -t nfs -o vers=3,tcp,nolock,port=40123,mountport=40123 127.0.0.1:/dev /mnt"
+        );
+        assert_eq!(
+            libnfs_url(addr, "dev"),
+            "nfs://127.0.0.1/dev?version=3&nfsport=40123&mountport=40123"
+        );
+    }
+}
