@@ -1,0 +1,101 @@
+//! `brickfs-nfs`: the volume over NFSv3 for hosts and pods whose kernel
+//! mounts NFS, running the same client stack as the FUSE mount (the two see
+//! each other's writes).
+//!
+//! Our own ONC RPC server (record marking, call decoding, replies) over the
+//! XDR types of the `nfs3_types` crate, so every procedure the Linux client
+//! uses is ours to answer (LINK, MKNOD, COMMIT included), AUTH_UNIX
+//! credentials reach every procedure (ownership of new files, permission
+//! checks), and each export carries its own rules (sub-directory, read-only,
+//! allowed client networks).
+//!
+//! - `rpc`: record marking, call header, reply encoding.
+//! - `server`: accept loop, per-connection tasks, dispatch by program.
+//! - `mount`: the MOUNT v3 program (exports and their rules).
+//! - `portmap`: enough of portmap v2 for clients that ask where we are.
+//! - `exports`: export rules (`/vol`, `/vol/sub/dir`, `ro`, `allow=CIDR`).
+//! - `nfs`: the NFS v3 program over the client stack.
+//! - `handles`: file handles from the volume and the gfid, stable across
+//!   restarts and identical on every gateway of the volume.
+//! - `attrs`: attributes between `proto` and NFS.
+//! - `cookies`: READDIR cookies and the names they stand for.
+//! - `access`: permission checks for AUTH_UNIX callers.
+//! - `error`: the crate's error type and the errno → nfsstat3 table.
+
+pub mod access;
+pub mod attrs;
+pub mod cookies;
+pub mod error;
+pub mod exports;
+pub mod handles;
+pub mod mount;
+pub mod nfs;
+pub mod portmap;
+pub mod rpc;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use error::GatewayError;
+
+/// Who is calling, from the RPC credential: AUTH_UNIX ids, or nobody
+/// (65534) for AUTH_NULL. Root is squashed to nobody when the export says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub gids: Vec<u32>,
+    pub peer: SocketAddr,
+}
+
+impl Caller {
+    pub const NOBODY: u32 = 65534;
+
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.gids.contains(&gid)
+    }
+}
+
+/// What a program handler answers one call with.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Accepted, SUCCESS; the XDR-encoded result of the procedure (which may
+    /// itself carry an error status, as NFS results do).
+    Reply(Vec<u8>),
+    /// The procedure number is not one of the program's.
+    ProcUnavail,
+    /// The arguments could not be decoded.
+    GarbageArgs,
+    /// The server failed to encode a reply.
+    SystemErr,
+}
+
+/// State shared by every connection of one gateway.
+pub struct Gateway {
+    pub layer: Arc<dyn client::Layer>,
+    /// Volume name: exports are `/<volume>` and directories below it.
+    pub volume: String,
+    /// Derived from the volume name; in every file handle, so a handle of
+    /// another volume is refused.
+    pub volume_key: [u8; 8],
+    pub exports: exports::Exports,
+    /// Attributes for permission checks, briefly cached.
+    pub access: access::AccessCache,
+    /// Which name each recent READDIR cookie stands for.
+    pub cookies: cookies::Cookies,
+}
+
+impl Gateway {
+    pub fn new(layer: Arc<dyn client::Layer>, volume: &str, exports: exports::Exports) -> Gateway {
+        Gateway {
+            layer,
+            volume: volume.to_string(),
+            volume_key: handles::volume_key(volume),
+            exports,
+            access: access::AccessCache::default(),
+            cookies: cookies::Cookies::default(),
+        }
+    }
+}
