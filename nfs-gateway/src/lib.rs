@@ -20,6 +20,7 @@
 //! - `attrs`: attributes between `proto` and NFS.
 //! - `cookies`: READDIR cookies and the names they stand for.
 //! - `access`: permission checks for AUTH_UNIX callers.
+//! - `shape`: lengths in NFS arguments checked before decoding.
 //! - `error`: the crate's error type and the errno → nfsstat3 table.
 
 pub mod access;
@@ -33,6 +34,7 @@ pub mod nfs;
 pub mod portmap;
 pub mod rpc;
 pub mod server;
+pub mod shape;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

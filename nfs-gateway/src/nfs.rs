@@ -159,6 +159,9 @@ macro_rules! args {
 /// Answers one NFS v3 call (`proc_` is the procedure number, `args` its
 /// XDR-encoded arguments).
 pub async fn handle_nfs(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]) -> Outcome {
+    if !crate::shape::plausible(proc_, args) {
+        return Outcome::GarbageArgs;
+    }
     let c = Call { gw, caller };
     match proc_ {
         0 => encode(&Void),
