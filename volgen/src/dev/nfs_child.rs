@@ -54,11 +54,12 @@ pub fn stop(child: &mut Child, grace: Duration) {
 
 /// The kernel client's mount command for `volume` served at `addr`
 /// (NFSv3 over TCP, no lock manager: the gateway has no NLM; MOUNT and NFS
-/// share the one port, so no portmapper is needed).
+/// share the one port, so no portmapper is needed; MOUNT over TCP too, as
+/// the gateway serves no UDP).
 pub fn kernel_mount_command(addr: SocketAddr, volume: &str, target: &str) -> String {
     let port = addr.port();
     format!(
-        "mount -t nfs -o vers=3,tcp,nolock,port={port},mountport={port} {}:/{volume} {target}",
+        "mount -t nfs -o vers=3,tcp,nolock,port={port},mountport={port},mountproto=tcp {}:/{volume} {target}",
         addr.ip()
     )
 }
@@ -81,7 +82,7 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:40123".parse().unwrap();
         assert_eq!(
             kernel_mount_command(addr, "dev", "/mnt"),
-            "mount -t nfs -o vers=3,tcp,nolock,port=40123,mountport=40123 127.0.0.1:/dev /mnt"
+            "mount -t nfs -o vers=3,tcp,nolock,port=40123,mountport=40123,mountproto=tcp 127.0.0.1:/dev /mnt"
         );
         assert_eq!(
             libnfs_url(addr, "dev"),
