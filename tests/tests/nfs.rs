@@ -4,6 +4,8 @@
 //! (`tests::nfs::rpc`) where the libnfs tools cannot show what matters
 //! (handles across a restart, exact error statuses, bad input).
 
+use std::fs::Permissions;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -313,6 +315,65 @@ fn quorum_lost_behind_the_gateway_refuses_writes_and_serves_reads() {
         read_all(&mut c, &existing, 4096),
         Ok(b"written while all bricks were up\n".to_vec())
     );
+}
+
+#[test]
+fn auth_unix_callers_own_what_they_create_and_are_checked() {
+    let cluster = TestCluster::start(3);
+    let mount = cluster.mount();
+    std::fs::create_dir(mount.join("shared")).unwrap();
+    std::fs::set_permissions(mount.join("shared"), Permissions::from_mode(0o777)).unwrap();
+    std::fs::create_dir(mount.join("private")).unwrap();
+    std::fs::set_permissions(mount.join("private"), Permissions::from_mode(0o755)).unwrap();
+    let gw = cluster.start_gateway(&[]);
+
+    let mut c = Nfs3Client::connect(gw.addr()).unwrap();
+    let root = mount_root(&mut c);
+    let shared = c.lookup(&root, b"shared").unwrap().unwrap();
+    let private = c.lookup(&root, b"private").unwrap().unwrap();
+    c.auth = rpc::Auth::Unix {
+        uid: 1000,
+        gid: 1000,
+        gids: vec![],
+    };
+    assert_eq!(
+        c.create(&private, b"nope", 0o644).unwrap().map(drop),
+        Err(rpc::NFS3ERR_ACCES),
+        "uid 1000 created a file in root's 0755 directory"
+    );
+    let fh = c
+        .create(&shared, b"mine", 0o640)
+        .unwrap()
+        .unwrap_or_else(|s| panic!("CREATE as uid 1000 in a 0777 directory: nfsstat3 {s}"));
+    let fh = match fh {
+        Some(fh) => fh,
+        None => c.lookup(&shared, b"mine").unwrap().unwrap(),
+    };
+    let a = c.getattr(&fh).unwrap().unwrap();
+    assert_eq!((a.uid, a.gid, a.mode & 0o7777), (1000, 1000, 0o640));
+    let meta = std::fs::metadata(mount.join("shared/mine")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (1000, 1000),
+        "owner seen through FUSE"
+    );
+    assert!(!mount.join("private/nope").exists());
+}
+
+#[test]
+fn portmap_on_the_same_port_names_it() {
+    let cluster = TestCluster::start(3);
+    let gw = cluster.start_gateway(&[]);
+    let mut c = RpcClient::connect(gw.addr(), T).unwrap();
+    let port = u32::from(gw.port());
+    assert_eq!(rpc::getport(&mut c, PROG_NFS, 3).unwrap(), port, "NFS v3");
+    assert_eq!(
+        rpc::getport(&mut c, PROG_MOUNT, 3).unwrap(),
+        port,
+        "MOUNT v3"
+    );
+    assert_eq!(rpc::getport(&mut c, PROG_NFS, 4).unwrap(), 0, "NFS v4");
+    assert_eq!(rpc::getport(&mut c, 100_021, 4).unwrap(), 0, "NLM (none)");
 }
 
 /// A fresh connection for the next bad call (the last may have been dropped).

@@ -15,6 +15,8 @@ pub const PROG_PORTMAP: u32 = 100_000;
 pub const PROG_NFS: u32 = 100_003;
 pub const PROG_MOUNT: u32 = 100_005;
 
+/// portmap v2 GETPORT.
+pub const PMAPPROC_GETPORT: u32 = 3;
 /// MOUNT v3 procedures.
 pub const MOUNTPROC3_MNT: u32 = 1;
 /// NFS v3 procedures.
@@ -284,6 +286,17 @@ pub fn parse_reply(xid: u32, msg: &[u8]) -> io::Result<Reply> {
             s => return Err(bad(format!("reject_stat {s}"))),
         }),
         s => Err(bad(format!("reply_stat {s}"))),
+    }
+}
+
+/// portmap v2 GETPORT for `prog`/`vers` over TCP: the port, 0 when not
+/// registered.
+pub fn getport(c: &mut RpcClient, prog: u32, vers: u32) -> io::Result<u32> {
+    let mut a = XdrOut::new();
+    a.u32(prog).u32(vers).u32(6).u32(0); // IPPROTO_TCP, port ignored
+    match c.call(PROG_PORTMAP, 2, PMAPPROC_GETPORT, &Auth::Null, a.bytes())? {
+        Reply::Success(body) => XdrIn::new(&body).u32(),
+        other => Err(io::Error::other(format!("GETPORT: {other:?}"))),
     }
 }
 
