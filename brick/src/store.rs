@@ -451,6 +451,9 @@ impl Store {
     }
 
     pub fn remove_index(&self, gfid: Gfid) -> FsResult<()> {
+        // An object gone from the index is gone: a cached open file must
+        // not keep serving it by gfid (its handles are stale now).
+        lock(&self.files).remove(&gfid);
         match rustix::fs::unlinkat(CWD, self.index_path(gfid), AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(FsError::from_errno(e.raw_os_error())),
