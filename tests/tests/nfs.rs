@@ -531,3 +531,42 @@ fn bad_input_gets_errors_and_the_gateway_keeps_serving() {
     ls.assert_ok();
     assert_eq!(ls_names(&ls), ["keep.txt"], "{ls:?}");
 }
+
+#[test]
+fn export_rules_squash_root_and_refuse_other_networks() {
+    let cluster = TestCluster::start(3);
+    let mount = cluster.mount();
+    for d in ["squashed", "elsewhere"] {
+        std::fs::create_dir(mount.join(d)).unwrap();
+        std::fs::set_permissions(mount.join(d), Permissions::from_mode(0o755)).unwrap();
+    }
+    let gw = cluster.start_gateway(&[
+        "--export",
+        "/test/squashed,root_squash",
+        "--export",
+        "/test/elsewhere,allow=10.0.0.0/8",
+    ]);
+    let mut c = Nfs3Client::connect(gw.addr()).unwrap();
+    // Root is nobody under the squashing export: no create in root's 0755 dir.
+    let squashed = c
+        .mnt("/test/squashed")
+        .unwrap()
+        .unwrap_or_else(|s| panic!("MNT /test/squashed: {s}"));
+    assert_eq!(
+        c.create(&squashed, b"f", 0o644).unwrap().map(drop),
+        Err(rpc::NFS3ERR_ACCES),
+        "root was not squashed"
+    );
+    // The same directory through the volume's own export: root is root.
+    let root = mount_root(&mut c);
+    let plain = c.lookup(&root, b"squashed").unwrap().unwrap();
+    assert!(c.create(&plain, b"g", 0o644).unwrap().is_ok());
+    // 127.0.0.1 is not in 10.0.0.0/8: MOUNT refused, and a handle reached
+    // through the volume export does not carry that export's rule.
+    assert_eq!(
+        c.mnt("/test/elsewhere").unwrap().map(drop),
+        Err(rpc::MNT3ERR_ACCES)
+    );
+    assert!(!mount.join("squashed/f").exists());
+    assert!(mount.join("squashed/g").exists());
+}
