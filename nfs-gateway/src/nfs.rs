@@ -839,27 +839,19 @@ impl Call<'_> {
         o: &Opened<'_>,
         cookie: u64,
         max: u32,
-    ) -> Res<(Vec<proto::DirEntry>, bool, u64)> {
+    ) -> Res<(Vec<proto::DirEntry>, bool)> {
         let dir = self.check(o, o.h.gfid, READ).await?;
         if dir.kind != FileKind::Dir {
             return Err(nfsstat3::NFS3ERR_NOTDIR);
         }
-        let after = match cookie {
-            0 => None,
-            c => Some(
-                self.gw
-                    .cookies
-                    .name_after(o.h.gfid, c, self.gw.layer.as_ref())
-                    .await?,
-            ),
-        };
+        let after = (cookie != 0).then(|| self.gw.cookies.name_after(o.h.gfid, cookie));
         let page = self
             .gw
             .layer
             .readdir(o.h.gfid, after, max)
             .await
             .map_err(|e| fail(&e))?;
-        Ok((page.entries, page.eof, cookie))
+        Ok((page.entries, page.eof))
     }
 
     async fn readdir(&self, a: READDIR3args) -> READDIR3res<'static> {
@@ -868,10 +860,9 @@ impl Call<'_> {
             // Names and cookies cost about 24 bytes plus the name.
             let budget = (a.count as usize).saturating_sub(128);
             let max = (budget / 32).clamp(1, 4096) as u32;
-            let (entries, eof, start) = self.entries(&o, a.cookie, max).await?;
+            let (entries, eof) = self.entries(&o, a.cookie, max).await?;
             let mut out = Vec::new();
             let mut used = 0;
-            let mut cookie = start;
             let mut complete = eof;
             for e in entries {
                 let size = 24 + e.name.as_bytes().len().div_ceil(4) * 4;
@@ -880,8 +871,7 @@ impl Call<'_> {
                     break;
                 }
                 used += size;
-                cookie += 1;
-                self.gw.cookies.remember(o.h.gfid, cookie, &e.name);
+                let cookie = self.gw.cookies.issue(o.h.gfid, &e.name);
                 out.push(entry3 {
                     fileid: e.attr.gfid.ino(),
                     name: filename3(Opaque::owned(e.name.0)),
@@ -909,13 +899,12 @@ impl Call<'_> {
             let o = self.open(&a.dir)?;
             let budget = (a.maxcount as usize).saturating_sub(256);
             let max = (budget / 160).clamp(1, 4096) as u32;
-            let (entries, eof, start) = self.entries(&o, a.cookie, max).await?;
+            let (entries, eof) = self.entries(&o, a.cookie, max).await?;
             let mut out = Vec::new();
             let mut used = 0;
-            let mut cookie = start;
             let mut complete = eof;
             for e in entries {
-                cookie += 1;
+                let cookie = self.gw.cookies.issue(o.h.gfid, &e.name);
                 let item = entryplus3 {
                     fileid: e.attr.gfid.ino(),
                     name: filename3(Opaque::owned(e.name.0.clone())),
@@ -929,7 +918,6 @@ impl Call<'_> {
                     break;
                 }
                 used += size;
-                self.gw.cookies.remember(o.h.gfid, cookie, &e.name);
                 self.gw.access.put(&e.attr);
                 out.push(item);
             }
