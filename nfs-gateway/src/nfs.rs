@@ -162,6 +162,20 @@ pub async fn handle_nfs(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]) 
     if !crate::shape::plausible(proc_, args) {
         return Outcome::GarbageArgs;
     }
+    let outcome = dispatch(gw, caller, proc_, args).await;
+    if let Outcome::Reply(body) = &outcome {
+        // Every NFS v3 result starts with its status.
+        if let Some(status) = body.get(..4) {
+            let status = u32::from_be_bytes([status[0], status[1], status[2], status[3]]);
+            if status != 0 && proc_ != 0 {
+                tracing::debug!(proc_, status, "nfs error status");
+            }
+        }
+    }
+    outcome
+}
+
+async fn dispatch(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]) -> Outcome {
     let c = Call { gw, caller };
     match proc_ {
         0 => encode(&Void),
@@ -690,6 +704,7 @@ impl Call<'_> {
             let o = self.open_writable(&what.dir)?;
             let dir = self.attr(o.h.gfid).await?;
             let name = name_of(&what.name)?;
+            tracing::debug!(dir = %o.h.gfid, %name, is_dir, "remove");
             let victim = self
                 .gw
                 .layer
@@ -845,6 +860,7 @@ impl Call<'_> {
             return Err(nfsstat3::NFS3ERR_NOTDIR);
         }
         let after = (cookie != 0).then(|| self.gw.cookies.name_after(o.h.gfid, cookie));
+        tracing::debug!(dir = %o.h.gfid, cookie, after = ?after, "readdir from");
         let page = self
             .gw
             .layer
@@ -878,6 +894,7 @@ impl Call<'_> {
                     cookie,
                 });
             }
+            tracing::debug!(entries = out.len(), eof = complete, "readdir");
             Ok((out, complete))
         }
         .await;
@@ -921,6 +938,7 @@ impl Call<'_> {
                 self.gw.access.put(&e.attr);
                 out.push(item);
             }
+            tracing::debug!(entries = out.len(), eof = complete, "readdirplus");
             Ok((out, complete))
         }
         .await;
