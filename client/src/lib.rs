@@ -27,6 +27,10 @@ pub struct StackConfig {
     pub op_timeout: Duration,
     /// Interval of the liveness ping to each brick.
     pub ping_interval: Duration,
+    /// The brick UUIDs the volume spec names, in brick order, when known:
+    /// a brick answering with another identity (a wiped or swapped disk)
+    /// is not used until the spec says so (replace-brick).
+    pub brick_ids: Option<Vec<proto::BrickId>>,
 }
 
 impl Default for StackConfig {
@@ -36,6 +40,7 @@ impl Default for StackConfig {
             bricks: Vec::new(),
             op_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(1),
+            brick_ids: None,
         }
     }
 }
@@ -79,16 +84,19 @@ pub async fn connect_bricks(
                 config.op_timeout,
                 config.ping_interval,
             )
+            .expecting(
+                config
+                    .brick_ids
+                    .as_ref()
+                    .and_then(|ids| ids.get(i).copied()),
+            )
         })
         .collect();
     let first = futures::future::join_all(bricks.iter().map(|b| b.connect_once())).await;
     let mut last_err = None;
     for (b, res) in bricks.iter().zip(first) {
         if let Err(e) = res {
-            tracing::warn!(brick = %b.addr, "not reachable at mount time: {e}");
-            if matches!(e, proto::FsError::Refused(_)) {
-                return Err(e);
-            }
+            tracing::warn!(brick = %b.addr, "not usable at mount time: {e}");
             last_err = Some(e);
         }
     }

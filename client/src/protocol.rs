@@ -37,6 +37,8 @@ pub struct BrickConn {
     /// Bumped on every (re)connect: a lock held on an older connection is gone.
     generation: AtomicU64,
     brick_id: RwLock<Option<BrickId>>,
+    /// The identity the volume spec gives this brick, when known.
+    expected_id: Option<BrickId>,
     /// Entries in the brick's heal index, as of its last ping answer.
     heal_entries: AtomicU64,
     /// Changes of the brick's heal index since it started, as of its last ping.
@@ -72,12 +74,24 @@ impl BrickConn {
             up: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             brick_id: RwLock::new(None),
+            expected_id: None,
             heal_entries: AtomicU64::new(u64::MAX),
             index_changes: AtomicU64::new(0),
             replaced: AtomicBool::new(false),
             trouble: Notify::new(),
             came_up: Notify::new(),
         })
+    }
+
+    /// Refuse the brick unless it answers with this identity.
+    pub fn expecting(self: Arc<Self>, id: Option<BrickId>) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut me) => {
+                me.expected_id = id;
+                Arc::new(me)
+            }
+            Err(shared) => shared,
+        }
     }
 
     pub fn is_up(&self) -> bool {
@@ -149,6 +163,15 @@ impl BrickConn {
             )
             .await
             .map_err(|e| self.rpc_error(e))??;
+        if let Some(want) = self.expected_id {
+            if want != info.id {
+                return Err(FsError::Refused(format!(
+                    "{} is brick {} but volume {} has brick {} there (a wiped or swapped disk?); \
+                     not used until the volume's spec names it",
+                    self.addr, info.id, self.volume, want
+                )));
+            }
+        }
         if let Ok(mut id) = self.brick_id.write() {
             if let Some(old) = *id {
                 if old != info.id {

@@ -169,6 +169,7 @@ async fn run(args: Args) -> Result<(), StartError> {
         bricks: args.bricks.clone(),
         op_timeout: args.op_timeout,
         ping_interval: Duration::from_secs(1),
+        brick_ids: None,
     })
     .await
     .map_err(GatewayError::Volume)?;

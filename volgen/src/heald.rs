@@ -65,6 +65,7 @@ pub fn run(args: HealdArgs) -> Result<ExitCode> {
             bricks: args.bricks.clone(),
             op_timeout: Duration::from_secs_f64(args.op_timeout),
             ping_interval: Duration::from_secs(1),
+            brick_ids: None,
         };
         let healer = tokio::select! {
             h = Healer::connect(config) => h.fs_ctx(|| format!("connecting to the bricks of volume {}", args.volume))?,

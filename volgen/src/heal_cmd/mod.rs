@@ -117,6 +117,7 @@ async fn connect(volume: &str, bricks: &[SocketAddr], op_timeout: f64) -> Result
         bricks: bricks.to_vec(),
         op_timeout: Duration::from_secs_f64(op_timeout),
         ping_interval: Duration::from_secs(1),
+        brick_ids: None,
     };
     let healer = Healer::connect(config)
         .await
