@@ -1,11 +1,21 @@
-//! Volume definitions (specs) and, later, the graphs generated from them.
+//! Volume definitions (specs) and the graphs generated from them.
+//!
+//! - [`spec`]: `VolumeSpec`, the JSON document the cluster store keeps at
+//!   `volumes/<name>`, and the validation of names, brick lists and options.
+//! - [`graph`]: pure functions from a spec to the client graph (the layers
+//!   of a mount's client stack, rendered like a Gluster volfile) and to one
+//!   brick's config; golden-tested against `tests/golden/`.
 //!
 //! Architecture invariant: this library does no I/O. Everything that starts
-//! processes, touches files or talks to bricks lives in the `brickfs` binary
-//! (`src/main.rs` and its modules, e.g. `src/dev/`), so specs and graph
-//! generation stay pure and golden-testable.
+//! processes, touches files or talks to bricks or the store lives in the
+//! `brickfs` binary (`src/main.rs` and its modules: `src/volume_cmd/` for
+//! `brickfs volume create|start|…`, `src/dev/`, `src/heal_cmd/`), so specs
+//! and graph generation stay pure and golden-testable.
 //!
-//! Volume specs and the real volume store arrive with the volgen issue;
-//! until then the binary has `brickfs dev`, `brickfs heald` and
-//! `brickfs volume heal`, which finds volumes in the `cluster.json` of a
-//! `brickfs dev` state directory (`src/store.rs`).
+//! `brickfs volume heal` still finds volumes in the `cluster.json` of a
+//! `brickfs dev` state directory (`src/store.rs`); the binary's
+//! `volume_cmd::stored_bricks` is what it will call once it moves to the
+//! store.
+
+pub mod graph;
+pub mod spec;
