@@ -19,6 +19,10 @@ pub enum Error {
         context: String,
         source: proto::FsError,
     },
+    /// An error from the cluster store (names the store's URL where it
+    /// matters, e.g. unreachable).
+    #[error("{0}")]
+    Store(#[from] store::StoreError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,6 +1,7 @@
 //! `brickfs`: the admin CLI. Noun-verb subcommands: `dev` runs a throwaway
 //! replica-3 volume on this host (3 `brickd`, a self-heal daemon and 1 FUSE
-//! mount), `heald` is the self-heal daemon, `volume heal` heals on demand and
+//! mount), `heald` is the self-heal daemon, `volume create|start|stop|…`
+//! manage volumes in the cluster store, `volume heal` heals on demand and
 //! shows heal status.
 
 mod args;
@@ -9,6 +10,7 @@ mod error;
 mod heal_cmd;
 mod heald;
 mod store;
+mod volume_cmd;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -25,6 +27,8 @@ use tracing_subscriber::EnvFilter;
         brickfs stores a volume on bricks (one `brickd` per directory), replicated 3 ways, \
         and serves it to hosts through a FUSE mount (`brickfs-mount`).\n\n\
         Start here:  brickfs dev    (3 local bricks + a FUSE mount, in the foreground)\n\n\
+        Volumes:     brickfs --store file:///var/lib/brickfs volume create gv0 replica 3 \
+        h1:24101 h2:24101 h3:24101    (then volume start|info|status|set|graph|stop|delete)\n\n\
         Self-heal:   brickfs --store URL volume heal NAME info    (URL as printed by brickfs dev)"
 )]
 struct Cli {
@@ -35,9 +39,10 @@ struct Cli {
     #[arg(long, global = true, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
     log_level: Option<String>,
 
-    /// Where `brickfs volume ...` looks volumes up: for now the state
-    /// directory of `brickfs dev`, as `file:///abs/dir` or a plain path
-    /// (`brickfs dev` prints it).
+    /// The cluster store holding the volumes: `file:///DIR` (one host) or
+    /// `etcd://HOST:PORT[,HOST:PORT]`. `volume heal` still reads the state
+    /// directory of `brickfs dev` instead (`file:///abs/dir` or a plain path,
+    /// as `brickfs dev` prints it).
     #[arg(long, global = true, env = "BRICKFS_STORE", value_name = "URL")]
     store: Option<String>,
 
@@ -56,8 +61,9 @@ enum Command {
     /// a brick comes back or anything is blamed, retries the rest periodically.
     #[command(long_about = heald::LONG_ABOUT)]
     Heald(heald::HealdArgs),
-    /// Volume administration; for now `volume heal`.
-    Volume(heal_cmd::VolumeArgs),
+    /// Volume administration: create, start, stop, delete, info, list,
+    /// status, set, graph, heal.
+    Volume(volume_cmd::VolumeArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,7 +88,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dev(args) => dev::run(args, cli.log_level.as_deref()),
         Command::Heald(args) => heald::run(args),
-        Command::Volume(args) => heal_cmd::run(args, cli.store.as_deref()),
+        Command::Volume(args) => volume_cmd::run(args, cli.store.as_deref()),
     };
     match result {
         Ok(code) => code,

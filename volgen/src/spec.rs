@@ -123,6 +123,13 @@ impl VolumeSpec {
             .unwrap_or_else(|| panic!("{key} is not an option in seconds"))
     }
 
+    /// The default of an option of kind seconds.
+    pub fn default_option_secs(key: &str) -> f64 {
+        option_def(key)
+            .and_then(|d| d.default.parse().ok())
+            .unwrap_or_else(|| panic!("{key} is not an option in seconds"))
+    }
+
     /// Checks everything a stored spec must satisfy.
     pub fn validate(&self) -> Result<(), SpecError> {
         validate_name(&self.name)?;

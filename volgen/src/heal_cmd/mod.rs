@@ -22,14 +22,10 @@ use crate::args::{parse_brick_addr, parse_secs};
 use crate::error::{Error, FsContext, IoContext, Result};
 use crate::store::Store;
 
-#[derive(clap::Args, Debug)]
-pub struct VolumeArgs {
-    #[command(subcommand)]
-    cmd: VolumeCmd,
-}
-
+/// The heal subcommands of `brickfs volume` (flattened into
+/// `crate::volume_cmd::VolumeCmd`).
 #[derive(Subcommand, Debug)]
-enum VolumeCmd {
+pub enum VolumeCmd {
     /// Self-heal of a volume: heal now, show what is waiting, resolve
     /// split-brains.
     #[command(long_about = "Self-heal of a volume.\n\n\
@@ -75,8 +71,8 @@ enum HealSub {
 }
 
 /// Runs `brickfs volume ...`; `store` is the global `--store`.
-pub fn run(args: VolumeArgs, store: Option<&str>) -> Result<ExitCode> {
-    let VolumeCmd::Heal(args) = args.cmd;
+pub fn run(cmd: VolumeCmd, store: Option<&str>) -> Result<ExitCode> {
+    let VolumeCmd::Heal(args) = cmd;
     let bricks = volume_bricks(store, &args.name, &args.bricks)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,0 +1,390 @@
+//! The volume commands that change the store: create, start, stop, delete,
+//! set. Each reads what it needs, checks everything (bricks included), and
+//! only then writes, once, with a compare-and-swap on the revision it read:
+//! a refused command leaves the store as it was, and two admins never
+//! overwrite each other.
+
+use std::collections::BTreeMap;
+
+use proto::FsError;
+use store::{Entry, Revision, Store, StoreError};
+use volgen::spec::{
+    addr_key, validate_bricks, validate_name, BrickRef, VolumeSpec, VolumeState, SPEC_FORMAT,
+    VOLUMES_PREFIX,
+};
+
+use super::probe::{Probed, Prober};
+use crate::error::{Error, Result};
+
+fn msg(s: impl Into<String>) -> Error {
+    Error::Msg(s.into())
+}
+
+/// A spec and the revision it was read at.
+#[derive(Debug)]
+pub struct Loaded {
+    pub spec: VolumeSpec,
+    pub revision: Revision,
+}
+
+fn parse_entry(e: &Entry) -> Result<VolumeSpec> {
+    let corrupt = |why: String| {
+        Error::Store(StoreError::Corrupt {
+            key: e.key.clone(),
+            why,
+        })
+    };
+    let spec = VolumeSpec::from_json(&e.value).map_err(|err| corrupt(err.0))?;
+    if VolumeSpec::key(&spec.name) != e.key {
+        return Err(corrupt(format!("it describes volume {}", spec.name)));
+    }
+    Ok(spec)
+}
+
+/// Every volume in the store, in name order.
+pub async fn list_volumes(store: &dyn Store) -> Result<Vec<VolumeSpec>> {
+    store
+        .list(VOLUMES_PREFIX)
+        .await?
+        .iter()
+        .map(parse_entry)
+        .collect()
+}
+
+/// Volume `name` and its revision; an unknown name is an error naming the
+/// volumes the store has.
+pub async fn load(store: &dyn Store, name: &str) -> Result<Loaded> {
+    validate_name(name).map_err(|e| msg(e.0))?;
+    match store.get(&VolumeSpec::key(name)).await? {
+        Some(e) => Ok(Loaded {
+            spec: parse_entry(&e)?,
+            revision: e.revision,
+        }),
+        None => Err(unknown_volume(store, name).await),
+    }
+}
+
+async fn unknown_volume(store: &dyn Store, name: &str) -> Error {
+    let url = store.url();
+    match store.list(VOLUMES_PREFIX).await {
+        Ok(entries) if entries.is_empty() => msg(format!(
+            "unknown volume {name} (the store at {url} has no volumes)"
+        )),
+        Ok(entries) => {
+            let names: Vec<&str> = entries
+                .iter()
+                .map(|e| e.key.strip_prefix(VOLUMES_PREFIX).unwrap_or(&e.key))
+                .collect();
+            msg(format!(
+                "unknown volume {name} (the store at {url} has: {})",
+                names.join(", ")
+            ))
+        }
+        Err(_) => msg(format!("unknown volume {name} (store {url})")),
+    }
+}
+
+/// Writes `spec` over the revision it was read at.
+async fn cas_put(store: &dyn Store, spec: &VolumeSpec, revision: Revision) -> Result<Revision> {
+    spec.validate().map_err(|e| msg(e.0))?;
+    store
+        .put(
+            &VolumeSpec::key(&spec.name),
+            spec.to_json().as_bytes(),
+            Some(revision),
+        )
+        .await
+        .map_err(|e| conflict(e, &spec.name))
+}
+
+fn conflict(e: StoreError, name: &str) -> Error {
+    match e {
+        StoreError::Conflict { .. } => msg(format!(
+            "volume {name} changed in the store meanwhile (another brickfs at work?); \
+             nothing was written: look again and retry"
+        )),
+        other => Error::Store(other),
+    }
+}
+
+/// A brick's failure to answer, for people.
+pub fn probe_error(addr: &str, volume: &str, e: &FsError) -> String {
+    match e {
+        FsError::BrickDown(m) => format!("cannot reach brick {m}"),
+        FsError::Timeout(_) => format!("brick {addr} did not answer in time"),
+        FsError::Refused(m) => format!("brick {addr} refuses volume {volume}: {m}"),
+        other => format!("brick {addr}: {other}"),
+    }
+}
+
+/// Asks every brick at once.
+async fn probe_all<P: Prober>(
+    prober: &P,
+    addrs: &[&str],
+    volume: &str,
+) -> Vec<std::result::Result<Probed, FsError>> {
+    futures::future::join_all(addrs.iter().map(|a| prober.probe(a, volume))).await
+}
+
+/// What `volume create` needs besides the store and the bricks.
+pub struct CreateReq<'a> {
+    pub name: &'a str,
+    pub replica: u8,
+    pub addrs: &'a [String],
+    /// The new volume's UUID.
+    pub id: String,
+    pub created_by: String,
+    pub created_at: u64,
+}
+
+/// `volume create`: checks the arguments, the store (name free, bricks in
+/// no other volume) and the bricks (reachable, distinct UUIDs, willing to
+/// serve the volume), then writes the spec if the key still does not exist.
+pub async fn create<P: Prober>(
+    store: &dyn Store,
+    prober: &P,
+    req: CreateReq<'_>,
+) -> Result<VolumeSpec> {
+    let name = req.name;
+    validate_name(name).map_err(|e| msg(e.0))?;
+    let addrs: Vec<&str> = req.addrs.iter().map(String::as_str).collect();
+    validate_bricks(req.replica, &addrs).map_err(|e| msg(e.0))?;
+
+    let exists = || msg(format!("volume {name} already exists"));
+    if store.get(&VolumeSpec::key(name)).await?.is_some() {
+        return Err(exists());
+    }
+    // Bricks (by address, then by UUID) of the other volumes.
+    let others = list_volumes(store).await?;
+    let mut taken_addr = BTreeMap::new();
+    let mut taken_id = BTreeMap::new();
+    for v in &others {
+        for (i, b) in v.bricks.iter().enumerate() {
+            taken_addr.insert(addr_key(&b.addr), (v.name.as_str(), i));
+            taken_id.insert(b.id.as_str(), (v.name.as_str(), b.addr.as_str()));
+        }
+    }
+    for a in &addrs {
+        if let Some((vol, i)) = taken_addr.get(&addr_key(a)) {
+            return Err(msg(format!(
+                "brick {a} is already brick {} of volume {vol}",
+                i + 1
+            )));
+        }
+    }
+
+    // Who the bricks are, binding nothing yet.
+    let mut ids = Vec::new();
+    let mut failures = Vec::new();
+    for (a, r) in addrs.iter().zip(probe_all(prober, &addrs, "").await) {
+        match r {
+            Ok(p) => ids.push(p.id),
+            Err(e) => failures.push(probe_error(a, name, &e)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(msg(format!(
+            "volume {name} not created: {}",
+            failures.join("; ")
+        )));
+    }
+    let mut seen = BTreeMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(j) = seen.insert(id.as_str(), i) {
+            return Err(msg(format!(
+                "bricks {} and {} are the same brick (id {id}); give each brick once",
+                addrs[j], addrs[i]
+            )));
+        }
+        if let Some((vol, addr)) = taken_id.get(id.as_str()) {
+            return Err(msg(format!(
+                "brick {} (id {id}) is already in volume {vol} (as {addr})",
+                addrs[i]
+            )));
+        }
+    }
+
+    // Now the bricks bind themselves to the volume (or refuse: bound to
+    // another volume the store does not know).
+    let mut refused = false;
+    for ((a, id), r) in addrs
+        .iter()
+        .zip(&ids)
+        .zip(probe_all(prober, &addrs, name).await)
+    {
+        match r {
+            Ok(p) if &p.id != id => failures.push(format!(
+                "brick {a} changed identity while being asked ({id}, then {})",
+                p.id
+            )),
+            Ok(_) => {}
+            Err(e) => {
+                refused |= matches!(e, FsError::Refused(_));
+                failures.push(probe_error(a, name, &e));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        let hint = if refused {
+            " (a brick stays with the volume it was first used for, even after \
+             `volume delete`: use a fresh brick directory)"
+        } else {
+            ""
+        };
+        return Err(msg(format!(
+            "volume {name} not created: {}{hint}",
+            failures.join("; ")
+        )));
+    }
+
+    let spec = VolumeSpec {
+        format: SPEC_FORMAT,
+        name: name.to_string(),
+        id: req.id,
+        replica: req.replica,
+        bricks: addrs
+            .iter()
+            .zip(ids)
+            .map(|(a, id)| BrickRef {
+                addr: a.to_string(),
+                id,
+            })
+            .collect(),
+        options: BTreeMap::new(),
+        state: VolumeState::Created,
+        created_by: req.created_by,
+        created_at: req.created_at,
+    };
+    spec.validate().map_err(|e| msg(e.0))?;
+    match store
+        .put(&VolumeSpec::key(name), spec.to_json().as_bytes(), None)
+        .await
+    {
+        Ok(_) => Ok(spec),
+        Err(StoreError::Conflict { .. }) => Err(exists()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `volume start`: every brick that answers must be the one the spec names
+/// (a wiped or replaced disk has a new UUID) and serve the volume; every
+/// replica set needs a quorum of bricks reachable. Returns the new spec and
+/// notes on bricks that did not answer.
+pub async fn start<P: Prober>(
+    store: &dyn Store,
+    prober: &P,
+    name: &str,
+) -> Result<(VolumeSpec, Vec<String>)> {
+    let Loaded { mut spec, revision } = load(store, name).await?;
+    if spec.state == VolumeState::Started {
+        return Err(msg(format!("volume {name} is already started")));
+    }
+    let addrs: Vec<&str> = spec.bricks.iter().map(|b| b.addr.as_str()).collect();
+    let mut problems = Vec::new();
+    let mut offline = Vec::new();
+    let mut up = vec![0usize; spec.replica_sets()];
+    let r = usize::from(spec.replica);
+    for (i, (b, res)) in spec
+        .bricks
+        .iter()
+        .zip(probe_all(prober, &addrs, name).await)
+        .enumerate()
+    {
+        match res {
+            Ok(p) if p.id != b.id => problems.push(format!(
+                "brick {} answers as {}, but brick {} of volume {name} is {} \
+                 (a wiped or replaced disk? it is refused until replace-brick)",
+                b.addr,
+                p.id,
+                i + 1,
+                b.id
+            )),
+            Ok(_) => up[i / r] += 1,
+            Err(e @ FsError::Refused(_)) => problems.push(probe_error(&b.addr, name, &e)),
+            Err(e) => offline.push(probe_error(&b.addr, name, &e)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(msg(format!(
+            "volume {name} not started: {}",
+            problems.join("; ")
+        )));
+    }
+    let quorum = r / 2 + 1;
+    for (s, n) in up.iter().enumerate() {
+        if *n < quorum {
+            return Err(msg(format!(
+                "volume {name} not started: replica set {} has {n} of {r} bricks reachable, \
+                 {quorum} needed ({})",
+                s + 1,
+                offline.join("; ")
+            )));
+        }
+    }
+    spec.state = VolumeState::Started;
+    cas_put(store, &spec, revision).await?;
+    Ok((spec, offline))
+}
+
+/// `volume stop`.
+pub async fn stop(store: &dyn Store, name: &str) -> Result<VolumeSpec> {
+    let Loaded { mut spec, revision } = load(store, name).await?;
+    if spec.state != VolumeState::Started {
+        return Err(msg(format!(
+            "volume {name} is not started (status: {})",
+            spec.state
+        )));
+    }
+    spec.state = VolumeState::Stopped;
+    cas_put(store, &spec, revision).await?;
+    Ok(spec)
+}
+
+/// `volume delete`: only a volume that is not started.
+pub async fn delete(store: &dyn Store, name: &str) -> Result<VolumeSpec> {
+    let Loaded { spec, revision } = load(store, name).await?;
+    if spec.state == VolumeState::Started {
+        return Err(msg(format!(
+            "volume {name} is started: stop it first (brickfs volume stop {name})"
+        )));
+    }
+    store
+        .delete(&VolumeSpec::key(name), revision)
+        .await
+        .map_err(|e| conflict(e, name))?;
+    Ok(spec)
+}
+
+/// `volume set`: returns the canonical value stored.
+pub async fn set(store: &dyn Store, name: &str, key: &str, value: &str) -> Result<String> {
+    let Loaded { mut spec, revision } = load(store, name).await?;
+    let canonical = spec.set_option(key, value).map_err(|e| msg(e.0))?;
+    cas_put(store, &spec, revision).await?;
+    Ok(canonical)
+}
+
+/// One brick's state for `volume status`.
+#[derive(Debug)]
+pub struct BrickStatus {
+    pub brick: BrickRef,
+    pub result: std::result::Result<Probed, FsError>,
+}
+
+/// `volume status`: asks every brick of the volume.
+pub async fn status<P: Prober>(
+    store: &dyn Store,
+    prober: &P,
+    name: &str,
+) -> Result<(VolumeSpec, Vec<BrickStatus>)> {
+    let Loaded { spec, .. } = load(store, name).await?;
+    let addrs: Vec<&str> = spec.bricks.iter().map(|b| b.addr.as_str()).collect();
+    let results = probe_all(prober, &addrs, name).await;
+    let bricks = spec
+        .bricks
+        .iter()
+        .cloned()
+        .zip(results)
+        .map(|(brick, result)| BrickStatus { brick, result })
+        .collect();
+    Ok((spec, bricks))
+}

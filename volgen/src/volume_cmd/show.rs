@@ -1,0 +1,108 @@
+//! Text of `volume info`, `volume list` and `volume status`, in the manner
+//! of Gluster's.
+
+use volgen::spec::VolumeSpec;
+
+use super::ops::{probe_error, BrickStatus};
+
+/// `1 x 3 = 3`.
+pub fn brick_count(spec: &VolumeSpec) -> String {
+    format!(
+        "{} x {} = {}",
+        spec.replica_sets(),
+        spec.replica,
+        spec.bricks.len()
+    )
+}
+
+/// `volume info` of one volume.
+pub fn info(spec: &VolumeSpec) -> String {
+    let mut s = format!(
+        "Volume Name: {}\nType: {}\nVolume ID: {}\nStatus: {}\n\
+         Number of Bricks: {}\nTransport-type: tcp\nBricks:\n",
+        spec.name,
+        spec.type_name(),
+        spec.id,
+        spec.state,
+        brick_count(spec)
+    );
+    for (i, b) in spec.bricks.iter().enumerate() {
+        s.push_str(&format!("Brick{}: {} ({})\n", i + 1, b.addr, b.id));
+    }
+    if !spec.options.is_empty() {
+        s.push_str("Options Reconfigured:\n");
+        for (k, v) in &spec.options {
+            s.push_str(&format!("{k}: {v}\n"));
+        }
+    }
+    s
+}
+
+/// `volume info` of several volumes, a blank line between them.
+pub fn info_all(specs: &[VolumeSpec]) -> String {
+    if specs.is_empty() {
+        return "No volumes present\n".into();
+    }
+    specs.iter().map(info).collect::<Vec<_>>().join("\n")
+}
+
+/// `volume list`.
+pub fn list(specs: &[VolumeSpec]) -> String {
+    if specs.is_empty() {
+        return "No volumes present in cluster\n".into();
+    }
+    specs.iter().map(|s| format!("{}\n", s.name)).collect()
+}
+
+/// `volume status`: a table of the bricks, then what went wrong with them.
+pub fn status(spec: &VolumeSpec, bricks: &[BrickStatus]) -> String {
+    let width = bricks
+        .iter()
+        .map(|b| b.brick.addr.len())
+        .max()
+        .unwrap_or(0)
+        .max("Brick".len());
+    let mut s = format!(
+        "Status of volume: {} ({}, {})\n",
+        spec.name,
+        spec.state,
+        brick_count(spec)
+    );
+    s.push_str(&format!(
+        "{:<width$}  {:<6}  {:<8}  {:>12}  {}\n",
+        "Brick", "Online", "Identity", "Heal entries", "Brick ID"
+    ));
+    let mut notes = Vec::new();
+    for (i, b) in bricks.iter().enumerate() {
+        let (online, identity, heal) = match &b.result {
+            Ok(p) if p.id == b.brick.id => ("Y", "ok", p.heal_entries.to_string()),
+            Ok(p) => {
+                notes.push(format!(
+                    "brick {} answers as {}, not as brick {} of the volume \
+                     (wiped or replaced disk?)",
+                    b.brick.addr,
+                    p.id,
+                    i + 1
+                ));
+                ("Y", "WRONG", p.heal_entries.to_string())
+            }
+            Err(e) => {
+                notes.push(probe_error(&b.brick.addr, &spec.name, e));
+                let identity = if matches!(e, proto::FsError::Refused(_)) {
+                    "refused"
+                } else {
+                    "-"
+                };
+                ("N", identity, "-".into())
+            }
+        };
+        s.push_str(&format!(
+            "{:<width$}  {online:<6}  {identity:<8}  {heal:>12}  {}\n",
+            b.brick.addr, b.brick.id
+        ));
+    }
+    for n in notes {
+        s.push_str(&format!("note: {n}\n"));
+    }
+    s
+}
