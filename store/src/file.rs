@@ -45,17 +45,17 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// `file:///abs/dir` or `/abs/dir`. Relative paths are refused: the same
-    /// URL must mean the same store whatever directory a command runs in.
-    /// (No host part and no percent-decoding: `file://host/…` is refused.)
+    /// `file:///abs/dir` or `/abs/dir`, with the grammar of the `brickfs`
+    /// CLI's store URLs (volgen's `file_url` writes them): percent-escapes
+    /// in a `file:` URL are decoded, `file://localhost/abs` and `file:/abs`
+    /// are accepted, the scheme's case is not significant. Relative paths
+    /// are refused: the same URL must mean the same store whatever directory
+    /// a command runs in.
     pub fn open(url: &str) -> Result<FileStore, StoreError> {
-        let path = url.strip_prefix("file://").unwrap_or(url);
-        if !path.starts_with('/') {
-            return Err(StoreError::BadUrl(url.to_string()));
-        }
+        let dir = dir_of_url(url).ok_or_else(|| StoreError::BadUrl(url.to_string()))?;
         Ok(FileStore {
             url: url.to_string(),
-            dir: PathBuf::from(path),
+            dir,
         })
     }
 
@@ -207,6 +207,46 @@ impl Store for FileStore {
         let (this, key) = (self.clone(), key.to_string());
         blocking(move || this.delete_blocking(&key, expected)).await
     }
+}
+
+/// The directory a `file:` URL or plain absolute path names, if any.
+fn dir_of_url(url: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    if url.starts_with('/') {
+        return Some(PathBuf::from(url)); // a path, not a URL: no decoding
+    }
+    let (scheme, rest) = url.split_once(':')?;
+    if !scheme.eq_ignore_ascii_case("file") {
+        return None;
+    }
+    let path = match rest.strip_prefix("//") {
+        Some(after) => {
+            let i = after.find('/')?;
+            let host = &after[..i];
+            if !(host.is_empty() || host.eq_ignore_ascii_case("localhost")) {
+                return None; // another host's directory is not ours to open
+            }
+            &after[i..]
+        }
+        None => rest,
+    };
+    let bytes = percent_decode(path)?;
+    (bytes.first() == Some(&b'/')).then(|| PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}
+
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
 }
 
 /// Runs file I/O off the async runtime's worker threads.
@@ -396,5 +436,39 @@ fn lock(dir: &Path) -> Result<DirLock, StoreError> {
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        for (url, dir) in [
+            ("/var/lib/brickfs", "/var/lib/brickfs"),
+            ("/a%20b", "/a%20b"),
+            ("file:///var/lib/brickfs", "/var/lib/brickfs"),
+            ("FILE:///x", "/x"),
+            ("file://localhost/x/y", "/x/y"),
+            ("file:/x", "/x"),
+            ("file:///tmp/a%20b%25", "/tmp/a b%"),
+        ] {
+            assert_eq!(dir_of_url(url), Some(PathBuf::from(dir)), "{url}");
+        }
+        for bad in [
+            "",
+            "rel/dir",
+            "file://rel",
+            "file://host/x",
+            "file:rel",
+            "file:///x%2",
+            "file:///x%zz",
+            "file://%2Fx",
+            "http:///x",
+            "etcd://h:1",
+        ] {
+            assert_eq!(dir_of_url(bad), None, "{bad}");
+        }
     }
 }

@@ -38,6 +38,22 @@ async fn file_suite() {
 
 #[tokio::test]
 async fn file_urls() {
+    // Every spelling of one directory (with a space) is the same store.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("my store");
+    let plain = dir.to_str().unwrap().to_string();
+    let escaped = plain.replace(' ', "%20");
+    let a = store::open(&plain).await.unwrap();
+    let rev = a.put("k", b"v", None).await.unwrap();
+    for url in [
+        format!("file://{escaped}"),
+        format!("file://localhost{escaped}"),
+        format!("file:{escaped}"),
+    ] {
+        let s = store::open(&url).await.unwrap();
+        assert_eq!(s.get("k").await.unwrap().unwrap().revision, rev, "{url}");
+    }
+
     for bad in [
         "relative/dir",
         "file://relative",
