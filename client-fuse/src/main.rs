@@ -21,15 +21,24 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser, Debug)]
 #[command(name = "brickfs-mount", version)]
 struct Args {
-    /// Bricks of the replica set in volume order, as host:port, comma-separated.
+    /// Bricks of the replica set in volume order, as host:port, comma-separated
+    /// (without a cluster store).
     #[arg(
         long,
         env = "BRICKFS_BRICKS",
         value_delimiter = ',',
-        required = true,
+        required_unless_present = "store",
+        conflicts_with = "store",
         value_parser = parse_brick
     )]
     bricks: Vec<SocketAddr>,
+
+    /// Cluster store holding the volume (file:///DIR or etcd://HOST:PORT):
+    /// the bricks, their identities and the volume's options come from the
+    /// spec there, and only a started volume mounts. Then give the volume
+    /// name before the mountpoint: `brickfs-mount --store URL gv0 /mnt/gv0`.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 
     /// Volume name, checked by every brick.
     #[arg(long, env = "BRICKFS_VOLUME", default_value = "dev")]
@@ -68,8 +77,45 @@ struct Args {
     )]
     log_level: String,
 
-    /// Existing directory to mount the volume on.
+    /// With --store: VOLUME MOUNTPOINT; with --bricks: MOUNTPOINT (an
+    /// existing directory to mount the volume on).
+    #[arg(num_args = 1..=2, required = true, value_name = "[VOLUME] MOUNTPOINT")]
+    positional: Vec<String>,
+
+    #[arg(skip)]
     mountpoint: PathBuf,
+
+    #[arg(skip)]
+    brick_ids: Option<Vec<proto::BrickId>>,
+}
+
+/// Fills bricks, volume and timeouts from the store's spec when `--store`
+/// is given, and sorts out the positional arguments.
+fn resolve(mut args: Args) -> Result<Args, String> {
+    let Some(url) = args.store.clone() else {
+        if args.positional.len() != 1 {
+            return Err("without --store give only the mountpoint (the volume is --volume)".into());
+        }
+        args.mountpoint = PathBuf::from(&args.positional[0]);
+        return Ok(args);
+    };
+    let [volume, mountpoint] = args.positional.as_slice() else {
+        return Err("with --store give the volume name and the mountpoint".into());
+    };
+    let (volume, mountpoint) = (volume.clone(), PathBuf::from(mountpoint));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))?;
+    let (plan, addrs) = rt.block_on(volgen::plan::fetch(&url, &volume))?;
+    args.volume = plan.volume;
+    args.bricks = addrs;
+    args.brick_ids = Some(plan.brick_ids);
+    args.attr_timeout = plan.attr_timeout;
+    args.entry_timeout = plan.entry_timeout;
+    args.op_timeout = plan.op_timeout;
+    args.mountpoint = mountpoint;
+    Ok(args)
 }
 
 fn parse_brick(s: &str) -> Result<SocketAddr, String> {
@@ -107,7 +153,7 @@ fn main() -> ExitCode {
         eprintln!("brickfs-mount: {e}");
         return ExitCode::FAILURE;
     }
-    match run(args) {
+    match resolve(args).and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("brickfs-mount: {e}");
@@ -177,6 +223,7 @@ fn run(args: Args) -> Result<(), String> {
         volume: args.volume.clone(),
         bricks: args.bricks.clone(),
         op_timeout: args.op_timeout,
+        brick_ids: args.brick_ids.clone(),
         ..StackConfig::default()
     };
     let layer = rt

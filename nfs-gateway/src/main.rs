@@ -34,10 +34,17 @@ struct Args {
         long,
         env = "BRICKFS_BRICKS",
         value_delimiter = ',',
-        required = true,
+        required_unless_present = "store",
+        conflicts_with = "store",
         value_parser = parse_brick
     )]
     bricks: Vec<SocketAddr>,
+
+    /// Cluster store holding the volume (file:///DIR or etcd://HOST:PORT):
+    /// bricks, their identities and timeouts come from the volume's spec,
+    /// and only a started volume is served.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 
     /// Volume name, checked by every brick; exported as /NAME.
     #[arg(long, env = "BRICKFS_VOLUME")]
@@ -91,6 +98,8 @@ enum StartError {
     LogLevel { level: String, why: String },
     #[error("volume name {0:?} must be a plain name (not empty, no '/')")]
     BadVolume(String),
+    #[error("{0}")]
+    Store(String),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
 }
@@ -164,12 +173,21 @@ async fn run(args: Args) -> Result<(), StartError> {
     let mut term = signal(SignalKind::terminate()).map_err(io_error("SIGTERM handler"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io_error("SIGINT handler"))?;
 
+    let (bricks, brick_ids, op_timeout) = match &args.store {
+        Some(url) => {
+            let (plan, addrs) = volgen::plan::fetch(url, &args.volume)
+                .await
+                .map_err(StartError::Store)?;
+            (addrs, Some(plan.brick_ids), plan.op_timeout)
+        }
+        None => (args.bricks.clone(), None, args.op_timeout),
+    };
     let layer = client::connect(StackConfig {
         volume: args.volume.clone(),
-        bricks: args.bricks.clone(),
-        op_timeout: args.op_timeout,
+        bricks,
+        op_timeout,
         ping_interval: Duration::from_secs(1),
-        brick_ids: None,
+        brick_ids,
     })
     .await
     .map_err(GatewayError::Volume)?;

@@ -242,6 +242,23 @@ impl TestCluster {
 
     /// As [`mount`](Self::mount), with extra `brickfs-mount` options.
     pub fn mount_with_args(&self, extra: &[&str]) -> Mount {
+        let bricks = self.bricks_arg();
+        let mut args = vec!["--bricks", bricks.as_str(), "--volume", VOLUME];
+        let timeout = OP_TIMEOUT_SECS.to_string();
+        args.extend(["--op-timeout", timeout.as_str()]);
+        args.extend(extra);
+        self.mount_with(&args)
+    }
+
+    /// Mounts volume `volume` as the cluster store at `url` describes it
+    /// (`brickfs-mount --store URL VOLUME MOUNTPOINT`).
+    pub fn mount_from_store(&self, url: &str, volume: &str) -> Mount {
+        self.mount_with(&["--store", url, volume])
+    }
+
+    /// Runs brickfs-mount with `args` then the mount point; waits until the
+    /// kernel lists the mount.
+    fn mount_with(&self, args: &[&str]) -> Mount {
         let n = self.next_mount.fetch_add(1, Ordering::SeqCst);
         let path = self.root_path.join(format!("mnt{n}"));
         std::fs::create_dir_all(&path).expect("creating mount point");
@@ -249,12 +266,7 @@ impl TestCluster {
         let out = proc::open_log(&log);
         let err = out.try_clone().expect("cloning log fd");
         let mut cmd = Command::new(&self.bins.mount);
-        cmd.arg("--bricks")
-            .arg(self.bricks_arg())
-            .args(["--volume", VOLUME])
-            .arg("--op-timeout")
-            .arg(OP_TIMEOUT_SECS.to_string())
-            .args(extra)
+        cmd.args(args)
             .arg(&path)
             .stdin(Stdio::null())
             .stdout(out)

@@ -15,6 +15,7 @@
 //! when a test panics; then the logs' tails go to stderr.
 
 pub mod cluster;
+pub mod etcd;
 pub mod heal;
 pub mod nfs;
 mod proc;

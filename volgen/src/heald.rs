@@ -34,9 +34,15 @@ pub const LONG_ABOUT: &str = "Run the self-heal daemon of a replica set, in the 
 #[derive(clap::Args, Debug)]
 pub struct HealdArgs {
     /// Bricks of the replica set in volume order, as host:port, comma-separated.
-    #[arg(long, value_name = "A,B,C", value_delimiter = ',', required = true,
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',',
+          required_unless_present = "store", conflicts_with = "store",
           value_parser = parse_brick_addr)]
     bricks: Vec<SocketAddr>,
+
+    /// Cluster store holding the volume (file:///DIR or etcd://HOST:PORT):
+    /// bricks, their identities and timeouts come from the volume's spec.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
 
     /// Volume name, checked by every brick.
     #[arg(long, default_value = "dev")]
@@ -60,12 +66,23 @@ pub fn run(args: HealdArgs) -> Result<ExitCode> {
         // Installed first, so that a signal during connect stops us too.
         let mut term = signal(SignalKind::terminate()).ctx(|| "installing SIGTERM handler".into())?;
         let mut int = signal(SignalKind::interrupt()).ctx(|| "installing SIGINT handler".into())?;
+        let mut args = args;
+        let mut brick_ids = None;
+        let mut op_timeout = Duration::from_secs_f64(args.op_timeout);
+        if let Some(url) = &args.store {
+            let (plan, addrs) = volgen::plan::fetch(url, &args.volume)
+                .await
+                .map_err(crate::error::Error::Msg)?;
+            args.bricks = addrs;
+            brick_ids = Some(plan.brick_ids);
+            op_timeout = plan.op_timeout;
+        }
         let config = StackConfig {
             volume: args.volume.clone(),
             bricks: args.bricks.clone(),
-            op_timeout: Duration::from_secs_f64(args.op_timeout),
+            op_timeout,
             ping_interval: Duration::from_secs(1),
-            brick_ids: None,
+            brick_ids,
         };
         let healer = tokio::select! {
             h = Healer::connect(config) => h.fs_ctx(|| format!("connecting to the bricks of volume {}", args.volume))?,

@@ -104,7 +104,20 @@ fn volume_bricks(
              (`brickfs dev` prints its store URL), or name the bricks with --bricks A,B,C"
         )));
     };
-    Ok(Store::open(url)?.volume(name)?.bricks)
+    // A `brickfs dev` state directory lists its volume in cluster.json;
+    // anything else is a cluster store holding volume specs.
+    let dev_state = crate::store::parse_store_url(url)
+        .map(|dir| dir.join("cluster.json").is_file())
+        .unwrap_or(false);
+    if dev_state {
+        return Ok(Store::open(url)?.volume(name)?.bricks);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ctx(|| "starting the tokio runtime".into())?;
+    let spec = rt.block_on(crate::volume_cmd::stored_volume(url, name))?;
+    crate::volume_cmd::resolve_bricks(&spec)
 }
 
 async fn connect(volume: &str, bricks: &[SocketAddr], op_timeout: f64) -> Result<Arc<Healer>> {

@@ -1,0 +1,247 @@
+//! Volumes by name in the cluster store (file and etcd): `brickfs volume
+//! create/start/info/list/set`, mounting by name, brick identities, and bad
+//! input that must leave the store as it was.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tests::cluster::{TestCluster, VOLUME};
+use tests::etcd::Etcd;
+
+struct Run {
+    ok: bool,
+    out: String,
+    err: String,
+}
+
+fn brickfs(cluster: &TestCluster, store: &str, args: &[&str]) -> Run {
+    let out = Command::new(&cluster.binaries().brickfs)
+        .args(["--store", store])
+        .args(args)
+        .output()
+        .expect("running brickfs");
+    Run {
+        ok: out.status.success(),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(r: Run, what: &str) -> String {
+    assert!(r.ok, "{what} failed:\n{}\n{}", r.out, r.err);
+    r.out
+}
+
+fn addrs(cluster: &TestCluster) -> Vec<String> {
+    (0..cluster.brick_count())
+        .map(|i| cluster.brick_addr(i).to_string())
+        .collect()
+}
+
+fn create(cluster: &TestCluster, store: &str) {
+    let a = addrs(cluster);
+    let mut args = vec!["volume", "create", VOLUME, "replica", "3"];
+    args.extend(a.iter().map(String::as_str));
+    ok(brickfs(cluster, store, &args), "volume create");
+}
+
+/// Every file under `dir` with its content: a store must not change on
+/// refused commands.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n != "lock") {
+                out.push((
+                    p.display().to_string(),
+                    std::fs::read(&p).unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// brickfs-mount with the store, expected to fail: its message.
+fn mount_fails(cluster: &TestCluster, store: &str) -> String {
+    let mnt = cluster.root().join("never-mounted");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let out = Command::new(&cluster.binaries().mount)
+        .args(["--store", store, VOLUME])
+        .arg(&mnt)
+        .output()
+        .expect("running brickfs-mount");
+    assert!(
+        !out.status.success(),
+        "mounted a volume that is not started"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_volume_in_the_file_store_is_created_started_and_mounted_by_name() {
+    let cluster = TestCluster::start(3);
+    let store = format!("file://{}", cluster.root().join("store").display());
+    create(&cluster, &store);
+    let msg = mount_fails(&cluster, &store);
+    assert!(msg.contains("start it first"), "{msg}");
+    ok(
+        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
+        "volume start",
+    );
+    ok(
+        brickfs(
+            &cluster,
+            &store,
+            &["volume", "set", VOLUME, "network.op-timeout", "3"],
+        ),
+        "volume set",
+    );
+    let info = ok(
+        brickfs(&cluster, &store, &["volume", "info", VOLUME]),
+        "info",
+    );
+    assert!(
+        info.contains("Started") && info.contains("1 x 3 = 3"),
+        "{info}"
+    );
+    assert!(info.contains("network.op-timeout"), "{info}");
+    let list = ok(brickfs(&cluster, &store, &["volume", "list"]), "list");
+    assert!(list.lines().any(|l| l.trim() == VOLUME), "{list}");
+
+    let m = cluster.mount_from_store(&store, VOLUME);
+    std::fs::write(m.join("by-name"), b"mounted by name").unwrap();
+    assert_eq!(
+        std::fs::read(m.join("by-name")).unwrap(),
+        b"mounted by name"
+    );
+    cluster.assert_replicas_identical(Duration::from_secs(10));
+    // The heal CLI finds the volume in the same store.
+    let heal = ok(
+        brickfs(&cluster, &store, &["volume", "heal", VOLUME, "info"]),
+        "heal info",
+    );
+    assert_eq!(heal.matches("Number of entries: 0").count(), 3, "{heal}");
+}
+
+#[test]
+fn bad_input_leaves_the_store_unchanged() {
+    let cluster = TestCluster::start(3);
+    let dir = cluster.root().join("store");
+    let store = format!("file://{}", dir.display());
+    create(&cluster, &store);
+    let before = snapshot(&dir);
+    let a = addrs(&cluster);
+    let (b0, b1, b2) = (a[0].as_str(), a[1].as_str(), a[2].as_str());
+    let refused: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["volume", "create", VOLUME, "replica", "3", b0, b1, b2],
+            "exists",
+        ),
+        (
+            vec!["volume", "create", "dup", "replica", "3", b0, b0, b1],
+            "twice",
+        ),
+        (
+            vec!["volume", "create", "two", "replica", "2", b0, b1],
+            "replica",
+        ),
+        (
+            vec!["volume", "create", "four", "replica", "3", b0, b1, b2, b0],
+            "brick",
+        ),
+        (
+            vec!["volume", "create", "other", "replica", "3", b0, b1, b2],
+            "volume",
+        ),
+        (vec!["volume", "info", "nope"], "nope"),
+        (
+            vec!["volume", "set", VOLUME, "no.such-option", "1"],
+            "option",
+        ),
+        (vec!["volume", "start", "nope"], "nope"),
+    ];
+    for (args, says) in refused {
+        let r = brickfs(&cluster, &store, &args);
+        assert!(!r.ok, "{args:?} succeeded:\n{}", r.out);
+        assert!(
+            r.err.to_lowercase().contains(says),
+            "{args:?}: error does not mention {says:?}: {}",
+            r.err
+        );
+        assert_eq!(snapshot(&dir), before, "{args:?} changed the store");
+    }
+    let unreachable = brickfs(&cluster, "etcd://127.0.0.1:1", &["volume", "list"]);
+    assert!(
+        !unreachable.ok && unreachable.err.contains("unreachable"),
+        "{}",
+        unreachable.err
+    );
+}
+
+#[test]
+fn a_wiped_brick_is_refused_by_its_identity() {
+    let cluster = TestCluster::start(3);
+    let store = format!("file://{}", cluster.root().join("store").display());
+    create(&cluster, &store);
+    ok(
+        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
+        "volume start",
+    );
+    cluster.kill_brick(1);
+    let dir = cluster.brick_dir(1);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    cluster.restart_brick(1);
+
+    // The volume still mounts and writes (2 of 3), but never on the new disk.
+    let m = cluster.mount_from_store(&store, VOLUME);
+    std::fs::write(m.join("after-wipe"), b"x").unwrap();
+    assert!(
+        !dir.join("after-wipe").exists(),
+        "data went to a brick the spec does not name"
+    );
+    let log = std::fs::read_to_string(m.log()).unwrap_or_default();
+    assert!(
+        log.contains("wiped or swapped"),
+        "mount log does not say why:\n{log}"
+    );
+    let status = brickfs(&cluster, &store, &["volume", "start", VOLUME]);
+    assert!(!status.ok, "start accepted a wiped brick: {}", status.out);
+}
+
+#[test]
+fn the_etcd_store_serves_the_same_volumes() {
+    let cluster = TestCluster::start(3);
+    let etcd = Etcd::start(&cluster.root().join("etcd"));
+    let store = etcd.url();
+    create(&cluster, &store);
+    ok(
+        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
+        "volume start",
+    );
+    let info = ok(
+        brickfs(&cluster, &store, &["volume", "info", VOLUME]),
+        "info",
+    );
+    assert!(info.contains("Started"), "{info}");
+    let again = {
+        let a = addrs(&cluster);
+        let mut args = vec!["volume", "create", VOLUME, "replica", "3"];
+        args.extend(a.iter().map(String::as_str));
+        brickfs(&cluster, &store, &args)
+    };
+    assert!(!again.ok && again.err.contains("exists"), "{}", again.err);
+    let m = cluster.mount_from_store(&store, VOLUME);
+    std::fs::write(m.join("via-etcd"), b"etcd").unwrap();
+    assert_eq!(std::fs::read(m.join("via-etcd")).unwrap(), b"etcd");
+}
