@@ -248,6 +248,6 @@ mod tests {
         let e = volume_bricks(Some("s3://bucket"), "dev", &[])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("\"s3\" is not supported"), "{e}");
+        assert!(e.contains("unsupported store URL"), "{e}");
     }
 }
