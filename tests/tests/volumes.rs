@@ -245,3 +245,89 @@ fn the_etcd_store_serves_the_same_volumes() {
     std::fs::write(m.join("via-etcd"), b"etcd").unwrap();
     assert_eq!(std::fs::read(m.join("via-etcd")).unwrap(), b"etcd");
 }
+
+/// A brickd the test starts itself (not one of the cluster's), killed when dropped.
+struct ExtraBrick {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl ExtraBrick {
+    fn start(cluster: &TestCluster, dir: &Path) -> ExtraBrick {
+        use std::io::BufRead;
+        std::fs::create_dir_all(dir).unwrap();
+        let mut child = Command::new(&cluster.binaries().brickd)
+            .arg("--dir")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting brickd");
+        let out = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("LISTENING line");
+        let addr = line
+            .trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("brickd said {line:?}"))
+            .to_string();
+        ExtraBrick { child, addr }
+    }
+}
+
+impl Drop for ExtraBrick {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn replace_brick_refills_a_new_brick_by_heal() {
+    let cluster = TestCluster::start(3);
+    let store = format!("file://{}", cluster.root().join("store").display());
+    create(&cluster, &store);
+    ok(
+        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
+        "volume start",
+    );
+    let m = cluster.mount_from_store(&store, VOLUME);
+    for d in 0..3 {
+        std::fs::create_dir(m.join(format!("d{d}"))).unwrap();
+        for f in 0..20 {
+            std::fs::write(m.join(format!("d{d}/f{f}")), format!("{d}/{f}").repeat(100)).unwrap();
+        }
+    }
+    drop(m);
+    cluster.kill_brick(2);
+    let new_dir = cluster.root().join("new-brick");
+    let new = ExtraBrick::start(&cluster, &new_dir);
+    let old = cluster.brick_addr(2).to_string();
+    let out = ok(
+        brickfs(
+            &cluster,
+            &store,
+            &["volume", "replace-brick", VOLUME, &old, &new.addr],
+        ),
+        "replace-brick",
+    );
+    assert!(out.contains("0 entries left"), "{out}");
+    assert_eq!(
+        tests::tree::digest(&new_dir),
+        cluster.tree_digest(0),
+        "the new brick does not hold the volume"
+    );
+    // Clients mounted from the new spec use the new brick.
+    let m = cluster.mount_from_store(&store, VOLUME);
+    std::fs::write(m.join("after"), b"after").unwrap();
+    assert_eq!(std::fs::read(new_dir.join("after")).unwrap(), b"after");
+    let again = brickfs(
+        &cluster,
+        &store,
+        &["volume", "replace-brick", VOLUME, &old, &new.addr],
+    );
+    assert!(!again.ok, "replaced a brick the volume no longer has");
+}

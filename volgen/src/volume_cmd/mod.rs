@@ -74,6 +74,18 @@ enum VolumeCmd {
     Set(SetArgs),
     /// Print the client graph of a volume (the layers a mount runs), volfile style.
     Graph(NameArg),
+    /// Put a new (empty) brick in place of one of a volume's bricks and
+    /// refill it by heal.
+    #[command(
+        long_about = "Put a new brick in place of one of a volume's bricks (a dead \
+        disk, a machine that is gone) and refill it by heal.\n\n\
+        NEW must be a running brickd in no volume of the store. The spec names NEW (and its \
+        UUID) instead of OLD; the other bricks of its replica set are told to blame it for \
+        the whole namespace, and a full heal copies everything to it, while clients keep \
+        working. Mounts started before keep using the bricks they had (2 of 3 of the set \
+        here) until they are mounted again; heald is restarted by whoever runs it."
+    )]
+    ReplaceBrick(ReplaceArgs),
     #[command(flatten)]
     Heal(heal_cmd::VolumeCmd),
 }
@@ -85,6 +97,16 @@ struct CreateArgs {
     /// `replica 3` and then the bricks, HOST:PORT each.
     #[arg(required = true, num_args = 1.., value_name = "replica 3 BRICK")]
     words: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplaceArgs {
+    /// Volume name.
+    name: String,
+    /// The brick to replace, HOST:PORT as the volume lists it.
+    old: String,
+    /// The new brick, HOST:PORT.
+    new: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -234,11 +256,57 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>) -> Result<ExitCode> {
                 format!("volume set: {}: success: {} = {v}\n", a.name, a.key)
             }
             VolumeCmd::Graph(a) => client_graph(&ops::load(store, &a.name).await?.spec).render(),
+            VolumeCmd::ReplaceBrick(a) => {
+                let timeout = spec_timeout(store, &a.name).await?;
+                let (spec, i) =
+                    ops::replace_brick(store, &TarpcProber { timeout }, &a.name, &a.old, &a.new)
+                        .await?;
+                println!(
+                    "volume replace-brick: {}: success: brick {} is {} now; refilling it by heal",
+                    spec.name,
+                    i + 1,
+                    a.new
+                );
+                refill(&spec, i, timeout).await?
+            }
             VolumeCmd::Heal(_) => unreachable!("handled above"),
         };
         print!("{out}");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Makes the other bricks blame replaced brick `i` for the whole namespace
+/// and runs a full heal that copies everything to it.
+async fn refill(spec: &VolumeSpec, i: usize, timeout: Duration) -> Result<String> {
+    let bricks = resolve_bricks(spec)?;
+    let config = client::StackConfig {
+        volume: spec.name.clone(),
+        bricks,
+        op_timeout: timeout,
+        ping_interval: Duration::from_secs(1),
+        brick_ids: Some(brick_ids(spec)?),
+    };
+    let healer = client::heal::Healer::connect(config)
+        .await
+        .map_err(|e| Error::Msg(format!("connecting to the bricks of {}: {e}", spec.name)))?;
+    let bit = 1u8.checked_shl(i as u32).unwrap_or(0);
+    healer.blame_root(bit).await;
+    let report = healer
+        .heal_full()
+        .await
+        .map_err(|e| Error::Msg(format!("full heal of {}: {e}", spec.name)))?;
+    let c = report.counts;
+    Ok(format!(
+        "heal of volume {}: {} objects healed, {} entries created, {} bytes copied in {:.2} s; \
+         {} entries left\n",
+        spec.name,
+        c.healed,
+        c.entries_created,
+        c.bytes_copied,
+        report.elapsed.as_secs_f64(),
+        report.left
+    ))
 }
 
 /// How long bricks may take to answer for volume `name` (its
@@ -263,14 +331,12 @@ async fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>> {
 
 /// Volume `name` from the store at `url`: for `volume heal` and others that
 /// need a volume's bricks (`resolve_bricks`, `brick_ids`).
-#[allow(dead_code)] // for `volume heal`, which still reads cluster.json
 pub async fn stored_volume(url: &str, name: &str) -> Result<VolumeSpec> {
     let store = store::open(url).await?;
     Ok(ops::load(store.as_ref(), name).await?.spec)
 }
 
 /// The spec's brick addresses, resolved, in volume order.
-#[allow(dead_code)] // for `volume heal`, which still reads cluster.json
 pub fn resolve_bricks(spec: &VolumeSpec) -> Result<Vec<SocketAddr>> {
     spec.bricks
         .iter()
@@ -279,7 +345,6 @@ pub fn resolve_bricks(spec: &VolumeSpec) -> Result<Vec<SocketAddr>> {
 }
 
 /// The spec's brick UUIDs, in volume order (`client::StackConfig::brick_ids`).
-#[allow(dead_code)] // for `volume heal`, which still reads cluster.json
 pub fn brick_ids(spec: &VolumeSpec) -> Result<Vec<proto::BrickId>> {
     spec.bricks
         .iter()

@@ -388,3 +388,63 @@ pub async fn status<P: Prober>(
         .collect();
     Ok((spec, bricks))
 }
+
+/// `volume replace-brick`: brick `old` of volume `name` (by address) is
+/// replaced by the brick at `new`, which must answer, be in no volume of
+/// the store and serve this one. Returns the new spec and the replaced
+/// brick's position (heal refills it from the others of its set).
+pub async fn replace_brick<P: Prober>(
+    store: &dyn Store,
+    prober: &P,
+    name: &str,
+    old: &str,
+    new: &str,
+) -> Result<(VolumeSpec, usize)> {
+    let Loaded { mut spec, revision } = load(store, name).await?;
+    let i = spec
+        .bricks
+        .iter()
+        .position(|b| addr_key(&b.addr) == addr_key(old))
+        .ok_or_else(|| msg(format!("volume {name} has no brick {old}")))?;
+    volgen::spec::validate_addr(new).map_err(|e| msg(e.0))?;
+    for v in list_volumes(store).await? {
+        if let Some(b) = v.bricks.iter().find(|b| addr_key(&b.addr) == addr_key(new)) {
+            return Err(msg(format!(
+                "brick {new} is already in volume {} (id {})",
+                v.name, b.id
+            )));
+        }
+    }
+    let probed = prober.probe(new, "").await.map_err(|e| {
+        msg(format!(
+            "brick not replaced: {}",
+            probe_error(new, name, &e)
+        ))
+    })?;
+    for v in list_volumes(store).await? {
+        if let Some(b) = v.bricks.iter().find(|b| b.id == probed.id) {
+            return Err(msg(format!(
+                "brick {new} (id {}) is already in volume {} (as {})",
+                probed.id, v.name, b.addr
+            )));
+        }
+    }
+    // Binds the new brick to the volume (or it refuses: another volume's).
+    let bound = prober.probe(new, name).await.map_err(|e| {
+        msg(format!(
+            "brick not replaced: {}",
+            probe_error(new, name, &e)
+        ))
+    })?;
+    if bound.id != probed.id {
+        return Err(msg(format!(
+            "brick {new} changed identity while being asked"
+        )));
+    }
+    spec.bricks[i] = BrickRef {
+        addr: new.to_string(),
+        id: probed.id,
+    };
+    cas_put(store, &spec, revision).await?;
+    Ok((spec, i))
+}
