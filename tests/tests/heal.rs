@@ -471,3 +471,39 @@ fn a_client_heals_what_it_finds_stale_without_the_daemon() {
     // No heal daemon runs: what nobody touched is still stale.
     assert_eq!(fs::read(b0.join("cold")).unwrap(), pattern(1, 256 * 1024));
 }
+
+#[test]
+fn a_big_file_being_written_while_it_heals_ends_identical_everywhere() {
+    let cluster = TestCluster::start(3);
+    let _heald = cluster.start_heald(2);
+    let m = cluster.mount();
+    let size = 16usize << 20;
+    fs::write(m.join("busy"), pattern(1, size)).unwrap();
+    cluster.kill_brick(0);
+    // The whole file changes while brick 0 is away: every chunk needs heal.
+    fs::write(m.join("busy"), pattern(2, size)).unwrap();
+    cluster.restart_brick(0);
+
+    // Meanwhile a client keeps overwriting blocks all over the file; what
+    // it wrote is the model the replicas must end up equal to.
+    let mut model = pattern(2, size);
+    let f = OpenOptions::new().write(true).open(m.join("busy")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    let mut i = 0u64;
+    while std::time::Instant::now() < deadline {
+        let block = (i.wrapping_mul(2_654_435_761) % (size as u64 / 4096)) as usize;
+        let data = pattern(1000 + i, 4096);
+        f.write_all_at(&data, (block * 4096) as u64).unwrap();
+        model[block * 4096..(block + 1) * 4096].copy_from_slice(&data);
+        i += 1;
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    assert_healed(&cluster);
+    for b in 0..3 {
+        assert!(
+            fs::read(cluster.brick_dir(b).join("busy")).unwrap() == model,
+            "brick {b} differs from what the client wrote ({i} overwrites)"
+        );
+    }
+}
