@@ -4,8 +4,10 @@
 //! the self-heal daemon (`brickfs heald`, this executable, log
 //! `D/logs/heald.log`), then the NFS gateway (`brickfs-nfs`, loopback, port
 //! 0, log `D/logs/nfs.log`), mounts the volume with `brickfs-mount` at `M`,
-//! records all of it in `D/cluster.json` (with `"store": "file://D"`, the
-//! store URL for `brickfs --store URL volume heal dev ...`, and `"nfs":
+//! registers volume `dev` (current brick addresses and UUIDs, started) in a
+//! file cluster store in `D/store` (`dev/registry.rs`), records all of it in
+//! `D/cluster.json` (with `"store": "file://D/store"`, the store URL for
+//! `brickfs --store URL volume info|status|heal dev ...`, and `"nfs":
 //! "127.0.0.1:PORT"`, where the gateway serves NFSv3 and MOUNT) and then
 //! only watches: a brick that dies is reported and marked down but never
 //! restarted (tests kill bricks on purpose and restart them with the `cmd`
@@ -27,6 +29,7 @@ mod children;
 mod cluster_file;
 mod heald_child;
 mod nfs_child;
+mod registry;
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -173,6 +176,12 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
         info!(brick = %brick.name, addr = %brick.addr, pid = brick.child.id(), id = %brick.id, "brick up");
         dev.bricks.push(brick);
     }
+    let known: Vec<(String, String)> = dev
+        .bricks
+        .iter()
+        .map(|b| (b.addr.clone(), b.id.clone()))
+        .collect();
+    registry::register(&dev.store_dir(), VOLUME, &known)?;
     dev.start_heald(args.op_timeout, log_level)?;
     dev.start_nfs(&gateway, args.op_timeout, log_level)?;
     dev.start_mount(&mounter, args.op_timeout)?;
@@ -286,9 +295,14 @@ impl Dev {
         self.log_dir.join("nfs.log")
     }
 
+    /// Where the dev volume's spec lives (a file cluster store).
+    fn store_dir(&self) -> PathBuf {
+        self.state_dir.join("store")
+    }
+
     /// The URL `brickfs --store` takes to find this volume.
     fn store_url(&self) -> String {
-        crate::store::file_url(&self.state_dir)
+        crate::store::file_url(&self.store_dir())
     }
 
     fn start_heald(&mut self, op_timeout: Option<f64>, log_level: Option<&str>) -> Result<()> {
