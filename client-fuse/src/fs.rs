@@ -13,7 +13,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use client::{Layer, NewEntry};
 use dashmap::DashMap;
@@ -63,8 +63,7 @@ pub(crate) struct Shared {
     lockers: DashMap<(u64, u64), ()>,
     open_files: OpenFiles,
     no_caps: NoCaps,
-    attr_ttl: Duration,
-    entry_ttl: Duration,
+    ttls: Arc<crate::ttls::Ttls>,
 }
 
 pub(crate) struct BrickFs {
@@ -73,12 +72,7 @@ pub(crate) struct BrickFs {
 }
 
 impl BrickFs {
-    pub(crate) fn new(
-        layer: Arc<dyn Layer>,
-        rt: Handle,
-        attr_ttl: Duration,
-        entry_ttl: Duration,
-    ) -> BrickFs {
+    pub(crate) fn new(layer: Arc<dyn Layer>, rt: Handle, ttls: Arc<crate::ttls::Ttls>) -> BrickFs {
         BrickFs {
             shared: Arc::new(Shared {
                 layer,
@@ -87,8 +81,7 @@ impl BrickFs {
                 lockers: DashMap::new(),
                 open_files: OpenFiles::default(),
                 no_caps: NoCaps::default(),
-                attr_ttl,
-                entry_ttl,
+                ttls,
             }),
             rt,
         }
@@ -203,8 +196,8 @@ impl Shared {
             Ok(attr) => {
                 self.inodes.remember(attr.gfid);
                 reply.entry_with_ttls(
-                    &self.attr_ttl,
-                    &self.entry_ttl,
+                    &self.ttls.attr(),
+                    &self.ttls.entry(),
                     &file_attr(&attr),
                     Generation(0),
                 );
@@ -215,7 +208,7 @@ impl Shared {
 
     fn attr(&self, reply: ReplyAttr, op: &'static str, r: FsResult<Attr>) {
         match r {
-            Ok(attr) => reply.attr(&self.attr_ttl, &file_attr(&attr)),
+            Ok(attr) => reply.attr(&self.ttls.attr(), &file_attr(&attr)),
             Err(e) => fail(reply, op, e),
         }
     }
@@ -742,7 +735,7 @@ impl Filesystem for BrickFs {
         };
         let s = &self.shared;
         // One TTL covers both entry and attributes here; take the stricter.
-        let ttl = s.attr_ttl.min(s.entry_ttl);
+        let ttl = s.ttls.attr().min(s.ttls.entry());
         let dot = dot_attr(ino.0);
         for (next, slot) in slots(&entries, offset) {
             let full = match slot {
@@ -922,7 +915,7 @@ impl Filesystem for BrickFs {
                         // A new file carries no capabilities.
                         s.no_caps.remember(attr.gfid);
                     }
-                    let ttl = s.attr_ttl.min(s.entry_ttl);
+                    let ttl = s.ttls.attr().min(s.ttls.entry());
                     reply.created(
                         &ttl,
                         &file_attr(&attr),

@@ -21,6 +21,7 @@ mod inodes;
 mod mountinfo;
 mod no_caps;
 mod open_files;
+pub mod ttls;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,8 @@ pub struct MountHandle {
     mountpoint: PathBuf,
     /// Device number (`major:minor`) of this mount, from mountinfo.
     dev: Option<String>,
+    /// The cache times the session answers with, changeable live.
+    ttls: Arc<ttls::Ttls>,
 }
 
 /// Mounts `layer` at `mountpoint`. FUSE requests are served by
@@ -110,7 +113,8 @@ pub fn mount(
     };
     config.n_threads = Some(opts.threads.max(1));
 
-    let fs = fs::BrickFs::new(layer, rt, opts.attr_timeout, opts.entry_timeout);
+    let ttls = Arc::new(ttls::Ttls::new(opts.attr_timeout, opts.entry_timeout));
+    let fs = fs::BrickFs::new(layer, rt, ttls.clone());
     // No AutoUnmount: it needs the fusermount helper. Session::new mounts
     // with mount(2) directly when running as root, and the handle below
     // unmounts on drop and on signals.
@@ -123,10 +127,17 @@ pub fn mount(
         session: Some(session),
         mountpoint: canonical,
         dev,
+        ttls,
     })
 }
 
 impl MountHandle {
+    /// The attribute and entry cache times the session answers with; a
+    /// change applies from the next reply on.
+    pub fn ttls(&self) -> Arc<ttls::Ttls> {
+        self.ttls.clone()
+    }
+
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
     }

@@ -2,6 +2,8 @@
 //! and serves it until SIGINT/SIGTERM/SIGHUP or an external unmount, then
 //! unmounts cleanly. Exit 0 after a clean unmount, 1 on any failure.
 
+mod follow;
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,6 +89,10 @@ struct Args {
 
     #[arg(skip)]
     brick_ids: Option<Vec<proto::BrickId>>,
+
+    /// The plan the store gave, for following its changes.
+    #[arg(skip)]
+    plan: Option<volgen::plan::ClientPlan>,
 }
 
 /// Fills bricks, volume and timeouts from the store's spec when `--store`
@@ -108,13 +114,14 @@ fn resolve(mut args: Args) -> Result<Args, String> {
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     let (plan, addrs) = rt.block_on(volgen::plan::fetch(&url, &volume))?;
-    args.volume = plan.volume;
+    args.volume = plan.volume.clone();
     args.bricks = addrs;
-    args.brick_ids = Some(plan.brick_ids);
+    args.brick_ids = Some(plan.brick_ids.clone());
     args.attr_timeout = plan.attr_timeout;
     args.entry_timeout = plan.entry_timeout;
     args.op_timeout = plan.op_timeout;
     args.mountpoint = mountpoint;
+    args.plan = Some(plan);
     Ok(args)
 }
 
@@ -237,8 +244,8 @@ fn run(args: Args) -> Result<(), String> {
         threads: usize::from(args.threads),
         allow_other: true,
     };
-    let handle =
-        client_fuse::mount(layer, rt.handle().clone(), &args.mountpoint, &opts).map_err(|e| {
+    let handle = client_fuse::mount(layer.clone(), rt.handle().clone(), &args.mountpoint, &opts)
+        .map_err(|e| {
             format!(
                 "cannot mount volume {} at {}: {e}",
                 args.volume,
@@ -250,6 +257,15 @@ fn run(args: Args) -> Result<(), String> {
         args.volume,
         handle.mountpoint().display()
     );
+    if let (Some(url), Some(plan)) = (args.store.clone(), args.plan.clone()) {
+        rt.spawn(follow::run(
+            url,
+            args.volume.clone(),
+            plan,
+            layer,
+            handle.ttls(),
+        ));
+    }
 
     let why = rt.block_on(stop.wait(&handle));
     info!(reason = why, "unmounting {}", handle.mountpoint().display());

@@ -23,6 +23,13 @@ pub struct NewEntry {
 
 #[async_trait]
 pub trait Layer: Send + Sync + 'static {
+    /// A new deadline for one operation on one brick, applied from the next
+    /// operation on (the volume's `network.op-timeout` changed). Layers that
+    /// talk to no brick pass it down or ignore it.
+    fn set_op_timeout(&self, timeout: std::time::Duration) {
+        let _ = timeout;
+    }
+
     async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr>;
     async fn getattr(&self, gfid: Gfid) -> FsResult<Attr>;
     /// Returns the exact attributes after the change.

@@ -28,7 +28,9 @@ pub struct BrickConn {
     pub addr: SocketAddr,
     volume: String,
     client_id: ClientId,
-    op_timeout: Duration,
+    /// Deadline of one operation, in microseconds (changed live when the
+    /// volume's `network.op-timeout` option changes).
+    op_timeout_us: AtomicU64,
     ping_interval: Duration,
     client: RwLock<Option<BrickClient>>,
     /// The bulk data connection (reads, writes) beside the RPC one.
@@ -67,7 +69,7 @@ impl BrickConn {
             addr,
             volume,
             client_id,
-            op_timeout,
+            op_timeout_us: AtomicU64::new(op_timeout.as_micros().min(u128::from(u64::MAX)) as u64),
             ping_interval,
             client: RwLock::new(None),
             data: RwLock::new(None),
@@ -81,6 +83,15 @@ impl BrickConn {
             trouble: Notify::new(),
             came_up: Notify::new(),
         })
+    }
+
+    pub fn op_timeout(&self) -> Duration {
+        Duration::from_micros(self.op_timeout_us.load(Ordering::Relaxed))
+    }
+
+    pub fn set_op_timeout(&self, t: Duration) {
+        let us = t.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.op_timeout_us.store(us, Ordering::Relaxed);
     }
 
     /// Refuse the brick unless it answers with this identity.
@@ -146,7 +157,7 @@ impl BrickConn {
     pub async fn connect_once(self: &Arc<Self>) -> FsResult<()> {
         let mut connect = tarpc::serde_transport::tcp::connect(self.addr, Bincode::default);
         connect.config_mut().max_frame_length(proto::MAX_FRAME);
-        let transport = tokio::time::timeout(self.op_timeout, connect)
+        let transport = tokio::time::timeout(self.op_timeout(), connect)
             .await
             .map_err(|_| FsError::Timeout(self.addr.to_string()))?
             .map_err(|e| FsError::BrickDown(format!("{}: {e}", self.addr)))?;
@@ -157,7 +168,7 @@ impl BrickConn {
         let client = BrickClient::new(config, transport).spawn();
         let info = client
             .hello(
-                self.deadline(self.op_timeout),
+                self.deadline(self.op_timeout()),
                 self.client_id,
                 self.volume.clone(),
             )
@@ -183,7 +194,7 @@ impl BrickConn {
             *id = Some(info.id);
         }
         let pong = client
-            .ping(self.deadline(self.op_timeout))
+            .ping(self.deadline(self.op_timeout()))
             .await
             .map_err(|e| self.rpc_error(e))?;
         self.note_pong(pong);
@@ -198,8 +209,13 @@ impl BrickConn {
                 }
             }
         };
-        let data =
-            DataConn::connect(self.addr, info.session, self.op_timeout, Box::new(on_close)).await?;
+        let data = DataConn::connect(
+            self.addr,
+            info.session,
+            self.op_timeout(),
+            Box::new(on_close),
+        )
+        .await?;
         if let Ok(mut slot) = self.data.write() {
             *slot = Some(data);
         }
@@ -255,7 +271,7 @@ impl BrickConn {
         F: FnOnce(BrickClient, Context) -> Fut,
         Fut: std::future::Future<Output = Result<FsResult<T>, RpcError>>,
     {
-        self.call_with_timeout(self.op_timeout, f).await
+        self.call_with_timeout(self.op_timeout(), f).await
     }
 
     pub async fn call_with_timeout<T, F, Fut>(&self, timeout: Duration, f: F) -> FsResult<T>
@@ -300,7 +316,7 @@ impl BrickConn {
             }
             None => return Err(FsError::BrickDown(self.addr.to_string())),
         };
-        match tokio::time::timeout(self.op_timeout, conn.call(header, payload)).await {
+        match tokio::time::timeout(self.op_timeout(), conn.call(header, payload)).await {
             Ok(Ok((data::STATUS_OK, body))) => Ok(body),
             Ok(Ok((_, body))) => Err(data::decode_value::<FsError>(&body)?),
             Ok(Err(e)) => {
@@ -365,7 +381,7 @@ impl BrickConn {
                 _ = tokio::time::sleep(self.ping_interval) => {}
                 _ = self.trouble.notified() => continue,
             }
-            let ping_timeout = self.op_timeout.min(Duration::from_secs(5));
+            let ping_timeout = self.op_timeout().min(Duration::from_secs(5));
             let res = self
                 .call_with_timeout(
                     ping_timeout,

@@ -331,3 +331,60 @@ fn replace_brick_refills_a_new_brick_by_heal() {
     );
     assert!(!again.ok, "replaced a brick the volume no longer has");
 }
+
+#[test]
+fn option_changes_reach_a_mount_while_it_writes() {
+    let cluster = TestCluster::start(3);
+    let store = format!("file://{}", cluster.root().join("store").display());
+    create(&cluster, &store);
+    ok(
+        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
+        "volume start",
+    );
+    let m = cluster.mount_from_store(&store, VOLUME);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let root = m.path().to_path_buf();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::write(root.join(format!("w{n}")), n.to_le_bytes())
+                    .unwrap_or_else(|e| panic!("write {n} failed during the option change: {e}"));
+                n += 1;
+            }
+            n
+        })
+    };
+    ok(
+        brickfs(
+            &cluster,
+            &store,
+            &["volume", "set", VOLUME, "network.op-timeout", "3"],
+        ),
+        "set op-timeout",
+    );
+    ok(
+        brickfs(
+            &cluster,
+            &store,
+            &["volume", "set", VOLUME, "performance.attr-timeout", "0"],
+        ),
+        "set attr-timeout",
+    );
+    let applied = tests::wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(m.log()).is_ok_and(|l| {
+            l.contains("volume option changed: network.op-timeout")
+                && l.contains("attribute and entry cache times")
+        })
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().expect("writer");
+    assert!(
+        applied,
+        "the mount did not apply the new options:\n{}",
+        std::fs::read_to_string(m.log()).unwrap_or_default()
+    );
+    assert!(written > 0);
+    cluster.assert_replicas_identical(Duration::from_secs(10));
+}

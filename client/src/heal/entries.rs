@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
-use proto::{Attr, EntryFix, FileKind, FsError, FsResult, Gfid, Name, NewObject};
+use proto::{Attr, EntryFix, FileKind, FsError, FsResult, Gfid, Name, NewObject, PendingKind};
 
 use super::lock::HealLock;
 use super::object::{Forced, Outcome, StepResult, Survey};
@@ -292,6 +292,23 @@ impl Healer {
             lock: false,
         };
         let n = name.clone();
+        // Until it is filled, the new copy must not look like a good one:
+        // the source blames it first, so a client that looks at the
+        // replicas meanwhile reads elsewhere (heal clears the blame with
+        // the rest once the copy is done).
+        let kinds: &[PendingKind] = match attr.kind {
+            FileKind::File => &[PendingKind::Data, PendingKind::Metadata],
+            FileKind::Dir => &[PendingKind::Entry, PendingKind::Metadata],
+            _ => &[PendingKind::Metadata],
+        };
+        for kind in kinds {
+            let kind = *kind;
+            self.bricks[source]
+                .call(
+                    |c, ctx| async move { c.mark_pending(ctx, gfid, vec![sink as u8], kind).await },
+                )
+                .await?;
+        }
         b.call(|c, ctx| async move { c.heal_entry(ctx, dir, n, EntryFix::Create(new)).await })
             .await?;
         self.stats.entries_created.fetch_add(1, Ordering::Relaxed);

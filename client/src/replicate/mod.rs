@@ -106,6 +106,13 @@ impl Replicate {
         }
     }
 
+    /// The per-operation deadline now (the volume's option may change it).
+    fn op_timeout(&self) -> Duration {
+        self.bricks
+            .first()
+            .map_or(self.op_timeout, |b| b.op_timeout())
+    }
+
     fn all_mask(&self) -> Mask {
         ((1u16 << self.bricks.len().min(8)) - 1) as Mask
     }
@@ -313,6 +320,12 @@ impl Replicate {
 
 #[async_trait]
 impl Layer for Replicate {
+    fn set_op_timeout(&self, timeout: Duration) {
+        for b in &self.bricks {
+            b.set_op_timeout(timeout);
+        }
+    }
+
     async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
         self.lookup_all(parent, name).await
     }
@@ -463,7 +476,7 @@ impl Layer for Replicate {
 
     async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
         self.require_quorum()?;
-        let timeout = self.op_timeout * 3;
+        let timeout = self.op_timeout() * 3;
         let answers = fan_out(&self.bricks, self.up_mask(), |b| async move {
             b.call_with_timeout(timeout, |c, ctx| async move {
                 c.fsync(ctx, gfid, datasync).await

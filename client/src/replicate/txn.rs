@@ -301,7 +301,7 @@ impl Replicate {
     /// Blocking attempts one brick at a time in brick order: whoever gets
     /// brick 0 first gets them all, so contenders cannot deadlock.
     async fn acquire_serially(&self, locked: &mut Locked<'_>, up: Mask) -> bool {
-        let wait_ms = (self.op_timeout / 2)
+        let wait_ms = (self.op_timeout() / 2)
             .min(Duration::from_secs(1))
             .as_millis() as u32;
         for i in indices(up) {
