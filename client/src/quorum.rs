@@ -27,6 +27,20 @@ pub fn indices(m: Mask) -> impl Iterator<Item = usize> {
     (0..8).filter(move |i| m & bit(*i) != 0)
 }
 
+/// Every position of a replica set of `n` bricks.
+pub fn all_of(n: usize) -> Mask {
+    ((1u16 << n.min(8)) - 1) as Mask
+}
+
+/// The bricks for which `pred` holds.
+pub fn mask_where(bricks: &[Arc<BrickConn>], pred: impl Fn(&BrickConn) -> bool) -> Mask {
+    bricks
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| pred(b))
+        .fold(0, |m, (i, _)| m | bit(i))
+}
+
 /// Calls `f` on every brick in `mask` concurrently; answers in brick order.
 pub async fn fan_out<T, F, Fut>(
     bricks: &[Arc<BrickConn>],

@@ -37,7 +37,7 @@ pub use on_access::HealOnAccess;
 pub use roles::Roles;
 
 use crate::protocol::BrickConn;
-use crate::quorum::{bit, count, Mask};
+use crate::quorum::{count, Mask};
 
 /// Objects healed at once by one healer.
 const WORKERS: usize = 16;
@@ -149,15 +149,11 @@ impl Healer {
     }
 
     fn up_mask(&self) -> Mask {
-        self.bricks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_up())
-            .fold(0, |m, (i, _)| m | bit(i))
+        crate::quorum::mask_where(&self.bricks, BrickConn::is_up)
     }
 
     fn all_mask(&self) -> Mask {
-        ((1u16 << self.bricks.len().min(8)) - 1) as Mask
+        crate::quorum::all_of(self.bricks.len())
     }
 
     /// Entries waiting for heal over all bricks that are up, as of their
@@ -362,12 +358,7 @@ impl Healer {
     /// Bricks that came back with a new identity since this healer
     /// connected to them.
     fn replaced_bricks(&self) -> Option<Mask> {
-        let changed = self
-            .bricks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_up() && b.is_replaced())
-            .fold(0, |m, (i, _)| m | bit(i));
+        let changed = crate::quorum::mask_where(&self.bricks, |b| b.is_up() && b.is_replaced());
         (changed != 0).then_some(changed)
     }
 

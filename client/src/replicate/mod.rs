@@ -23,7 +23,7 @@ use tracing::debug;
 
 use crate::layer::{Layer, NewEntry};
 use crate::protocol::BrickConn;
-use crate::quorum::{bit, count, fan_out, Mask, Tally};
+use crate::quorum::{count, fan_out, Mask, Tally};
 use inodes::Inodes;
 use txn::ListingChange;
 
@@ -82,12 +82,7 @@ impl Replicate {
     /// others blame it for the root's entries, so every client fans out
     /// and reads elsewhere, and heal crawls it full from the root.
     async fn blame_replaced(&self) {
-        let replaced = self
-            .bricks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_replaced() && b.is_up())
-            .fold(0, |m, (i, _)| m | bit(i));
+        let replaced = crate::quorum::mask_where(&self.bricks, |b| b.is_replaced() && b.is_up());
         if replaced == 0 {
             return;
         }
@@ -114,24 +109,16 @@ impl Replicate {
     }
 
     fn all_mask(&self) -> Mask {
-        ((1u16 << self.bricks.len().min(8)) - 1) as Mask
+        crate::quorum::all_of(self.bricks.len())
     }
 
     fn up_mask(&self) -> Mask {
-        self.bricks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_up())
-            .fold(0, |m, (i, _)| m | bit(i))
+        crate::quorum::mask_where(&self.bricks, BrickConn::is_up)
     }
 
     /// Bricks that came back empty and are not blamed yet: never read.
     fn replaced_mask(&self) -> Mask {
-        self.bricks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_replaced())
-            .fold(0, |m, (i, _)| m | bit(i))
+        crate::quorum::mask_where(&self.bricks, BrickConn::is_replaced)
     }
 
     fn require_quorum(&self) -> FsResult<()> {
