@@ -74,6 +74,21 @@ pub enum Outcome {
     SystemErr,
 }
 
+impl Outcome {
+    /// A result encoded for the reply; an encoding failure (a bug, not
+    /// input) answers SYSTEM_ERR.
+    pub fn encode(result: &impl nfs3_types::xdr_codec::Pack) -> Outcome {
+        let mut out = Vec::with_capacity(result.packed_size());
+        match result.pack(&mut out) {
+            Ok(_) => Outcome::Reply(out),
+            Err(e) => {
+                tracing::error!("cannot encode a reply: {e}");
+                Outcome::SystemErr
+            }
+        }
+    }
+}
+
 /// State shared by every connection of one gateway.
 pub struct Gateway {
     pub layer: Arc<dyn client::Layer>,

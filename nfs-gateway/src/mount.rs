@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use nfs3_types::mount::{self as m, mountstat3, MOUNT_PROGRAM};
 use nfs3_types::nfs3::nfsstat3;
-use nfs3_types::xdr_codec::{List, Opaque, Pack};
+use nfs3_types::xdr_codec::{List, Opaque};
 use proto::{Attr, FileKind, FsError, FsResult, Gfid, Name};
 use tracing::info;
 
@@ -24,7 +24,7 @@ pub async fn handle_mount(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]
     match proc_ {
         MOUNT_PROGRAM::MOUNTPROC3_NULL => Outcome::Reply(Vec::new()),
         MOUNT_PROGRAM::MOUNTPROC3_MNT => mnt(gw, caller, args).await,
-        MOUNT_PROGRAM::MOUNTPROC3_DUMP => encode(&m::mountlist::default()),
+        MOUNT_PROGRAM::MOUNTPROC3_DUMP => Outcome::encode(&m::mountlist::default()),
         MOUNT_PROGRAM::MOUNTPROC3_UMNT => {
             let Some(path) = dirpath(args) else {
                 return Outcome::GarbageArgs;
@@ -36,7 +36,9 @@ pub async fn handle_mount(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]
             info!(peer = %caller.peer, "UMNTALL");
             Outcome::Reply(Vec::new())
         }
-        MOUNT_PROGRAM::MOUNTPROC3_EXPORT => encode(&export_list(&gw.exports, caller.peer.ip())),
+        MOUNT_PROGRAM::MOUNTPROC3_EXPORT => {
+            Outcome::encode(&export_list(&gw.exports, caller.peer.ip()))
+        }
     }
 }
 
@@ -69,7 +71,7 @@ async fn mnt(gw: &Gateway, caller: &Caller, args: &[u8]) -> Outcome {
             m::mountres3::Err(stat)
         }
     };
-    encode(&res)
+    Outcome::encode(&res)
 }
 
 /// The export index and the gfid of the directory `path` names.
@@ -154,14 +156,6 @@ fn export_list(exports: &Exports, client: IpAddr) -> m::exports<'static, 'static
     )
 }
 
-fn encode(v: &impl Pack) -> Outcome {
-    let mut out = Vec::with_capacity(v.packed_size());
-    match v.pack(&mut out) {
-        Ok(_) => Outcome::Reply(out),
-        Err(_) => Outcome::SystemErr,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,7 +230,9 @@ mod tests {
         let e = Exports::parse("gv0", &["/gv0/pvc,ro,allow=10.0.0.0/8+192.168.1.7".into()])
             .expect("exports");
         let listed = |client: &str| {
-            let Outcome::Reply(body) = encode(&export_list(&e, client.parse().expect("ip"))) else {
+            let Outcome::Reply(body) =
+                Outcome::encode(&export_list(&e, client.parse().expect("ip")))
+            else {
                 panic!("no reply");
             };
             let (list, _) = m::exports::unpack(&mut &body[..]).expect("decodes");

@@ -136,17 +136,6 @@ fn decode<T: Unpack>(args: &[u8]) -> Option<T> {
     T::unpack(&mut Cursor::new(args)).ok().map(|(v, _)| v)
 }
 
-fn encode<T: Pack>(res: &T) -> Outcome {
-    let mut out = Vec::with_capacity(res.packed_size());
-    match res.pack(&mut out) {
-        Ok(_) => Outcome::Reply(out),
-        Err(e) => {
-            tracing::error!("cannot encode an NFS reply: {e}");
-            Outcome::SystemErr
-        }
-    }
-}
-
 macro_rules! args {
     ($t:ty, $args:expr) => {
         match decode::<$t>($args) {
@@ -178,28 +167,28 @@ pub async fn handle_nfs(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]) 
 async fn dispatch(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]) -> Outcome {
     let c = Call { gw, caller };
     match proc_ {
-        0 => encode(&Void),
-        1 => encode(&c.getattr(args!(GETATTR3args, args)).await),
-        2 => encode(&c.setattr(args!(SETATTR3args, args)).await),
-        3 => encode(&c.lookup(args!(LOOKUP3args<'static>, args)).await),
-        4 => encode(&c.access(args!(ACCESS3args, args)).await),
-        5 => encode(&c.readlink(args!(READLINK3args, args)).await),
-        6 => encode(&c.read(args!(READ3args, args)).await),
-        7 => encode(&c.write(args!(WRITE3args<'static>, args)).await),
-        8 => encode(&c.create(args!(CREATE3args<'static>, args)).await),
-        9 => encode(&c.mkdir(args!(MKDIR3args<'static>, args)).await),
-        10 => encode(&c.symlink(args!(SYMLINK3args<'static>, args)).await),
-        11 => encode(&c.mknod(args!(MKNOD3args<'static>, args)).await),
-        12 => encode(&c.remove(args!(REMOVE3args<'static>, args)).await),
-        13 => encode(&c.rmdir(args!(RMDIR3args<'static>, args)).await),
-        14 => encode(&c.rename(args!(RENAME3args<'static, 'static>, args)).await),
-        15 => encode(&c.link(args!(LINK3args<'static>, args)).await),
-        16 => encode(&c.readdir(args!(READDIR3args, args)).await),
-        17 => encode(&c.readdirplus(args!(READDIRPLUS3args, args)).await),
-        18 => encode(&c.fsstat(args!(FSSTAT3args, args)).await),
-        19 => encode(&c.fsinfo(args!(FSINFO3args, args)).await),
-        20 => encode(&c.pathconf(args!(PATHCONF3args, args)).await),
-        21 => encode(&c.commit(args!(COMMIT3args, args)).await),
+        0 => Outcome::encode(&Void),
+        1 => Outcome::encode(&c.getattr(args!(GETATTR3args, args)).await),
+        2 => Outcome::encode(&c.setattr(args!(SETATTR3args, args)).await),
+        3 => Outcome::encode(&c.lookup(args!(LOOKUP3args<'static>, args)).await),
+        4 => Outcome::encode(&c.access(args!(ACCESS3args, args)).await),
+        5 => Outcome::encode(&c.readlink(args!(READLINK3args, args)).await),
+        6 => Outcome::encode(&c.read(args!(READ3args, args)).await),
+        7 => Outcome::encode(&c.write(args!(WRITE3args<'static>, args)).await),
+        8 => Outcome::encode(&c.create(args!(CREATE3args<'static>, args)).await),
+        9 => Outcome::encode(&c.mkdir(args!(MKDIR3args<'static>, args)).await),
+        10 => Outcome::encode(&c.symlink(args!(SYMLINK3args<'static>, args)).await),
+        11 => Outcome::encode(&c.mknod(args!(MKNOD3args<'static>, args)).await),
+        12 => Outcome::encode(&c.remove(args!(REMOVE3args<'static>, args)).await),
+        13 => Outcome::encode(&c.rmdir(args!(RMDIR3args<'static>, args)).await),
+        14 => Outcome::encode(&c.rename(args!(RENAME3args<'static, 'static>, args)).await),
+        15 => Outcome::encode(&c.link(args!(LINK3args<'static>, args)).await),
+        16 => Outcome::encode(&c.readdir(args!(READDIR3args, args)).await),
+        17 => Outcome::encode(&c.readdirplus(args!(READDIRPLUS3args, args)).await),
+        18 => Outcome::encode(&c.fsstat(args!(FSSTAT3args, args)).await),
+        19 => Outcome::encode(&c.fsinfo(args!(FSINFO3args, args)).await),
+        20 => Outcome::encode(&c.pathconf(args!(PATHCONF3args, args)).await),
+        21 => Outcome::encode(&c.commit(args!(COMMIT3args, args)).await),
         _ => Outcome::ProcUnavail,
     }
 }
@@ -397,8 +386,19 @@ impl Call<'_> {
     }
 
     async fn write(&self, a: WRITE3args<'static>) -> WRITE3res {
+        let WRITE3args {
+            file,
+            offset,
+            count,
+            stable,
+            data,
+        } = a;
+        // The payload the decoder read is handed on as it is: no copy.
+        let mut data = data.into_owned();
+        data.truncate(count as usize);
+        let count = data.len() as u32;
         let r: Res<(Attr, stable_how)> = async {
-            let o = self.open_writable(&a.file)?;
+            let o = self.open_writable(&file)?;
             let attr = self.attr(o.h.gfid).await?;
             if attr.kind != FileKind::File {
                 return Err(nfsstat3::NFS3ERR_INVAL);
@@ -406,21 +406,19 @@ impl Call<'_> {
             if !access::may_data(&attr, &o.caller, WRITE) {
                 return Err(nfsstat3::NFS3ERR_ACCES);
             }
-            let data: &[u8] = a.data.as_ref();
-            let n = (a.count as usize).min(data.len());
-            if n > IO_MAX as usize {
+            if count > IO_MAX {
                 return Err(nfsstat3::NFS3ERR_INVAL);
             }
             let after = self
                 .gw
                 .layer
-                .write(o.h.gfid, a.offset, data[..n].to_vec())
+                .write(o.h.gfid, offset, data)
                 .await
                 .map_err(|e| fail(&e))?;
             // Acknowledged by a quorum of bricks; on stable storage only
             // after an fsync, which DATA_SYNC/FILE_SYNC ask for now and
             // UNSTABLE writes get from COMMIT.
-            let committed = match a.stable {
+            let committed = match stable {
                 stable_how::UNSTABLE => stable_how::UNSTABLE,
                 how => {
                     self.gw
@@ -435,7 +433,6 @@ impl Call<'_> {
             Ok((after, committed))
         }
         .await;
-        let count = a.count.min(a.data.len() as u32);
         match r {
             Ok((after, committed)) => Nfs3Result::Ok(WRITE3resok {
                 file_wcc: wcc_after(Some(&after), self.fsid()),

@@ -3,7 +3,7 @@
 //! and every program we serve answers on that same port, over TCP only.
 
 use nfs3_types::portmap::{mapping, pmaplist, IPPROTO_TCP, PMAP_PROG};
-use nfs3_types::xdr_codec::{List, Pack};
+use nfs3_types::xdr_codec::List;
 
 use crate::rpc::XdrReader;
 use crate::Outcome;
@@ -49,7 +49,7 @@ pub fn handle_portmap(port: u16, proc_: u32, args: &[u8]) -> Outcome {
                     })
                     .collect(),
             );
-            encode(&list)
+            Outcome::encode(&list)
         }
         // Registration belongs to the host's rpcbind, not to us: refused
         // (a boolean FALSE), as rpcbind refuses other owners' entries.
@@ -58,14 +58,6 @@ pub fn handle_portmap(port: u16, proc_: u32, args: &[u8]) -> Outcome {
         }
         // Forwarding calls to other programs is an amplifier nobody needs.
         PMAP_PROG::PMAPPROC_CALLIT => Outcome::ProcUnavail,
-    }
-}
-
-fn encode(v: &impl Pack) -> Outcome {
-    let mut out = Vec::with_capacity(v.packed_size());
-    match v.pack(&mut out) {
-        Ok(_) => Outcome::Reply(out),
-        Err(_) => Outcome::SystemErr,
     }
 }
 
