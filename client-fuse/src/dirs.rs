@@ -59,26 +59,12 @@ pub(crate) fn slots(entries: &[DirEntry], offset: u64) -> impl Iterator<Item = (
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::{Attr, FileKind, Gfid, Name, Timespec};
+    use proto::{Attr, FileKind, Gfid, Name};
 
     fn entry(name: &str) -> DirEntry {
         DirEntry {
             name: Name::from(name),
-            attr: Attr {
-                gfid: Gfid::random(),
-                kind: FileKind::File,
-                perm: 0o644,
-                nlink: 1,
-                uid: 0,
-                gid: 0,
-                size: 0,
-                blocks: 0,
-                blksize: 4096,
-                rdev: 0,
-                atime: Timespec::default(),
-                mtime: Timespec::default(),
-                ctime: Timespec::default(),
-            },
+            attr: Attr::bare(Gfid::random(), FileKind::File, 0o644),
         }
     }
 

@@ -106,23 +106,12 @@ impl AccessCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::Timespec;
 
     fn attr(perm: u32, uid: u32, gid: u32, kind: FileKind) -> Attr {
         Attr {
-            gfid: Gfid::random(),
-            kind,
-            perm,
-            nlink: 1,
             uid,
             gid,
-            size: 0,
-            blocks: 0,
-            blksize: 4096,
-            rdev: 0,
-            atime: Timespec::default(),
-            mtime: Timespec::default(),
-            ctime: Timespec::default(),
+            ..Attr::bare(Gfid::random(), kind, perm)
         }
     }
 

@@ -160,23 +160,11 @@ fn export_list(exports: &Exports, client: IpAddr) -> m::exports<'static, 'static
 mod tests {
     use super::*;
     use nfs3_types::xdr_codec::Unpack;
-    use proto::Timespec;
 
     fn attr(gfid: Gfid, kind: FileKind) -> Attr {
         Attr {
-            gfid,
-            kind,
-            perm: 0o755,
             nlink: 2,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            blocks: 0,
-            blksize: 4096,
-            rdev: 0,
-            atime: Timespec::default(),
-            mtime: Timespec::default(),
-            ctime: Timespec::default(),
+            ..Attr::bare(gfid, kind, 0o755)
         }
     }
 

@@ -204,6 +204,29 @@ pub struct Attr {
     pub ctime: Timespec,
 }
 
+impl Attr {
+    /// An object of `kind` with mode `perm` and nothing else known: owned by
+    /// root, empty, times at the epoch. Tests start from it and change the
+    /// fields they are about.
+    pub fn bare(gfid: Gfid, kind: FileKind, perm: u32) -> Attr {
+        Attr {
+            gfid,
+            kind,
+            perm,
+            nlink: if kind == FileKind::Dir { 2 } else { 1 },
+            uid: 0,
+            gid: 0,
+            size: 0,
+            blocks: 0,
+            blksize: 4096,
+            rdev: 0,
+            atime: Timespec::default(),
+            mtime: Timespec::default(),
+            ctime: Timespec::default(),
+        }
+    }
+}
+
 /// Changelog counters one brick holds against another: operations of each
 /// kind that the blamed brick missed (AFR's data | metadata | entry).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -372,24 +372,9 @@ async fn read_listing(b: &crate::protocol::BrickConn, gfid: Gfid) -> FsResult<Li
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::Timespec;
 
     fn attr(gfid: Gfid, kind: FileKind) -> Attr {
-        Attr {
-            gfid,
-            kind,
-            perm: 0o644,
-            nlink: 1,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            blocks: 0,
-            blksize: 4096,
-            rdev: 0,
-            atime: Timespec::default(),
-            mtime: Timespec::default(),
-            ctime: Timespec::default(),
-        }
+        Attr::bare(gfid, kind, 0o644)
     }
 
     #[test]

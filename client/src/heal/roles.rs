@@ -60,25 +60,11 @@ pub fn roles(kind: PendingKind, present: &[(usize, &Looked)]) -> Roles {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::{Attr, FileKind, Gfid, PendingCounts, Timespec};
+    use proto::{Attr, FileKind, Gfid, PendingCounts};
 
     fn looked(pending: &[(u8, u32)], dirty: bool) -> Looked {
         Looked {
-            attr: Attr {
-                gfid: Gfid::ROOT,
-                kind: FileKind::File,
-                perm: 0o644,
-                nlink: 1,
-                uid: 0,
-                gid: 0,
-                size: 0,
-                blocks: 0,
-                blksize: 4096,
-                rdev: 0,
-                atime: Timespec::default(),
-                mtime: Timespec::default(),
-                ctime: Timespec::default(),
-            },
+            attr: Attr::bare(Gfid::ROOT, FileKind::File, 0o644),
             pending: pending
                 .iter()
                 .map(|(i, d)| {
