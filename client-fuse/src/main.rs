@@ -4,7 +4,7 @@
 
 mod follow;
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,7 +31,7 @@ struct Args {
         value_delimiter = ',',
         required_unless_present = "store",
         conflicts_with = "store",
-        value_parser = parse_brick
+        value_parser = client::cli::parse_brick
     )]
     bricks: Vec<SocketAddr>,
 
@@ -47,15 +47,15 @@ struct Args {
     volume: String,
 
     /// Seconds the kernel caches attributes (0 = ask every time).
-    #[arg(long, value_name = "SECS", default_value = "1.0", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "1.0", value_parser = client::cli::parse_secs)]
     attr_timeout: Duration,
 
     /// Seconds the kernel caches name lookups (0 = ask every time).
-    #[arg(long, value_name = "SECS", default_value = "1.0", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "1.0", value_parser = client::cli::parse_secs)]
     entry_timeout: Duration,
 
     /// Seconds one brick may take for one operation before it counts as down.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = client::cli::parse_secs)]
     op_timeout: Duration,
 
     /// FUSE threads reading kernel requests.
@@ -123,22 +123,6 @@ fn resolve(mut args: Args) -> Result<Args, String> {
     args.mountpoint = mountpoint;
     args.plan = Some(plan);
     Ok(args)
-}
-
-fn parse_brick(s: &str) -> Result<SocketAddr, String> {
-    let s = s.trim();
-    s.to_socket_addrs()
-        .map_err(|e| format!("brick address {s:?}: {e} (expected host:port)"))?
-        .next()
-        .ok_or_else(|| format!("brick address {s:?} resolves to nothing"))
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("{s:?} is not a valid non-negative number of seconds"))
 }
 
 fn init_logging(level: &str) -> Result<(), String> {

@@ -2,6 +2,7 @@
 //! `protocol` talks to one brick; `replicate` turns three of them into one
 //! replica set with quorum, changelog and eager locks.
 
+pub mod cli;
 mod data;
 pub mod heal;
 pub mod layer;

@@ -4,7 +4,7 @@
 //! Exit 0 after a clean stop, 1 on any failure.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,7 @@ struct Args {
         value_delimiter = ',',
         required_unless_present = "store",
         conflicts_with = "store",
-        value_parser = parse_brick
+        value_parser = client::cli::parse_brick
     )]
     bricks: Vec<SocketAddr>,
 
@@ -62,7 +62,7 @@ struct Args {
     exports: Vec<String>,
 
     /// Seconds one brick may take for one operation before it counts as down.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = client::cli::parse_secs)]
     op_timeout: Duration,
 
     /// Log filter: error, warn, info, debug, trace, or a tracing directive
@@ -74,22 +74,6 @@ struct Args {
         default_value = "info"
     )]
     log_level: String,
-}
-
-fn parse_brick(s: &str) -> Result<SocketAddr, String> {
-    let s = s.trim();
-    s.to_socket_addrs()
-        .map_err(|e| format!("brick address {s:?}: {e} (expected host:port)"))?
-        .next()
-        .ok_or_else(|| format!("brick address {s:?} resolves to nothing"))
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("{s:?} is not a valid non-negative number of seconds"))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Value parsers shared by the subcommands' arguments.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 
 /// A positive, finite number of seconds.
 pub fn parse_secs(s: &str) -> std::result::Result<f64, String> {
@@ -12,14 +12,7 @@ pub fn parse_secs(s: &str) -> std::result::Result<f64, String> {
 
 /// A brick address, `host:port`.
 pub fn parse_brick_addr(s: &str) -> std::result::Result<SocketAddr, String> {
-    let s = s.trim();
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    s.to_socket_addrs()
-        .map_err(|e| format!("brick address {s:?}: {e} (expected host:port)"))?
-        .next()
-        .ok_or_else(|| format!("brick address {s:?} resolves to nothing"))
+    client::cli::parse_brick(s)
 }
 
 #[cfg(test)]
