@@ -84,8 +84,6 @@ pub async fn connect_bricks(
                 client_id,
                 config.op_timeout,
                 config.ping_interval,
-            )
-            .expecting(
                 config
                     .brick_ids
                     .as_ref()

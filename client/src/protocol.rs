@@ -63,6 +63,7 @@ impl BrickConn {
         client_id: ClientId,
         op_timeout: Duration,
         ping_interval: Duration,
+        expected_id: Option<BrickId>,
     ) -> Arc<BrickConn> {
         Arc::new(BrickConn {
             index,
@@ -76,7 +77,7 @@ impl BrickConn {
             up: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             brick_id: RwLock::new(None),
-            expected_id: None,
+            expected_id,
             heal_entries: AtomicU64::new(u64::MAX),
             index_changes: AtomicU64::new(0),
             replaced: AtomicBool::new(false),
@@ -92,17 +93,6 @@ impl BrickConn {
     pub fn set_op_timeout(&self, t: Duration) {
         let us = t.as_micros().min(u128::from(u64::MAX)) as u64;
         self.op_timeout_us.store(us, Ordering::Relaxed);
-    }
-
-    /// Refuse the brick unless it answers with this identity.
-    pub fn expecting(self: Arc<Self>, id: Option<BrickId>) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut me) => {
-                me.expected_id = id;
-                Arc::new(me)
-            }
-            Err(shared) => shared,
-        }
     }
 
     pub fn is_up(&self) -> bool {
