@@ -157,11 +157,11 @@ fn bad_input_leaves_the_store_unchanged() {
         ),
         (
             vec!["volume", "create", "four", "replica", "3", b0, b1, b2, b0],
-            "brick",
+            "multiple of 3",
         ),
         (
             vec!["volume", "create", "other", "replica", "3", b0, b1, b2],
-            "volume",
+            "already brick",
         ),
         (vec!["volume", "info", "nope"], "nope"),
         (
