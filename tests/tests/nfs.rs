@@ -358,6 +358,35 @@ fn auth_unix_callers_own_what_they_create_and_are_checked() {
         "owner seen through FUSE"
     );
     assert!(!mount.join("private/nope").exists());
+
+    // A sticky directory: only the file's owner (or root) removes it.
+    c.auth = rpc::Auth::root();
+    std::fs::create_dir(mount.join("tmp")).unwrap();
+    std::fs::set_permissions(mount.join("tmp"), Permissions::from_mode(0o1777)).unwrap();
+    let tmp = c.lookup(&root, b"tmp").unwrap().unwrap();
+    c.auth = rpc::Auth::Unix {
+        uid: 1000,
+        gid: 1000,
+        gids: vec![],
+    };
+    c.create(&tmp, b"owned", 0o666).unwrap().unwrap();
+    c.auth = rpc::Auth::Unix {
+        uid: 2000,
+        gid: 2000,
+        gids: vec![],
+    };
+    assert_eq!(
+        c.remove(&tmp, b"owned").unwrap(),
+        Err(rpc::NFS3ERR_ACCES),
+        "uid 2000 removed uid 1000's file from a sticky directory"
+    );
+    c.auth = rpc::Auth::Unix {
+        uid: 1000,
+        gid: 1000,
+        gids: vec![],
+    };
+    assert_eq!(c.remove(&tmp, b"owned").unwrap(), Ok(()));
+    assert!(!mount.join("tmp/owned").exists());
 }
 
 #[test]
