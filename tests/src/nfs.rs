@@ -46,8 +46,6 @@ impl TestCluster {
     /// 127.0.0.1:0 --op-timeout 2 <extra>` (log `logs/nfs-N.log`), waits for
     /// its `LISTENING` line and until it serves the volume root.
     pub fn start_gateway(&self, extra: &[&str]) -> Gateway {
-        let n = self.next_gateway.fetch_add(1, Ordering::SeqCst);
-        let log = self.root().join("logs").join(format!("nfs-{n}.log"));
         let mut args = vec![
             "--bricks".to_string(),
             self.bricks_arg(),
@@ -57,6 +55,19 @@ impl TestCluster {
             OP_TIMEOUT_SECS.to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
+        self.gateway_with(args)
+    }
+
+    /// A gateway serving the volume as the cluster store at `url` describes
+    /// it (`brickfs-nfs --store URL --volume test`).
+    pub fn start_gateway_from_store(&self, url: &str) -> Gateway {
+        let args = ["--store", url, "--volume", VOLUME].map(String::from);
+        self.gateway_with(args.to_vec())
+    }
+
+    fn gateway_with(&self, args: Vec<String>) -> Gateway {
+        let n = self.next_gateway.fetch_add(1, Ordering::SeqCst);
+        let log = self.root().join("logs").join(format!("nfs-{n}.log"));
         let bin = self.binaries().brickfs_nfs.clone();
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let (child, addr) = spawn_gateway(&bin, &args, listen, &log, Duration::ZERO);

@@ -388,3 +388,51 @@ fn option_changes_reach_a_mount_while_it_writes() {
     assert!(written > 0);
     cluster.assert_replicas_identical(Duration::from_secs(10));
 }
+
+#[test]
+fn the_nfs_gateway_and_heald_serve_a_volume_from_the_store() {
+    let cluster = TestCluster::start(3);
+    let store = format!("file://{}", cluster.root().join("store").display());
+    create(&cluster, &store);
+    ok(
+        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
+        "volume start",
+    );
+    let gw = cluster.start_gateway_from_store(&store);
+    let m = cluster.mount_from_store(&store, VOLUME);
+    std::fs::write(m.join("seen-by-nfs"), b"both ways").unwrap();
+    let cat = tests::nfs::nfs_cat(&gw.url(&format!("{VOLUME}/seen-by-nfs")));
+    assert_eq!(cat.stdout, b"both ways", "nfs-cat: {:?}", cat.stderr);
+
+    // heald from the store heals a brick that missed writes.
+    let log = cluster.root().join("logs").join("heald-store.log");
+    let heald = Command::new(&cluster.binaries().brickfs)
+        .args([
+            "heald", "--store", &store, "--volume", VOLUME, "--retry", "2",
+        ])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(cluster.root().join("logs").join("heald-store.err")).unwrap())
+        .spawn()
+        .expect("starting heald");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _heald = Kill(heald);
+    cluster.kill_brick(0);
+    std::fs::write(m.join("while-down"), b"missed").unwrap();
+    assert!(
+        cluster.heal_pending().unwrap_or(0) > 0,
+        "nothing blamed while a brick was down"
+    );
+    cluster.restart_brick(0);
+    assert!(
+        cluster.wait_healed(Duration::from_secs(60)),
+        "heald --store did not heal: {:?}",
+        cluster.heal_pending()
+    );
+    cluster.assert_replicas_identical(Duration::from_secs(10));
+}
