@@ -30,6 +30,11 @@ pub trait Layer: Send + Sync + 'static {
         let _ = timeout;
     }
 
+    /// The graph this layer belongs to is being replaced: give back locks,
+    /// stop background work and close connections. Called once no
+    /// operation runs on the layer any more.
+    async fn close(&self) {}
+
     async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr>;
     async fn getattr(&self, gfid: Gfid) -> FsResult<Attr>;
     /// Returns the exact attributes after the change.

@@ -32,6 +32,34 @@ pub struct StackConfig {
     /// a brick answering with another identity (a wiped or swapped disk)
     /// is not used until the spec says so (replace-brick).
     pub brick_ids: Option<Vec<proto::BrickId>>,
+    /// Bricks per replica set: `bricks` form sets this many at a time, in
+    /// order (as in Gluster). 0 means all bricks are one set.
+    pub replica: usize,
+}
+
+impl StackConfig {
+    /// One config per replica set, in volume order; each names only its
+    /// own bricks and identities.
+    pub fn sets(&self) -> Vec<StackConfig> {
+        let per = if self.replica == 0 {
+            self.bricks.len().max(1)
+        } else {
+            self.replica
+        };
+        self.bricks
+            .chunks(per)
+            .enumerate()
+            .map(|(i, bricks)| StackConfig {
+                bricks: bricks.to_vec(),
+                brick_ids: self
+                    .brick_ids
+                    .as_ref()
+                    .map(|ids| ids.iter().skip(i * per).take(per).copied().collect()),
+                replica: 0,
+                ..self.clone()
+            })
+            .collect()
+    }
 }
 
 impl Default for StackConfig {
@@ -42,6 +70,7 @@ impl Default for StackConfig {
             op_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(1),
             brick_ids: None,
+            replica: 0,
         }
     }
 }

@@ -172,6 +172,7 @@ async fn run(args: Args) -> Result<(), StartError> {
         op_timeout,
         ping_interval: Duration::from_secs(1),
         brick_ids,
+        ..StackConfig::default()
     })
     .await
     .map_err(GatewayError::Volume)?;
