@@ -83,6 +83,7 @@ pub fn run(args: HealdArgs) -> Result<ExitCode> {
             op_timeout,
             ping_interval: Duration::from_secs(1),
             brick_ids,
+            replica: 0,
         };
         let healer = tokio::select! {
             h = Healer::connect(config) => h.fs_ctx(|| format!("connecting to the bricks of volume {}", args.volume))?,

@@ -127,6 +127,7 @@ async fn connect(volume: &str, bricks: &[SocketAddr], op_timeout: f64) -> Result
         op_timeout: Duration::from_secs_f64(op_timeout),
         ping_interval: Duration::from_secs(1),
         brick_ids: None,
+        replica: 0,
     };
     let healer = Healer::connect(config)
         .await

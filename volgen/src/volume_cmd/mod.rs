@@ -286,6 +286,7 @@ async fn refill(spec: &VolumeSpec, i: usize, timeout: Duration) -> Result<String
         op_timeout: timeout,
         ping_interval: Duration::from_secs(1),
         brick_ids: Some(brick_ids(spec)?),
+        replica: 0,
     };
     let healer = client::heal::Healer::connect(config)
         .await
