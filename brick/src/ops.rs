@@ -22,7 +22,7 @@ use crate::locks::{ConnId, InodeLocks, RecordLocks};
 use crate::orphans::Orphans;
 use crate::store::{
     entry_gfid, entry_target, proc_fd, stat_at, xget, xlist, xremove, xset, Obj, Store, Target,
-    GFID_XATTR, PRIVATE_XATTR_PREFIX,
+    DHT_XATTR_PREFIX, GFID_XATTR, PRIVATE_XATTR_PREFIX,
 };
 
 /// Longest symlink target accepted (Linux PATH_MAX less the NUL).
@@ -56,7 +56,7 @@ fn check_xattr_name(name: &Name, private: FsError) -> FsResult<()> {
     if b.len() > XATTR_NAME_MAX {
         return Err(FsError::Range);
     }
-    if b.starts_with(PRIVATE_XATTR_PREFIX) {
+    if b.starts_with(PRIVATE_XATTR_PREFIX) && !b.starts_with(DHT_XATTR_PREFIX) {
         return Err(private);
     }
     Ok(())
@@ -359,6 +359,10 @@ impl Backend {
             (_, FileKind::Symlink) => {}
             (Some(fd), _) => rustix::fs::fchmod(fd, Mode::from_raw_mode(perm)).os()?,
             (None, _) => chmod_entry(dirfd, &new.name, perm)?,
+        }
+        for (name, value) in &new.xattrs {
+            check_xattr_name(name, FsError::Perm)?;
+            xset(&entry_target(dirfd, &new.name), name.as_bytes(), value, 0)?;
         }
         xset(
             &entry_target(dirfd, &new.name),
@@ -694,7 +698,7 @@ impl Backend {
         let obj = self.store.resolve(gfid)?;
         Ok(xlist(&obj.target())?
             .into_iter()
-            .filter(|n| !n.starts_with(PRIVATE_XATTR_PREFIX))
+            .filter(|n| !n.starts_with(PRIVATE_XATTR_PREFIX) || n.starts_with(DHT_XATTR_PREFIX))
             .map(Name)
             .collect())
     }

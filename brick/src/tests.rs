@@ -35,6 +35,7 @@ fn obj(name: &str, kind: FileKind) -> NewObject {
         gid: 1000,
         target: None,
         lock: false,
+        xattrs: Vec::new(),
     }
 }
 

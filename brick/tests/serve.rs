@@ -69,6 +69,7 @@ async fn garbage_and_oversized_frames_only_drop_their_connection() {
         gid: 0,
         target: None,
         lock: true,
+        xattrs: Vec::new(),
     };
     let done = client
         .create(context::current(), Txn::none(), Gfid::ROOT, new.clone())

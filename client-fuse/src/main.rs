@@ -89,6 +89,8 @@ struct Args {
 
     #[arg(skip)]
     brick_ids: Option<Vec<proto::BrickId>>,
+    #[arg(skip)]
+    replica: usize,
 
     /// The plan the store gave, for following its changes.
     #[arg(skip)]
@@ -117,6 +119,7 @@ fn resolve(mut args: Args) -> Result<Args, String> {
     args.volume = plan.volume.clone();
     args.bricks = addrs;
     args.brick_ids = Some(plan.brick_ids.clone());
+    args.replica = plan.replica;
     args.attr_timeout = plan.attr_timeout;
     args.entry_timeout = plan.entry_timeout;
     args.op_timeout = plan.op_timeout;
@@ -215,6 +218,7 @@ fn run(args: Args) -> Result<(), String> {
         bricks: args.bricks.clone(),
         op_timeout: args.op_timeout,
         brick_ids: args.brick_ids.clone(),
+        replica: args.replica,
         ..StackConfig::default()
     };
     let layer = rt

@@ -157,14 +157,14 @@ async fn run(args: Args) -> Result<(), StartError> {
     let mut term = signal(SignalKind::terminate()).map_err(io_error("SIGTERM handler"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io_error("SIGINT handler"))?;
 
-    let (bricks, brick_ids, op_timeout) = match &args.store {
+    let (bricks, brick_ids, op_timeout, replica) = match &args.store {
         Some(url) => {
             let (plan, addrs) = volgen::plan::fetch(url, &args.volume)
                 .await
                 .map_err(StartError::Store)?;
-            (addrs, Some(plan.brick_ids), plan.op_timeout)
+            (addrs, Some(plan.brick_ids), plan.op_timeout, plan.replica)
         }
-        None => (args.bricks.clone(), None, args.op_timeout),
+        None => (args.bricks.clone(), None, args.op_timeout, 0),
     };
     let layer = client::connect(StackConfig {
         volume: args.volume.clone(),
@@ -172,6 +172,7 @@ async fn run(args: Args) -> Result<(), StartError> {
         op_timeout,
         ping_interval: Duration::from_secs(1),
         brick_ids,
+        replica,
         ..StackConfig::default()
     })
     .await

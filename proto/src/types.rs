@@ -288,6 +288,11 @@ pub struct Done<T> {
     pub parents: Vec<Attr>,
 }
 
+/// Extended attributes of the distribute layer (directory layouts, link
+/// files): bricks accept them from clients although they are under the
+/// private `trusted.brickfs.` prefix; front-ends never pass them through.
+pub const DHT_XATTR_PREFIX: &[u8] = b"trusted.brickfs.dht.";
+
 /// Everything needed to create one object identically on every replica.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NewObject {
@@ -302,6 +307,10 @@ pub struct NewObject {
     pub gid: u32,
     /// Symlink target, for `FileKind::Symlink`.
     pub target: Option<Bytes>,
+    /// Extended attributes the object is born with (a directory's
+    /// distribute layout), set before it gets its gfid.
+    #[serde(default)]
+    pub xattrs: Vec<(Name, Bytes)>,
     /// The creator takes the replication lock on the new object at once, so
     /// its first writes need no lock round trip.
     pub lock: bool,

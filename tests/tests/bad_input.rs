@@ -22,6 +22,7 @@ fn new_file(name: &[u8]) -> NewObject {
         gid: 0,
         target: None,
         lock: false,
+        xattrs: Vec::new(),
     }
 }
 

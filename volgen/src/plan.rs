@@ -13,6 +13,8 @@ pub struct ClientPlan {
     /// `host:port` as the spec has them, in volume order.
     pub bricks: Vec<String>,
     pub brick_ids: Vec<proto::BrickId>,
+    /// Bricks per replica set (`client::StackConfig::replica`).
+    pub replica: usize,
     pub attr_timeout: Duration,
     pub entry_timeout: Duration,
     pub op_timeout: Duration,
@@ -23,8 +25,7 @@ fn secs(spec: &VolumeSpec, key: &str) -> Duration {
     Duration::from_secs_f64(spec.option_secs(key).max(0.0))
 }
 
-/// The plan for a client of `spec`; only a started volume is served, and
-/// only volumes of one replica set until distribute exists.
+/// The plan for a client of `spec`; only a started volume is served.
 pub fn client_plan(spec: &VolumeSpec) -> Result<ClientPlan, SpecError> {
     if spec.state != VolumeState::Started {
         return Err(SpecError(format!(
@@ -32,12 +33,13 @@ pub fn client_plan(spec: &VolumeSpec) -> Result<ClientPlan, SpecError> {
             spec.name, spec.state, spec.name
         )));
     }
-    if spec.replica_sets() != 1 {
+    let replica = usize::from(spec.replica);
+    if replica == 0 || spec.bricks.is_empty() || spec.bricks.len() % replica != 0 {
         return Err(SpecError(format!(
-            "volume {} has {} replica sets; this client serves volumes of one replica set \
-             (distribute is not built yet)",
+            "volume {} has {} bricks, not whole replica sets of {}",
             spec.name,
-            spec.replica_sets()
+            spec.bricks.len(),
+            spec.replica
         )));
     }
     let brick_ids = spec
@@ -53,6 +55,7 @@ pub fn client_plan(spec: &VolumeSpec) -> Result<ClientPlan, SpecError> {
         volume: spec.name.clone(),
         bricks: spec.bricks.iter().map(|b| b.addr.clone()).collect(),
         brick_ids,
+        replica,
         attr_timeout: secs(spec, "performance.attr-timeout"),
         entry_timeout: secs(spec, "performance.entry-timeout"),
         op_timeout: secs(spec, "network.op-timeout"),
@@ -113,13 +116,15 @@ mod tests {
     }
 
     #[test]
-    fn only_started_single_set_volumes_are_served() {
+    fn only_started_volumes_of_whole_sets_are_served() {
         let p = client_plan(&spec(VolumeState::Started, 3)).expect("plan");
         assert_eq!(p.bricks.len(), 3);
         assert_eq!(p.op_timeout, Duration::from_secs(3));
         assert_eq!(p.attr_timeout, Duration::from_secs(1));
         assert!(client_plan(&spec(VolumeState::Stopped, 3)).is_err());
         assert!(client_plan(&spec(VolumeState::Created, 3)).is_err());
-        assert!(client_plan(&spec(VolumeState::Started, 6)).is_err());
+        let two = client_plan(&spec(VolumeState::Started, 6)).expect("2x3 plan");
+        assert_eq!((two.bricks.len(), two.replica), (6, 3));
+        assert!(client_plan(&spec(VolumeState::Started, 4)).is_err());
     }
 }

@@ -290,6 +290,7 @@ impl Healer {
             gid: attr.gid,
             target,
             lock: false,
+            xattrs: Vec::new(),
         };
         let n = name.clone();
         // Until it is filled, the new copy must not look like a good one:

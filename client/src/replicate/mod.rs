@@ -147,9 +147,16 @@ impl Replicate {
             .all(|b| !b.is_up() || (b.blames_nobody() && !b.is_replaced()))
     }
 
-    async fn create_object(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr> {
+    /// Creates `new` with the given gfid (distribute creates a directory
+    /// under one gfid on every set) and initial extended attributes.
+    pub(crate) async fn create_object(
+        &self,
+        parent: Gfid,
+        new: NewEntry,
+        gfid: Gfid,
+        xattrs: Vec<(Name, proto::Bytes)>,
+    ) -> FsResult<Attr> {
         new.name.validate()?;
-        let gfid = Gfid::random();
         let obj = NewObject {
             name: new.name,
             gfid,
@@ -159,6 +166,7 @@ impl Replicate {
             uid: new.uid,
             gid: new.gid,
             target: new.target.map(proto::Bytes::from),
+            xattrs,
             // Only the creator knows the new gfid, so taking its lock in the
             // same round trip cannot conflict with anyone.
             lock: matches!(new.kind, FileKind::File | FileKind::Dir),
@@ -348,7 +356,8 @@ impl Layer for Replicate {
     }
 
     async fn create(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr> {
-        self.create_object(parent, new).await
+        self.create_object(parent, new, Gfid::random(), Vec::new())
+            .await
     }
 
     async fn unlink(&self, parent: Gfid, name: &Name, keep_open: bool) -> FsResult<Option<Gfid>> {
