@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
-    TxnResponse,
+    TxnResponse, WatchOptions,
 };
 
 use crate::key::{check_key, check_prefix};
@@ -158,6 +158,39 @@ impl EtcdStore {
     }
 }
 
+impl EtcdStore {
+    /// Waits (up to `limit`) for an event on `ekey` at or after revision
+    /// `start`. Ok when one came or the limit passed; Err when the
+    /// connection failed (the client is then dropped for a fresh one).
+    async fn await_event(
+        &self,
+        ekey: &str,
+        start: Option<i64>,
+        limit: Duration,
+    ) -> Result<(), StoreError> {
+        let mut client = self.connect().await?;
+        let options = start.map(|r| WatchOptions::new().with_start_revision(r));
+        let waited = tokio::time::timeout(limit, async move {
+            let mut stream = client.watch(ekey, options).await?;
+            while let Some(resp) = stream.message().await? {
+                if resp.canceled() || !resp.events().is_empty() {
+                    break;
+                }
+            }
+            Ok::<(), etcd_client::Error>(())
+        })
+        .await;
+        match waited {
+            Err(_) | Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.forget();
+                tracing::warn!(store = %self.url, "etcd watch failed: {e}; reconnecting");
+                Err(self.unreachable(e.to_string()))
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     fn url(&self) -> &str {
@@ -255,6 +288,45 @@ impl Store for EtcdStore {
         }
         tracing::debug!(store = %self.url, key, revision = expected, "delete");
         Ok(())
+    }
+
+    async fn watch(
+        &self,
+        key: &str,
+        seen: Option<Revision>,
+        timeout: Duration,
+    ) -> Result<Option<Entry>, StoreError> {
+        check_key(key)?;
+        let ekey = format!("{ROOT}{key}");
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = match self.get(key).await {
+                Ok(now) => now,
+                Err(StoreError::Unreachable { .. })
+                    if tokio::time::Instant::now() + Duration::from_millis(500) < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if now.as_ref().map(|e| e.revision) != seen {
+                return Ok(now);
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(now);
+            }
+            // From just after the revision read, so that a write between
+            // the read and the watch is not missed.
+            let start = now
+                .as_ref()
+                .and_then(|e| i64::try_from(e.revision).ok())
+                .map(|r| r + 1);
+            if self.await_event(&ekey, start, left).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(200).min(left)).await;
+            }
+        }
     }
 }
 

@@ -207,6 +207,24 @@ impl Store for FileStore {
         let (this, key) = (self.clone(), key.to_string());
         blocking(move || this.delete_blocking(&key, expected)).await
     }
+
+    /// One host, no events to subscribe to: the key's file is read again
+    /// every 100 ms (a read of one small file).
+    async fn watch(
+        &self,
+        key: &str,
+        seen: Option<Revision>,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Entry>, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = self.get(key).await?;
+            if now.as_ref().map(|e| e.revision) != seen || tokio::time::Instant::now() >= deadline {
+                return Ok(now);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// The directory a `file:` URL or plain absolute path names, if any.

@@ -65,6 +65,16 @@ pub trait Store: Send + Sync {
     ) -> Result<Revision, StoreError>;
     /// Deletes the key if its revision is `expected`.
     async fn delete(&self, key: &str, expected: Revision) -> Result<(), StoreError>;
+    /// Returns `key`'s entry as soon as its revision is no longer `seen`
+    /// (`None`: the key was absent), or when `timeout` has passed, whichever
+    /// comes first. Survives a lost connection: it is made again and the key
+    /// read afresh, so a change made meanwhile is not missed.
+    async fn watch(
+        &self,
+        key: &str,
+        seen: Option<Revision>,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Entry>, StoreError>;
 }
 
 /// Opens a store by URL: `file:///DIR` or `/DIR` (`FileStore::open` has

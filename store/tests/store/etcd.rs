@@ -90,3 +90,35 @@ async fn etcd_reconnects() {
     let rev2 = s.put("volumes/gv0", b"new", Some(rev)).await.unwrap();
     assert!(rev2 > rev);
 }
+
+/// A watch outlives etcd going away and coming back: the change made after
+/// the restart is still reported to the watch started before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_watch_survives_a_restart() {
+    let mut etcd = Etcd::start().await;
+    let s = store::open(&etcd.url()).await.unwrap();
+    let rev = s.put("volumes/gv0", b"spec", None).await.unwrap();
+    let watcher = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.watch("volumes/gv0", Some(rev), Duration::from_secs(60))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    etcd.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    etcd.spawn().await;
+    let other = store::open(&etcd.url()).await.unwrap();
+    let rev2 = other
+        .put("volumes/gv0", b"changed", Some(rev))
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(30), watcher)
+        .await
+        .expect("watch did not return after the change")
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((&seen.value[..], seen.revision), (&b"changed"[..], rev2));
+}

@@ -11,7 +11,72 @@ pub async fn run(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     list_by_prefix(&*a).await;
     bad_keys(&*a).await;
     arbitrary_bytes(&*a, &*b).await;
+    watch_sees_changes(a.clone(), b.clone()).await;
     concurrent_cas(a, b).await;
+}
+
+/// `watch` returns at once when the key is not at the revision the caller
+/// saw, within moments of a change by another handle, and at the timeout
+/// when nothing changes.
+async fn watch_sees_changes(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    use std::time::{Duration, Instant};
+    let key = "watch/volume";
+    let t = Instant::now();
+    assert_eq!(
+        a.watch(key, None, Duration::from_millis(300))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+
+    let writer = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            b.put(key, b"v1", None).await.unwrap()
+        })
+    };
+    let t = Instant::now();
+    let seen = a
+        .watch(key, None, Duration::from_secs(20))
+        .await
+        .unwrap()
+        .unwrap();
+    let r1 = writer.await.unwrap();
+    assert_eq!((&seen.value[..], seen.revision), (&b"v1"[..], r1));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    // Already changed: no wait at all.
+    let r2 = b.put(key, b"v2", Some(r1)).await.unwrap();
+    let t = Instant::now();
+    let now = a
+        .watch(key, Some(r1), Duration::from_secs(20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.revision, r2);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // A delete is a change too.
+    let deleter = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            b.delete(key, r2).await.unwrap()
+        })
+    };
+    assert_eq!(
+        a.watch(key, Some(r2), Duration::from_secs(20))
+            .await
+            .unwrap(),
+        None
+    );
+    deleter.await.unwrap();
 }
 
 async fn missing_key(s: &dyn Store) {
