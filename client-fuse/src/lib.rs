@@ -47,6 +47,8 @@ pub struct MountOptions {
     pub threads: usize,
     /// Let users other than the mounting one use the mount (`allow_other`).
     pub allow_other: bool,
+    /// Mounted read-only: the kernel refuses every change (`ro`).
+    pub read_only: bool,
 }
 
 impl Default for MountOptions {
@@ -57,6 +59,7 @@ impl Default for MountOptions {
             entry_timeout: Duration::from_secs(1),
             threads: 4,
             allow_other: true,
+            read_only: false,
         }
     }
 }
@@ -106,6 +109,9 @@ pub fn mount(
         // root and would allow everything.
         MountOption::DefaultPermissions,
     ];
+    if opts.read_only {
+        config.mount_options.push(MountOption::RO);
+    }
     config.acl = if opts.allow_other {
         SessionACL::All
     } else {

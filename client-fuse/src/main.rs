@@ -1,16 +1,25 @@
 //! `brickfs-mount`: connects to the bricks of a volume, mounts it with FUSE
 //! and serves it until SIGINT/SIGTERM/SIGHUP or an external unmount, then
 //! unmounts cleanly. Exit 0 after a clean unmount, 1 on any failure.
+//!
+//! Mounted from the cluster store (`--store`), it follows the volume's spec
+//! (`volgen::follow`): options apply live and a change of bricks switches
+//! the mount to a new graph behind a [`client::switch::Switch`].
+//!
+//! Run as `mount.fuse.brickfs` (a symlink; `--install-helper`), it is the
+//! mount(8) helper for `mount -t fuse.brickfs` and fstab (`helper.rs`).
 
-mod follow;
+mod helper;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use client::StackConfig;
+use client::{Layer, StackConfig};
 use client_fuse::{MountHandle, MountOptions};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::info;
@@ -20,6 +29,9 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Runs in the foreground; stop it with Ctrl-C, SIGTERM or `umount MOUNTPOINT`.
 /// Logs go to stderr; RUST_LOG, if set, overrides --log-level.
+///
+/// For `mount -t fuse.brickfs VOLUME DIR -o store=URL` and fstab, install
+/// the mount(8) helper once: `brickfs-mount --install-helper`.
 #[derive(Parser, Debug)]
 #[command(name = "brickfs-mount", version)]
 struct Args {
@@ -29,7 +41,7 @@ struct Args {
         long,
         env = "BRICKFS_BRICKS",
         value_delimiter = ',',
-        required_unless_present = "store",
+        required_unless_present_any = ["store", "install_helper"],
         conflicts_with = "store",
         value_parser = client::cli::parse_brick
     )]
@@ -79,9 +91,29 @@ struct Args {
     )]
     log_level: String,
 
+    /// Mount read-only: the kernel refuses every change.
+    #[arg(long)]
+    read_only: bool,
+
+    /// Create the mount(8) helper DIR/mount.fuse.brickfs (default DIR:
+    /// /sbin), a symlink to this binary, and exit. Then `mount -t
+    /// fuse.brickfs VOLUME DIR -o store=URL` and fstab lines such as
+    /// `gv0 /mnt/gv0 fuse.brickfs store=file:///var/lib/brickfs,_netdev 0 0` work.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "/sbin")]
+    install_helper: Option<PathBuf>,
+
+    /// Print `MOUNTED <pid>` on stdout once mounted, or `ERROR <why>` (the
+    /// mount helper's handshake with the child it starts).
+    #[arg(long, hide = true)]
+    announce_mounted: bool,
+
     /// With --store: VOLUME MOUNTPOINT; with --bricks: MOUNTPOINT (an
     /// existing directory to mount the volume on).
-    #[arg(num_args = 1..=2, required = true, value_name = "[VOLUME] MOUNTPOINT")]
+    #[arg(
+        num_args = 1..=2,
+        required_unless_present = "install_helper",
+        value_name = "[VOLUME] MOUNTPOINT"
+    )]
     positional: Vec<String>,
 
     #[arg(skip)]
@@ -142,18 +174,46 @@ fn init_logging(level: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if let Err(e) = init_logging(&args.log_level) {
-        eprintln!("brickfs-mount: {e}");
-        return ExitCode::FAILURE;
+    if helper::invoked_as_helper() {
+        return helper::main();
     }
-    match resolve(args).and_then(run) {
+    let args = Args::parse();
+    if let Some(dir) = &args.install_helper {
+        return match helper::install(dir) {
+            Ok(link) => {
+                println!(
+                    "{} -> {}: `mount -t fuse.brickfs VOLUME DIR -o store=URL` uses it",
+                    link.display(),
+                    std::env::current_exe().unwrap_or_default().display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("brickfs-mount: --install-helper: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let announce = args.announce_mounted;
+    let result = init_logging(&args.log_level)
+        .and_then(|()| resolve(args))
+        .and_then(run);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("brickfs-mount: {e}");
+            if announce {
+                announce_line(&format!("ERROR {}", e.replace('\n', " ")));
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line of the mount helper's handshake on stdout.
+fn announce_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// Signals that end the mount. Installed before mounting, so that a signal
@@ -221,9 +281,18 @@ fn run(args: Args) -> Result<(), String> {
         replica: args.replica,
         ..StackConfig::default()
     };
-    let layer = rt
+    let stack = rt
         .block_on(client::connect(config))
         .map_err(|e| format!("cannot connect to volume {}: {e}", args.volume))?;
+    // From the store, the volume's graph may change under the mount.
+    let switch = args
+        .plan
+        .is_some()
+        .then(|| client::switch::Switch::new(stack.clone()));
+    let layer: Arc<dyn Layer> = match &switch {
+        Some(s) => s.clone(),
+        None => stack,
+    };
 
     let opts = MountOptions {
         volume: args.volume.clone(),
@@ -231,6 +300,7 @@ fn run(args: Args) -> Result<(), String> {
         entry_timeout: args.entry_timeout,
         threads: usize::from(args.threads),
         allow_other: true,
+        read_only: args.read_only,
     };
     let handle = client_fuse::mount(layer.clone(), rt.handle().clone(), &args.mountpoint, &opts)
         .map_err(|e| {
@@ -245,13 +315,22 @@ fn run(args: Args) -> Result<(), String> {
         args.volume,
         handle.mountpoint().display()
     );
-    if let (Some(url), Some(plan)) = (args.store.clone(), args.plan.clone()) {
-        rt.spawn(follow::run(
+    if args.announce_mounted {
+        announce_line(&format!("MOUNTED {}", std::process::id()));
+        // Nothing more goes to the helper, which has exited: stdout joins
+        // the log, so a stray write cannot fail on a closed pipe.
+        // SAFETY: plain dup2 of our own standard descriptors.
+        unsafe {
+            libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO);
+        }
+    }
+    if let (Some(url), Some(plan), Some(switch)) = (args.store.clone(), args.plan.clone(), switch) {
+        let ttls = handle.ttls();
+        rt.spawn(volgen::follow::run(
             url,
-            args.volume.clone(),
             plan,
-            layer,
-            handle.ttls(),
+            switch,
+            Box::new(move |attr, entry| ttls.set(attr, entry)),
         ));
     }
 
@@ -261,6 +340,8 @@ fn run(args: Args) -> Result<(), String> {
     // The runtime keeps running while unmounting, so requests in flight
     // still get their answers.
     let result = handle.unmount();
+    // Locks go back with their post-op (no dirty marks left for heal).
+    let _ = rt.block_on(tokio::time::timeout(Duration::from_secs(2), layer.close()));
     // Tasks still waiting (a blocking lock, a hung brick) must not hold up exit.
     rt.shutdown_timeout(Duration::from_secs(2));
     result.map_err(|e| format!("unmount of {} failed: {e}", mountpoint.display()))?;

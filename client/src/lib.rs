@@ -4,11 +4,14 @@
 
 pub mod cli;
 mod data;
+pub mod distribute;
 pub mod heal;
 pub mod layer;
 pub mod protocol;
 pub mod quorum;
+pub mod rebalance;
 pub mod replicate;
+pub mod switch;
 
 pub use layer::{Layer, NewEntry};
 
@@ -78,14 +81,41 @@ impl Default for StackConfig {
 /// Connects to the bricks and builds the layer stack; returns its top.
 ///
 /// Waits (up to the op timeout) for every brick so that a fresh mount starts
-/// with full knowledge; a volume with no brick reachable is an error, one
-/// with fewer than a quorum mounts read-only in effect.
+/// with full knowledge; a replica set with no brick reachable is an error,
+/// one with fewer than a quorum serves read-only in effect.
 pub async fn connect(config: StackConfig) -> proto::FsResult<Arc<dyn Layer>> {
-    let bricks = connect_bricks(&config).await?;
-    let heal = heal::HealOnAccess::new(config.clone());
-    let replicate = replicate::Replicate::new(bricks, config.op_timeout, Some(heal));
-    tokio::spawn(replicate.clone().run_background());
-    Ok(replicate)
+    let distribute = connect_distribute(config, true).await?;
+    Ok(distribute)
+}
+
+/// The stack as a distribute layer over one replicate layer per set;
+/// `heal_on_access` gives each set a healer for stale replicas it meets.
+pub async fn connect_distribute(
+    config: StackConfig,
+    heal_on_access: bool,
+) -> proto::FsResult<Arc<distribute::Distribute>> {
+    let sets = config.sets();
+    let connected = futures::future::join_all(sets.iter().map(connect_bricks)).await;
+    let mut replicas = Vec::with_capacity(sets.len());
+    for (set, bricks) in sets.into_iter().zip(connected) {
+        let bricks = bricks.map_err(|e| {
+            proto::FsError::BrickDown(format!(
+                "replica set {}: {e}",
+                set.bricks
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
+        })?;
+        let heal = heal_on_access.then(|| heal::HealOnAccess::new(set.clone()));
+        let replicate = replicate::Replicate::new(bricks, set.op_timeout, heal);
+        tokio::spawn(replicate.clone().run_background());
+        replicas.push(replicate);
+    }
+    let distribute = distribute::Distribute::new(replicas);
+    distribute.init_root_layout().await?;
+    Ok(distribute)
 }
 
 /// Connections to the bricks of a replica set under a client id of their

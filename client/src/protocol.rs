@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use proto::data::{self, RequestHeader};
@@ -53,6 +53,8 @@ pub struct BrickConn {
     trouble: Notify,
     /// Woken when the brick comes (back) up.
     pub came_up: Notify,
+    /// Closed for good ([`BrickConn::close`]): no reconnect, every call fails.
+    closed: AtomicBool,
 }
 
 impl BrickConn {
@@ -83,6 +85,7 @@ impl BrickConn {
             replaced: AtomicBool::new(false),
             trouble: Notify::new(),
             came_up: Notify::new(),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -97,6 +100,44 @@ impl BrickConn {
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn closed_error(&self) -> FsError {
+        FsError::BrickDown(format!(
+            "{} (closed: this client replaced its graph)",
+            self.addr
+        ))
+    }
+
+    /// Closes the connection for good: the keepalive task ends, both
+    /// connections to the brick are dropped (so the brick releases what
+    /// this client held there at once), and every later call fails at once.
+    pub fn close(&self) {
+        {
+            // Under the slot's lock, so a connect finishing now either
+            // installs before this (and is torn down here) or sees `closed`.
+            let mut client = self.client.write().unwrap_or_else(PoisonError::into_inner);
+            self.closed.store(true, Ordering::Release);
+            self.up.store(false, Ordering::Release);
+            // A late "connection closed" from the data reader is not news.
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            // The last handle: tarpc's dispatch task ends and closes the socket.
+            *client = None;
+        }
+        let data = self
+            .data
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(data) = data {
+            data.close();
+        }
+        self.trouble.notify_one();
+        debug!(brick = %self.addr, index = self.index, "connection closed");
     }
 
     pub fn is_replaced(&self) -> bool {
@@ -145,6 +186,9 @@ impl BrickConn {
 
     /// Connects and says hello; on success the brick counts as up.
     pub async fn connect_once(self: &Arc<Self>) -> FsResult<()> {
+        if self.is_closed() {
+            return Err(self.closed_error());
+        }
         let mut connect = tarpc::serde_transport::tcp::connect(self.addr, Bincode::default);
         connect.config_mut().max_frame_length(proto::MAX_FRAME);
         let transport = tokio::time::timeout(self.op_timeout(), connect)
@@ -206,14 +250,17 @@ impl BrickConn {
             Box::new(on_close),
         )
         .await?;
-        if let Ok(mut slot) = self.data.write() {
-            *slot = Some(data);
-        }
-        if let Ok(mut slot) = self.client.write() {
+        {
+            let mut slot = self.client.write().unwrap_or_else(PoisonError::into_inner);
+            if self.is_closed() {
+                data.close();
+                return Err(self.closed_error());
+            }
+            *self.data.write().unwrap_or_else(PoisonError::into_inner) = Some(data);
             *slot = Some(client);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.up.store(true, Ordering::Release);
         }
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.up.store(true, Ordering::Release);
         info!(brick = %self.addr, id = %info.id, index = self.index, "brick up");
         self.came_up.notify_waiters();
         Ok(())
@@ -272,6 +319,7 @@ impl BrickConn {
         let generation = self.generation();
         let client = match self.client.read().ok().and_then(|c| c.clone()) {
             Some(c) if self.is_up() => c,
+            _ if self.is_closed() => return Err(self.closed_error()),
             _ => return Err(FsError::BrickDown(self.addr.to_string())),
         };
         // tarpc enforces the deadline on the server side too; the local
@@ -300,6 +348,7 @@ impl BrickConn {
         let generation = self.generation();
         let conn = match self.data.read().ok().and_then(|c| c.clone()) {
             Some(c) if self.is_up() && !c.is_dead() => c,
+            _ if self.is_closed() => return Err(self.closed_error()),
             Some(_) => {
                 self.mark_down("data connection lost");
                 return Err(FsError::BrickDown(self.addr.to_string()));
@@ -351,17 +400,23 @@ impl BrickConn {
         self.call_data(header, &[]).await
     }
 
-    /// Keeps the connection alive for the life of the process: reconnects
-    /// with backoff while down, pings while up.
+    /// Keeps the connection alive until it is closed: reconnects with
+    /// backoff while down, pings while up.
     pub async fn run_keepalive(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(100);
         loop {
+            if self.is_closed() {
+                return;
+            }
             if !self.is_up() {
                 match self.connect_once().await {
                     Ok(()) => backoff = Duration::from_millis(100),
                     Err(e) => {
                         debug!(brick = %self.addr, "connect failed: {e}");
-                        tokio::time::sleep(backoff).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = self.trouble.notified() => {}
+                        }
                         backoff = (backoff * 2).min(Duration::from_secs(1));
                         continue;
                     }

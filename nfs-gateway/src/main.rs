@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use client::StackConfig;
+use client::switch::Switch;
+use client::{Layer, StackConfig};
 use nfs_gateway::exports::Exports;
 use nfs_gateway::{server, Gateway, GatewayError};
 use tokio::signal::unix::{signal, SignalKind};
@@ -157,27 +158,43 @@ async fn run(args: Args) -> Result<(), StartError> {
     let mut term = signal(SignalKind::terminate()).map_err(io_error("SIGTERM handler"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io_error("SIGINT handler"))?;
 
-    let (bricks, brick_ids, op_timeout, replica) = match &args.store {
+    let (bricks, brick_ids, op_timeout, replica, plan) = match &args.store {
         Some(url) => {
             let (plan, addrs) = volgen::plan::fetch(url, &args.volume)
                 .await
                 .map_err(StartError::Store)?;
-            (addrs, Some(plan.brick_ids), plan.op_timeout, plan.replica)
+            let ids = Some(plan.brick_ids.clone());
+            (addrs, ids, plan.op_timeout, plan.replica, Some(plan))
         }
-        None => (args.bricks.clone(), None, args.op_timeout, 0),
+        None => (args.bricks.clone(), None, args.op_timeout, 0, None),
     };
-    let layer = client::connect(StackConfig {
+    let stack = client::connect(StackConfig {
         volume: args.volume.clone(),
         bricks,
         op_timeout,
-        ping_interval: Duration::from_secs(1),
         brick_ids,
         replica,
+        // The ping interval's default (1 s).
         ..StackConfig::default()
     })
     .await
     .map_err(GatewayError::Volume)?;
-    let gw = Arc::new(Gateway::new(layer, &args.volume, exports));
+    // From the store, the volume is followed: options apply live and a
+    // change of bricks switches to a new graph behind the switch.
+    let layer: Arc<dyn Layer> = match (&args.store, plan) {
+        (Some(url), Some(plan)) => {
+            let switch = Switch::new(stack);
+            tokio::spawn(volgen::follow::run(
+                url.clone(),
+                plan,
+                switch.clone(),
+                Box::new(|_, _| {}),
+            ));
+            switch
+        }
+        _ => stack,
+    };
+    let gw = Arc::new(Gateway::new(layer.clone(), &args.volume, exports));
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "LISTENING {addr}")
@@ -193,6 +210,8 @@ async fn run(args: Args) -> Result<(), StartError> {
         }
     };
     server::serve(gw, listener, shutdown).await?;
+    // Locks go back with their post-op (no dirty marks left for heal).
+    let _ = tokio::time::timeout(Duration::from_secs(2), layer.close()).await;
     info!("stopped");
     Ok(())
 }

@@ -21,5 +21,6 @@ pub mod nfs;
 mod proc;
 pub mod raw;
 pub mod tree;
+pub mod volume;
 
 pub use cluster::{wait_until, Mount, TestCluster};

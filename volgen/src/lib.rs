@@ -20,6 +20,7 @@
 //! `volume_cmd::stored_bricks` is what it will call once it moves to the
 //! store.
 
+pub mod follow;
 pub mod graph;
 pub mod plan;
 pub mod spec;

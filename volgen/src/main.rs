@@ -1,8 +1,9 @@
 //! `brickfs`: the admin CLI. Noun-verb subcommands: `dev` runs a throwaway
-//! replica-3 volume on this host (3 `brickd`, a self-heal daemon and 1 FUSE
-//! mount), `heald` is the self-heal daemon, `volume create|start|stop|…`
-//! manage volumes in the cluster store, `volume heal` heals on demand and
-//! shows heal status.
+//! volume on this host (3 `brickd` per replica set, a self-heal daemon and
+//! 1 FUSE mount), `heald` is the self-heal daemon, `volume
+//! create|start|stop|add-brick|rebalance|…` manage volumes in the cluster
+//! store, `volume heal` heals on demand and shows heal status. The hidden
+//! `rebalance-run` is the background runner of `volume rebalance start`.
 
 mod args;
 mod dev;
@@ -29,6 +30,8 @@ use tracing_subscriber::EnvFilter;
         Start here:  brickfs dev    (3 local bricks + a FUSE mount, in the foreground)\n\n\
         Volumes:     brickfs --store file:///var/lib/brickfs volume create gv0 replica 3 \
         h1:24101 h2:24101 h3:24101    (then volume start|info|status|set|graph|stop|delete)\n\n\
+        Grow:        brickfs --store URL volume add-brick gv0 h4:24101 h5:24101 h6:24101, \
+        then volume rebalance gv0 start|status|stop\n\n\
         Self-heal:   brickfs --store URL volume heal NAME info    (URL as printed by brickfs dev)"
 )]
 struct Cli {
@@ -52,25 +55,30 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a development volume "dev": 3 local bricks (replica 3), a self-heal
-    /// daemon and a FUSE mount, in the foreground. Ctrl-C unmounts and stops
+    /// Run a development volume "dev": 3 local bricks (replica 3; 3N with
+    /// --replica-sets N), a self-heal daemon, an NFS gateway and a FUSE
+    /// mount, in the foreground. Ctrl-C unmounts and stops
     /// heald and the bricks; the data stays in the state directory and is
     /// served again by the next run.
     Dev(dev::DevArgs),
-    /// Run the self-heal daemon of a replica set in the foreground: heals when
-    /// a brick comes back or anything is blamed, retries the rest periodically.
+    /// Run the self-heal daemon of a volume (every replica set) in the
+    /// foreground: heals when a brick comes back or anything is blamed,
+    /// retries the rest periodically.
     #[command(long_about = heald::LONG_ABOUT)]
     Heald(heald::HealdArgs),
     /// Volume administration: create, start, stop, delete, info, list,
-    /// status, set, graph, heal.
+    /// status, set, graph, replace-brick, add-brick, rebalance, heal.
     Volume(volume_cmd::VolumeArgs),
+    /// The background runner `volume rebalance NAME start` spawns.
+    #[command(hide = true)]
+    RebalanceRun(volume_cmd::rebalance::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Volume(_) => "warn",
-        Command::Dev(_) | Command::Heald(_) => "info",
+        Command::Dev(_) | Command::Heald(_) | Command::RebalanceRun(_) => "info",
     };
     let level = cli.log_level.as_deref().unwrap_or(default_level);
     let filter = EnvFilter::try_from_default_env()
@@ -88,7 +96,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dev(args) => dev::run(args, cli.log_level.as_deref()),
         Command::Heald(args) => heald::run(args),
-        Command::Volume(args) => volume_cmd::run(args, cli.store.as_deref()),
+        Command::Volume(args) => {
+            volume_cmd::run(args, cli.store.as_deref(), cli.log_level.as_deref())
+        }
+        Command::RebalanceRun(args) => {
+            volume_cmd::rebalance::run_detached(args, cli.store.as_deref())
+        }
     };
     match result {
         Ok(code) => code,

@@ -34,7 +34,7 @@ pub fn client_plan(spec: &VolumeSpec) -> Result<ClientPlan, SpecError> {
         )));
     }
     let replica = usize::from(spec.replica);
-    if replica == 0 || spec.bricks.is_empty() || spec.bricks.len() % replica != 0 {
+    if replica == 0 || spec.bricks.is_empty() || !spec.bricks.len().is_multiple_of(replica) {
         return Err(SpecError(format!(
             "volume {} has {} bricks, not whole replica sets of {}",
             spec.name,

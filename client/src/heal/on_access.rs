@@ -9,10 +9,11 @@
 //! a client that never sees a stale replica costs nothing.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use proto::Gfid;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::{Healer, Outcome};
@@ -21,43 +22,88 @@ use crate::StackConfig;
 /// Objects waiting; more are dropped (the daemon heals them anyway).
 const QUEUE_MAX: usize = 1024;
 
+/// Longest `close` waits for the healer's thread to end.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 pub struct HealOnAccess {
     config: StackConfig,
-    tx: OnceLock<mpsc::Sender<Gfid>>,
+    /// The worker, once started; gone for good after `close`.
+    worker: Mutex<Worker>,
     /// Queued or being healed; shared with the worker, which removes what it is done with.
     queued: Arc<Mutex<HashSet<Gfid>>>,
+    /// Tells the worker to stop, also in the middle of a heal.
+    stop: watch::Sender<bool>,
+}
+
+enum Worker {
+    NotStarted,
+    Running {
+        tx: mpsc::Sender<Gfid>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+    Closed,
 }
 
 impl HealOnAccess {
     pub fn new(config: StackConfig) -> HealOnAccess {
         HealOnAccess {
             config,
-            tx: OnceLock::new(),
+            worker: Mutex::new(Worker::NotStarted),
             queued: Arc::new(Mutex::new(HashSet::new())),
+            stop: watch::Sender::new(false),
+        }
+    }
+
+    /// Stops the healer (a heal in progress is abandoned: as after a
+    /// healer crash, what it had not recorded stays blamed) and waits for
+    /// its thread, whose runtime closes its connections when it ends.
+    pub async fn close(&self) {
+        let was = std::mem::replace(
+            &mut *self.worker.lock().unwrap_or_else(PoisonError::into_inner),
+            Worker::Closed,
+        );
+        let Worker::Running { tx, thread } = was else {
+            return;
+        };
+        self.stop.send_replace(true);
+        drop(tx);
+        let Some(thread) = thread else {
+            return;
+        };
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout(CLOSE_WAIT, joined).await.is_err() {
+            warn!("heal on access: the healer did not stop within {CLOSE_WAIT:?}");
         }
     }
 
     /// Queues `gfid` for heal unless it is queued already or the queue is full.
     pub fn queue(&self, gfid: Gfid) {
         {
-            let mut queued = self
-                .queued
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
             if queued.len() >= QUEUE_MAX || !queued.insert(gfid) {
                 return;
             }
         }
-        let tx = self.tx.get_or_init(|| self.start());
-        if tx.try_send(gfid).is_err() {
+        let sent = {
+            let mut worker = self.worker.lock().unwrap_or_else(PoisonError::into_inner);
+            if matches!(*worker, Worker::NotStarted) {
+                *worker = self.start();
+            }
+            match &*worker {
+                Worker::Running { tx, .. } => tx.try_send(gfid).is_ok(),
+                _ => false,
+            }
+        };
+        if !sent {
             done(&self.queued, gfid);
         }
     }
 
-    fn start(&self) -> mpsc::Sender<Gfid> {
+    fn start(&self) -> Worker {
         let (tx, mut rx) = mpsc::channel::<Gfid>(QUEUE_MAX);
         let config = self.config.clone();
         let queued = self.queued.clone();
+        let mut stop = self.stop.subscribe();
         let spawned = std::thread::Builder::new()
             .name("heal-on-access".into())
             .spawn(move || {
@@ -71,7 +117,7 @@ impl HealOnAccess {
                         return;
                     }
                 };
-                rt.block_on(async move {
+                let work = async move {
                     let healer = match Healer::connect(config).await {
                         Ok(h) => h,
                         Err(e) => {
@@ -87,18 +133,36 @@ impl HealOnAccess {
                         }
                         done(&queued, gfid);
                     }
+                    for b in healer.bricks() {
+                        b.close();
+                    }
+                };
+                rt.block_on(async move {
+                    tokio::select! {
+                        _ = work => {}
+                        _ = stop.wait_for(|stop| *stop) => debug!("heal on access: stopped"),
+                    }
                 });
+                // Dropping the runtime ends the connections' tasks, which
+                // closes the sockets.
+                drop(rt);
             });
-        if let Err(e) = spawned {
-            warn!("heal on access: cannot start its thread: {e}");
+        match spawned {
+            Ok(thread) => Worker::Running {
+                tx,
+                thread: Some(thread),
+            },
+            Err(e) => {
+                warn!("heal on access: cannot start its thread: {e}");
+                Worker::Running { tx, thread: None }
+            }
         }
-        tx
     }
 }
 
 fn done(queued: &Mutex<HashSet<Gfid>>, gfid: Gfid) {
     queued
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(PoisonError::into_inner)
         .remove(&gfid);
 }

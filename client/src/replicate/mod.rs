@@ -36,6 +36,12 @@ pub struct Replicate {
     attrs: attr_cache::AttrCache,
     /// Where stale replicas found while serving go to be healed first.
     heal: Option<crate::heal::HealOnAccess>,
+    /// Closed ([`Layer::close`]): its graph was replaced.
+    closed: std::sync::atomic::AtomicBool,
+    /// Wakes `run_background` to end.
+    stop: tokio::sync::Notify,
+    /// Held by `run_background` while it runs, so `close` can wait for it.
+    background: tokio::sync::Mutex<()>,
 }
 
 impl Replicate {
@@ -53,6 +59,9 @@ impl Replicate {
             inodes: Inodes::default(),
             attrs: attr_cache::AttrCache::default(),
             heal,
+            closed: std::sync::atomic::AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
+            background: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -67,12 +76,19 @@ impl Replicate {
     }
 
     /// Background work of the layer: the delayed post-op / unlock, and
-    /// blaming bricks that came back empty.
+    /// blaming bricks that came back empty. Ends when the layer is closed.
     pub async fn run_background(self: Arc<Self>) {
+        let _running = self.background.lock().await;
         let mut tick = tokio::time::interval(self.post_op_delay / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.stop.notified() => {}
+            }
+            if self.is_closed() {
+                return;
+            }
             self.blame_replaced().await;
             self.release_idle().await;
         }
@@ -121,7 +137,18 @@ impl Replicate {
         crate::quorum::mask_where(&self.bricks, BrickConn::is_replaced)
     }
 
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn require_quorum(&self) -> FsResult<()> {
+        if self.is_closed() {
+            let bricks: Vec<String> = self.bricks.iter().map(|b| b.addr.to_string()).collect();
+            return Err(FsError::BrickDown(format!(
+                "{} (closed: this client replaced its graph)",
+                bricks.join(",")
+            )));
+        }
         if count(self.up_mask()) < self.quorum {
             return Err(FsError::ReadOnly { need: self.quorum });
         }
@@ -313,11 +340,56 @@ impl Replicate {
     }
 }
 
+impl Replicate {
+    /// A write whose one buffer is shared by the sends to every brick (and
+    /// by a retry on another set, in the distribute layer).
+    pub(crate) async fn write_shared(
+        &self,
+        gfid: Gfid,
+        offset: u64,
+        data: Arc<Vec<u8>>,
+    ) -> FsResult<Attr> {
+        if data.len() > proto::MAX_IO as usize {
+            return Err(FsError::Invalid(format!(
+                "write of {} bytes exceeds {}",
+                data.len(),
+                proto::MAX_IO
+            )));
+        }
+        self.txn(&[gfid], gfid, PendingKind::Data, &[], |b, txn| {
+            let data = data.clone();
+            async move { b.write(txn, gfid, offset, &data).await }
+        })
+        .await
+        .map(|a| a.value)
+    }
+}
+
 #[async_trait]
 impl Layer for Replicate {
     fn set_op_timeout(&self, timeout: Duration) {
         for b in &self.bricks {
             b.set_op_timeout(timeout);
+        }
+    }
+
+    /// Gives back every replication lock at once (with the post-op, so no
+    /// dirty mark is left for heal), ends the background loop and the
+    /// healer, and closes the connections: the bricks drop whatever else
+    /// this client held (record locks) with them.
+    async fn close(&self) {
+        if self.closed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        self.stop.notify_one();
+        // The loop may be releasing locks right now; let it finish.
+        drop(self.background.lock().await);
+        self.release_unused(Duration::ZERO).await;
+        if let Some(h) = &self.heal {
+            h.close().await;
+        }
+        for b in &self.bricks {
+            b.close();
         }
     }
 
@@ -449,21 +521,7 @@ impl Layer for Replicate {
     }
 
     async fn write(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr> {
-        if data.len() > proto::MAX_IO as usize {
-            return Err(FsError::Invalid(format!(
-                "write of {} bytes exceeds {}",
-                data.len(),
-                proto::MAX_IO
-            )));
-        }
-        // One buffer shared by the sends to every brick.
-        let data = Arc::new(data);
-        self.txn(&[gfid], gfid, PendingKind::Data, &[], |b, txn| {
-            let data = data.clone();
-            async move { b.write(txn, gfid, offset, &data).await }
-        })
-        .await
-        .map(|a| a.value)
+        self.write_shared(gfid, offset, Arc::new(data)).await
     }
 
     async fn flush(&self, _gfid: Gfid) -> FsResult<()> {

@@ -373,7 +373,7 @@ impl Replicate {
     }
 
     /// Releases every lock not used for `min_idle`, one batch per brick.
-    async fn release_unused(&self, min_idle: Duration) {
+    pub(super) async fn release_unused(&self, min_idle: Duration) {
         let now = Instant::now();
         let snapshot = self.inodes.snapshot();
         let mut per_brick: Vec<Vec<Gfid>> = vec![Vec::new(); self.bricks.len()];

@@ -1,14 +1,15 @@
 //! `D/cluster.json`: what `brickfs dev` is running, for people and tests.
 //!
 //! ```json
-//! {"volume":"dev","mount":"/abs/mnt","mount_pid":42,"heald_pid":41,
+//! {"volume":"dev","replica":3,"mount":"/abs/mnt","mount_pid":42,"heald_pid":41,
 //!  "store":"file:///abs","nfs":"127.0.0.1:40123","nfs_pid":43,
 //!  "bricks":[{"name":"brick1","id":"<uuid>","pid":40,"addr":"127.0.0.1:41234",
 //!             "dir":"/abs/brick1","state":"up",
 //!             "cmd":["/abs/brickd","--dir","/abs/brick1","--listen","127.0.0.1:41234","--volume","dev"]}]}
 //! ```
 //!
-//! `cmd` restarts the brick on the same port. `state` is `up`, `down` (died;
+//! The bricks form replica sets of `replica` in order (`brickfs dev
+//! --replica-sets N`: 3N bricks). `cmd` restarts the brick on the same port. `state` is `up`, `down` (died;
 //! brickfs dev does not restart it) or `stopped` (brickfs dev exited).
 //! `heald_pid` is the self-heal daemon (`null` once it exited); `store` is
 //! the URL `brickfs --store` takes to find this volume (this directory).
@@ -37,6 +38,8 @@ pub struct BrickEntry {
 
 pub struct ClusterFile<'a> {
     pub volume: &'a str,
+    /// Bricks per replica set (the bricks form sets in order).
+    pub replica: usize,
     pub mount: &'a Path,
     pub mount_pid: Option<u32>,
     pub heald_pid: Option<u32>,
@@ -66,6 +69,7 @@ impl ClusterFile<'_> {
             .collect();
         json!({
             "volume": self.volume,
+            "replica": self.replica,
             "mount": self.mount.to_string_lossy(),
             "bricks": bricks,
             "mount_pid": self.mount_pid,

@@ -12,12 +12,12 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::children::{detach_from_terminal, open_log, terminate};
-use super::{IoContext, Result};
+use super::{BricksFrom, IoContext, Result};
 
-/// Starts `brickfs [--log-level L] heald --bricks A,B,C --volume VOLUME
-/// [--op-timeout S]`.
+/// Starts `brickfs [--log-level L] heald --bricks A,B,C|--store URL
+/// --volume VOLUME [--op-timeout S]`.
 pub fn start(
-    addrs: &[&str],
+    from: &BricksFrom,
     volume: &str,
     op_timeout: Option<f64>,
     log_level: Option<&str>,
@@ -32,11 +32,14 @@ pub fn start(
     if let Some(level) = log_level {
         cmd.arg("--log-level").arg(level);
     }
-    cmd.arg("heald")
-        .arg("--bricks")
-        .arg(addrs.join(","))
-        .args(["--volume", volume]);
-    if let Some(secs) = op_timeout {
+    cmd.arg("heald");
+    match from {
+        BricksFrom::Addrs(addrs) => cmd.arg("--bricks").arg(addrs),
+        BricksFrom::Store(url) => cmd.arg("--store").arg(url),
+    };
+    cmd.args(["--volume", volume]);
+    // From the store the volume's own timeout applies.
+    if let (Some(secs), BricksFrom::Addrs(_)) = (op_timeout, from) {
         cmd.arg("--op-timeout").arg(secs.to_string());
     }
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);

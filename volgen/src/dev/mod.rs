@@ -1,11 +1,13 @@
 //! `brickfs dev`: a replica-3 volume "dev" on this host, in the foreground.
 //!
-//! Starts 3 `brickd` children (dirs `D/brick1..3`, loopback, port 0), then
-//! the self-heal daemon (`brickfs heald`, this executable, log
-//! `D/logs/heald.log`), then the NFS gateway (`brickfs-nfs`, loopback, port
-//! 0, log `D/logs/nfs.log`), mounts the volume with `brickfs-mount` at `M`,
-//! registers volume `dev` (current brick addresses and UUIDs, started) in a
-//! file cluster store in `D/store` (`dev/registry.rs`), records all of it in
+//! Starts 3 `brickd` children per replica set (`--replica-sets N`, default
+//! 1; dirs `D/brick1..3N`, loopback, port 0), registers volume `dev`
+//! (current brick addresses and UUIDs, started) in a file cluster store in
+//! `D/store` (`dev/registry.rs`), then starts the self-heal daemon
+//! (`brickfs heald`, this executable, log `D/logs/heald.log`), then the NFS
+//! gateway (`brickfs-nfs`, loopback, port 0, log `D/logs/nfs.log`), mounts
+//! the volume with `brickfs-mount` at `M` (with one set they are given the
+//! bricks; with several, the store, so they serve all sets), records all of it in
 //! `D/cluster.json` (with `"store": "file://D/store"`, the store URL for
 //! `brickfs --store URL volume info|status|heal dev ...`, and `"nfs":
 //! "127.0.0.1:PORT"`, where the gateway serves NFSv3 and MOUNT) and then
@@ -50,13 +52,15 @@ use children::{
 use cluster_file::{BrickEntry, ClusterFile};
 
 const VOLUME: &str = "dev";
-const BRICKS: usize = 3;
+/// Bricks per replica set.
+const REPLICA: usize = volgen::spec::REPLICA as usize;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
-    /// Directory holding the bricks (brick1..3), logs/ and cluster.json.
+    /// Directory holding the bricks (brick1..3, brick1..3N with
+    /// --replica-sets N), the store, logs/ and cluster.json.
     /// Re-using it keeps the data of earlier runs.
     #[arg(
         long,
@@ -74,6 +78,14 @@ pub struct DevArgs {
     /// (how long a hung brick can delay an operation).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     op_timeout: Option<f64>,
+
+    /// Replica sets of the volume (3 bricks each): 2 makes a 2 x 3
+    /// Distributed-Replicate volume of 6 bricks. A state dir keeps its sets:
+    /// a larger N adds sets (then `volume rebalance dev start`), a smaller
+    /// one is refused.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=16))]
+    replica_sets: u8,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -119,6 +131,8 @@ struct Brick {
 
 struct Dev {
     state_dir: PathBuf,
+    /// Replica sets (3 bricks each).
+    sets: usize,
     mount_point: PathBuf,
     log_dir: PathBuf,
     bricks: Vec<Brick>,
@@ -161,6 +175,7 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
 
     let mut dev = Dev {
         state_dir,
+        sets: usize::from(args.replica_sets),
         mount_point,
         log_dir,
         bricks: Vec::new(),
@@ -171,7 +186,7 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
         _lock: lock,
     };
     // From here on, an error drops `dev`, which stops whatever was started.
-    for n in 1..=BRICKS {
+    for n in 1..=dev.sets * REPLICA {
         let brick = dev.start_brick(&brickd, n)?;
         info!(brick = %brick.name, addr = %brick.addr, pid = brick.child.id(), id = %brick.id, "brick up");
         dev.bricks.push(brick);
@@ -181,12 +196,28 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
         .iter()
         .map(|b| (b.addr.clone(), b.id.clone()))
         .collect();
-    registry::register(&dev.store_dir(), VOLUME, &known)?;
+    let sets_before = registry::register(&dev.store_dir(), VOLUME, &known, args.op_timeout)?;
     dev.start_heald(args.op_timeout, log_level)?;
     dev.start_nfs(&gateway, args.op_timeout, log_level)?;
     dev.start_mount(&mounter, args.op_timeout)?;
     dev.write_cluster_file()?;
     dev.print_summary();
+    if sets_before > 0 && sets_before < dev.sets {
+        let new = if dev.sets - sets_before == 1 {
+            format!("Replica set {} is new and empty", dev.sets)
+        } else {
+            format!(
+                "Replica sets {} to {} are new and empty",
+                sets_before + 1,
+                dev.sets
+            )
+        };
+        println!(
+            "{new}: `brickfs --store {} volume rebalance {VOLUME} start` spreads the files \
+             over all sets.",
+            dev.store_url()
+        );
+    }
 
     loop {
         for _ in 0..10 {
@@ -282,6 +313,14 @@ fn format_brick_id(bytes: &[u8]) -> String {
     text.to_string()
 }
 
+/// Where a child of dev finds the bricks.
+pub enum BricksFrom {
+    /// `A,B,C`: the one replica set (`--bricks`).
+    Addrs(String),
+    /// The store URL (`--store`): the volume's spec, every set.
+    Store(String),
+}
+
 impl Dev {
     fn mount_log(&self) -> PathBuf {
         self.log_dir.join("mount.log")
@@ -305,9 +344,26 @@ impl Dev {
         crate::store::file_url(&self.store_dir())
     }
 
+    /// How heald, the NFS gateway and the mount find the bricks: by
+    /// address with one replica set (as always), from the store with
+    /// several (it knows the sets).
+    fn bricks_source(&self) -> BricksFrom {
+        if self.sets > 1 {
+            BricksFrom::Store(self.store_url())
+        } else {
+            BricksFrom::Addrs(
+                self.bricks
+                    .iter()
+                    .map(|b| b.addr.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        }
+    }
+
     fn start_heald(&mut self, op_timeout: Option<f64>, log_level: Option<&str>) -> Result<()> {
-        let addrs: Vec<&str> = self.bricks.iter().map(|b| b.addr.as_str()).collect();
-        let child = heald_child::start(&addrs, VOLUME, op_timeout, log_level, &self.heald_log())?;
+        let from = self.bricks_source();
+        let child = heald_child::start(&from, VOLUME, op_timeout, log_level, &self.heald_log())?;
         info!(pid = child.id(), log = %self.heald_log().display(), "heald started");
         self.heald = Some(child);
         Ok(())
@@ -319,10 +375,10 @@ impl Dev {
         op_timeout: Option<f64>,
         log_level: Option<&str>,
     ) -> Result<()> {
-        let addrs: Vec<&str> = self.bricks.iter().map(|b| b.addr.as_str()).collect();
+        let from = self.bricks_source();
         let (child, addr) = nfs_child::start(
             gateway,
-            &addrs,
+            &from,
             VOLUME,
             op_timeout,
             log_level,
@@ -378,13 +434,20 @@ impl Dev {
         let err = out
             .try_clone()
             .ctx(|| format!("cloning {}", log.display()))?;
-        let addrs: Vec<&str> = self.bricks.iter().map(|b| b.addr.as_str()).collect();
         let mut cmd = Command::new(mounter);
-        cmd.arg("--bricks")
-            .arg(addrs.join(","))
-            .args(["--volume", VOLUME]);
+        match self.bricks_source() {
+            BricksFrom::Addrs(addrs) => {
+                cmd.arg("--bricks").arg(addrs).args(["--volume", VOLUME]);
+            }
+            BricksFrom::Store(url) => {
+                cmd.arg("--store").arg(url);
+            }
+        }
         if let Some(secs) = op_timeout {
             cmd.arg("--op-timeout").arg(secs.to_string());
+        }
+        if self.sets > 1 {
+            cmd.arg(VOLUME);
         }
         cmd.arg(&self.mount_point)
             .stdin(std::process::Stdio::null())
@@ -401,6 +464,7 @@ impl Dev {
     fn write_cluster_file(&self) -> Result<()> {
         let file = ClusterFile {
             volume: VOLUME,
+            replica: REPLICA,
             mount: &self.mount_point,
             mount_pid: self.mount.as_ref().map(Child::id),
             heald_pid: self.heald.as_ref().map(Child::id),
@@ -429,10 +493,22 @@ impl Dev {
     }
 
     fn print_summary(&self) {
-        println!("brickfs dev: volume \"{VOLUME}\" (replica {BRICKS}) is up");
-        for b in &self.bricks {
+        if self.sets > 1 {
             println!(
-                "  {}  {}  pid {}  {}",
+                "brickfs dev: volume \"{VOLUME}\" ({} x {REPLICA} = {}, Distributed-Replicate) is up",
+                self.sets,
+                self.bricks.len()
+            );
+        } else {
+            println!("brickfs dev: volume \"{VOLUME}\" (replica {REPLICA}) is up");
+        }
+        let indent = if self.sets > 1 { "    " } else { "  " };
+        for (i, b) in self.bricks.iter().enumerate() {
+            if self.sets > 1 && i % REPLICA == 0 {
+                println!("  replica set {}:", i / REPLICA + 1);
+            }
+            println!(
+                "{indent}{}  {}  pid {}  {}",
                 b.name,
                 b.addr,
                 b.child.id(),

@@ -15,14 +15,14 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::children::{spawn_listening, terminate};
-use super::Result;
+use super::{BricksFrom, Result};
 
-/// Starts `brickfs-nfs [--log-level L] --bricks A,B,C --volume VOLUME
-/// --listen 127.0.0.1:0 [--op-timeout S]` and waits for its `LISTENING`
-/// line.
+/// Starts `brickfs-nfs [--log-level L] --bricks A,B,C|--store URL --volume
+/// VOLUME --listen 127.0.0.1:0 [--op-timeout S]` and waits for its
+/// `LISTENING` line.
 pub fn start(
     bin: &Path,
-    addrs: &[&str],
+    from: &BricksFrom,
     volume: &str,
     op_timeout: Option<f64>,
     log_level: Option<&str>,
@@ -33,9 +33,11 @@ pub fn start(
     if let Some(level) = log_level {
         cmd.arg("--log-level").arg(level);
     }
-    cmd.arg("--bricks")
-        .arg(addrs.join(","))
-        .args(["--volume", volume, "--listen", "127.0.0.1:0"]);
+    match from {
+        BricksFrom::Addrs(addrs) => cmd.arg("--bricks").arg(addrs),
+        BricksFrom::Store(url) => cmd.arg("--store").arg(url),
+    };
+    cmd.args(["--volume", volume, "--listen", "127.0.0.1:0"]);
     if let Some(secs) = op_timeout {
         cmd.arg("--op-timeout").arg(secs.to_string());
     }

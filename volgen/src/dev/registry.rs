@@ -12,8 +12,18 @@ use volgen::spec::{BrickRef, VolumeSpec, VolumeState, REPLICA, SPEC_FORMAT};
 
 use crate::error::{IoContext, Result};
 
-/// Creates or updates volume `name` in the file store at `dir`.
-pub fn register(dir: &Path, name: &str, bricks: &[(String, String)]) -> Result<()> {
+/// Creates or updates volume `name` in the file store at `dir`; returns
+/// the number of replica sets it had before (0 when new). A volume of more
+/// bricks than given is refused (its last sets hold files the fewer bricks
+/// would lose sight of); more bricks than before add sets at the end.
+/// `op_timeout` (dev's `--op-timeout`), when given, becomes the volume's
+/// `network.op-timeout`, which children started from the store use.
+pub fn register(
+    dir: &Path,
+    name: &str,
+    bricks: &[(String, String)],
+    op_timeout: Option<f64>,
+) -> Result<usize> {
     let url = crate::store::file_url(dir);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -43,6 +53,16 @@ pub fn register(dir: &Path, name: &str, bricks: &[(String, String)]) -> Result<(
                 None,
             ),
         };
+        let sets_before = spec.replica_sets();
+        if spec.bricks.len() > bricks.len() {
+            return Err(crate::error::Error::Msg(format!(
+                "the dev volume in {} has {} replica sets; run with --replica-sets {} \
+                 (or use a fresh --state-dir): fewer sets would hide the files on the others",
+                dir.parent().unwrap_or(dir).display(),
+                sets_before,
+                sets_before
+            )));
+        }
         spec.bricks = bricks
             .iter()
             .map(|(addr, id)| BrickRef {
@@ -51,12 +71,16 @@ pub fn register(dir: &Path, name: &str, bricks: &[(String, String)]) -> Result<(
             })
             .collect();
         spec.state = VolumeState::Started;
+        if let Some(secs) = op_timeout {
+            spec.set_option("network.op-timeout", &secs.to_string())
+                .map_err(|e| msg(e.0))?;
+        }
         spec.validate().map_err(|e| msg(e.0))?;
         store
             .put(&key, spec.to_json().as_bytes(), revision)
             .await
             .map_err(msg)?;
-        Ok(())
+        Ok(sets_before)
     })
 }
 

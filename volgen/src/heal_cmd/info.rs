@@ -2,6 +2,7 @@
 //! in the layout GlusterFS uses.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Subcommand;
 use client::heal::Healer;
@@ -37,19 +38,36 @@ enum InfoSub {
     SplitBrain,
 }
 
-pub async fn run(healer: &Healer, args: InfoArgs) -> Result<ExitCode> {
+/// `healers`: one per replica set, in volume order.
+pub async fn run(healers: &[Arc<Healer>], args: InfoArgs) -> Result<ExitCode> {
     match args.what {
         Some(InfoSub::SplitBrain) if args.watch => Err(Error::Msg(
             "--watch follows the whole heal; it does not go with `info split-brain`".into(),
         )),
-        Some(InfoSub::SplitBrain) => split_brain_list(healer).await,
-        None if args.watch => watch::run(healer, args.interval).await,
-        None => per_brick(healer).await,
+        Some(InfoSub::SplitBrain) => {
+            let mut total = 0;
+            for h in healers {
+                total += split_brain_list(h).await?;
+            }
+            println!("Number of entries in split-brain: {total}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None if args.watch => watch::run(healers, args.interval).await,
+        None => {
+            for (i, h) in healers.iter().enumerate() {
+                if healers.len() > 1 {
+                    println!("Replica set {}:", i + 1);
+                }
+                per_brick(h).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-/// `Brick ADDR` / `Status: ...` / entries / `Number of entries: N`.
-async fn per_brick(healer: &Healer) -> Result<ExitCode> {
+/// `Brick ADDR` / `Status: ...` / entries / `Number of entries: N`, for
+/// the bricks of one set.
+async fn per_brick(healer: &Healer) -> Result<()> {
     let bricks = healer
         .info()
         .await
@@ -76,10 +94,11 @@ async fn per_brick(healer: &Healer) -> Result<ExitCode> {
         println!("Number of entries: {}", b.entries.len());
         println!();
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-async fn split_brain_list(healer: &Healer) -> Result<ExitCode> {
+/// Lists the split-brains of one set; returns how many.
+async fn split_brain_list(healer: &Healer) -> Result<usize> {
     let entries = healer
         .split_brains()
         .await
@@ -99,8 +118,7 @@ async fn split_brain_list(healer: &Healer) -> Result<ExitCode> {
             join_addrs(blamed)
         );
     }
-    println!("Number of entries in split-brain: {}", entries.len());
-    Ok(ExitCode::SUCCESS)
+    Ok(entries.len())
 }
 
 fn kind_name(kind: &PendingKind) -> &'static str {

@@ -1,6 +1,7 @@
 //! `brickfs volume heal NAME [SUB]`: self-heal on demand, heal status and
-//! split-brain resolution, each with a healer of its own
-//! (`client::heal::Healer`), alongside whatever `brickfs heald` is doing.
+//! split-brain resolution, each with healers of its own (one
+//! `client::heal::Healer` per replica set), alongside whatever `brickfs
+//! heald` is doing.
 //!
 //! The healer's futures are not `Send`: every command runs inside one
 //! `block_on` on a current-thread runtime.
@@ -42,8 +43,8 @@ pub struct HealArgs {
     /// Volume name.
     name: String,
 
-    /// The volume's bricks in volume order, as host:port, comma-separated
-    /// (instead of looking them up in the store).
+    /// The bricks of one replica set in volume order, as host:port,
+    /// comma-separated (instead of looking the volume up in the store).
     #[arg(long, global = true, value_name = "A,B,C", value_delimiter = ',',
           value_parser = parse_brick_addr)]
     bricks: Vec<SocketAddr>,
@@ -73,30 +74,31 @@ enum HealSub {
 /// Runs `brickfs volume ...`; `store` is the global `--store`.
 pub fn run(cmd: VolumeCmd, store: Option<&str>) -> Result<ExitCode> {
     let VolumeCmd::Heal(args) = cmd;
-    let bricks = volume_bricks(store, &args.name, &args.bricks)?;
+    let sets = volume_sets(store, &args.name, &args.bricks)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .ctx(|| "starting the tokio runtime".into())?;
     rt.block_on(async {
-        let healer = connect(&args.name, &bricks, args.op_timeout).await?;
+        let healers = connect(&args.name, &sets, args.op_timeout).await?;
         match args.sub {
-            None => heal(&healer, &args.name, false).await,
-            Some(HealSub::Full) => heal(&healer, &args.name, true).await,
-            Some(HealSub::Info(info)) => info::run(&healer, info).await,
-            Some(HealSub::SplitBrain(cmd)) => split_brain::run(&healer, cmd).await,
+            None => heal(&healers, &args.name, false).await,
+            Some(HealSub::Full) => heal(&healers, &args.name, true).await,
+            Some(HealSub::Info(info)) => info::run(&healers, info).await,
+            Some(HealSub::SplitBrain(cmd)) => split_brain::run(&healers, cmd).await,
         }
     })
 }
 
-/// The bricks of volume `name`: `--bricks` when given, else the store's.
-fn volume_bricks(
+/// The replica sets of volume `name`, bricks in volume order: `--bricks`
+/// (one set) when given, else the store's.
+fn volume_sets(
     store: Option<&str>,
     name: &str,
     bricks: &[SocketAddr],
-) -> Result<Vec<SocketAddr>> {
+) -> Result<Vec<Vec<SocketAddr>>> {
     if !bricks.is_empty() {
-        return Ok(bricks.to_vec());
+        return Ok(vec![bricks.to_vec()]);
     }
     let Some(url) = store else {
         return Err(Error::Msg(format!(
@@ -110,48 +112,87 @@ fn volume_bricks(
         .map(|dir| dir.join("cluster.json").is_file())
         .unwrap_or(false);
     if dev_state {
-        return Ok(Store::open(url)?.volume(name)?.bricks);
+        // `brickfs dev` volumes are replica 3, sets in brick order.
+        let bricks = Store::open(url)?.volume(name)?.bricks;
+        return Ok(split_sets(bricks, usize::from(volgen::spec::REPLICA)));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .ctx(|| "starting the tokio runtime".into())?;
     let spec = rt.block_on(crate::volume_cmd::stored_volume(url, name))?;
-    crate::volume_cmd::resolve_bricks(&spec)
+    let bricks = crate::volume_cmd::resolve_bricks(&spec)?;
+    Ok(split_sets(bricks, usize::from(spec.replica)))
 }
 
-async fn connect(volume: &str, bricks: &[SocketAddr], op_timeout: f64) -> Result<Arc<Healer>> {
-    let config = StackConfig {
-        volume: volume.to_string(),
-        bricks: bricks.to_vec(),
-        op_timeout: Duration::from_secs_f64(op_timeout),
-        ping_interval: Duration::from_secs(1),
-        brick_ids: None,
-        replica: 0,
-    };
-    let healer = Healer::connect(config)
-        .await
-        .fs_ctx(|| format!("connecting to the bricks of volume {volume}"))?;
-    if !healer.bricks().iter().any(|b| b.is_up()) {
-        return Err(Error::Msg(format!(
-            "no brick of volume {volume} is reachable ({})",
-            join_addrs(bricks)
-        )));
+/// `bricks` as sets of `replica` (one set when they do not divide evenly).
+fn split_sets(bricks: Vec<SocketAddr>, replica: usize) -> Vec<Vec<SocketAddr>> {
+    if replica == 0 || bricks.len() <= replica || !bricks.len().is_multiple_of(replica) {
+        return vec![bricks];
     }
-    Ok(healer)
+    bricks.chunks(replica).map(<[SocketAddr]>::to_vec).collect()
 }
 
-/// Heals now (index, or `full`) and prints the summary.
-async fn heal(healer: &Healer, volume: &str, full: bool) -> Result<ExitCode> {
-    let report = if full {
-        healer.heal_full().await
+/// One healer per replica set, in volume order.
+async fn connect(
+    volume: &str,
+    sets: &[Vec<SocketAddr>],
+    op_timeout: f64,
+) -> Result<Vec<Arc<Healer>>> {
+    let mut healers = Vec::with_capacity(sets.len());
+    for (i, bricks) in sets.iter().enumerate() {
+        let which = set_name(volume, i, sets.len());
+        let config = StackConfig {
+            volume: volume.to_string(),
+            bricks: bricks.clone(),
+            op_timeout: Duration::from_secs_f64(op_timeout),
+            ping_interval: Duration::from_secs(1),
+            brick_ids: None,
+            replica: 0,
+        };
+        let healer = Healer::connect(config)
+            .await
+            .fs_ctx(|| format!("connecting to the bricks of {which}"))?;
+        if !healer.bricks().iter().any(|b| b.is_up()) {
+            return Err(Error::Msg(format!(
+                "no brick of {which} is reachable ({})",
+                join_addrs(bricks)
+            )));
+        }
+        healers.push(healer);
+    }
+    Ok(healers)
+}
+
+/// `volume gv0`, or `replica set 2 of volume gv0` when there are several.
+fn set_name(volume: &str, i: usize, sets: usize) -> String {
+    if sets > 1 {
+        format!("replica set {} of volume {volume}", i + 1)
     } else {
-        healer.heal_index().await
+        format!("volume {volume}")
     }
-    .fs_ctx(|| format!("heal of volume {volume}"))?;
-    println!("heal of volume {volume}: {}", summary(&report));
-    let c = &report.counts;
-    Ok(if report.left > 0 && c.split_brain + c.failed > 0 {
+}
+
+/// Heals now (index, or `full`), every set at once, and prints a summary
+/// per set.
+async fn heal(healers: &[Arc<Healer>], volume: &str, full: bool) -> Result<ExitCode> {
+    let reports = futures::future::join_all(healers.iter().map(|h| async move {
+        if full {
+            h.heal_full().await
+        } else {
+            h.heal_index().await
+        }
+    }))
+    .await;
+    let mut failed = false;
+    for (i, report) in reports.into_iter().enumerate() {
+        let which = set_name(volume, i, healers.len());
+        let report = report.fs_ctx(|| format!("heal of {which}"))?;
+        println!("heal of {which}: {}", summary(&report));
+        let c = &report.counts;
+        failed |= report.left > 0 && c.split_brain + c.failed > 0;
+    }
+    Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -243,12 +284,25 @@ mod tests {
     #[test]
     fn bricks_from_flag_store_or_neither() {
         let a: SocketAddr = "127.0.0.1:4001".parse().unwrap();
-        assert_eq!(volume_bricks(None, "dev", &[a]).unwrap(), vec![a]);
-        let e = volume_bricks(None, "dev", &[]).unwrap_err().to_string();
+        assert_eq!(volume_sets(None, "dev", &[a]).unwrap(), vec![vec![a]]);
+        let e = volume_sets(None, "dev", &[]).unwrap_err().to_string();
         assert!(e.contains("--store") && e.contains("BRICKFS_STORE"), "{e}");
-        let e = volume_bricks(Some("s3://bucket"), "dev", &[])
+        let e = volume_sets(Some("s3://bucket"), "dev", &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("unsupported store URL"), "{e}");
+    }
+
+    #[test]
+    fn sets_in_volume_order() {
+        let b: Vec<SocketAddr> = (1..=6)
+            .map(|i| format!("127.0.0.1:{}", 4000 + i).parse().unwrap())
+            .collect();
+        let sets = split_sets(b.clone(), 3);
+        assert_eq!(sets, vec![b[..3].to_vec(), b[3..].to_vec()]);
+        assert_eq!(split_sets(b[..3].to_vec(), 3), vec![b[..3].to_vec()]);
+        assert_eq!(split_sets(b[..4].to_vec(), 3), vec![b[..4].to_vec()]);
+        assert_eq!(set_name("gv0", 1, 2), "replica set 2 of volume gv0");
+        assert_eq!(set_name("gv0", 0, 1), "volume gv0");
     }
 }

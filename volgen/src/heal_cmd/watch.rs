@@ -2,6 +2,7 @@
 //! another `volume heal`) until the heal indices are empty. Only reads.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::heal::Healer;
@@ -43,7 +44,9 @@ impl Rate {
     }
 }
 
-pub async fn run(healer: &Healer, interval: f64) -> Result<ExitCode> {
+/// `healers`: one per replica set, in volume order; the per-brick counts
+/// of different sets are separated by `|`.
+pub async fn run(healers: &[Arc<Healer>], interval: f64) -> Result<ExitCode> {
     let interval = Duration::from_secs_f64(interval);
     let started = Instant::now();
     let mut rate = Rate::default();
@@ -51,14 +54,18 @@ pub async fn run(healer: &Healer, interval: f64) -> Result<ExitCode> {
     let mut bytes_at: Option<Instant> = None;
     let mut seen_work = false;
     loop {
-        let bricks = healer
-            .info()
-            .await
-            .fs_ctx(|| "reading the heal indices".into())?;
-        if !bricks.iter().any(|b| b.up) {
+        let mut sets = Vec::with_capacity(healers.len());
+        for h in healers {
+            sets.push(
+                h.info()
+                    .await
+                    .fs_ctx(|| "reading the heal indices".into())?,
+            );
+        }
+        if !sets.iter().flatten().any(|b| b.up) {
             return Err(Error::Msg("no brick of the volume is reachable".into()));
         }
-        let left: u64 = bricks.iter().map(|b| b.entries.len() as u64).sum();
+        let left: u64 = sets.iter().flatten().map(|b| b.entries.len() as u64).sum();
         if left == 0 {
             if seen_work {
                 println!("heal complete in {:.1} s", started.elapsed().as_secs_f64());
@@ -72,21 +79,31 @@ pub async fn run(healer: &Healer, interval: f64) -> Result<ExitCode> {
         rate.update(now, left);
         if bytes_at.is_none_or(|at| now.duration_since(at) >= BYTES_EVERY) {
             // A failed estimate keeps the previous one.
-            if let Ok(b) = healer.pending_bytes(BYTES_LIMIT).await {
-                bytes = Some(b);
+            let mut total = Some((0, true));
+            for h in healers {
+                total = match (total, h.pending_bytes(BYTES_LIMIT).await) {
+                    (Some((t, exact)), Ok((b, e))) => Some((t + b, exact && e)),
+                    _ => None,
+                };
+            }
+            if total.is_some() {
+                bytes = total;
             }
             bytes_at = Some(now);
         }
-        let per_brick: Vec<String> = bricks
-            .iter()
-            .map(|b| {
+        let mut per_brick: Vec<String> = Vec::new();
+        for (i, set) in sets.iter().enumerate() {
+            if i > 0 {
+                per_brick.push("|".into());
+            }
+            per_brick.extend(set.iter().map(|b| {
                 if b.up {
                     b.entries.len().to_string()
                 } else {
                     "down".into()
                 }
-            })
-            .collect();
+            }));
+        }
         println!(
             "{}",
             line(started.elapsed(), left, &per_brick, rate.smoothed, bytes)

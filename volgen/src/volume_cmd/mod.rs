@@ -1,14 +1,21 @@
-//! `brickfs volume create|start|stop|delete|info|list|status|set|graph`:
-//! volumes by name, kept in the cluster store (`--store URL` or
-//! `BRICKFS_STORE`) at `volumes/<name>` (format: `volgen::spec`).
-//! `volume heal` (`crate::heal_cmd`) is a sibling subcommand.
+//! `brickfs volume create|start|stop|delete|info|list|status|set|graph|
+//! replace-brick|add-brick|rebalance`: volumes by name, kept in the cluster
+//! store (`--store URL` or `BRICKFS_STORE`) at `volumes/<name>` (format:
+//! `volgen::spec`). `volume heal` (`crate::heal_cmd`) is a sibling
+//! subcommand.
 //!
 //! `ops` reads, checks and writes the store (every write a compare-and-swap
-//! on what was read, and nothing written when a check fails); `show` turns
-//! specs and brick answers into text; `probe` asks a brick who it is.
+//! on what was read, and nothing written when a check fails), with
+//! `admit` (the checks of new bricks, shared by create and add-brick) and
+//! `add_brick`; `show` turns specs and brick answers into text; `probe`
+//! asks a brick who it is; `rebalance` starts, follows and stops the
+//! rebalance runner (status document `rebalance/<name>`).
 
+mod add_brick;
+mod admit;
 mod ops;
 mod probe;
+pub mod rebalance;
 mod show;
 #[cfg(test)]
 mod tests;
@@ -86,6 +93,29 @@ enum VolumeCmd {
         here) until they are mounted again; heald is restarted by whoever runs it."
     )]
     ReplaceBrick(ReplaceArgs),
+    /// Add replica sets to a volume (then `rebalance NAME start`).
+    #[command(
+        override_usage = "brickfs volume add-brick NAME [replica 3] HOST:PORT HOST:PORT HOST:PORT [HOST:PORT ...]",
+        long_about = "Add replica sets to a volume: the bricks form new sets in the order \
+            given, 3 at a time, after the volume's sets (6 bricks on a 2 x 3 volume make it \
+            4 x 3).\n\n\
+            The bricks are checked as for `volume create`: each must answer, be given once \
+            (also under two addresses), be in no volume of the store (this one included) and \
+            not be bound to another volume; they are then bound to this one. Nothing is \
+            written to the store if any check fails. Works on created, started and stopped \
+            volumes, not while a rebalance runs.\n\n\
+            The new sets hold nothing yet: `brickfs volume rebalance NAME start` spreads the \
+            files over all sets.\n\n\
+            Example: brickfs volume add-brick gv0 h4:24101 h5:24101 h6:24101"
+    )]
+    AddBrick(AddBrickArgs),
+    /// Spread a volume's files over all its replica sets (after add-brick):
+    /// start, status, stop.
+    #[command(
+        override_usage = "brickfs volume rebalance NAME start [--foreground] [--log FILE]\n       \
+        brickfs volume rebalance NAME status\n       brickfs volume rebalance NAME stop"
+    )]
+    Rebalance(rebalance::RebalanceArgs),
     #[command(flatten)]
     Heal(heal_cmd::VolumeCmd),
 }
@@ -107,6 +137,16 @@ struct ReplaceArgs {
     old: String,
     /// The new brick, HOST:PORT.
     new: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct AddBrickArgs {
+    /// Volume name.
+    name: String,
+    /// Optionally `replica 3` (the volume's count), then the bricks,
+    /// HOST:PORT each, a multiple of 3.
+    #[arg(required = true, num_args = 1.., value_name = "BRICK")]
+    words: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -168,15 +208,21 @@ fn parse_create_words(words: &[String]) -> Result<(u8, Vec<String>)> {
     }
 }
 
-/// Runs `brickfs volume ...`; `store` is the global `--store`.
-pub fn run(args: VolumeArgs, store_url: Option<&str>) -> Result<ExitCode> {
+/// Runs `brickfs volume ...`; `store` is the global `--store`, `log_level`
+/// the global `--log-level` (passed on to processes it starts).
+pub fn run(args: VolumeArgs, store_url: Option<&str>, log_level: Option<&str>) -> Result<ExitCode> {
     let cmd = match args.cmd {
         VolumeCmd::Heal(cmd) => return heal_cmd::run(cmd, store_url),
+        VolumeCmd::Rebalance(a) => return rebalance::run(a, store_url, log_level),
         cmd => cmd,
     };
     // Argument checks that need no store come first.
     let create = match &cmd {
         VolumeCmd::Create(a) => Some(parse_create_words(&a.words)?),
+        _ => None,
+    };
+    let add = match &cmd {
+        VolumeCmd::AddBrick(a) => Some(add_brick::parse_words(&a.words)?),
         _ => None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -249,7 +295,11 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>) -> Result<ExitCode> {
             VolumeCmd::Status(a) => {
                 let timeout = spec_timeout(store, &a.name).await?;
                 let (spec, bricks) = ops::status(store, &TarpcProber { timeout }, &a.name).await?;
-                show::status(&spec, &bricks)
+                let mut out = show::status(&spec, &bricks);
+                if let Some((run, _)) = rebalance::load_doc(store, &a.name).await? {
+                    out.push_str(&rebalance::task_line(&run, rebalance::now()));
+                }
+                out
             }
             VolumeCmd::Set(a) => {
                 let v = ops::set(store, &a.name, &a.key, &a.value).await?;
@@ -269,7 +319,15 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>) -> Result<ExitCode> {
                 );
                 refill(&spec, i, timeout).await?
             }
-            VolumeCmd::Heal(_) => unreachable!("handled above"),
+            VolumeCmd::AddBrick(a) => {
+                let (replica, addrs) = add.expect("parsed above");
+                let timeout = spec_timeout(store, &a.name).await?;
+                let added =
+                    add_brick::add_brick(store, &TarpcProber { timeout }, &a.name, replica, &addrs)
+                        .await?;
+                show::added(&added.spec, added.sets_before)
+            }
+            VolumeCmd::Heal(_) | VolumeCmd::Rebalance(_) => unreachable!("handled above"),
         };
         print!("{out}");
         Ok(ExitCode::SUCCESS)
@@ -278,20 +336,28 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>) -> Result<ExitCode> {
 
 /// Makes the other bricks blame replaced brick `i` for the whole namespace
 /// and runs a full heal that copies everything to it.
+/// Only brick `i`'s replica set takes part: blame and heal are per set.
 async fn refill(spec: &VolumeSpec, i: usize, timeout: Duration) -> Result<String> {
     let bricks = resolve_bricks(spec)?;
+    let r = usize::from(spec.replica.max(1));
     let config = client::StackConfig {
         volume: spec.name.clone(),
         bricks,
         op_timeout: timeout,
         ping_interval: Duration::from_secs(1),
         brick_ids: Some(brick_ids(spec)?),
-        replica: 0,
+        replica: r,
     };
+    let (set, pos) = (i / r, i % r);
+    let config = config
+        .sets()
+        .into_iter()
+        .nth(set)
+        .ok_or_else(|| Error::Msg(format!("brick {} is in no replica set", i + 1)))?;
     let healer = client::heal::Healer::connect(config)
         .await
         .map_err(|e| Error::Msg(format!("connecting to the bricks of {}: {e}", spec.name)))?;
-    let bit = 1u8.checked_shl(i as u32).unwrap_or(0);
+    let bit = 1u8.checked_shl(pos as u32).unwrap_or(0);
     healer.blame_root(bit).await;
     let report = healer
         .heal_full()

@@ -13,6 +13,7 @@ use volgen::spec::{
     VOLUMES_PREFIX,
 };
 
+use super::admit::admit_bricks;
 use super::probe::{Probed, Prober};
 use crate::error::{Error, Result};
 
@@ -85,7 +86,11 @@ async fn unknown_volume(store: &dyn Store, name: &str) -> Error {
 }
 
 /// Writes `spec` over the revision it was read at.
-async fn cas_put(store: &dyn Store, spec: &VolumeSpec, revision: Revision) -> Result<Revision> {
+pub(super) async fn cas_put(
+    store: &dyn Store,
+    spec: &VolumeSpec,
+    revision: Revision,
+) -> Result<Revision> {
     spec.validate().map_err(|e| msg(e.0))?;
     store
         .put(
@@ -118,7 +123,7 @@ pub fn probe_error(addr: &str, volume: &str, e: &FsError) -> String {
 }
 
 /// Asks every brick at once.
-async fn probe_all<P: Prober>(
+pub(super) async fn probe_all<P: Prober>(
     prober: &P,
     addrs: &[&str],
     volume: &str,
@@ -154,88 +159,8 @@ pub async fn create<P: Prober>(
     if store.get(&VolumeSpec::key(name)).await?.is_some() {
         return Err(exists());
     }
-    // Bricks (by address, then by UUID) of the other volumes.
-    let others = list_volumes(store).await?;
-    let mut taken_addr = BTreeMap::new();
-    let mut taken_id = BTreeMap::new();
-    for v in &others {
-        for (i, b) in v.bricks.iter().enumerate() {
-            taken_addr.insert(addr_key(&b.addr), (v.name.as_str(), i));
-            taken_id.insert(b.id.as_str(), (v.name.as_str(), b.addr.as_str()));
-        }
-    }
-    for a in &addrs {
-        if let Some((vol, i)) = taken_addr.get(&addr_key(a)) {
-            return Err(msg(format!(
-                "brick {a} is already brick {} of volume {vol}",
-                i + 1
-            )));
-        }
-    }
-
-    // Who the bricks are, binding nothing yet.
-    let mut ids = Vec::new();
-    let mut failures = Vec::new();
-    for (a, r) in addrs.iter().zip(probe_all(prober, &addrs, "").await) {
-        match r {
-            Ok(p) => ids.push(p.id),
-            Err(e) => failures.push(probe_error(a, name, &e)),
-        }
-    }
-    if !failures.is_empty() {
-        return Err(msg(format!(
-            "volume {name} not created: {}",
-            failures.join("; ")
-        )));
-    }
-    let mut seen = BTreeMap::new();
-    for (i, id) in ids.iter().enumerate() {
-        if let Some(j) = seen.insert(id.as_str(), i) {
-            return Err(msg(format!(
-                "bricks {} and {} are the same brick (id {id}); give each brick once",
-                addrs[j], addrs[i]
-            )));
-        }
-        if let Some((vol, addr)) = taken_id.get(id.as_str()) {
-            return Err(msg(format!(
-                "brick {} (id {id}) is already in volume {vol} (as {addr})",
-                addrs[i]
-            )));
-        }
-    }
-
-    // Now the bricks bind themselves to the volume (or refuse: bound to
-    // another volume the store does not know).
-    let mut refused = false;
-    for ((a, id), r) in addrs
-        .iter()
-        .zip(&ids)
-        .zip(probe_all(prober, &addrs, name).await)
-    {
-        match r {
-            Ok(p) if &p.id != id => failures.push(format!(
-                "brick {a} changed identity while being asked ({id}, then {})",
-                p.id
-            )),
-            Ok(_) => {}
-            Err(e) => {
-                refused |= matches!(e, FsError::Refused(_));
-                failures.push(probe_error(a, name, &e));
-            }
-        }
-    }
-    if !failures.is_empty() {
-        let hint = if refused {
-            " (a brick stays with the volume it was first used for, even after \
-             `volume delete`: use a fresh brick directory)"
-        } else {
-            ""
-        };
-        return Err(msg(format!(
-            "volume {name} not created: {}{hint}",
-            failures.join("; ")
-        )));
-    }
+    let refusal = format!("volume {name} not created");
+    let ids = admit_bricks(store, prober, name, &addrs, &[], &refusal).await?;
 
     let spec = VolumeSpec {
         format: SPEC_FORMAT,

@@ -15,6 +15,39 @@ pub fn brick_count(spec: &VolumeSpec) -> String {
     )
 }
 
+/// What `volume add-brick` says when it is done.
+pub fn added(spec: &VolumeSpec, sets_before: usize) -> String {
+    let r = usize::from(spec.replica.max(1));
+    let mut s = format!(
+        "volume add-brick: {}: success
+",
+        spec.name
+    );
+    for (i, set) in spec.bricks.chunks(r).enumerate().skip(sets_before) {
+        let addrs: Vec<&str> = set.iter().map(|b| b.addr.as_str()).collect();
+        s.push_str(&format!(
+            "  replica set {}: {}
+",
+            i + 1,
+            addrs.join(" ")
+        ));
+    }
+    s.push_str(&format!(
+        "volume {} is {} ({}) now. Its files stay on the sets they are on until \
+         `brickfs volume rebalance {} start` spreads them over all sets{}.\n",
+        spec.name,
+        brick_count(spec),
+        spec.type_name(),
+        spec.name,
+        if spec.state == volgen::spec::VolumeState::Started {
+            ""
+        } else {
+            " (once the volume is started)"
+        }
+    ));
+    s
+}
+
 /// `volume info` of one volume.
 pub fn info(spec: &VolumeSpec) -> String {
     let mut s = format!(
@@ -69,9 +102,10 @@ pub fn status(spec: &VolumeSpec, bricks: &[BrickStatus]) -> String {
         brick_count(spec)
     );
     s.push_str(&format!(
-        "{:<width$}  {:<6}  {:<8}  {:>12}  {}\n",
-        "Brick", "Online", "Identity", "Heal entries", "Brick ID"
+        "{:<width$}  {:>3}  {:<6}  {:<8}  {:>12}  {}\n",
+        "Brick", "Set", "Online", "Identity", "Heal entries", "Brick ID"
     ));
+    let r = usize::from(spec.replica.max(1));
     let mut notes = Vec::new();
     for (i, b) in bricks.iter().enumerate() {
         let (online, identity, heal) = match &b.result {
@@ -97,8 +131,10 @@ pub fn status(spec: &VolumeSpec, bricks: &[BrickStatus]) -> String {
             }
         };
         s.push_str(&format!(
-            "{:<width$}  {online:<6}  {identity:<8}  {heal:>12}  {}\n",
-            b.brick.addr, b.brick.id
+            "{:<width$}  {:>3}  {online:<6}  {identity:<8}  {heal:>12}  {}\n",
+            b.brick.addr,
+            i / r + 1,
+            b.brick.id
         ));
     }
     for n in notes {

@@ -14,24 +14,24 @@ use super::probe::{Probed, Prober};
 use super::{parse_create_words, show, VolumeArgs, VolumeCmd};
 
 /// A `Store` in memory: key → (value, revision), revisions from a counter.
-struct MemStore {
+pub(super) struct MemStore {
     data: Mutex<BTreeMap<String, (Vec<u8>, Revision)>>,
     next: Mutex<Revision>,
 }
 
 impl MemStore {
-    fn new() -> MemStore {
+    pub(super) fn new() -> MemStore {
         MemStore {
             data: Mutex::new(BTreeMap::new()),
             next: Mutex::new(1),
         }
     }
 
-    fn snapshot(&self) -> BTreeMap<String, (Vec<u8>, Revision)> {
+    pub(super) fn snapshot(&self) -> BTreeMap<String, (Vec<u8>, Revision)> {
         self.data.lock().unwrap().clone()
     }
 
-    fn spec(&self, name: &str) -> VolumeSpec {
+    pub(super) fn spec(&self, name: &str) -> VolumeSpec {
         let data = self.data.lock().unwrap();
         VolumeSpec::from_json(&data[&VolumeSpec::key(name)].0).unwrap()
     }
@@ -101,10 +101,19 @@ impl Store for MemStore {
         data.remove(key);
         Ok(())
     }
+
+    async fn watch(
+        &self,
+        key: &str,
+        _seen: Option<Revision>,
+        _timeout: std::time::Duration,
+    ) -> Result<Option<Entry>, StoreError> {
+        self.get(key).await
+    }
 }
 
 /// A store that cannot be reached.
-struct DownStore;
+pub(super) struct DownStore;
 
 #[async_trait::async_trait]
 impl Store for DownStore {
@@ -123,6 +132,14 @@ impl Store for DownStore {
     async fn delete(&self, _: &str, _: Revision) -> Result<(), StoreError> {
         Err(self.down())
     }
+    async fn watch(
+        &self,
+        _: &str,
+        _: Option<Revision>,
+        _: std::time::Duration,
+    ) -> Result<Option<Entry>, StoreError> {
+        Err(self.down())
+    }
 }
 
 impl DownStore {
@@ -135,17 +152,17 @@ impl DownStore {
 }
 
 /// One fake brick: its UUID, the volume it is bound to, whether it answers.
-struct FakeBrick {
-    id: String,
-    bound: Option<String>,
-    up: bool,
+pub(super) struct FakeBrick {
+    pub(super) id: String,
+    pub(super) bound: Option<String>,
+    pub(super) up: bool,
 }
 
 /// Bricks `h1:1` … by address; behaves as `brick/src/store.rs check_volume`.
-struct FakeBricks(Mutex<BTreeMap<String, FakeBrick>>);
+pub(super) struct FakeBricks(pub(super) Mutex<BTreeMap<String, FakeBrick>>);
 
 impl FakeBricks {
-    fn new(n: usize) -> FakeBricks {
+    pub(super) fn new(n: usize) -> FakeBricks {
         FakeBricks(Mutex::new(
             (1..=n)
                 .map(|i| {
@@ -162,16 +179,16 @@ impl FakeBricks {
         ))
     }
 
-    fn with<R>(&self, addr: &str, f: impl FnOnce(&mut FakeBrick) -> R) -> R {
+    pub(super) fn with<R>(&self, addr: &str, f: impl FnOnce(&mut FakeBrick) -> R) -> R {
         f(self.0.lock().unwrap().get_mut(addr).unwrap())
     }
 
-    fn bound(&self, addr: &str) -> Option<String> {
+    pub(super) fn bound(&self, addr: &str) -> Option<String> {
         self.with(addr, |b| b.bound.clone())
     }
 }
 
-fn uuid(i: usize) -> String {
+pub(super) fn uuid(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012}")
 }
 
@@ -200,11 +217,11 @@ impl Prober for FakeBricks {
     }
 }
 
-fn addrs(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
+pub(super) fn addrs(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
     range.map(|i| format!("h{i}:1")).collect()
 }
 
-async fn create(
+pub(super) async fn create(
     store: &dyn Store,
     bricks: &FakeBricks,
     name: &str,
@@ -226,7 +243,7 @@ async fn create(
     .await
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(super) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -235,7 +252,10 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// Runs `f`, which must fail with an error containing `want`, and checks
 /// that the store is exactly as before.
-async fn refused<F: std::future::Future<Output = crate::error::Result<T>>, T: std::fmt::Debug>(
+pub(super) async fn refused<
+    F: std::future::Future<Output = crate::error::Result<T>>,
+    T: std::fmt::Debug,
+>(
     store: &MemStore,
     want: &str,
     f: F,
@@ -605,7 +625,7 @@ fn info_and_list_text() {
 }
 
 /// Parses `brickfs volume ARGS...` the way main does.
-fn parse(args: &[&str]) -> Result<VolumeCmd, clap::Error> {
+pub(super) fn parse(args: &[&str]) -> Result<VolumeCmd, clap::Error> {
     #[derive(clap::Parser, Debug)]
     struct Top {
         #[command(subcommand)]
@@ -673,4 +693,248 @@ fn cli_other_commands() {
     ));
     assert!(parse(&["set", "gv0", "k"]).is_err());
     assert!(parse(&["frobnicate", "gv0"]).is_err());
+}
+
+async fn add(
+    store: &dyn Store,
+    bricks: &FakeBricks,
+    name: &str,
+    words: &[&str],
+) -> crate::error::Result<super::add_brick::Added> {
+    let words: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+    let (replica, addrs) = super::add_brick::parse_words(&words)?;
+    super::add_brick::add_brick(store, bricks, name, replica, &addrs).await
+}
+
+#[test]
+fn add_brick_appends_replica_sets() {
+    rt().block_on(async {
+        let store = MemStore::new();
+        let bricks = FakeBricks::new(12);
+        create(&store, &bricks, "gv0", 3, &addrs(1..=6))
+            .await
+            .unwrap();
+        let added = add(&store, &bricks, "gv0", &["h7:1", "h8:1", "h9:1"])
+            .await
+            .unwrap();
+        assert_eq!(added.sets_before, 2);
+        assert_eq!(store.spec("gv0"), added.spec);
+        assert_eq!(added.spec.bricks.len(), 9);
+        assert_eq!(added.spec.bricks[6].id, uuid(7));
+        assert_eq!(added.spec.state, VolumeState::Created);
+        assert_eq!(bricks.bound("h9:1").as_deref(), Some("gv0"));
+        let text = show::added(&added.spec, added.sets_before);
+        assert!(text.contains("replica set 3: h7:1 h8:1 h9:1"), "{text}");
+        assert!(text.contains("3 x 3 = 9 (Distributed-Replicate)"), "{text}");
+        assert!(text.contains("rebalance gv0 start"), "{text}");
+        assert!(text.contains("once the volume is started"), "{text}");
+        assert!(show::info(&added.spec).contains("Number of Bricks: 3 x 3 = 9"));
+
+        // Started volumes too, with `replica 3` spelled out.
+        ops::start(&store, &bricks, "gv0").await.unwrap();
+        let added = add(
+            &store,
+            &bricks,
+            "gv0",
+            &["replica", "3", "h10:1", "h11:1", "h12:1"],
+        )
+        .await
+        .unwrap();
+        assert_eq!(added.spec.replica_sets(), 4);
+        assert_eq!(added.spec.state, VolumeState::Started);
+        assert!(!show::added(&added.spec, 3).contains("once the volume is started"));
+        let (spec, st) = ops::status(&store, &bricks, "gv0").await.unwrap();
+        let text = show::status(&spec, &st);
+        assert!(text.contains("4 x 3 = 12"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("h12:1") && l.contains("  4  Y")),
+            "{text}"
+        );
+    });
+}
+
+#[test]
+fn bad_add_bricks_change_nothing() {
+    rt().block_on(async {
+        let store = MemStore::new();
+        let bricks = FakeBricks::new(12);
+        create(&store, &bricks, "gv0", 3, &addrs(1..=3))
+            .await
+            .unwrap();
+        create(&store, &bricks, "gv1", 3, &addrs(10..=12))
+            .await
+            .unwrap();
+        refused(
+            &store,
+            "unknown volume nope (the store at mem://test has: gv0, gv1)",
+            add(&store, &bricks, "nope", &["h4:1", "h5:1", "h6:1"]),
+        )
+        .await;
+        refused(
+            &store,
+            "2 bricks given: volume gv0 is replica 3, so add-brick takes a positive multiple of 3",
+            add(&store, &bricks, "gv0", &["h4:1", "h5:1"]),
+        )
+        .await;
+        refused(
+            &store,
+            "volume gv0 is replica 3: add-brick adds whole sets of 3 bricks and cannot make \
+             them replica 2",
+            add(&store, &bricks, "gv0", &["replica", "2", "h4:1", "h5:1"]),
+        )
+        .await;
+        refused(
+            &store,
+            "bad brick address \"h4\"",
+            add(&store, &bricks, "gv0", &["h4", "h5:1", "h6:1"]),
+        )
+        .await;
+        refused(
+            &store,
+            "brick H4:1 is given twice (bricks 1 and 3)",
+            add(&store, &bricks, "gv0", &["h4:1", "h5:1", "H4:1"]),
+        )
+        .await;
+        refused(
+            &store,
+            "brick h2:1 is already brick 2 of volume gv0",
+            add(&store, &bricks, "gv0", &["h4:1", "h5:1", "h2:1"]),
+        )
+        .await;
+        refused(
+            &store,
+            "brick h11:1 is already brick 2 of volume gv1",
+            add(&store, &bricks, "gv0", &["h4:1", "h5:1", "h11:1"]),
+        )
+        .await;
+        // Bricks the volumes have, under another address.
+        for (alias, id) in [("alias1:1", 1), ("alias12:1", 12), ("alias4:1", 4)] {
+            bricks.0.lock().unwrap().insert(
+                alias.into(),
+                FakeBrick {
+                    id: uuid(id),
+                    bound: None,
+                    up: true,
+                },
+            );
+        }
+        refused(
+            &store,
+            "brick alias1:1 (id 00000000-0000-4000-8000-000000000001) is already in volume gv0 \
+             (as h1:1)",
+            add(&store, &bricks, "gv0", &["h4:1", "h5:1", "alias1:1"]),
+        )
+        .await;
+        refused(
+            &store,
+            "is already in volume gv1 (as h12:1)",
+            add(&store, &bricks, "gv0", &["h4:1", "h5:1", "alias12:1"]),
+        )
+        .await;
+        refused(
+            &store,
+            "bricks h4:1 and alias4:1 are the same brick",
+            add(&store, &bricks, "gv0", &["h4:1", "h5:1", "alias4:1"]),
+        )
+        .await;
+        bricks.with("h5:1", |b| b.up = false);
+        refused(
+            &store,
+            "bricks not added to volume gv0: cannot reach brick h5:1",
+            add(&store, &bricks, "gv0", &["h4:1", "h5:1", "h6:1"]),
+        )
+        .await;
+        bricks.with("h5:1", |b| b.up = true);
+        bricks.with("h6:1", |b| b.bound = Some("old".into()));
+        refused(
+            &store,
+            "brick h6:1 refuses volume gv0: brick belongs to volume old (a brick stays",
+            add(&store, &bricks, "gv0", &["h4:1", "h5:1", "h6:1"]),
+        )
+        .await;
+        bricks.with("h6:1", |b| b.bound = None);
+        // None of the refusals above bound a brick before the last check.
+        assert_eq!(bricks.bound("h7:1"), None);
+        // Not while a rebalance runs.
+        let run = super::rebalance::RebalanceDoc::new_run(
+            "gv0",
+            2,
+            super::rebalance::now(),
+            String::new(),
+        );
+        store
+            .put("rebalance/gv0", run.to_json().as_bytes(), None)
+            .await
+            .unwrap();
+        refused(
+            &store,
+            "a rebalance of volume gv0 is running",
+            add(&store, &bricks, "gv0", &["h7:1", "h8:1", "h9:1"]),
+        )
+        .await;
+        assert_eq!(bricks.bound("h7:1"), None);
+        let e = add(&DownStore, &bricks, "gv0", &["h7:1", "h8:1", "h9:1"])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("etcd://10.9.9.9:2379") && e.contains("unreachable"),
+            "{e}"
+        );
+        assert_eq!(bricks.bound("h7:1"), None);
+    });
+}
+
+#[test]
+fn cli_add_brick_and_rebalance_syntax() {
+    let VolumeCmd::AddBrick(a) = parse(&["add-brick", "gv0", "a:1", "b:1", "c:1"]).unwrap() else {
+        panic!("not add-brick")
+    };
+    assert_eq!(a.name, "gv0");
+    assert_eq!(a.words, ["a:1", "b:1", "c:1"]);
+    assert!(parse(&["add-brick", "gv0"]).is_err());
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let parse_words = |w: &[&str]| super::add_brick::parse_words(&words(w));
+    assert_eq!(
+        parse_words(&["REPLICA", "3", "a:1", "b:1", "c:1"]).unwrap(),
+        (Some(3), words(&["a:1", "b:1", "c:1"]))
+    );
+    assert_eq!(parse_words(&["a:1"]).unwrap(), (None, words(&["a:1"])));
+    assert!(parse_words(&["replica", "x", "a:1"])
+        .unwrap_err()
+        .to_string()
+        .contains("bad replica count \"x\""));
+    assert!(parse_words(&["replica", "3"])
+        .unwrap_err()
+        .to_string()
+        .contains("no bricks given"));
+
+    use super::rebalance::Action;
+    let rebalance = |args: &[&str]| match parse(args) {
+        Ok(VolumeCmd::Rebalance(r)) => Ok(r),
+        Ok(other) => panic!("not rebalance: {other:?}"),
+        Err(e) => Err(e),
+    };
+    let r = rebalance(&["rebalance", "gv0", "start"]).unwrap();
+    assert_eq!(r.name, "gv0");
+    assert!(matches!(r.action, Action::Start(s) if !s.foreground && s.log.is_none()));
+    let r = rebalance(&["rebalance", "gv0", "start", "--foreground"]).unwrap();
+    assert!(matches!(r.action, Action::Start(s) if s.foreground));
+    let r = rebalance(&["rebalance", "gv0", "start", "--log", "/tmp/r.log"]).unwrap();
+    assert!(
+        matches!(r.action, Action::Start(s) if s.log.as_deref() == Some(std::path::Path::new("/tmp/r.log")))
+    );
+    assert!(matches!(
+        rebalance(&["rebalance", "gv0", "status"]).unwrap().action,
+        Action::Status
+    ));
+    assert!(matches!(
+        rebalance(&["rebalance", "gv0", "stop"]).unwrap().action,
+        Action::Stop
+    ));
+    assert!(rebalance(&["rebalance", "gv0", "start", "--foreground", "--log", "x"]).is_err());
+    assert!(rebalance(&["rebalance", "gv0"]).is_err());
+    assert!(rebalance(&["rebalance", "gv0", "fix-layout"]).is_err());
+    assert!(rebalance(&["rebalance"]).is_err());
 }

@@ -1,0 +1,195 @@
+//! Directory layouts: which replica set each part of the name-hash space
+//! belongs to, kept per directory in an extended attribute on every set's
+//! copy of the directory (as Gluster's DHT keeps `trusted.glusterfs.dht`).
+//!
+//! A layout is *complete* when every file of the directory is on the set
+//! its name hashes to, or has a link file there; a name missing from its
+//! hashed set then does not exist. An incomplete layout (being rebalanced)
+//! makes a miss ask every set.
+
+use proto::Name;
+
+/// A directory's layout.
+pub const LAYOUT_XATTR: &[u8] = b"trusted.brickfs.dht.layout";
+/// On a link file: the index of the set holding the file of that name.
+pub const LINKTO_XATTR: &[u8] = b"trusted.brickfs.dht.linkto";
+/// Mode of a link file (sticky bit, no permissions), so that one is
+/// recognised from its attributes; the attribute above confirms it.
+pub const LINKTO_PERM: u32 = 0o1000;
+
+const MAGIC: &str = "brickfs-layout 1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub start: u32,
+    pub end: u32,
+    pub set: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Sorted, covering 0..=u32::MAX without gaps or overlaps.
+    pub ranges: Vec<Range>,
+    pub complete: bool,
+}
+
+/// Hash of a name: where in the layout it falls.
+pub fn name_hash(name: &Name) -> u32 {
+    let h = blake3::hash(name.as_bytes());
+    let b = h.as_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+impl Layout {
+    /// Equal shares of the hash space for `sets` sets, in set order.
+    pub fn even(sets: usize, complete: bool) -> Layout {
+        let n = sets.clamp(1, usize::from(u16::MAX)) as u64;
+        let space = 1u64 << 32;
+        let ranges = (0..n)
+            .map(|i| Range {
+                start: (i * space / n) as u32,
+                end: ((i + 1) * space / n - 1) as u32,
+                set: i as u16,
+            })
+            .collect();
+        Layout { ranges, complete }
+    }
+
+    /// The layout of a directory that has none: it was made while the
+    /// volume had one replica set, so all its files are on set 0.
+    pub fn legacy() -> Layout {
+        Layout::even(1, true)
+    }
+
+    pub fn set_for(&self, name: &Name) -> usize {
+        let h = name_hash(name);
+        let i = self.ranges.partition_point(|r| r.end < h);
+        self.ranges.get(i).map_or(0, |r| usize::from(r.set))
+    }
+
+    /// Highest set index the layout names.
+    pub fn max_set(&self) -> usize {
+        self.ranges
+            .iter()
+            .map(|r| usize::from(r.set))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// True when the layout gives each of `sets` sets an equal share: what
+    /// rebalance makes it.
+    pub fn is_even_over(&self, sets: usize) -> bool {
+        self.ranges == Layout::even(sets, self.complete).ranges
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut s = format!(
+            "{MAGIC} {}",
+            if self.complete {
+                "complete"
+            } else {
+                "incomplete"
+            }
+        );
+        for r in &self.ranges {
+            s.push_str(&format!(" {:08x}-{:08x}:{}", r.start, r.end, r.set));
+        }
+        s.into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Layout> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let rest = text.strip_prefix(MAGIC)?.trim_start();
+        let mut words = rest.split_ascii_whitespace();
+        let complete = match words.next()? {
+            "complete" => true,
+            "incomplete" => false,
+            _ => return None,
+        };
+        let mut ranges = Vec::new();
+        for w in words {
+            let (span, set) = w.split_once(':')?;
+            let (a, b) = span.split_once('-')?;
+            ranges.push(Range {
+                start: u32::from_str_radix(a, 16).ok()?,
+                end: u32::from_str_radix(b, 16).ok()?,
+                set: set.parse().ok()?,
+            });
+        }
+        // Must cover the whole space in order: anything else is damage, and
+        // a damaged layout is treated as absent rather than trusted.
+        let mut next: u64 = 0;
+        for r in &ranges {
+            if u64::from(r.start) != next || r.end < r.start {
+                return None;
+            }
+            next = u64::from(r.end) + 1;
+        }
+        (next == 1 << 32).then_some(Layout { ranges, complete })
+    }
+}
+
+/// The set a link file points to, from its attribute's value.
+pub fn decode_linkto(bytes: &[u8]) -> Option<usize> {
+    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+}
+
+pub fn encode_linkto(set: usize) -> Vec<u8> {
+    set.to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn even_layouts_cover_the_space_and_round_trip() {
+        for n in 1..=7 {
+            let l = Layout::even(n, n % 2 == 0);
+            assert_eq!(l.ranges.len(), n);
+            assert_eq!(l.ranges[0].start, 0);
+            assert_eq!(l.ranges[n - 1].end, u32::MAX);
+            assert_eq!(Layout::decode(&l.encode()), Some(l.clone()));
+            assert!(l.is_even_over(n));
+            assert_eq!(l.max_set(), n - 1);
+        }
+    }
+
+    #[test]
+    fn damaged_layouts_are_refused() {
+        assert_eq!(Layout::decode(b""), None);
+        assert_eq!(Layout::decode(b"brickfs-layout 1 complete"), None);
+        assert_eq!(
+            Layout::decode(b"brickfs-layout 1 complete 00000000-7fffffff:0"),
+            None
+        );
+        assert_eq!(
+            Layout::decode(b"brickfs-layout 1 maybe 00000000-ffffffff:0"),
+            None
+        );
+        assert_eq!(
+            Layout::decode(b"brickfs-layout 1 complete 00000000-80000000:0 7fffffff-ffffffff:1"),
+            None
+        );
+        assert!(Layout::decode(b"brickfs-layout 1 complete 00000000-ffffffff:0").is_some());
+    }
+
+    #[test]
+    fn names_spread_evenly_over_sets() {
+        let l = Layout::even(2, true);
+        let on_zero = (0..1200)
+            .filter(|i| l.set_for(&Name::new(format!("file-{i:05}"))) == 0)
+            .count();
+        assert!((420..=780).contains(&on_zero), "{on_zero} of 1200 on set 0");
+        let three = Layout::even(3, true);
+        for i in 0..100 {
+            assert!(three.set_for(&Name::new(format!("f{i}"))) < 3);
+        }
+    }
+
+    #[test]
+    fn link_values_round_trip() {
+        assert_eq!(decode_linkto(&encode_linkto(5)), Some(5));
+        assert_eq!(decode_linkto(b"x"), None);
+    }
+}

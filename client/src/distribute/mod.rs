@@ -1,0 +1,618 @@
+//! The distribute layer: N replica sets presented as one volume, as
+//! Gluster's DHT does it.
+//!
+//! - Every directory exists on every set, under one gfid, and carries a
+//!   layout (`layout.rs`) mapping name hashes to sets.
+//! - A file lives on one set: the one its name hashes to in its
+//!   directory's layout, or, after a rename or hard link to a name hashing
+//!   elsewhere, on another set with a *link file* on the hashed set naming
+//!   where it is (mode `LINKTO_PERM` plus the `LINKTO_XATTR` attribute).
+//! - Each set keeps its own quorum: a set that lost it makes only its own
+//!   files read-only.
+//!
+//! Operations by gfid find the file's set from a bounded cache of where
+//! files were seen, else by asking every set; an answer "no such gfid" from
+//! the remembered set (rebalance moved the file) makes the layer look again.
+
+mod cache;
+mod dirs;
+pub mod layout;
+mod readdir;
+mod rename;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use proto::{
+    Attr, DirPage, FileKind, FsError, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs,
+    DHT_XATTR_PREFIX,
+};
+
+use crate::layer::{Layer, NewEntry};
+use crate::replicate::Replicate;
+pub use cache::{Loc, LAYOUT_TTL};
+use layout::{decode_linkto, Layout, LINKTO_PERM, LINKTO_XATTR};
+
+pub struct Distribute {
+    sets: Vec<Arc<Replicate>>,
+    locations: cache::Locations,
+    layouts: cache::Layouts,
+}
+
+/// Where a name was found.
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    /// The set holding the object (any set, for a directory).
+    pub set: usize,
+    pub attr: Attr,
+    /// The set the name hashes to in its directory's layout.
+    pub hashed: usize,
+    /// A link file for the name is on the hashed set (the object is not).
+    pub link_on_hashed: bool,
+}
+
+fn is_gone(e: &FsError) -> bool {
+    matches!(e, FsError::Stale(_) | FsError::NotFound)
+}
+
+fn is_unreachable(e: &FsError) -> bool {
+    matches!(
+        e,
+        FsError::BrickDown(_) | FsError::Timeout(_) | FsError::Quorum { .. }
+    )
+}
+
+fn private_name(name: &Name) -> bool {
+    name.as_bytes().starts_with(DHT_XATTR_PREFIX)
+}
+
+impl Distribute {
+    pub fn new(sets: Vec<Arc<Replicate>>) -> Arc<Distribute> {
+        Arc::new(Distribute {
+            sets,
+            locations: Default::default(),
+            layouts: Default::default(),
+        })
+    }
+
+    pub fn set_count(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub(crate) fn set(&self, i: usize) -> &Arc<Replicate> {
+        &self.sets[i]
+    }
+
+    fn single(&self) -> Option<&Arc<Replicate>> {
+        (self.sets.len() == 1).then(|| &self.sets[0])
+    }
+
+    /// The set a link file on `set` points to, or None for a real object.
+    pub(crate) async fn linkto(&self, set: usize, attr: &Attr) -> FsResult<Option<usize>> {
+        if attr.kind != FileKind::File || attr.perm & 0o7777 != LINKTO_PERM {
+            return Ok(None);
+        }
+        match self.sets[set]
+            .getxattr(attr.gfid, &Name::new(LINKTO_XATTR))
+            .await
+        {
+            Ok(v) => Ok(decode_linkto(&v)),
+            Err(FsError::NoAttr) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `name` on `set`, following a link file to the set it names.
+    async fn lookup_on(&self, set: usize, parent: Gfid, name: &Name) -> FsResult<(usize, Attr)> {
+        let attr = self.sets[set].lookup(parent, name).await?;
+        match self.linkto(set, &attr).await? {
+            None => Ok((set, attr)),
+            Some(target) if target != set && target < self.sets.len() => {
+                let found = self.sets[target].lookup(parent, name).await?;
+                // Link files are never chained: one pointing at another is
+                // stale (its file moved on), as is one whose file is gone.
+                if self.linkto(target, &found).await?.is_some() {
+                    return Err(FsError::NotFound);
+                }
+                Ok((target, found))
+            }
+            Some(_) => Err(FsError::NotFound),
+        }
+    }
+
+    /// `name` looked up on every set: for directories whose layout does not
+    /// yet say where every file is.
+    async fn lookup_everywhere(&self, parent: Gfid, name: &Name) -> FsResult<(usize, Attr)> {
+        let answers = join_all(
+            self.sets
+                .iter()
+                .map(|s| async move { s.lookup(parent, name).await }),
+        )
+        .await;
+        let mut error = None;
+        for (i, answer) in answers.into_iter().enumerate() {
+            match answer {
+                Ok(attr) if attr.kind == FileKind::Dir => return Ok((i, attr)),
+                Ok(attr) => {
+                    if self.linkto(i, &attr).await?.is_none() {
+                        return Ok((i, attr));
+                    }
+                }
+                Err(FsError::NotFound) => {}
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        Err(error.unwrap_or(FsError::NotFound))
+    }
+
+    /// The hashed set of `name` in `parent`, and the layout it came from.
+    pub(crate) async fn hashed(&self, parent: Gfid, name: &Name) -> FsResult<(usize, Layout)> {
+        let layout = self.layout(parent).await?;
+        let set = layout.set_for(name);
+        if set >= self.sets.len() {
+            return Err(FsError::Busy(format!(
+                "the layout of directory {parent} names replica set {set} and this client \
+                 knows {} sets (its volume graph is being updated)",
+                self.sets.len()
+            )));
+        }
+        Ok((set, layout))
+    }
+
+    /// Finds `name` in `parent`: where the object is, and its hashed set.
+    pub(crate) async fn find(&self, parent: Gfid, name: &Name) -> FsResult<Found> {
+        let (hashed, layout) = self.hashed(parent, name).await?;
+        let (set, attr) = match self.lookup_on(hashed, parent, name).await {
+            Err(FsError::NotFound) if !layout.complete => {
+                self.lookup_everywhere(parent, name).await?
+            }
+            other => other?,
+        };
+        self.locations.put(
+            attr.gfid,
+            if attr.kind == FileKind::Dir {
+                Loc::Dir
+            } else {
+                Loc::File(set)
+            },
+        );
+        let link_on_hashed = attr.kind != FileKind::Dir && set != hashed;
+        Ok(Found {
+            set,
+            attr,
+            hashed,
+            link_on_hashed,
+        })
+    }
+
+    /// Where `gfid` is: remembered, or asked of every set.
+    async fn locate(&self, gfid: Gfid) -> FsResult<Loc> {
+        match self.locations.get(gfid) {
+            Some(loc) => Ok(loc),
+            None => self.resolve(gfid).await,
+        }
+    }
+
+    /// Asks every set for `gfid`. A copy that looks like a link file is a
+    /// file being moved by rebalance: the set it points to has the file.
+    async fn resolve(&self, gfid: Gfid) -> FsResult<Loc> {
+        let answers = join_all(
+            self.sets
+                .iter()
+                .map(|s| async move { s.getattr(gfid).await }),
+        )
+        .await;
+        let mut error = None;
+        let mut moving = None;
+        for (i, answer) in answers.into_iter().enumerate() {
+            match answer {
+                Ok(attr) if attr.kind == FileKind::Dir => {
+                    self.locations.put(gfid, Loc::Dir);
+                    return Ok(Loc::Dir);
+                }
+                Ok(attr) => match self.linkto(i, &attr).await {
+                    Ok(None) => {
+                        self.locations.put(gfid, Loc::File(i));
+                        return Ok(Loc::File(i));
+                    }
+                    Ok(Some(_)) => moving = Some(i),
+                    Err(e) => {
+                        error.get_or_insert(e);
+                    }
+                },
+                Err(e) if is_gone(&e) => {}
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        match (error, moving) {
+            (Some(e), _) => Err(e),
+            // Only the copy being filled was found: its source vanished
+            // between the two answers (the move just finished); ask again.
+            (None, Some(_)) => Err(FsError::Busy(format!("{gfid} is being moved"))),
+            (None, None) => Err(FsError::Stale(gfid.to_string())),
+        }
+    }
+
+    /// Runs `op` on the set holding file `gfid`; if that set no longer has
+    /// it (rebalance moved it), finds it again and runs `op` there.
+    async fn on_file<T, F, Fut>(&self, gfid: Gfid, op: F) -> FsResult<T>
+    where
+        F: Fn(Arc<Replicate>) -> Fut,
+        Fut: Future<Output = FsResult<T>>,
+    {
+        let set = match self.locate(gfid).await? {
+            Loc::File(set) => set,
+            Loc::Dir => return self.on_dir_first(op).await,
+        };
+        match op(self.sets[set].clone()).await {
+            Err(e) if is_gone(&e) => {
+                self.locations.forget(gfid);
+                match self.resolve_settled(gfid).await? {
+                    Loc::File(now) if now != set => op(self.sets[now].clone()).await,
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// `resolve`, waiting out the instant in which a moved file's source is
+    /// gone and its new copy not yet final.
+    async fn resolve_settled(&self, gfid: Gfid) -> FsResult<Loc> {
+        let mut tries = 0;
+        loop {
+            match self.resolve(gfid).await {
+                Err(FsError::Busy(_)) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A directory operation that any one set can answer: the first set
+    /// that is reachable.
+    async fn on_dir_first<T, F, Fut>(&self, op: F) -> FsResult<T>
+    where
+        F: Fn(Arc<Replicate>) -> Fut,
+        Fut: Future<Output = FsResult<T>>,
+    {
+        let mut error = None;
+        for s in &self.sets {
+            match op(s.clone()).await {
+                Err(e) if is_unreachable(&e) => {
+                    error.get_or_insert(e);
+                }
+                other => return other,
+            }
+        }
+        Err(error.unwrap_or(FsError::BrickDown("no replica set".into())))
+    }
+
+    /// A directory change made on every set (directories are everywhere);
+    /// the first set's answer is returned, the first error if any failed.
+    async fn on_dir_all<T, F, Fut>(&self, op: F) -> FsResult<T>
+    where
+        F: Fn(Arc<Replicate>) -> Fut,
+        Fut: Future<Output = FsResult<T>>,
+    {
+        let answers = join_all(self.sets.iter().map(|s| op(s.clone()))).await;
+        let mut first = None;
+        for answer in answers {
+            match answer {
+                Ok(v) => {
+                    first.get_or_insert(v);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        first.ok_or_else(|| FsError::BrickDown("no replica set".into()))
+    }
+
+    async fn is_dir(&self, gfid: Gfid) -> FsResult<bool> {
+        Ok(self.locate(gfid).await? == Loc::Dir)
+    }
+}
+
+#[async_trait]
+impl Layer for Distribute {
+    fn set_op_timeout(&self, timeout: Duration) {
+        for s in &self.sets {
+            s.set_op_timeout(timeout);
+        }
+    }
+
+    async fn close(&self) {
+        join_all(self.sets.iter().map(|s| s.close())).await;
+    }
+
+    async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        if let Some(s) = self.single() {
+            return s.lookup(parent, name).await;
+        }
+        let found = self.find(parent, name).await?;
+        if found.attr.kind == FileKind::Dir {
+            return self.dir_attr(found.attr.gfid).await;
+        }
+        Ok(found.attr)
+    }
+
+    async fn getattr(&self, gfid: Gfid) -> FsResult<Attr> {
+        if let Some(s) = self.single() {
+            return s.getattr(gfid).await;
+        }
+        match self.locate(gfid).await? {
+            Loc::Dir => self.dir_attr(gfid).await,
+            Loc::File(_) => {
+                self.on_file(gfid, |s| async move { s.getattr(gfid).await })
+                    .await
+            }
+        }
+    }
+
+    async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
+        if let Some(s) = self.single() {
+            return s.setattr(gfid, set).await;
+        }
+        if self.is_dir(gfid).await? {
+            self.on_dir_all(|s| {
+                let set = set.clone();
+                async move { s.setattr(gfid, set).await }
+            })
+            .await?;
+            return self.dir_attr(gfid).await;
+        }
+        self.on_file(gfid, |s| {
+            let set = set.clone();
+            async move { s.setattr(gfid, set).await }
+        })
+        .await
+    }
+
+    async fn create(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr> {
+        if let Some(s) = self.single() {
+            return s.create(parent, new).await;
+        }
+        if new.kind == FileKind::Dir {
+            return self.mkdir(parent, new).await;
+        }
+        let (hashed, layout) = self.hashed(parent, &new.name).await?;
+        if !layout.complete {
+            match self.lookup_everywhere(parent, &new.name).await {
+                Ok(_) => return Err(FsError::Exists),
+                Err(FsError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let attr = self.sets[hashed].create(parent, new).await?;
+        self.locations.put(attr.gfid, Loc::File(hashed));
+        Ok(attr)
+    }
+
+    async fn unlink(&self, parent: Gfid, name: &Name, keep_open: bool) -> FsResult<Option<Gfid>> {
+        if let Some(s) = self.single() {
+            return s.unlink(parent, name, keep_open).await;
+        }
+        let found = self.find(parent, name).await?;
+        if found.attr.kind == FileKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        let kept = self.sets[found.set].unlink(parent, name, keep_open).await?;
+        if found.link_on_hashed {
+            self.remove_link(found.hashed, parent, name).await;
+        }
+        Ok(kept)
+    }
+
+    async fn purge(&self, gfid: Gfid) -> FsResult<()> {
+        if let Some(s) = self.single() {
+            return s.purge(gfid).await;
+        }
+        match self
+            .on_file(gfid, |s| async move { s.purge(gfid).await })
+            .await
+        {
+            Err(e) if is_gone(&e) => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn rmdir(&self, parent: Gfid, name: &Name) -> FsResult<()> {
+        if let Some(s) = self.single() {
+            return s.rmdir(parent, name).await;
+        }
+        self.remove_dir(parent, name).await
+    }
+
+    async fn rename(&self, req: RenameReq) -> FsResult<()> {
+        if let Some(s) = self.single() {
+            return s.rename(req).await;
+        }
+        self.rename_entry(req).await
+    }
+
+    async fn link(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        if let Some(s) = self.single() {
+            return s.link(gfid, parent, name).await;
+        }
+        self.hard_link(gfid, parent, name).await
+    }
+
+    async fn readlink(&self, gfid: Gfid) -> FsResult<Vec<u8>> {
+        if let Some(s) = self.single() {
+            return s.readlink(gfid).await;
+        }
+        self.on_file(gfid, |s| async move { s.readlink(gfid).await })
+            .await
+    }
+
+    async fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        if let Some(s) = self.single() {
+            return s.read(gfid, offset, size).await;
+        }
+        self.on_file(gfid, |s| async move { s.read(gfid, offset, size).await })
+            .await
+    }
+
+    async fn write(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr> {
+        if let Some(s) = self.single() {
+            return s.write(gfid, offset, data).await;
+        }
+        // One buffer: a write that must be retried on the file's new set
+        // is sent again from it.
+        let data = Arc::new(data);
+        self.on_file(gfid, |s| {
+            let data = data.clone();
+            async move { s.write_shared(gfid, offset, data).await }
+        })
+        .await
+    }
+
+    async fn flush(&self, gfid: Gfid) -> FsResult<()> {
+        if let Some(s) = self.single() {
+            return s.flush(gfid).await;
+        }
+        Ok(())
+    }
+
+    async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
+        if let Some(s) = self.single() {
+            return s.fsync(gfid, datasync).await;
+        }
+        if self.is_dir(gfid).await? {
+            return self
+                .on_dir_all(|s| async move { s.fsync(gfid, datasync).await })
+                .await;
+        }
+        self.on_file(gfid, |s| async move { s.fsync(gfid, datasync).await })
+            .await
+    }
+
+    async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr> {
+        if let Some(s) = self.single() {
+            return s.fallocate(gfid, mode, offset, len).await;
+        }
+        self.on_file(gfid, |s| async move {
+            s.fallocate(gfid, mode, offset, len).await
+        })
+        .await
+    }
+
+    async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {
+        if let Some(s) = self.single() {
+            return s.readdir(gfid, after, max).await;
+        }
+        self.merged_readdir(gfid, after, max).await
+    }
+
+    async fn statfs(&self) -> FsResult<StatFs> {
+        if let Some(s) = self.single() {
+            return s.statfs().await;
+        }
+        let answers = join_all(self.sets.iter().map(|s| s.statfs())).await;
+        let mut total: Option<StatFs> = None;
+        let mut error = None;
+        for answer in answers {
+            match answer {
+                Ok(s) => match &mut total {
+                    None => total = Some(s),
+                    Some(t) => {
+                        // Block counts are in each set's own fragment size.
+                        let scale = |v: u64| {
+                            v.saturating_mul(u64::from(s.frsize.max(1)))
+                                / u64::from(t.frsize.max(1))
+                        };
+                        t.blocks = t.blocks.saturating_add(scale(s.blocks));
+                        t.bfree = t.bfree.saturating_add(scale(s.bfree));
+                        t.bavail = t.bavail.saturating_add(scale(s.bavail));
+                        t.files = t.files.saturating_add(s.files);
+                        t.ffree = t.ffree.saturating_add(s.ffree);
+                        t.namelen = t.namelen.min(s.namelen);
+                    }
+                },
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        total.ok_or_else(|| error.unwrap_or(FsError::BrickDown("no replica set".into())))
+    }
+
+    async fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>> {
+        if private_name(name) {
+            return Err(FsError::NoAttr);
+        }
+        if let Some(s) = self.single() {
+            return s.getxattr(gfid, name).await;
+        }
+        self.on_file(gfid, |s| async move { s.getxattr(gfid, name).await })
+            .await
+    }
+
+    async fn listxattr(&self, gfid: Gfid) -> FsResult<Vec<Name>> {
+        let names = match self.single() {
+            Some(s) => s.listxattr(gfid).await?,
+            None => {
+                self.on_file(gfid, |s| async move { s.listxattr(gfid).await })
+                    .await?
+            }
+        };
+        Ok(names.into_iter().filter(|n| !private_name(n)).collect())
+    }
+
+    async fn setxattr(&self, gfid: Gfid, name: &Name, value: Vec<u8>, flags: i32) -> FsResult<()> {
+        if private_name(name) {
+            return Err(FsError::Perm);
+        }
+        if let Some(s) = self.single() {
+            return s.setxattr(gfid, name, value, flags).await;
+        }
+        let value = Arc::new(value);
+        let op = |s: Arc<Replicate>| {
+            let value = value.clone();
+            async move { s.setxattr(gfid, name, value.as_ref().clone(), flags).await }
+        };
+        if self.is_dir(gfid).await? {
+            return self.on_dir_all(op).await;
+        }
+        self.on_file(gfid, op).await
+    }
+
+    async fn removexattr(&self, gfid: Gfid, name: &Name) -> FsResult<()> {
+        if private_name(name) {
+            return Err(FsError::Perm);
+        }
+        if let Some(s) = self.single() {
+            return s.removexattr(gfid, name).await;
+        }
+        let op = |s: Arc<Replicate>| async move { s.removexattr(gfid, name).await };
+        if self.is_dir(gfid).await? {
+            return self.on_dir_all(op).await;
+        }
+        self.on_file(gfid, op).await
+    }
+
+    async fn getlk(&self, gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>> {
+        if let Some(s) = self.single() {
+            return s.getlk(gfid, lock).await;
+        }
+        self.on_file(gfid, |s| async move { s.getlk(gfid, lock).await })
+            .await
+    }
+
+    async fn setlk(&self, gfid: Gfid, lock: RecordLock, wait: bool) -> FsResult<()> {
+        if let Some(s) = self.single() {
+            return s.setlk(gfid, lock, wait).await;
+        }
+        self.on_file(gfid, |s| async move { s.setlk(gfid, lock, wait).await })
+            .await
+    }
+}
