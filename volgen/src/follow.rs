@@ -1,6 +1,7 @@
 //! Following a volume in the cluster store, for the client binaries
-//! (`brickfs-mount`, `brickfs-nfs`) started with `--store`: every 2 s the
-//! spec is read again and
+//! (`brickfs-mount`, `brickfs-nfs`) started with `--store`: the spec's key
+//! is watched (etcd: a watch that is made again after a lost connection;
+//! file store: re-read every 100 ms), and when it changes
 //!
 //! - changed timeouts apply from the next operation on, without a new
 //!   graph: `network.op-timeout` through `Layer::set_op_timeout`, the FUSE
@@ -25,7 +26,8 @@ use tracing::{debug, info, warn};
 
 use crate::plan::ClientPlan;
 
-/// How often the spec is read again.
+/// How long one watch waits before it is made again (and how long to
+/// wait after the store could not be reached).
 pub const EVERY: Duration = Duration::from_secs(2);
 
 /// Called with the new attribute and entry cache times when they change.
@@ -43,18 +45,41 @@ pub async fn run(
     let mut current = first;
     let mut fetch_failing = false;
     let mut connect_failing = false;
+    let key = crate::spec::VolumeSpec::key(&volume);
+    let mut store: Option<Arc<dyn store::Store>> = None;
+    let mut seen = None;
     loop {
-        tokio::time::sleep(EVERY).await;
-        let (plan, addrs) = match crate::plan::fetch(&url, &volume).await {
-            Ok(found) => {
+        let found = async {
+            let s = match &store {
+                Some(s) => s.clone(),
+                None => {
+                    let s = store::open(&url).await.map_err(|e| e.to_string())?;
+                    store = Some(s.clone());
+                    s
+                }
+            };
+            let entry = s.watch(&key, seen, EVERY).await.map_err(|e| e.to_string())?;
+            let entry = entry.ok_or_else(|| format!("volume {volume} is no longer in the store"))?;
+            if Some(entry.revision) == seen {
+                return Ok(None);
+            }
+            let plan = crate::plan::plan_entry(&entry).await?;
+            Ok::<_, String>(Some((entry.revision, plan)))
+        }
+        .await;
+        let (plan, addrs) = match found {
+            Ok(Some((revision, found))) => {
                 fetch_failing = false;
+                seen = Some(revision);
                 found
             }
+            Ok(None) => continue,
             Err(e) => {
                 if !fetch_failing {
                     warn!("cannot follow volume {volume} in the store: {e}; keeping the current graph and settings");
                     fetch_failing = true;
                 }
+                tokio::time::sleep(EVERY).await;
                 continue;
             }
         };

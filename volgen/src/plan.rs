@@ -77,6 +77,13 @@ pub async fn fetch(
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("unknown volume {name} (the store at {url} has no such volume)"))?;
+    plan_entry(&entry).await
+}
+
+/// The plan from a volume's store entry, with the brick addresses resolved.
+pub async fn plan_entry(
+    entry: &store::Entry,
+) -> Result<(ClientPlan, Vec<std::net::SocketAddr>), String> {
     let spec = VolumeSpec::from_json(&entry.value).map_err(|e| e.to_string())?;
     let plan = client_plan(&spec).map_err(|e| e.to_string())?;
     let mut addrs = Vec::with_capacity(plan.bricks.len());
