@@ -302,10 +302,23 @@ fn replace_brick_refills_a_new_brick_by_heal() {
         }
     }
     drop(m);
-    cluster.kill_brick(2);
     let new_dir = cluster.root().join("new-brick");
     let new = ExtraBrick::start(&cluster, &new_dir);
     let old = cluster.brick_addr(2).to_string();
+    // A brick that still serves is not replaced: clients not yet switched
+    // could write to it behind the new one's back.
+    let alive = brickfs(
+        &cluster,
+        &store,
+        &["volume", "replace-brick", VOLUME, &old, &new.addr],
+    );
+    assert!(
+        !alive.ok && alive.err.contains("still serving"),
+        "{}\n{}",
+        alive.out,
+        alive.err
+    );
+    cluster.kill_brick(2);
     let out = ok(
         brickfs(
             &cluster,

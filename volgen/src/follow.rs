@@ -58,8 +58,12 @@ pub async fn run(
                     s
                 }
             };
-            let entry = s.watch(&key, seen, EVERY).await.map_err(|e| e.to_string())?;
-            let entry = entry.ok_or_else(|| format!("volume {volume} is no longer in the store"))?;
+            let entry = s
+                .watch(&key, seen, EVERY)
+                .await
+                .map_err(|e| e.to_string())?;
+            let entry =
+                entry.ok_or_else(|| format!("volume {volume} is no longer in the store"))?;
             if Some(entry.revision) == seen {
                 return Ok(None);
             }

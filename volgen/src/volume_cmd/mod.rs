@@ -89,8 +89,11 @@ enum VolumeCmd {
         NEW must be a running brickd in no volume of the store. The spec names NEW (and its \
         UUID) instead of OLD; the other bricks of its replica set are told to blame it for \
         the whole namespace, and a full heal copies everything to it, while clients keep \
-        working. Mounts started before keep using the bricks they had (2 of 3 of the set \
-        here) until they are mounted again; heald is restarted by whoever runs it."
+        working. Mounts and gateways started from the store switch to the new brick \
+        within moments.\n\n\
+        OLD must be down: a brick that still serves could take writes from a client that \
+        has not switched yet, which the new brick would never learn of. --force replaces \
+        a brick that answers anyway (stop its clients first)."
     )]
     ReplaceBrick(ReplaceArgs),
     /// Add replica sets to a volume (then `rebalance NAME start`).
@@ -137,6 +140,9 @@ struct ReplaceArgs {
     old: String,
     /// The new brick, HOST:PORT.
     new: String,
+    /// Replace OLD even though it still answers.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -308,9 +314,15 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>, log_level: Option<&str>) -
             VolumeCmd::Graph(a) => client_graph(&ops::load(store, &a.name).await?.spec).render(),
             VolumeCmd::ReplaceBrick(a) => {
                 let timeout = spec_timeout(store, &a.name).await?;
-                let (spec, i) =
-                    ops::replace_brick(store, &TarpcProber { timeout }, &a.name, &a.old, &a.new)
-                        .await?;
+                let (spec, i) = ops::replace_brick(
+                    store,
+                    &TarpcProber { timeout },
+                    &a.name,
+                    &a.old,
+                    &a.new,
+                    a.force,
+                )
+                .await?;
                 println!(
                     "volume replace-brick: {}: success: brick {} is {} now; refilling it by heal",
                     spec.name,

@@ -324,6 +324,7 @@ pub async fn replace_brick<P: Prober>(
     name: &str,
     old: &str,
     new: &str,
+    force: bool,
 ) -> Result<(VolumeSpec, usize)> {
     let Loaded { mut spec, revision } = load(store, name).await?;
     let i = spec
@@ -331,6 +332,17 @@ pub async fn replace_brick<P: Prober>(
         .iter()
         .position(|b| addr_key(&b.addr) == addr_key(old))
         .ok_or_else(|| msg(format!("volume {name} has no brick {old}")))?;
+    if !force {
+        if let Ok(alive) = prober.probe(old, "").await {
+            if alive.id == spec.bricks[i].id {
+                return Err(msg(format!(
+                    "brick {old} is still serving volume {name}: clients that have not switched \
+                     to the new brick yet could write to it, and the new brick would never learn \
+                     of those writes. Stop it first (or --force, with its clients stopped)"
+                )));
+            }
+        }
+    }
     volgen::spec::validate_addr(new).map_err(|e| msg(e.0))?;
     for v in list_volumes(store).await? {
         if let Some(b) = v.bricks.iter().find(|b| addr_key(&b.addr) == addr_key(new)) {
