@@ -43,9 +43,8 @@ struct Cli {
     log_level: Option<String>,
 
     /// The cluster store holding the volumes: `file:///DIR` (one host) or
-    /// `etcd://HOST:PORT[,HOST:PORT]`. `volume heal` still reads the state
-    /// directory of `brickfs dev` instead (`file:///abs/dir` or a plain path,
-    /// as `brickfs dev` prints it).
+    /// `etcd://HOST:PORT[,HOST:PORT]`. `volume heal` also accepts the state
+    /// directory of `brickfs dev` (a plain path).
     #[arg(long, global = true, env = "BRICKFS_STORE", value_name = "URL")]
     store: Option<String>,
 
