@@ -341,7 +341,9 @@ fn run(args: Args) -> Result<(), String> {
     // still get their answers.
     let result = handle.unmount();
     // Locks go back with their post-op (no dirty marks left for heal).
-    let _ = rt.block_on(tokio::time::timeout(Duration::from_secs(2), layer.close()));
+    // The timer must be made inside the runtime.
+    let _ =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), layer.close()).await });
     // Tasks still waiting (a blocking lock, a hung brick) must not hold up exit.
     rt.shutdown_timeout(Duration::from_secs(2));
     result.map_err(|e| format!("unmount of {} failed: {e}", mountpoint.display()))?;

@@ -1,13 +1,15 @@
 //! Directories across sets: layouts, attributes merged from every copy,
-//! mkdir on every set, rmdir only when every copy is empty, link files.
+//! mkdir on every set, rmdir only when every copy is empty, copies made
+//! on sets that lack one.
 
 use futures::future::join_all;
 use proto::{Attr, FileKind, FsError, FsResult, Gfid, Name};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::cache::Loc;
-use super::layout::{encode_linkto, Layout, LAYOUT_XATTR, LINKTO_PERM, LINKTO_XATTR};
-use super::{is_gone, is_unreachable, Distribute};
+use super::layout::{Layout, LAYOUT_XATTR};
+use super::links::{Entry, STALE_LINK_RECHECK};
+use super::{is_gone, is_unreachable, Distribute, Found};
 use crate::layer::{Layer, NewEntry};
 
 impl Distribute {
@@ -62,10 +64,16 @@ impl Distribute {
     /// times of any copy (an entry added on one set changes only that
     /// copy's mtime, and NFS clients watch the mtime to see new entries).
     pub(crate) async fn dir_attr(&self, gfid: Gfid) -> FsResult<Attr> {
+        self.dir_attr_missing(gfid).await.map(|(a, _)| a)
+    }
+
+    /// `dir_attr`, and the sets that said they have no such directory.
+    async fn dir_attr_missing(&self, gfid: Gfid) -> FsResult<(Attr, Vec<usize>)> {
         let answers = join_all(self.sets.iter().map(|s| s.getattr(gfid))).await;
         let mut merged: Option<Attr> = None;
         let mut error = None;
-        for answer in answers {
+        let mut missing = Vec::new();
+        for (i, answer) in answers.into_iter().enumerate() {
             match answer {
                 Ok(a) => match &mut merged {
                     None => merged = Some(a),
@@ -76,11 +84,47 @@ impl Distribute {
                     }
                 },
                 Err(e) => {
+                    if is_gone(&e) {
+                        missing.push(i);
+                    }
                     error.get_or_insert(e);
                 }
             }
         }
-        merged.ok_or_else(|| error.unwrap_or(FsError::Stale(gfid.to_string())))
+        match merged {
+            Some(a) => Ok((a, missing)),
+            None => Err(error.unwrap_or(FsError::Stale(gfid.to_string()))),
+        }
+    }
+
+    /// A directory just found by name: its attributes; and its copies on
+    /// sets added since it was made (sets its layout does not name) are
+    /// made now, as Gluster's lookup does, so that what is done in it next
+    /// (a directory made or moved into it) finds it on every set. Copies
+    /// missing from sets the layout names are left alone: that is a
+    /// directory being removed or renamed right now.
+    pub(crate) async fn looked_up_dir(
+        &self,
+        parent: Gfid,
+        name: &Name,
+        found: &Found,
+    ) -> FsResult<Attr> {
+        let dir = found.attr.gfid;
+        let (attr, missing) = self.dir_attr_missing(dir).await?;
+        if missing.is_empty() {
+            return Ok(attr);
+        }
+        let named = self.layout(dir).await?.sets();
+        let add: Vec<usize> = missing.into_iter().filter(|s| !named.contains(s)).collect();
+        if !add.is_empty() {
+            if let Err(e) = self
+                .copy_dir(parent, name, dir, found.set, &add, None)
+                .await
+            {
+                debug!(%parent, %name, error = %e, "directory not made on newer replica sets yet");
+            }
+        }
+        Ok(attr)
     }
 
     /// mkdir: the directory is made under one gfid on every set, each copy
@@ -97,24 +141,31 @@ impl Distribute {
             }
         }
         let gfid = Gfid::random();
+        let targets = self.sets_with_dir(parent, &layout).await?;
         let xattrs = vec![(
             Name::new(LAYOUT_XATTR),
-            proto::Bytes::from(Layout::even(self.sets.len(), true).encode()),
+            proto::Bytes::from(Layout::even_over(&targets, true).encode()),
         )];
-        let attr = self.sets[hashed]
-            .create_object(parent, new.clone(), gfid, xattrs.clone())
+        let attr = self
+            .make_over_stale(hashed, parent, &new.name, || {
+                let (new, xattrs) = (new.clone(), xattrs.clone());
+                async move {
+                    self.sets[hashed]
+                        .create_object(parent, new, gfid, xattrs)
+                        .await
+                }
+            })
             .await?;
-        let others = join_all(
-            self.sets
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != hashed)
-                .map(|(i, s)| {
-                    let new = new.clone();
-                    let xattrs = xattrs.clone();
-                    async move { (i, s.create_object(parent, new, gfid, xattrs).await) }
-                }),
-        )
+        let others = join_all(targets.iter().filter(|i| **i != hashed).map(|&i| {
+            let new = new.clone();
+            let xattrs = xattrs.clone();
+            async move {
+                (
+                    i,
+                    self.sets[i].create_object(parent, new, gfid, xattrs).await,
+                )
+            }
+        }))
         .await;
         if let Some((_, Err(e))) = others.iter().find(|(_, r)| r.is_err()) {
             let e = e.clone();
@@ -135,44 +186,67 @@ impl Distribute {
         Ok(attr)
     }
 
-    /// rmdir: refused unless every copy is empty (link files left over
-    /// are removed); then removed from every other set and last from the
-    /// hashed one, so a lookup finds it until it is gone everywhere.
+    /// The sets that have directory `dir`, whose layout is `layout`: all
+    /// of them, but for directories made before replica sets were added
+    /// and not yet rebalanced (their layouts name the old sets only).
+    async fn sets_with_dir(&self, dir: Gfid, layout: &Layout) -> FsResult<Vec<usize>> {
+        let n = self.sets.len();
+        let mut have: Vec<usize> = layout.sets().into_iter().filter(|s| *s < n).collect();
+        if have.len() == n {
+            return Ok(have);
+        }
+        let unnamed: Vec<usize> = (0..n).filter(|s| !have.contains(s)).collect();
+        let answers = join_all(
+            unnamed
+                .iter()
+                .map(|&i| async move { (i, self.sets[i].getattr(dir).await) }),
+        )
+        .await;
+        for (i, answer) in answers {
+            match answer {
+                Ok(_) => have.push(i),
+                Err(e) if is_gone(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        have.sort_unstable();
+        Ok(have)
+    }
+
+    /// rmdir: refused unless every copy is empty but for link files (left
+    /// over by unlinks or renames cut short: in a directory with no file
+    /// they point at nothing, and are removed); then removed from every
+    /// other set and last from the hashed one, so a lookup finds it until
+    /// it is gone everywhere. A set that refuses (a file was made in it
+    /// meanwhile) gets the copies already removed made again.
     pub(crate) async fn remove_dir(&self, parent: Gfid, name: &Name) -> FsResult<()> {
         let found = self.find(parent, name).await?;
         if found.attr.kind != FileKind::Dir {
             return Err(FsError::NotDir);
         }
         let dir = found.attr.gfid;
-        for (i, s) in self.sets.iter().enumerate() {
-            let page = match s.readdir(dir, None, 64).await {
-                Ok(p) => p,
-                Err(e) if is_gone(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            for entry in &page.entries {
-                if self.linkto(i, &entry.attr).await?.is_none() {
-                    return Err(FsError::NotEmpty);
-                }
-            }
-            if !page.eof {
-                // More than a page of link files: not worth telling apart.
-                return Err(FsError::NotEmpty);
-            }
-            for entry in &page.entries {
-                s.unlink(dir, &entry.name, false).await?;
-            }
-        }
-        let order = (0..self.sets.len())
+        self.clear_empty_dir(dir).await?;
+        let order: Vec<usize> = (0..self.sets.len())
             .filter(|i| *i != found.hashed)
-            .chain([found.hashed]);
+            .chain([found.hashed])
+            .collect();
+        let mut removed = Vec::new();
         for i in order {
             match self.sets[i].rmdir(parent, name).await {
-                Ok(()) => {}
-                Err(FsError::NotFound) => {
+                Ok(()) => removed.push(i),
+                Err(e) if is_gone(&e) => {
                     debug!(set = i, %parent, %name, "rmdir: no copy on this set")
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if !removed.is_empty() {
+                        warn!(%parent, %name, set = i, error = %e, "rmdir refused on a replica set; making the directory again where it was removed");
+                        if let Err(undo) = self.copy_dir(parent, name, dir, i, &removed, None).await
+                        {
+                            warn!(%parent, %name, error = %undo, "directory left on some replica sets only");
+                        }
+                    }
+                    return Err(e);
+                }
             }
         }
         self.locations.forget(dir);
@@ -180,49 +254,114 @@ impl Distribute {
         Ok(())
     }
 
-    /// Makes a link file `name` in `parent` on `set`, pointing at `target`.
-    pub(crate) async fn make_link(
-        &self,
-        set: usize,
-        parent: Gfid,
-        name: &Name,
-        target: usize,
-    ) -> FsResult<()> {
-        let new = NewEntry {
-            name: name.clone(),
-            kind: FileKind::File,
-            perm: LINKTO_PERM,
-            rdev: 0,
-            uid: 0,
-            gid: 0,
-            target: None,
-        };
-        let xattrs = vec![(
-            Name::new(LINKTO_XATTR),
-            proto::Bytes::from(encode_linkto(target)),
-        )];
-        self.sets[set]
-            .create_object(parent, new, Gfid::random(), xattrs)
-            .await
-            .map(|_| ())
+    /// Checks that directory `dir` holds no entry but link files on any
+    /// set (ENOTEMPTY otherwise, before anything is changed), then removes
+    /// those link files: with no file in the directory, they point at
+    /// nothing.
+    pub(crate) async fn clear_empty_dir(&self, dir: Gfid) -> FsResult<()> {
+        let mut links = Vec::new();
+        for (i, s) in self.sets.iter().enumerate() {
+            let page = match s.readdir(dir, None, 64).await {
+                Ok(p) => p,
+                Err(e) if is_gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in page.entries {
+                if self.linkto(i, &entry.attr).await?.is_none() {
+                    return Err(FsError::NotEmpty);
+                }
+                links.push((i, entry.name));
+            }
+            if !page.eof {
+                // More than a page of link files: not worth telling apart.
+                return Err(FsError::NotEmpty);
+            }
+        }
+        if links.is_empty() {
+            return Ok(());
+        }
+        // A link file whose file is not there yet may be a rename into the
+        // directory half done: looked at again a moment later.
+        let mut stale = Vec::new();
+        for (i, name) in links {
+            match self.entry_state(i, dir, &name).await? {
+                Entry::Free => {}
+                Entry::Live => return Err(FsError::NotEmpty),
+                Entry::StaleLink(g) => stale.push((i, name, g)),
+            }
+        }
+        tokio::time::sleep(STALE_LINK_RECHECK).await;
+        for (i, name, g) in stale {
+            match self.entry_state(i, dir, &name).await? {
+                Entry::StaleLink(now) if now == g => {
+                    match self.sets[i].unlink(dir, &name, false).await {
+                        Ok(_) | Err(FsError::NotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Entry::Free => {}
+                _ => return Err(FsError::NotEmpty),
+            }
+        }
+        Ok(())
     }
 
-    /// Removes link file `name` on `set` if that is what is there.
-    pub(crate) async fn remove_link(&self, set: usize, parent: Gfid, name: &Name) {
-        let res = async {
-            let attr = self.sets[set].lookup(parent, name).await?;
-            if self.linkto(set, &attr).await?.is_some() {
-                self.sets[set].unlink(parent, name, false).await?;
+    /// Makes directory `gfid` (`name` in `parent`) on each set of `to`
+    /// that lacks it, a copy of the one on set `from`: mode, owner and
+    /// extended attributes (user attributes, ACLs, its layout unless
+    /// `layout` replaces it). Used to undo a directory operation that only
+    /// some sets applied, and by rebalance for sets added since the
+    /// directory was made. Every set is tried; the first error is returned.
+    pub(crate) async fn copy_dir(
+        &self,
+        parent: Gfid,
+        name: &Name,
+        gfid: Gfid,
+        from: usize,
+        to: &[usize],
+        layout: Option<&Layout>,
+    ) -> FsResult<()> {
+        let source = &self.sets[from];
+        let attr = source.getattr(gfid).await?;
+        let mut xattrs = Vec::new();
+        for x in source.listxattr(gfid).await? {
+            if layout.is_some() && x.as_bytes() == LAYOUT_XATTR {
+                continue;
             }
-            Ok::<(), FsError>(())
-        }
-        .await;
-        match res {
-            Ok(()) | Err(FsError::NotFound) => {}
-            Err(e) => {
-                warn!(set, %parent, %name, error = %e, "cannot remove a link file; lookups will skip it")
+            match source.getxattr(gfid, &x).await {
+                Ok(v) => xattrs.push((x, proto::Bytes::from(v))),
+                Err(FsError::NoAttr) => {}
+                Err(e) => return Err(e),
             }
         }
+        if let Some(l) = layout {
+            xattrs.push((Name::new(LAYOUT_XATTR), proto::Bytes::from(l.encode())));
+        }
+        let new = NewEntry {
+            name: name.clone(),
+            kind: FileKind::Dir,
+            perm: attr.perm,
+            rdev: 0,
+            uid: attr.uid,
+            gid: attr.gid,
+            target: None,
+        };
+        let mut first_error = None;
+        for &i in to {
+            match self.sets[i]
+                .create_object(parent, new.clone(), gfid, xattrs.clone())
+                .await
+            {
+                Ok(_) | Err(FsError::Exists) => {
+                    info!(set = i, %parent, %name, %gfid, "directory made on a replica set that lacked it")
+                }
+                Err(e) => {
+                    warn!(set = i, %parent, %name, error = %e, "cannot make a directory copy");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Gives the root of a volume born with several sets its layout over

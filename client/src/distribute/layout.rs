@@ -43,16 +43,39 @@ pub fn name_hash(name: &Name) -> u32 {
 impl Layout {
     /// Equal shares of the hash space for `sets` sets, in set order.
     pub fn even(sets: usize, complete: bool) -> Layout {
-        let n = sets.clamp(1, usize::from(u16::MAX)) as u64;
+        let all: Vec<usize> = (0..sets.clamp(1, usize::from(u16::MAX))).collect();
+        Layout::even_over(&all, complete)
+    }
+
+    /// Equal shares of the hash space for the sets listed, in that order
+    /// (a directory made while some sets lack its parent: only those that
+    /// have it). An empty list is set 0 alone.
+    pub fn even_over(sets: &[usize], complete: bool) -> Layout {
+        let sets: Vec<u16> = sets.iter().filter_map(|s| u16::try_from(*s).ok()).collect();
+        let sets = if sets.is_empty() { vec![0] } else { sets };
+        let n = sets.len() as u64;
         let space = 1u64 << 32;
-        let ranges = (0..n)
-            .map(|i| Range {
-                start: (i * space / n) as u32,
-                end: ((i + 1) * space / n - 1) as u32,
-                set: i as u16,
+        let ranges = sets
+            .iter()
+            .enumerate()
+            .map(|(i, set)| {
+                let i = i as u64;
+                Range {
+                    start: (i * space / n) as u32,
+                    end: ((i + 1) * space / n - 1) as u32,
+                    set: *set,
+                }
             })
             .collect();
         Layout { ranges, complete }
+    }
+
+    /// The sets the layout sends names to, ascending.
+    pub fn sets(&self) -> Vec<usize> {
+        let mut sets: Vec<usize> = self.ranges.iter().map(|r| usize::from(r.set)).collect();
+        sets.sort_unstable();
+        sets.dedup();
+        sets
     }
 
     /// The layout of a directory that has none: it was made while the
@@ -152,6 +175,19 @@ mod tests {
             assert_eq!(Layout::decode(&l.encode()), Some(l.clone()));
             assert!(l.is_even_over(n));
             assert_eq!(l.max_set(), n - 1);
+        }
+    }
+
+    #[test]
+    fn layouts_over_some_sets_name_only_those() {
+        let l = Layout::even_over(&[0, 2], true);
+        assert_eq!(l.sets(), vec![0, 2]);
+        assert_eq!(Layout::decode(&l.encode()), Some(l.clone()));
+        assert!(!l.is_even_over(3));
+        assert_eq!(Layout::even_over(&[0, 1, 2], true), Layout::even(3, true));
+        assert_eq!(Layout::even_over(&[], true), Layout::even(1, true));
+        for i in 0..100 {
+            assert_ne!(l.set_for(&Name::new(format!("f{i}"))), 1);
         }
     }
 

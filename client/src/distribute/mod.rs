@@ -2,11 +2,18 @@
 //! Gluster's DHT does it.
 //!
 //! - Every directory exists on every set, under one gfid, and carries a
-//!   layout (`layout.rs`) mapping name hashes to sets.
+//!   layout (`layout.rs`) mapping name hashes to sets. A directory made
+//!   before sets were added gets its copies there from its first lookup
+//!   by name, or from rebalance; until rebalance its layout names the old
+//!   sets only, and directories made in it meanwhile span the sets that
+//!   have it (`dirs.rs`).
 //! - A file lives on one set: the one its name hashes to in its
 //!   directory's layout, or, after a rename or hard link to a name hashing
 //!   elsewhere, on another set with a *link file* on the hashed set naming
-//!   where it is (mode `LINKTO_PERM` plus the `LINKTO_XATTR` attribute).
+//!   where it is (mode `LINKTO_PERM` plus the `LINKTO_XATTR` attribute;
+//!   `links.rs`).
+//! - Entry operations that find the file gone from its set when they
+//!   apply (rebalance moved it since the lookup) look again, a few times.
 //! - Each set keeps its own quorum: a set that lost it makes only its own
 //!   files read-only.
 //!
@@ -17,6 +24,7 @@
 mod cache;
 mod dirs;
 pub mod layout;
+mod links;
 mod readdir;
 mod rename;
 
@@ -35,6 +43,7 @@ use crate::layer::{Layer, NewEntry};
 use crate::replicate::Replicate;
 pub use cache::{Loc, LAYOUT_TTL};
 use layout::{decode_linkto, Layout, LINKTO_PERM, LINKTO_XATTR};
+use tracing::debug;
 
 pub struct Distribute {
     sets: Vec<Arc<Replicate>>,
@@ -54,7 +63,12 @@ pub(crate) struct Found {
     pub link_on_hashed: bool,
 }
 
-fn is_gone(e: &FsError) -> bool {
+/// Times an entry operation on a file starts again when the file's set
+/// no longer has it (rebalance moved it between the lookup and the op).
+const MOVE_RETRIES: usize = 2;
+
+/// The object is not there (any more): no such name, or no such gfid.
+pub(crate) fn is_gone(e: &FsError) -> bool {
     matches!(e, FsError::Stale(_) | FsError::NotFound)
 }
 
@@ -136,12 +150,17 @@ impl Distribute {
         for (i, answer) in answers.into_iter().enumerate() {
             match answer {
                 Ok(attr) if attr.kind == FileKind::Dir => return Ok((i, attr)),
-                Ok(attr) => {
-                    if self.linkto(i, &attr).await?.is_none() {
-                        return Ok((i, attr));
+                Ok(attr) => match self.linkto(i, &attr).await {
+                    Ok(None) => return Ok((i, attr)),
+                    Ok(Some(_)) => {}
+                    // Removed since the lookup answered.
+                    Err(e) if is_gone(&e) => {}
+                    Err(e) => {
+                        error.get_or_insert(e);
                     }
-                }
-                Err(FsError::NotFound) => {}
+                },
+                // No such name, or a set added since the directory was made.
+                Err(e) if is_gone(&e) => {}
                 Err(e) => {
                     error.get_or_insert(e);
                 }
@@ -171,7 +190,9 @@ impl Distribute {
             Err(FsError::NotFound) if !layout.complete => {
                 self.lookup_everywhere(parent, name).await?
             }
-            other => other?,
+            other => other.inspect_err(|e| {
+                debug!(%parent, %name, hashed, complete = layout.complete, error = %e, "find: not on its hashed set")
+            })?,
         };
         self.locations.put(
             attr.gfid,
@@ -288,7 +309,9 @@ impl Distribute {
         let mut error = None;
         for s in &self.sets {
             match op(s.clone()).await {
-                Err(e) if is_unreachable(&e) => {
+                // Unreachable, or a set added since the directory was made
+                // (rebalance makes it there).
+                Err(e) if is_unreachable(&e) || is_gone(&e) => {
                     error.get_or_insert(e);
                 }
                 other => return other,
@@ -297,8 +320,10 @@ impl Distribute {
         Err(error.unwrap_or(FsError::BrickDown("no replica set".into())))
     }
 
-    /// A directory change made on every set (directories are everywhere);
-    /// the first set's answer is returned, the first error if any failed.
+    /// A directory change made on every set that has the directory (all
+    /// of them, but for sets added since it was made and not rebalanced
+    /// yet); the first set's answer is returned, the first error if any
+    /// failed.
     async fn on_dir_all<T, F, Fut>(&self, op: F) -> FsResult<T>
     where
         F: Fn(Arc<Replicate>) -> Fut,
@@ -306,15 +331,25 @@ impl Distribute {
     {
         let answers = join_all(self.sets.iter().map(|s| op(s.clone()))).await;
         let mut first = None;
+        let mut missing = None;
         for answer in answers {
             match answer {
                 Ok(v) => {
                     first.get_or_insert(v);
                 }
+                Err(e) if is_gone(&e) => {
+                    missing.get_or_insert(e);
+                }
                 Err(e) => return Err(e),
             }
         }
-        first.ok_or_else(|| FsError::BrickDown("no replica set".into()))
+        first.ok_or_else(|| missing.unwrap_or(FsError::BrickDown("no replica set".into())))
+    }
+
+    /// Whether set `set` surely lacks object `gfid` (false when it cannot
+    /// tell).
+    pub(crate) async fn lacks(&self, set: usize, gfid: Gfid) -> bool {
+        matches!(self.sets[set].getattr(gfid).await, Err(e) if is_gone(&e))
     }
 
     async fn is_dir(&self, gfid: Gfid) -> FsResult<bool> {
@@ -340,7 +375,7 @@ impl Layer for Distribute {
         }
         let found = self.find(parent, name).await?;
         if found.attr.kind == FileKind::Dir {
-            return self.dir_attr(found.attr.gfid).await;
+            return self.looked_up_dir(parent, name, &found).await;
         }
         Ok(found.attr)
     }
@@ -392,7 +427,13 @@ impl Layer for Distribute {
                 Err(e) => return Err(e),
             }
         }
-        let attr = self.sets[hashed].create(parent, new).await?;
+        let name = new.name.clone();
+        let attr = self
+            .make_over_stale(hashed, parent, &name, || {
+                let new = new.clone();
+                async move { self.sets[hashed].create(parent, new).await }
+            })
+            .await?;
         self.locations.put(attr.gfid, Loc::File(hashed));
         Ok(attr)
     }
@@ -401,15 +442,24 @@ impl Layer for Distribute {
         if let Some(s) = self.single() {
             return s.unlink(parent, name, keep_open).await;
         }
-        let found = self.find(parent, name).await?;
-        if found.attr.kind == FileKind::Dir {
-            return Err(FsError::IsDir);
+        let mut tries = 0;
+        loop {
+            let found = self.find(parent, name).await?;
+            if found.attr.kind == FileKind::Dir {
+                return Err(FsError::IsDir);
+            }
+            match self.sets[found.set].unlink(parent, name, keep_open).await {
+                // Moved by rebalance since it was found: find it again.
+                Err(e) if is_gone(&e) && tries < MOVE_RETRIES => tries += 1,
+                Err(e) => return Err(e),
+                Ok(kept) => {
+                    if found.link_on_hashed {
+                        self.remove_link(found.hashed, parent, name).await;
+                    }
+                    return Ok(kept);
+                }
+            }
         }
-        let kept = self.sets[found.set].unlink(parent, name, keep_open).await?;
-        if found.link_on_hashed {
-            self.remove_link(found.hashed, parent, name).await;
-        }
-        Ok(kept)
     }
 
     async fn purge(&self, gfid: Gfid) -> FsResult<()> {

@@ -16,6 +16,11 @@
 //!    "no such gfid" and finds the file again. Hard-linked files stay where
 //!    they are, with a link file on the hashed set.
 //! 3. The directory's layout is marked complete.
+//!
+//! Directories whose layout was already complete and even are crawled too,
+//! for strays only: files with no entry at all on their hashed set (a
+//! client that had not switched to the new graph yet put them where its
+//! old graph said). Lookups cannot find those until they move.
 
 mod migrate;
 
@@ -23,13 +28,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{FileKind, FsError, FsResult, Gfid, Name};
+use proto::{FileKind, FsResult, Gfid, Name};
 use tracing::{info, warn};
 
 use crate::distribute::layout::Layout;
-use crate::distribute::{Distribute, LAYOUT_TTL};
+use crate::distribute::{is_gone, Distribute, LAYOUT_TTL};
 use crate::heal::Healer;
-use crate::layer::{Layer, NewEntry};
+use crate::layer::Layer;
 use crate::StackConfig;
 
 /// What a rebalance run did so far.
@@ -55,16 +60,13 @@ pub struct RebalanceProgress {
 /// stops the run at the next file.
 pub type Report = Arc<dyn Fn(&RebalanceProgress) -> bool + Send + Sync>;
 
-/// A directory found by the crawl, with what is needed to make it on a set
-/// that lacks it.
+/// A directory found by the crawl, with where it is (to make it on a set
+/// that lacks it).
 #[derive(Clone, Debug)]
 struct DirInfo {
     gfid: Gfid,
     /// Parent and name; None for the root.
     place: Option<(Gfid, Name)>,
-    perm: u32,
-    uid: u32,
-    gid: u32,
 }
 
 pub(crate) struct Run {
@@ -109,19 +111,30 @@ impl Run {
             return Ok(self.snapshot());
         }
         // Every client's cached layout is the new one before a file moves.
-        tokio::time::sleep(LAYOUT_TTL * 2 + Duration::from_millis(200)).await;
+        if dirs.iter().any(|(_, relaid)| *relaid) {
+            tokio::time::sleep(LAYOUT_TTL * 2 + Duration::from_millis(200)).await;
+        }
         info!(dirs = dirs.len(), "rebalance: moving files");
-        for dir in dirs {
+        for (dir, relaid) in dirs {
             if self.stopped() {
                 break;
             }
-            match self.migrate_dir(dir.gfid).await {
-                Ok(true) => {
+            // A directory whose layout was already right may still hold
+            // strays: files a client that had not switched to the new
+            // graph yet put where its old graph sent them.
+            let done = match self.migrate_dir(dir.gfid, !relaid).await {
+                Ok(true) if relaid => {
                     self.dht
                         .write_layout(dir.gfid, &Layout::even(self.sets, true))
-                        .await?
+                        .await
                 }
-                Ok(false) => {}
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(()) => {}
+                // Removed by a client meanwhile.
+                Err(e) if is_gone(&e) => {}
                 Err(e) => {
                     warn!(dir = %dir.gfid, error = %e, "rebalance: directory left incomplete");
                     self.update(|p| p.failures += 1);
@@ -159,87 +172,111 @@ impl Run {
     }
 
     /// Crawls every directory (breadth first), makes it on every set and
-    /// gives it an incomplete even layout over all sets. Returns the
-    /// directories whose files may need to move.
-    async fn fix_layouts(&self) -> FsResult<Vec<DirInfo>> {
-        let root = self.dht.getattr(Gfid::ROOT).await?;
+    /// gives it an incomplete even layout over all sets. Returns every
+    /// directory, and whether its layout was changed (else it was already
+    /// complete and even). A directory that clients
+    /// remove or rename meanwhile is passed over (a renamed one is found
+    /// at its new place if the crawl has not passed it, else left for the
+    /// next run); other trouble with one directory is counted as a
+    /// failure and the crawl goes on.
+    async fn fix_layouts(&self) -> FsResult<Vec<(DirInfo, bool)>> {
         let mut queue = VecDeque::from([DirInfo {
             gfid: Gfid::ROOT,
             place: None,
-            perm: root.perm,
-            uid: root.uid,
-            gid: root.gid,
         }]);
         let mut todo = Vec::new();
         while let Some(dir) = queue.pop_front() {
             if self.stopped() {
                 break;
             }
-            self.make_everywhere(&dir).await?;
-            let layout = self.dht.read_layout(dir.gfid).await?;
-            if !(layout.complete && layout.is_even_over(self.sets)) {
-                self.dht
-                    .write_layout(dir.gfid, &Layout::even(self.sets, false))
-                    .await?;
-                todo.push(dir.clone());
-            }
-            self.update(|p| p.dirs_fixed += 1);
-            let mut after = None;
-            loop {
-                let page = self.dht.readdir(dir.gfid, after.clone(), 512).await?;
-                for e in &page.entries {
-                    if e.attr.kind == FileKind::Dir {
-                        queue.push_back(DirInfo {
-                            gfid: e.attr.gfid,
-                            place: Some((dir.gfid, e.name.clone())),
-                            perm: e.attr.perm,
-                            uid: e.attr.uid,
-                            gid: e.attr.gid,
-                        });
-                    }
-                }
-                after = page.entries.last().map(|e| e.name.clone());
-                if page.eof || after.is_none() {
-                    break;
+            match self.fix_dir(&dir, &mut queue).await {
+                Ok(Some(relaid)) => todo.push((dir, relaid)),
+                Ok(None) => {}
+                Err(e) if is_gone(&e) => {}
+                Err(e) if dir.place.is_none() => return Err(e),
+                Err(e) => {
+                    warn!(dir = %dir.gfid, error = %e, "rebalance: directory not laid out");
+                    self.update(|p| p.failures += 1);
                 }
             }
         }
         Ok(todo)
     }
 
-    /// Makes directory `dir` on the sets that do not have it (sets added
-    /// after it was made), with the same gfid.
-    async fn make_everywhere(&self, dir: &DirInfo) -> FsResult<()> {
-        let Some((parent, name)) = &dir.place else {
-            return Ok(());
-        };
-        for s in 0..self.sets {
-            let set = self.dht.set(s);
-            match set.getattr(dir.gfid).await {
-                Ok(_) => continue,
-                Err(FsError::Stale(_) | FsError::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-            let new = NewEntry {
-                name: name.clone(),
-                kind: FileKind::Dir,
-                perm: dir.perm,
-                rdev: 0,
-                uid: dir.uid,
-                gid: dir.gid,
-                target: None,
-            };
-            let xattrs = vec![(
-                Name::new(crate::distribute::layout::LAYOUT_XATTR),
-                proto::Bytes::from(Layout::even(self.sets, false).encode()),
-            )];
-            match set.create_object(*parent, new, dir.gfid, xattrs).await {
-                Ok(_) | Err(FsError::Exists) => {
-                    info!(set = s, dir = %dir.gfid, %name, "rebalance: directory made on a new set")
+    /// One directory of `fix_layouts`: its subdirectories go to `queue`;
+    /// whether its layout was changed, None when it moved away meanwhile.
+    async fn fix_dir(
+        &self,
+        dir: &DirInfo,
+        queue: &mut VecDeque<DirInfo>,
+    ) -> FsResult<Option<bool>> {
+        if !self.make_everywhere(dir).await? {
+            return Ok(None);
+        }
+        let layout = self.dht.read_layout(dir.gfid).await?;
+        let relaid = !(layout.complete && layout.is_even_over(self.sets));
+        if relaid {
+            self.dht
+                .write_layout(dir.gfid, &Layout::even(self.sets, false))
+                .await?;
+        }
+        self.update(|p| p.dirs_fixed += 1);
+        let mut after = None;
+        loop {
+            let page = self.dht.readdir(dir.gfid, after.clone(), 512).await?;
+            for e in &page.entries {
+                if e.attr.kind == FileKind::Dir {
+                    queue.push_back(DirInfo {
+                        gfid: e.attr.gfid,
+                        place: Some((dir.gfid, e.name.clone())),
+                    });
                 }
+            }
+            after = page.entries.last().map(|e| e.name.clone());
+            if page.eof || after.is_none() {
+                break;
+            }
+        }
+        Ok(Some(relaid))
+    }
+
+    /// Makes directory `dir` on the sets that do not have it (sets added
+    /// after it was made), with the same gfid, attributes and extended
+    /// attributes (a directory answers from any set, so every copy must
+    /// carry them) and an incomplete layout. False when the directory is
+    /// no longer where the crawl found it (a copy made there would bring
+    /// back the old name).
+    async fn make_everywhere(&self, dir: &DirInfo) -> FsResult<bool> {
+        let Some((parent, name)) = &dir.place else {
+            return Ok(true);
+        };
+        let mut missing = Vec::new();
+        let mut present = None;
+        for s in 0..self.sets {
+            match self.dht.set(s).getattr(dir.gfid).await {
+                Ok(_) => {
+                    present.get_or_insert(s);
+                }
+                Err(e) if is_gone(&e) => missing.push(s),
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        let Some(from) = present else {
+            return Ok(false);
+        };
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        match self.dht.set(from).lookup(*parent, name).await {
+            Ok(a) if a.gfid == dir.gfid => {}
+            Ok(_) => return Ok(false),
+            Err(e) if is_gone(&e) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let layout = Layout::even(self.sets, false);
+        self.dht
+            .copy_dir(*parent, name, dir.gfid, from, &missing, Some(&layout))
+            .await?;
+        Ok(true)
     }
 }

@@ -228,18 +228,26 @@ impl Replicate {
             .map(|k| (start + k) % n)
             .filter(|i| healthy & bit(*i) != 0);
         let mut first_err = None;
+        let mut lacking: Mask = 0;
         for i in order {
             match f(self.bricks[i].clone()).await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    // A replica that does not know a gfid another one has
+                    // missed its creation. (If none has it, the object is
+                    // not on this replica set at all, which under
+                    // distribute is no fault of any replica: it may be
+                    // made here later, by rebalance or a directory heal.)
+                    if let (Some(c), true) = (&ctx, lacking != 0) {
+                        c.add_stale(lacking);
+                    }
+                    return Ok(v);
+                }
                 Err(e) if e.is_transport() => {
                     first_err.get_or_insert(e);
                 }
-                // A replica that does not know the gfid missed its creation;
-                // a name that is not found is an answer, not a fault.
+                // A name that is not found is an answer, not a fault.
                 Err(e @ FsError::Stale(_)) if count(healthy) > 1 => {
-                    if let Some(c) = &ctx {
-                        c.add_stale(bit(i));
-                    }
+                    lacking |= bit(i);
                     first_err.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
