@@ -105,6 +105,87 @@ impl Layout {
         self.ranges == Layout::even(sets, self.complete).ranges
     }
 
+    /// True when each of sets `0..sets` owns exactly its share of the hash
+    /// space (in one range or several) and no other set owns any.
+    pub fn is_balanced_over(&self, sets: usize) -> bool {
+        let mut owned = vec![0u64; sets.max(1)];
+        for r in &self.ranges {
+            match owned.get_mut(usize::from(r.set)) {
+                Some(o) => *o += u64::from(r.end) - u64::from(r.start) + 1,
+                None => return false,
+            }
+        }
+        owned
+            .iter()
+            .enumerate()
+            .all(|(i, o)| *o == share(i, sets.max(1)))
+    }
+
+    /// The layout over `sets` sets that keeps the most of this one: each
+    /// set keeps the start of what it had, up to its new share, and the
+    /// rest goes to the sets short of theirs. Growing N sets to N + 1 moves
+    /// 1 / (N + 1) of the names, where a fresh even split would move about
+    /// half. Incomplete: the files have yet to move.
+    pub fn grown(&self, sets: usize) -> Layout {
+        let sets = sets.clamp(1, usize::from(u16::MAX));
+        let mut owned = vec![0u64; sets];
+        // (start, length, set), and the pieces nobody keeps.
+        let mut pieces: Vec<(u64, u64, usize)> = Vec::new();
+        let mut pool: Vec<(u64, u64)> = Vec::new();
+        for r in &self.ranges {
+            let (start, len) = (
+                u64::from(r.start),
+                u64::from(r.end) - u64::from(r.start) + 1,
+            );
+            let set = usize::from(r.set);
+            let keep = match owned.get(set) {
+                Some(o) => (share(set, sets) - o).min(len),
+                None => 0,
+            };
+            if keep > 0 {
+                pieces.push((start, keep, set));
+                owned[set] += keep;
+            }
+            if len > keep {
+                pool.push((start + keep, len - keep));
+            }
+        }
+        let mut set = 0;
+        for (mut start, mut len) in pool {
+            while len > 0 && set < sets {
+                let room = share(set, sets) - owned[set];
+                if room == 0 {
+                    set += 1;
+                    continue;
+                }
+                let take = room.min(len);
+                pieces.push((start, take, set));
+                owned[set] += take;
+                start += take;
+                len -= take;
+            }
+        }
+        pieces.sort_unstable();
+        let mut ranges: Vec<Range> = Vec::with_capacity(pieces.len());
+        for (start, len, set) in pieces {
+            let end = (start + len - 1) as u32;
+            match ranges.last_mut() {
+                Some(last) if usize::from(last.set) == set && u64::from(last.end) + 1 == start => {
+                    last.end = end
+                }
+                _ => ranges.push(Range {
+                    start: start as u32,
+                    end,
+                    set: set as u16,
+                }),
+            }
+        }
+        Layout {
+            ranges,
+            complete: false,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut s = format!(
             "{MAGIC} {}",
@@ -150,6 +231,13 @@ impl Layout {
         }
         (next == 1 << 32).then_some(Layout { ranges, complete })
     }
+}
+
+/// Set `i`'s share of the hash space when there are `n` sets: the lengths
+/// of `even`'s ranges, so an even layout is balanced.
+fn share(i: usize, n: usize) -> u64 {
+    let (i, n, space) = (i as u64, n as u64, 1u64 << 32);
+    (i + 1) * space / n - i * space / n
 }
 
 /// The set a link file points to, from its attribute's value.
@@ -221,6 +309,44 @@ mod tests {
         for i in 0..100 {
             assert!(three.set_for(&Name::new(format!("f{i}"))) < 3);
         }
+    }
+
+    #[test]
+    fn growing_keeps_most_names_where_they_are() {
+        let names: Vec<Name> = (0..3000).map(|i| Name::new(format!("n{i}"))).collect();
+        for (from, to) in [(1usize, 2usize), (2, 3), (3, 4), (2, 5)] {
+            let old = Layout::even(from, true);
+            let new = old.grown(to);
+            assert!(!new.complete);
+            assert!(new.is_balanced_over(to), "{from}->{to}: {new:?}");
+            assert_eq!(Layout::decode(&new.encode()), Some(new.clone()));
+            let moved = names
+                .iter()
+                .filter(|n| old.set_for(n) != new.set_for(n))
+                .count();
+            // About (to - from) / to of the names move, never half.
+            let ideal = names.len() * (to - from) / to;
+            assert!(
+                moved <= ideal + names.len() / 20,
+                "{from}->{to}: {moved} moved, ideal {ideal}"
+            );
+            for n in &names {
+                let (a, b) = (old.set_for(n), new.set_for(n));
+                assert!(
+                    a == b || b >= from,
+                    "{from}->{to}: a name moved between old sets"
+                );
+            }
+        }
+        assert_eq!(
+            Layout::legacy().grown(3).ranges,
+            Layout::even(3, false).ranges
+        );
+        assert!(Layout::even(3, true).is_balanced_over(3));
+        assert!(!Layout::even(2, true).is_balanced_over(3));
+        // Growing what is already balanced changes nothing.
+        let g = Layout::even(2, true).grown(3);
+        assert_eq!(g.grown(3).ranges, g.ranges);
     }
 
     #[test]

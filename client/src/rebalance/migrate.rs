@@ -38,8 +38,12 @@ impl Run {
     /// is where the new layout looks for it. `strays_only`: the layout was
     /// complete already, so a file with a link file on its hashed set is
     /// where it belongs; only files with nothing there are moved.
-    pub(super) async fn migrate_dir(&self, dir: Gfid, strays_only: bool) -> FsResult<bool> {
-        let layout = Layout::even(self.sets, true);
+    pub(super) async fn migrate_dir(
+        &self,
+        dir: Gfid,
+        strays_only: bool,
+        layout: &Layout,
+    ) -> FsResult<bool> {
         let mut complete = true;
         let mut links = Vec::new();
         for s in 0..self.sets {
@@ -99,7 +103,7 @@ impl Run {
             }
         }
         for (s, name, _) in links {
-            self.tidy_link(dir, &name, s, &layout).await;
+            self.tidy_link(dir, &name, s, layout).await;
         }
         Ok(complete)
     }

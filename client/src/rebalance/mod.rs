@@ -111,22 +111,24 @@ impl Run {
             return Ok(self.snapshot());
         }
         // Every client's cached layout is the new one before a file moves.
-        if dirs.iter().any(|(_, relaid)| *relaid) {
+        if dirs.iter().any(|(_, relaid, _)| *relaid) {
             tokio::time::sleep(LAYOUT_TTL * 2 + Duration::from_millis(200)).await;
         }
         info!(dirs = dirs.len(), "rebalance: moving files");
-        for (dir, relaid) in dirs {
+        for (dir, relaid, layout) in dirs {
             if self.stopped() {
                 break;
             }
             // A directory whose layout was already right may still hold
             // strays: files a client that had not switched to the new
             // graph yet put where its old graph sent them.
-            let done = match self.migrate_dir(dir.gfid, !relaid).await {
+            let done = match self.migrate_dir(dir.gfid, !relaid, &layout).await {
                 Ok(true) if relaid => {
-                    self.dht
-                        .write_layout(dir.gfid, &Layout::even(self.sets, true))
-                        .await
+                    let layout = Layout {
+                        complete: true,
+                        ..layout
+                    };
+                    self.dht.write_layout(dir.gfid, &layout).await
                 }
                 Ok(_) => Ok(()),
                 Err(e) => Err(e),
@@ -179,7 +181,7 @@ impl Run {
     /// at its new place if the crawl has not passed it, else left for the
     /// next run); other trouble with one directory is counted as a
     /// failure and the crawl goes on.
-    async fn fix_layouts(&self) -> FsResult<Vec<(DirInfo, bool)>> {
+    async fn fix_layouts(&self) -> FsResult<Vec<(DirInfo, bool, Layout)>> {
         let mut queue = VecDeque::from([DirInfo {
             gfid: Gfid::ROOT,
             place: None,
@@ -190,7 +192,7 @@ impl Run {
                 break;
             }
             match self.fix_dir(&dir, &mut queue).await {
-                Ok(Some(relaid)) => todo.push((dir, relaid)),
+                Ok(Some((relaid, layout))) => todo.push((dir, relaid, layout)),
                 Ok(None) => {}
                 Err(e) if is_gone(&e) => {}
                 Err(e) if dir.place.is_none() => return Err(e),
@@ -209,16 +211,17 @@ impl Run {
         &self,
         dir: &DirInfo,
         queue: &mut VecDeque<DirInfo>,
-    ) -> FsResult<Option<bool>> {
+    ) -> FsResult<Option<(bool, Layout)>> {
         if !self.make_everywhere(dir).await? {
             return Ok(None);
         }
-        let layout = self.dht.read_layout(dir.gfid).await?;
-        let relaid = !(layout.complete && layout.is_even_over(self.sets));
+        let mut layout = self.dht.read_layout(dir.gfid).await?;
+        let relaid = !(layout.complete && layout.is_balanced_over(self.sets));
         if relaid {
-            self.dht
-                .write_layout(dir.gfid, &Layout::even(self.sets, false))
-                .await?;
+            // Most names stay where they are; those that move go to the
+            // sets short of their share.
+            layout = layout.grown(self.sets);
+            self.dht.write_layout(dir.gfid, &layout).await?;
         }
         self.update(|p| p.dirs_fixed += 1);
         let mut after = None;
@@ -237,7 +240,7 @@ impl Run {
                 break;
             }
         }
-        Ok(Some(relaid))
+        Ok(Some((relaid, layout)))
     }
 
     /// Makes directory `dir` on the sets that do not have it (sets added
