@@ -16,6 +16,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod extra_brick;
 pub mod heal;
 pub mod nfs;
 mod proc;

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tests::cluster::{wait_until, TestCluster, VOLUME};
+use tests::extra_brick::ExtraBrick;
 
 struct Run {
     ok: bool,
@@ -73,48 +74,6 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     }
     out.sort();
     out
-}
-
-/// A brickd of the test's own (not one of the cluster's), optionally bound
-/// to a volume at start; killed when dropped.
-struct ExtraBrick {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl ExtraBrick {
-    fn start(cluster: &TestCluster, dir: &Path, volume: Option<&str>) -> ExtraBrick {
-        use std::io::BufRead;
-        std::fs::create_dir_all(dir).unwrap();
-        let mut cmd = Command::new(&cluster.binaries().brickd);
-        cmd.arg("--dir").arg(dir).args(["--listen", "127.0.0.1:0"]);
-        if let Some(v) = volume {
-            cmd.args(["--volume", v]);
-        }
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting brickd");
-        let out = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufReader::new(out)
-            .read_line(&mut line)
-            .expect("LISTENING line");
-        let addr = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("brickd said {line:?}"))
-            .to_string();
-        ExtraBrick { child, addr }
-    }
-}
-
-impl Drop for ExtraBrick {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

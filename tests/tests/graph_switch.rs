@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use proto::{FileKind, FsError, Gfid, Name, RecordLock, RecordLockType};
 use tests::cluster::{TestCluster, VOLUME};
+use tests::extra_brick::ExtraBrick;
 
 const BLOCK: usize = 64 * 1024;
 /// The writer writes at least this many blocks, and goes on until told.
@@ -48,47 +49,6 @@ fn block(i: u64) -> Vec<u8> {
     (0..BLOCK)
         .map(|j| (i as usize * 31 + j / 7) as u8)
         .collect()
-}
-
-/// A brickd the test starts itself (not one of the cluster's), killed when dropped.
-struct ExtraBrick {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl ExtraBrick {
-    fn start(cluster: &TestCluster, dir: &Path) -> ExtraBrick {
-        use std::io::BufRead;
-        std::fs::create_dir_all(dir).unwrap();
-        let log = std::fs::File::create(cluster.root().join("logs").join("extra-brick.log"))
-            .expect("extra brick log");
-        let mut child = Command::new(&cluster.binaries().brickd)
-            .arg("--dir")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("starting brickd");
-        let out = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufReader::new(out)
-            .read_line(&mut line)
-            .expect("LISTENING line");
-        let addr = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("brickd said {line:?}"))
-            .to_string();
-        ExtraBrick { child, addr }
-    }
-}
-
-impl Drop for ExtraBrick {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn log_has(path: &Path, what: &str) -> bool {
@@ -153,7 +113,7 @@ fn a_mount_switches_graphs_under_a_streaming_writer() {
     // A brick: the disk of brick 2 is gone; a new brick takes its place.
     cluster.kill_brick(2);
     let new_dir = cluster.root().join("new-brick");
-    let new = ExtraBrick::start(&cluster, &new_dir);
+    let new = ExtraBrick::start(&cluster, &new_dir, None);
     let old = cluster.brick_addr(2).to_string();
     brickfs(
         &cluster,
@@ -311,7 +271,7 @@ fn the_nfs_gateway_switches_graphs_too() {
 
     cluster.kill_brick(2);
     let new_dir = cluster.root().join("new-brick");
-    let new = ExtraBrick::start(&cluster, &new_dir);
+    let new = ExtraBrick::start(&cluster, &new_dir, None);
     let old = cluster.brick_addr(2).to_string();
     brickfs(
         &cluster,

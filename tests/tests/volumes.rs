@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tests::cluster::{TestCluster, VOLUME};
 use tests::etcd::Etcd;
+use tests::extra_brick::ExtraBrick;
 
 struct Run {
     ok: bool,
@@ -246,45 +247,6 @@ fn the_etcd_store_serves_the_same_volumes() {
     assert_eq!(std::fs::read(m.join("via-etcd")).unwrap(), b"etcd");
 }
 
-/// A brickd the test starts itself (not one of the cluster's), killed when dropped.
-struct ExtraBrick {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl ExtraBrick {
-    fn start(cluster: &TestCluster, dir: &Path) -> ExtraBrick {
-        use std::io::BufRead;
-        std::fs::create_dir_all(dir).unwrap();
-        let mut child = Command::new(&cluster.binaries().brickd)
-            .arg("--dir")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting brickd");
-        let out = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufReader::new(out)
-            .read_line(&mut line)
-            .expect("LISTENING line");
-        let addr = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("brickd said {line:?}"))
-            .to_string();
-        ExtraBrick { child, addr }
-    }
-}
-
-impl Drop for ExtraBrick {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn replace_brick_refills_a_new_brick_by_heal() {
     let cluster = TestCluster::start(3);
@@ -303,7 +265,7 @@ fn replace_brick_refills_a_new_brick_by_heal() {
     }
     drop(m);
     let new_dir = cluster.root().join("new-brick");
-    let new = ExtraBrick::start(&cluster, &new_dir);
+    let new = ExtraBrick::start(&cluster, &new_dir, None);
     let old = cluster.brick_addr(2).to_string();
     // A brick that still serves is not replaced: clients not yet switched
     // could write to it behind the new one's back.
