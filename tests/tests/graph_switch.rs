@@ -13,6 +13,7 @@ use std::time::Duration;
 use proto::{FileKind, FsError, Gfid, Name, RecordLock, RecordLockType};
 use tests::cluster::{TestCluster, VOLUME};
 use tests::extra_brick::ExtraBrick;
+use tests::volume::StoreVolume;
 
 const BLOCK: usize = 64 * 1024;
 /// The writer writes at least this many blocks, and goes on until told.
@@ -33,17 +34,6 @@ fn brickfs(cluster: &TestCluster, store: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Volume [`VOLUME`] over the cluster's three bricks in a file store; its URL.
-fn started_volume(cluster: &TestCluster) -> String {
-    let store = format!("file://{}", cluster.root().join("store").display());
-    let addrs: Vec<String> = (0..3).map(|i| cluster.brick_addr(i).to_string()).collect();
-    let mut args = vec!["volume", "create", VOLUME, "replica", "3"];
-    args.extend(addrs.iter().map(String::as_str));
-    brickfs(cluster, &store, &args);
-    brickfs(cluster, &store, &["volume", "start", VOLUME]);
-    store
-}
-
 /// Block `i` of the streamed file: every byte tells where it belongs.
 fn block(i: u64) -> Vec<u8> {
     (0..BLOCK)
@@ -58,7 +48,7 @@ fn log_has(path: &Path, what: &str) -> bool {
 #[test]
 fn a_mount_switches_graphs_under_a_streaming_writer() {
     let cluster = TestCluster::start(3);
-    let store = started_volume(&cluster);
+    let store = StoreVolume::create_on(&cluster, 3).url;
     let m = cluster.mount_from_store(&store, VOLUME);
     let path = m.join("stream");
 
@@ -262,7 +252,7 @@ fn a_closed_graph_gives_its_locks_back_and_fails_fast() {
 fn the_nfs_gateway_switches_graphs_too() {
     tests::nfs::require_libnfs_tools();
     let cluster = TestCluster::start(3);
-    let store = started_volume(&cluster);
+    let store = StoreVolume::create_on(&cluster, 3).url;
     let gw = cluster.start_gateway_from_store(&store);
     let local = cluster.root().join("local");
     std::fs::create_dir_all(&local).unwrap();

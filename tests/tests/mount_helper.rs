@@ -8,31 +8,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use tests::cluster::{TestCluster, VOLUME};
+use tests::volume::StoreVolume;
 use tests::wait_until;
-
-fn brickfs(cluster: &TestCluster, store: &str, args: &[&str]) {
-    let out = Command::new(&cluster.binaries().brickfs)
-        .args(["--store", store])
-        .args(args)
-        .output()
-        .expect("running brickfs");
-    assert!(
-        out.status.success(),
-        "brickfs {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Volume [`VOLUME`] over the cluster's three bricks in a file store; its URL.
-fn started_volume(cluster: &TestCluster) -> String {
-    let store = format!("file://{}", cluster.root().join("store").display());
-    let addrs: Vec<String> = (0..3).map(|i| cluster.brick_addr(i).to_string()).collect();
-    let mut args = vec!["volume", "create", VOLUME, "replica", "3"];
-    args.extend(addrs.iter().map(String::as_str));
-    brickfs(cluster, &store, &args);
-    brickfs(cluster, &store, &["volume", "start", VOLUME]);
-    store
-}
 
 /// `brickfs-mount --install-helper DIR`; the helper's path.
 fn install_helper(cluster: &TestCluster) -> PathBuf {
@@ -106,7 +83,7 @@ impl Drop for Cleanup {
 #[test]
 fn the_helper_mounts_in_the_background_and_umount_ends_it() {
     let cluster = TestCluster::start(3);
-    let store = started_volume(&cluster);
+    let store = StoreVolume::create_on(&cluster, 3).url;
     let helper_path = install_helper(&cluster);
     let mnt = cluster.root().join("mnt-helper");
     std::fs::create_dir_all(&mnt).unwrap();
@@ -186,7 +163,7 @@ fn the_helper_mounts_in_the_background_and_umount_ends_it() {
 #[test]
 fn bad_input_mounts_nothing_and_says_why() {
     let cluster = TestCluster::start(3);
-    let store = started_volume(&cluster);
+    let store = StoreVolume::create_on(&cluster, 3).url;
     let helper_path = install_helper(&cluster);
     let mnt = cluster.root().join("mnt-never");
     std::fs::create_dir_all(&mnt).unwrap();
