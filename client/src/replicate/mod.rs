@@ -216,7 +216,13 @@ impl Replicate {
         {
             Ok(a) => a,
             Err(e) => {
-                if matches!(e, FsError::ReadOnly { .. } | FsError::Quorum { .. }) {
+                // Whatever failed, a brick may have made the entry (the
+                // others refused: no quorum, or the parent was removed
+                // under it); only entries with our fresh gfid are taken.
+                if !matches!(
+                    e,
+                    FsError::Exists | FsError::BadName(_) | FsError::NameTooLong
+                ) {
                     self.undo_create(parent, &obj.name, gfid).await;
                 }
                 return Err(e);
