@@ -1,12 +1,11 @@
 //! The `brickd` daemon: parses flags, binds, announces `LISTENING <addr>` on
 //! stdout and serves until SIGINT/SIGTERM.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// Serves one brick (a directory holding a share of a volume) to brickfs clients.
 #[derive(Parser, Debug)]
@@ -21,21 +20,18 @@ struct Args {
     /// Volume this brick belongs to; refuses to start if it belongs to another.
     #[arg(long, env = "BRICKFS_VOLUME")]
     volume: Option<String>,
-    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
-    #[arg(long, env = "BRICKFS_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    /// Log filter: error, warn, info (default), debug, trace, or a tracing
+    /// directive such as "brick=debug,info"; RUST_LOG overrides it.
+    #[arg(long, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&args.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    if let Err(e) = supervise::logging::init(args.log_level.as_deref(), "info") {
+        eprintln!("brickd: {e}");
+        return ExitCode::FAILURE;
+    }
     // A storage daemon must not limp on with half-updated state.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

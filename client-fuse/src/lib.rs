@@ -10,6 +10,8 @@
 //! - `dirs`: per-opendir listing snapshots.
 //! - `convert`: pure type conversions (attributes, times, modes, locks).
 //! - `mountinfo`: whether our mount is still there, by device number.
+//! - `kernel_mount`: the mount(2) call of a root mount, as type
+//!   `fuse.brickfs`.
 //!
 //! Architecture invariant: this crate never decides an errno; it reports
 //! `FsError::errno()` of whatever the stack returned.
@@ -18,6 +20,7 @@ mod convert;
 mod dirs;
 mod fs;
 mod inodes;
+mod kernel_mount;
 mod mountinfo;
 mod no_caps;
 mod open_files;
@@ -37,11 +40,10 @@ use tracing::{info, warn};
 pub struct MountOptions {
     /// Volume name; the mount shows as `brickfs:<volume>` in /proc/mounts.
     pub volume: String,
-    /// How long the kernel may cache attributes without asking again.
-    /// Short, because other clients change files too.
-    pub attr_timeout: Duration,
-    /// How long the kernel may cache a name → inode binding.
-    pub entry_timeout: Duration,
+    /// How long the kernel may cache attributes without asking again
+    /// (short, because other clients change files too) and a name → inode
+    /// binding; changeable while mounted.
+    pub ttls: Arc<ttls::Ttls>,
     /// FUSE threads reading requests from the kernel (at least 1). They only
     /// dispatch; the work runs on the tokio runtime.
     pub threads: usize,
@@ -55,8 +57,10 @@ impl Default for MountOptions {
     fn default() -> Self {
         MountOptions {
             volume: "dev".to_string(),
-            attr_timeout: Duration::from_secs(1),
-            entry_timeout: Duration::from_secs(1),
+            ttls: Arc::new(ttls::Ttls::new(
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            )),
             threads: 4,
             allow_other: true,
             read_only: false,
@@ -72,8 +76,9 @@ pub struct MountHandle {
     mountpoint: PathBuf,
     /// Device number (`major:minor`) of this mount, from mountinfo.
     dev: Option<String>,
-    /// The cache times the session answers with, changeable live.
-    ttls: Arc<ttls::Ttls>,
+    /// We made the mount(2) call (root), so we unmount; fuser does not
+    /// know the mount.
+    mounted_by_us: bool,
 }
 
 /// Mounts `layer` at `mountpoint`. FUSE requests are served by
@@ -119,12 +124,32 @@ pub fn mount(
     };
     config.n_threads = Some(opts.threads.max(1));
 
-    let ttls = Arc::new(ttls::Ttls::new(opts.attr_timeout, opts.entry_timeout));
+    let ttls = opts.ttls.clone();
     let fs = fs::BrickFs::new(layer, rt, ttls.clone());
-    // No AutoUnmount: it needs the fusermount helper. Session::new mounts
-    // with mount(2) directly when running as root, and the handle below
-    // unmounts on drop and on signals.
-    let session = fuser::Session::new(fs, &canonical, &config)?;
+    // No AutoUnmount: it needs the fusermount helper; the handle below
+    // unmounts on drop and on signals. As root the mount(2) call is ours
+    // (fuser's would list the mount as type `fuse`); otherwise fuser's
+    // fusermount path mounts, keeping the subtype.
+    // SAFETY: plain getter.
+    let mounted_by_us = unsafe { libc::geteuid() } == 0;
+    let session = if mounted_by_us {
+        let source = format!("brickfs:{}", opts.volume);
+        let fd = kernel_mount::KernelMount {
+            source: &source,
+            read_only: opts.read_only,
+            allow_other: opts.allow_other,
+        }
+        .mount(&canonical)?;
+        match fuser::Session::from_fd(fs, fd, config.acl, config) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = kernel_mount::umount(&canonical, libc::MNT_DETACH);
+                return Err(e);
+            }
+        }
+    } else {
+        fuser::Session::new(fs, &canonical, &config)?
+    };
     let session = session.spawn()?;
     let dev =
         supervise::mounts::current().and_then(|table| mountinfo::device_at(&table, &canonical));
@@ -133,17 +158,11 @@ pub fn mount(
         session: Some(session),
         mountpoint: canonical,
         dev,
-        ttls,
+        mounted_by_us,
     })
 }
 
 impl MountHandle {
-    /// The attribute and entry cache times the session answers with; a
-    /// change applies from the next reply on.
-    pub fn ttls(&self) -> Arc<ttls::Ttls> {
-        self.ttls.clone()
-    }
-
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
     }
@@ -176,16 +195,35 @@ impl MountHandle {
             std::mem::forget(session);
             return Ok(());
         }
-        match session.umount_and_join() {
+        // fuser unmounts what it mounted; ours (root) is unmounted here,
+        // after which the kernel ends the connection and the thread ends.
+        let (unmounted, session) = if self.mounted_by_us {
+            (kernel_mount::umount(&self.mountpoint, 0), Some(session))
+        } else {
+            (session.umount_and_join(), None)
+        };
+        let mut detached = false;
+        let result = match unmounted {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 warn!(mountpoint = %self.mountpoint.display(), "mount busy, detaching lazily");
-                lazy_unmount(&self.mountpoint)
+                detached = true;
+                kernel_mount::umount(&self.mountpoint, libc::MNT_DETACH)
             }
             // Unmounted from outside between our check and umount(2).
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !self.still_mounted() => Ok(()),
             Err(e) => Err(e),
+        };
+        if let Some(session) = session {
+            if result.is_ok() && !detached {
+                let _ = session.join();
+            } else {
+                // A detached mount ends when its last user lets go; the
+                // thread is not waited for.
+                std::mem::forget(session);
+            }
         }
+        result
     }
 
     fn still_mounted(&self) -> bool {
@@ -201,18 +239,5 @@ impl Drop for MountHandle {
         if let Err(e) = self.unmount_inner() {
             warn!(mountpoint = %self.mountpoint.display(), error = %e, "unmount failed");
         }
-    }
-}
-
-fn lazy_unmount(mountpoint: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
-    let rc = unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }

@@ -2,9 +2,9 @@
 //! and serves it until SIGINT/SIGTERM/SIGHUP or an external unmount, then
 //! unmounts cleanly. Exit 0 after a clean unmount, 1 on any failure.
 //!
-//! Mounted from the cluster store (`--store`), it follows the volume's spec
-//! (`volgen::follow`): options apply live and a change of bricks switches
-//! the mount to a new graph behind a [`client::switch::Switch`].
+//! The volume is opened with `volume::open`: from the cluster store
+//! (`--store`) it is followed, so options apply live and a change of bricks
+//! switches the mount to a new graph behind a [`client::switch::Switch`].
 //!
 //! Run as `mount.fuse.brickfs` (a symlink; `--install-helper`), it is the
 //! mount(8) helper for `mount -t fuse.brickfs` and fstab (`helper.rs`).
@@ -12,63 +12,52 @@
 mod helper;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use client::{Layer, StackConfig};
+use client_fuse::ttls::Ttls;
 use client_fuse::{MountHandle, MountOptions};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::info;
-use tracing_subscriber::EnvFilter;
+use volume::args::{BricksArgs, StoreArg, VolumeFlag};
 
 /// Mount a brickfs volume with FUSE.
 ///
-/// Runs in the foreground; stop it with Ctrl-C, SIGTERM or `umount MOUNTPOINT`.
-/// Logs go to stderr; RUST_LOG, if set, overrides --log-level.
+/// brickfs-mount --store URL VOLUME MOUNTPOINT   (or BRICKFS_STORE=URL)
+/// brickfs-mount --bricks A,B,C VOLUME MOUNTPOINT
+///
+/// Runs in the foreground; stop it with Ctrl-C, SIGTERM or `umount
+/// MOUNTPOINT`. The mount is listed as type fuse.brickfs. Logs go to
+/// stderr; RUST_LOG, if set, overrides --log-level.
 ///
 /// For `mount -t fuse.brickfs VOLUME DIR -o store=URL` and fstab, install
 /// the mount(8) helper once: `brickfs-mount --install-helper`.
 #[derive(Parser, Debug)]
-#[command(name = "brickfs-mount", version)]
+#[command(name = "brickfs-mount", version, verbatim_doc_comment)]
 struct Args {
-    /// Bricks of the replica set in volume order, as host:port, comma-separated
-    /// (without a cluster store).
-    #[arg(
-        long,
-        env = "BRICKFS_BRICKS",
-        value_delimiter = ',',
-        required_unless_present_any = ["store", "install_helper"],
-        conflicts_with = "store",
-        value_parser = client::cli::parse_brick
-    )]
-    bricks: Vec<SocketAddr>,
+    #[command(flatten)]
+    store: StoreArg,
 
-    /// Cluster store holding the volume (file:///DIR or etcd://HOST:PORT):
-    /// the bricks, their identities and the volume's options come from the
-    /// spec there, and only a started volume mounts. Then give the volume
-    /// name before the mountpoint: `brickfs-mount --store URL gv0 /mnt/gv0`.
-    #[arg(long, value_name = "URL")]
-    store: Option<String>,
+    #[command(flatten)]
+    bricks: BricksArgs,
 
-    /// Volume name, checked by every brick.
-    #[arg(long, env = "BRICKFS_VOLUME", default_value = "dev")]
-    volume: String,
+    #[command(flatten)]
+    volume_flag: VolumeFlag,
 
-    /// Seconds the kernel caches attributes (0 = ask every time).
-    #[arg(long, value_name = "SECS", default_value = "1.0", value_parser = client::cli::parse_secs)]
-    attr_timeout: Duration,
+    /// Seconds the kernel caches attributes (0 = ask every time) [default:
+    /// the volume's performance.attr-timeout, 1]. Given here, it is fixed
+    /// for this mount.
+    #[arg(long, value_name = "SECS", value_parser = volgen::secs::parse_cache_time)]
+    attr_timeout: Option<Duration>,
 
-    /// Seconds the kernel caches name lookups (0 = ask every time).
-    #[arg(long, value_name = "SECS", default_value = "1.0", value_parser = client::cli::parse_secs)]
-    entry_timeout: Duration,
-
-    /// Seconds one brick may take for one operation before it counts as down.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = client::cli::parse_secs)]
-    op_timeout: Duration,
+    /// Seconds the kernel caches name lookups (0 = ask every time)
+    /// [default: the volume's performance.entry-timeout, 1]. Given here, it
+    /// is fixed for this mount.
+    #[arg(long, value_name = "SECS", value_parser = volgen::secs::parse_cache_time)]
+    entry_timeout: Option<Duration>,
 
     /// FUSE threads reading kernel requests.
     #[arg(long, value_name = "N", default_value_t = 4,
@@ -81,15 +70,10 @@ struct Args {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     io_threads: u16,
 
-    /// Log filter: error, warn, info, debug, trace, or a tracing directive
-    /// such as "client=debug,info".
-    #[arg(
-        long,
-        env = "BRICKFS_LOG",
-        value_name = "LEVEL",
-        default_value = "info"
-    )]
-    log_level: String,
+    /// Log filter: error, warn, info (default), debug, trace, or a tracing
+    /// directive such as "client=debug,info".
+    #[arg(long, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
+    log_level: Option<String>,
 
     /// Mount read-only: the kernel refuses every change.
     #[arg(long)]
@@ -107,70 +91,31 @@ struct Args {
     #[arg(long, hide = true)]
     announce_mounted: bool,
 
-    /// With --store: VOLUME MOUNTPOINT; with --bricks: MOUNTPOINT (an
-    /// existing directory to mount the volume on).
+    /// VOLUME MOUNTPOINT (an existing directory to mount the volume on);
+    /// with the deprecated --volume, MOUNTPOINT alone.
     #[arg(
         num_args = 1..=2,
         required_unless_present = "install_helper",
-        value_name = "[VOLUME] MOUNTPOINT"
+        value_name = "VOLUME MOUNTPOINT"
     )]
     positional: Vec<String>,
-
-    #[arg(skip)]
-    mountpoint: PathBuf,
-
-    #[arg(skip)]
-    brick_ids: Option<Vec<proto::BrickId>>,
-    #[arg(skip)]
-    replica: usize,
-
-    /// The plan the store gave, for following its changes.
-    #[arg(skip)]
-    plan: Option<volgen::plan::ClientPlan>,
 }
 
-/// Fills bricks, volume and timeouts from the store's spec when `--store`
-/// is given, and sorts out the positional arguments.
-fn resolve(mut args: Args) -> Result<Args, String> {
-    let Some(url) = args.store.clone() else {
-        if args.positional.len() != 1 {
-            return Err("without --store give only the mountpoint (the volume is --volume)".into());
-        }
-        args.mountpoint = PathBuf::from(&args.positional[0]);
-        return Ok(args);
-    };
-    let [volume, mountpoint] = args.positional.as_slice() else {
-        return Err("with --store give the volume name and the mountpoint".into());
-    };
-    let (volume, mountpoint) = (volume.clone(), PathBuf::from(mountpoint));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start runtime: {e}"))?;
-    let (plan, addrs) = rt.block_on(volgen::plan::fetch(&url, &volume))?;
-    args.volume = plan.volume.clone();
-    args.bricks = addrs;
-    args.brick_ids = Some(plan.brick_ids.clone());
-    args.replica = plan.replica;
-    args.attr_timeout = plan.attr_timeout;
-    args.entry_timeout = plan.entry_timeout;
-    args.op_timeout = plan.op_timeout;
-    args.mountpoint = mountpoint;
-    args.plan = Some(plan);
-    Ok(args)
-}
-
-fn init_logging(level: &str) -> Result<(), String> {
-    let filter = match EnvFilter::try_from_default_env() {
-        Ok(f) => f,
-        Err(_) => EnvFilter::try_new(level).map_err(|e| format!("--log-level {level:?}: {e}"))?,
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    Ok(())
+impl Args {
+    /// The volume source and the mountpoint.
+    fn target(&self) -> Result<(volume::Source, PathBuf), String> {
+        let (name, mountpoint) = match self.positional.as_slice() {
+            [volume, mountpoint] => (Some(volume.as_str()), mountpoint),
+            [mountpoint] => (None, mountpoint),
+            _ => return Err("give the volume name and the mountpoint".into()),
+        };
+        let name = self.volume_flag.pick(name).map_err(|e| e.to_string())?;
+        let source = self
+            .bricks
+            .source(self.store.store.as_deref(), &name)
+            .map_err(|e| e.to_string())?;
+        Ok((source, PathBuf::from(mountpoint)))
+    }
 }
 
 fn main() -> ExitCode {
@@ -195,9 +140,8 @@ fn main() -> ExitCode {
         };
     }
     let announce = args.announce_mounted;
-    let result = init_logging(&args.log_level)
-        .and_then(|()| resolve(args))
-        .and_then(run);
+    let result =
+        supervise::logging::init(args.log_level.as_deref(), "info").and_then(|()| run(args));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -255,11 +199,12 @@ impl Stop {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    let (source, mountpoint) = args.target()?;
     // Checked before connecting, so a typo fails at once.
-    if !args.mountpoint.is_dir() {
+    if !mountpoint.is_dir() {
         return Err(format!(
             "mountpoint {} does not exist or is not a directory",
-            args.mountpoint.display()
+            mountpoint.display()
         ));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -273,48 +218,41 @@ fn run(args: Args) -> Result<(), String> {
         Stop::install().map_err(|e| format!("cannot install signal handlers: {e}"))?
     };
 
-    let config = StackConfig {
-        volume: args.volume.clone(),
-        bricks: args.bricks.clone(),
-        op_timeout: args.op_timeout,
-        brick_ids: args.brick_ids.clone(),
-        replica: args.replica,
-        ..StackConfig::default()
+    // The kernel's cache times: the volume's (as they change), unless a
+    // flag fixed them for this mount.
+    let ttls = Arc::new(Ttls::new(Duration::ZERO, Duration::ZERO));
+    let on_cache_times: volume::OnCacheTimes = {
+        let ttls = ttls.clone();
+        let (fixed_attr, fixed_entry) = (args.attr_timeout, args.entry_timeout);
+        Box::new(move |attr, entry| {
+            ttls.set(fixed_attr.unwrap_or(attr), fixed_entry.unwrap_or(entry));
+        })
     };
-    let stack = rt
-        .block_on(client::connect(config))
-        .map_err(|e| format!("cannot connect to volume {}: {e}", args.volume))?;
-    // From the store, the volume's graph may change under the mount.
-    let switch = args
-        .plan
-        .is_some()
-        .then(|| client::switch::Switch::new(stack.clone()));
-    let layer: Arc<dyn Layer> = match &switch {
-        Some(s) => s.clone(),
-        None => stack,
-    };
+    let mut opened = rt
+        .block_on(volume::open(&source, on_cache_times))
+        .map_err(|e| e.to_string())?;
+    let volume_name = opened.plan.volume.clone();
 
     let opts = MountOptions {
-        volume: args.volume.clone(),
-        attr_timeout: args.attr_timeout,
-        entry_timeout: args.entry_timeout,
+        volume: volume_name.clone(),
+        ttls,
         threads: usize::from(args.threads),
         allow_other: true,
         read_only: args.read_only,
     };
-    let handle = client_fuse::mount(layer.clone(), rt.handle().clone(), &args.mountpoint, &opts)
-        .map_err(|e| {
-            format!(
-                "cannot mount volume {} at {}: {e}",
-                args.volume,
-                args.mountpoint.display()
-            )
-        })?;
-    info!(
-        "mounted {} at {}",
-        args.volume,
-        handle.mountpoint().display()
-    );
+    let handle = client_fuse::mount(
+        opened.layer.clone(),
+        rt.handle().clone(),
+        &mountpoint,
+        &opts,
+    )
+    .map_err(|e| {
+        format!(
+            "cannot mount volume {volume_name} at {}: {e}",
+            mountpoint.display()
+        )
+    })?;
+    info!("mounted {volume_name} at {}", handle.mountpoint().display());
     if args.announce_mounted {
         announce_line(&format!("MOUNTED {}", std::process::id()));
         // Nothing more goes to the helper, which has exited: stdout joins
@@ -324,15 +262,6 @@ fn run(args: Args) -> Result<(), String> {
             libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO);
         }
     }
-    if let (Some(url), Some(plan), Some(switch)) = (args.store.clone(), args.plan.clone(), switch) {
-        let ttls = handle.ttls();
-        rt.spawn(volgen::follow::run(
-            url,
-            plan,
-            switch,
-            Box::new(move |attr, entry| ttls.set(attr, entry)),
-        ));
-    }
 
     let why = rt.block_on(stop.wait(&handle));
     info!(reason = why, "unmounting {}", handle.mountpoint().display());
@@ -340,10 +269,7 @@ fn run(args: Args) -> Result<(), String> {
     // The runtime keeps running while unmounting, so requests in flight
     // still get their answers.
     let result = handle.unmount();
-    // Locks go back with their post-op (no dirty marks left for heal).
-    // The timer must be made inside the runtime.
-    let _ =
-        rt.block_on(async { tokio::time::timeout(Duration::from_secs(2), layer.close()).await });
+    rt.block_on(opened.close());
     // Tasks still waiting (a blocking lock, a hung brick) must not hold up exit.
     rt.shutdown_timeout(Duration::from_secs(2));
     result.map_err(|e| format!("unmount of {} failed: {e}", mountpoint.display()))?;

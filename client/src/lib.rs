@@ -2,7 +2,6 @@
 //! `protocol` talks to one brick; `replicate` turns three of them into one
 //! replica set with quorum, changelog and eager locks.
 
-pub mod cli;
 mod data;
 pub mod distribute;
 pub mod heal;

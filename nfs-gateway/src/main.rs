@@ -10,15 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use client::switch::Switch;
-use client::{Layer, StackConfig};
 use nfs_gateway::exports::Exports;
 use nfs_gateway::{server, Gateway, GatewayError};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::info;
-use tracing_subscriber::EnvFilter;
+use volume::args::{BricksArgs, StoreArg, VolumeFlag};
 
 /// Serve a brickfs volume over NFSv3.
+///
+/// brickfs-nfs --store URL VOLUME   (or BRICKFS_STORE=URL)
+/// brickfs-nfs --bricks A,B,C VOLUME
 ///
 /// NFS, MOUNT and portmap all answer on the one TCP port of --listen, so
 /// clients need no rpcbind on this host: give them the port, e.g.
@@ -30,26 +31,18 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser, Debug)]
 #[command(name = "brickfs-nfs", version, verbatim_doc_comment)]
 struct Args {
-    /// Bricks of the replica set in volume order, as host:port, comma-separated.
-    #[arg(
-        long,
-        env = "BRICKFS_BRICKS",
-        value_delimiter = ',',
-        required_unless_present = "store",
-        conflicts_with = "store",
-        value_parser = client::cli::parse_brick
-    )]
-    bricks: Vec<SocketAddr>,
+    #[command(flatten)]
+    store: StoreArg,
 
-    /// Cluster store holding the volume (file:///DIR or etcd://HOST:PORT):
-    /// bricks, their identities and timeouts come from the volume's spec,
-    /// and only a started volume is served.
-    #[arg(long, value_name = "URL")]
-    store: Option<String>,
+    #[command(flatten)]
+    bricks: BricksArgs,
 
-    /// Volume name, checked by every brick; exported as /NAME.
-    #[arg(long, env = "BRICKFS_VOLUME")]
-    volume: String,
+    #[command(flatten)]
+    volume_flag: VolumeFlag,
+
+    /// The volume to serve, exported as /VOLUME.
+    #[arg(value_name = "VOLUME")]
+    volume: Option<String>,
 
     /// Address to serve NFS, MOUNT and portmap on; port 0 picks a free port.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:2049")]
@@ -62,29 +55,18 @@ struct Args {
     #[arg(long = "export", value_name = "SPEC")]
     exports: Vec<String>,
 
-    /// Seconds one brick may take for one operation before it counts as down.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = client::cli::parse_secs)]
-    op_timeout: Duration,
-
-    /// Log filter: error, warn, info, debug, trace, or a tracing directive
-    /// such as "nfs_gateway=debug,info".
-    #[arg(
-        long,
-        env = "BRICKFS_LOG",
-        value_name = "LEVEL",
-        default_value = "info"
-    )]
-    log_level: String,
+    /// Log filter: error, warn, info (default), debug, trace, or a tracing
+    /// directive such as "nfs_gateway=debug,info".
+    #[arg(long, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum StartError {
-    #[error("--log-level {level:?}: {why}")]
-    LogLevel { level: String, why: String },
     #[error("volume name {0:?} must be a plain name (not empty, no '/')")]
     BadVolume(String),
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Open(#[from] volume::OpenError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
 }
@@ -94,25 +76,9 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartE
     move |source| StartError::Gateway(GatewayError::Io { context, source })
 }
 
-fn init_logging(level: &str) -> Result<(), StartError> {
-    let filter = match EnvFilter::try_from_default_env() {
-        Ok(f) => f,
-        Err(_) => EnvFilter::try_new(level).map_err(|e| StartError::LogLevel {
-            level: level.to_string(),
-            why: e.to_string(),
-        })?,
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = init_logging(&args.log_level) {
+    if let Err(e) = supervise::logging::init(args.log_level.as_deref(), "info") {
         eprintln!("brickfs-nfs: {e}");
         return ExitCode::FAILURE;
     }
@@ -143,10 +109,12 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), StartError> {
     // Everything that can be checked locally fails before we wait on the
     // network.
-    if args.volume.is_empty() || proto::Name::from(args.volume.as_str()).validate().is_err() {
-        return Err(StartError::BadVolume(args.volume));
+    let name = args.volume_flag.pick(args.volume.as_deref())?;
+    if proto::Name::from(name.as_str()).validate().is_err() {
+        return Err(StartError::BadVolume(name));
     }
-    let exports = Exports::parse(&args.volume, &args.exports)?;
+    let source = args.bricks.source(args.store.store.as_deref(), &name)?;
+    let exports = Exports::parse(&name, &args.exports)?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(io_error(format!("cannot listen on {}", args.listen)))?;
@@ -158,43 +126,10 @@ async fn run(args: Args) -> Result<(), StartError> {
     let mut term = signal(SignalKind::terminate()).map_err(io_error("SIGTERM handler"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io_error("SIGINT handler"))?;
 
-    let (bricks, brick_ids, op_timeout, replica, plan) = match &args.store {
-        Some(url) => {
-            let (plan, addrs) = volgen::plan::fetch(url, &args.volume)
-                .await
-                .map_err(StartError::Store)?;
-            let ids = Some(plan.brick_ids.clone());
-            (addrs, ids, plan.op_timeout, plan.replica, Some(plan))
-        }
-        None => (args.bricks.clone(), None, args.op_timeout, 0, None),
-    };
-    let stack = client::connect(StackConfig {
-        volume: args.volume.clone(),
-        bricks,
-        op_timeout,
-        brick_ids,
-        replica,
-        // The ping interval's default (1 s).
-        ..StackConfig::default()
-    })
-    .await
-    .map_err(GatewayError::Volume)?;
-    // From the store, the volume is followed: options apply live and a
-    // change of bricks switches to a new graph behind the switch.
-    let layer: Arc<dyn Layer> = match (&args.store, plan) {
-        (Some(url), Some(plan)) => {
-            let switch = Switch::new(stack);
-            tokio::spawn(volgen::follow::run(
-                url.clone(),
-                plan,
-                switch.clone(),
-                Box::new(|_, _| {}),
-            ));
-            switch
-        }
-        _ => stack,
-    };
-    let gw = Arc::new(Gateway::new(layer.clone(), &args.volume, exports));
+    // From the store the volume is followed: options apply live and a
+    // change of bricks switches to a new graph.
+    let mut opened = volume::open(&source, Box::new(|_, _| {})).await?;
+    let gw = Arc::new(Gateway::new(opened.layer.clone(), &name, exports));
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "LISTENING {addr}")
@@ -210,8 +145,7 @@ async fn run(args: Args) -> Result<(), StartError> {
         }
     };
     server::serve(gw, listener, shutdown).await?;
-    // Locks go back with their post-op (no dirty marks left for heal).
-    let _ = tokio::time::timeout(Duration::from_secs(2), layer.close()).await;
+    opened.close().await;
     info!("stopped");
     Ok(())
 }

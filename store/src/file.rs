@@ -228,7 +228,7 @@ impl Store for FileStore {
 }
 
 /// The directory a `file:` URL or plain absolute path names, if any.
-fn dir_of_url(url: &str) -> Option<PathBuf> {
+pub fn dir_of_url(url: &str) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStringExt;
     if url.starts_with('/') {
         return Some(PathBuf::from(url)); // a path, not a URL: no decoding
@@ -250,6 +250,22 @@ fn dir_of_url(url: &str) -> Option<PathBuf> {
     };
     let bytes = percent_decode(path)?;
     (bytes.first() == Some(&b'/')).then(|| PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}
+
+/// The `file://` URL of absolute directory `dir`, with the bytes a URL
+/// could misread (space, `%`, `#`, `?`, non-ASCII, …) percent-escaped;
+/// [`FileStore::open`] takes it back to `dir`.
+pub fn file_url(dir: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut url = String::from("file://");
+    for &b in dir.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~+,=:@".contains(&b) {
+            url.push(b as char);
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
 }
 
 fn percent_decode(s: &str) -> Option<Vec<u8>> {
@@ -488,5 +504,15 @@ mod tests {
         ] {
             assert_eq!(dir_of_url(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn file_urls_round_trip() {
+        for p in ["/tmp/healcli-dev", "/a b/c%d/é#?x", "/"] {
+            let url = file_url(Path::new(p));
+            assert!(url.starts_with("file:///"), "{url}");
+            assert_eq!(dir_of_url(&url), Some(PathBuf::from(p)), "{url}");
+        }
+        assert_eq!(file_url(Path::new("/tmp/x y")), "file:///tmp/x%20y");
     }
 }

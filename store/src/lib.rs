@@ -12,7 +12,7 @@ mod file;
 pub mod key;
 
 pub use etcd::EtcdStore;
-pub use file::FileStore;
+pub use file::{dir_of_url, file_url, FileStore};
 
 /// A key's version: changes with every successful write of the key.
 pub type Revision = u64;

@@ -1,28 +1,21 @@
-//! Volume definitions (specs) and the graphs generated from them.
+//! Volume definitions and what is generated from them. Pure: no I/O, no
+//! network, no store, so everything here is unit- and golden-testable.
 //!
 //! - [`spec`]: `VolumeSpec`, the JSON document the cluster store keeps at
-//!   `volumes/<name>`, and the validation of names, brick lists and options.
+//!   `volumes/<name>`, the validation of names, brick lists and options, and
+//!   the options table.
+//! - [`secs`]: durations in seconds, parsed the same way for every flag and
+//!   every option.
 //! - [`plan`]: what a client needs from a spec (bricks, identities,
 //!   timeouts), refusing volumes it cannot serve.
-//! - [`graph`]: pure functions from a spec to the client graph (the layers
-//!   of a mount's client stack, rendered like a Gluster volfile) and to one
-//!   brick's config; golden-tested against `tests/golden/`.
+//! - [`graph`]: a spec → the client graph (the layers of a mount's client
+//!   stack, rendered like a Gluster volfile) and one brick's config;
+//!   golden-tested against `tests/golden/`.
 //!
-//! - [`follow`]: a running client following its volume in the store.
-//!
-//! Architecture invariant: this library does no I/O but [`plan::fetch`]
-//! (one spec read from the store, for the client binaries) and [`follow`]
-//! (watching that spec and switching graphs). Everything that starts
-//! processes, touches files or talks to bricks or the store lives in the
-//! `brickfs` binary (`src/main.rs` and its modules: `src/volume_cmd/` for
-//! `brickfs volume create|start|…`, `src/dev/`, `src/heal_cmd/`), so specs
-//! and graph generation stay pure and golden-testable.
-//!
-//! `brickfs volume heal` reads volumes from the store, and still
-//! understands the `cluster.json` of a `brickfs dev` state directory given
-//! as the store (`src/store.rs`).
+//! Reading specs from the store and running clients of them is the
+//! `volume` crate's job; the admin CLI (`brickfs`) is the `admin` crate.
 
-pub mod follow;
 pub mod graph;
 pub mod plan;
+pub mod secs;
 pub mod spec;

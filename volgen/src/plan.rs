@@ -1,7 +1,7 @@
-//! What a client (FUSE mount, NFS gateway, heal daemon) needs from a
-//! volume spec to run its stack: the bricks and their identities in volume
-//! order, and the options that set its timeouts. Pure: the binaries read
-//! the spec from the store and resolve the addresses.
+//! What a client (FUSE mount, NFS gateway, heal daemon, rebalance) needs
+//! from a volume spec to run its stack: the bricks and their identities in
+//! volume order, and the options that set its timeouts. Pure: the `volume`
+//! crate reads the spec from the store and resolves the addresses.
 
 use std::time::Duration;
 
@@ -12,6 +12,8 @@ pub struct ClientPlan {
     pub volume: String,
     /// `host:port` as the spec has them, in volume order.
     pub bricks: Vec<String>,
+    /// The bricks' identities, in the same order; empty when the bricks
+    /// were named by address without a spec (nothing to check them by).
     pub brick_ids: Vec<proto::BrickId>,
     /// Bricks per replica set (`client::StackConfig::replica`).
     pub replica: usize,
@@ -19,10 +21,6 @@ pub struct ClientPlan {
     pub entry_timeout: Duration,
     pub op_timeout: Duration,
     pub heal_retry: Duration,
-}
-
-fn secs(spec: &VolumeSpec, key: &str) -> Duration {
-    Duration::from_secs_f64(spec.option_secs(key).max(0.0))
 }
 
 /// The plan for a client of `spec`; only a started volume is served.
@@ -33,6 +31,12 @@ pub fn client_plan(spec: &VolumeSpec) -> Result<ClientPlan, SpecError> {
             spec.name, spec.state, spec.name
         )));
     }
+    admin_plan(spec)
+}
+
+/// The plan of `spec` in whatever state it is: for admin work on the
+/// bricks (heal, replace-brick's refill) that does not serve the volume.
+pub fn admin_plan(spec: &VolumeSpec) -> Result<ClientPlan, SpecError> {
     let replica = usize::from(spec.replica);
     if replica == 0 || spec.bricks.is_empty() || !spec.bricks.len().is_multiple_of(replica) {
         return Err(SpecError(format!(
@@ -56,46 +60,11 @@ pub fn client_plan(spec: &VolumeSpec) -> Result<ClientPlan, SpecError> {
         bricks: spec.bricks.iter().map(|b| b.addr.clone()).collect(),
         brick_ids,
         replica,
-        attr_timeout: secs(spec, "performance.attr-timeout"),
-        entry_timeout: secs(spec, "performance.entry-timeout"),
-        op_timeout: secs(spec, "network.op-timeout"),
-        heal_retry: secs(spec, "cluster.heal-retry"),
+        attr_timeout: spec.option_duration("performance.attr-timeout"),
+        entry_timeout: spec.option_duration("performance.entry-timeout"),
+        op_timeout: spec.option_duration("network.op-timeout"),
+        heal_retry: spec.option_duration("cluster.heal-retry"),
     })
-}
-
-/// Reads volume `name` from the store at `url` and plans a client for it,
-/// with the brick addresses resolved. The library's one piece of I/O: every
-/// client binary (mount, NFS gateway, heal daemon) starts this way.
-pub async fn fetch(
-    url: &str,
-    name: &str,
-) -> Result<(ClientPlan, Vec<std::net::SocketAddr>), String> {
-    crate::spec::validate_name(name).map_err(|e| e.to_string())?;
-    let store = store::open(url).await.map_err(|e| e.to_string())?;
-    let entry = store
-        .get(&VolumeSpec::key(name))
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("unknown volume {name} (the store at {url} has no such volume)"))?;
-    plan_entry(&entry).await
-}
-
-/// The plan from a volume's store entry, with the brick addresses resolved.
-pub async fn plan_entry(
-    entry: &store::Entry,
-) -> Result<(ClientPlan, Vec<std::net::SocketAddr>), String> {
-    let spec = VolumeSpec::from_json(&entry.value).map_err(|e| e.to_string())?;
-    let plan = client_plan(&spec).map_err(|e| e.to_string())?;
-    let mut addrs = Vec::with_capacity(plan.bricks.len());
-    for b in &plan.bricks {
-        let found = tokio::net::lookup_host(b.as_str())
-            .await
-            .map_err(|e| format!("cannot resolve brick {b}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("brick {b} resolves to no address"))?;
-        addrs.push(found);
-    }
-    Ok((plan, addrs))
 }
 
 #[cfg(test)]

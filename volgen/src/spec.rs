@@ -116,18 +116,22 @@ impl VolumeSpec {
         Some(self.options.get(key).map_or(def.default, String::as_str))
     }
 
-    /// An option of kind seconds, as f64 (the table's defaults parse).
-    pub fn option_secs(&self, key: &str) -> f64 {
+    /// An option in seconds: what was set, else its default. Stored values
+    /// were validated on the way in, and the table's defaults parse.
+    pub fn option_duration(&self, key: &str) -> std::time::Duration {
+        let def = option_def(key).unwrap_or_else(|| panic!("{key} is not an option"));
+        let OptionKind::Secs(rule) = def.kind;
         self.option(key)
-            .and_then(|v| v.parse().ok())
+            .and_then(|v| rule.parse(v).ok())
             .unwrap_or_else(|| panic!("{key} is not an option in seconds"))
     }
 
-    /// The default of an option of kind seconds.
-    pub fn default_option_secs(key: &str) -> f64 {
-        option_def(key)
-            .and_then(|d| d.default.parse().ok())
-            .unwrap_or_else(|| panic!("{key} is not an option in seconds"))
+    /// The default of an option in seconds.
+    pub fn default_duration(key: &str) -> std::time::Duration {
+        let def = option_def(key).unwrap_or_else(|| panic!("{key} is not an option"));
+        let OptionKind::Secs(rule) = def.kind;
+        rule.parse(def.default)
+            .unwrap_or_else(|_| panic!("{key} has a bad default"))
     }
 
     /// Checks everything a stored spec must satisfy.
@@ -169,8 +173,11 @@ impl VolumeSpec {
 
     /// Parses and validates a stored document.
     pub fn from_json(text: &[u8]) -> Result<VolumeSpec, SpecError> {
-        let spec: VolumeSpec =
+        let mut spec: VolumeSpec =
             serde_json::from_slice(text).map_err(|e| SpecError(format!("bad JSON: {e}")))?;
+        for retired in RETIRED_OPTIONS {
+            spec.options.remove(*retired);
+        }
         if spec.format > SPEC_FORMAT {
             return err(format!(
                 "spec format {} is newer than this brickfs understands ({SPEC_FORMAT})",
@@ -272,12 +279,8 @@ pub fn validate_bricks(replica: u8, addrs: &[&str]) -> Result<(), SpecError> {
 /// What kind of value an option takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OptionKind {
-    /// Seconds, `0` allowed.
-    SecsOrZero,
-    /// Seconds, more than 0.
-    Secs,
-    /// One line of text.
-    Text,
+    /// Seconds, within the rule's bounds.
+    Secs(crate::secs::Rule),
 }
 
 /// One settable option.
@@ -290,39 +293,39 @@ pub struct OptionDef {
     pub help: &'static str,
 }
 
-/// Every option `volume set` accepts.
+/// Every option `volume set` accepts, and who reads it. An option nobody
+/// reads is not in this table: `volume set` refuses it.
 pub const OPTIONS: &[OptionDef] = &[
     OptionDef {
         key: "performance.attr-timeout",
-        kind: OptionKind::SecsOrZero,
+        kind: OptionKind::Secs(crate::secs::CACHE_TIME),
         default: "1",
-        help: "seconds the kernel caches attributes on mounts",
+        help: "seconds the kernel caches attributes on FUSE mounts (brickfs-mount, live)",
     },
     OptionDef {
         key: "performance.entry-timeout",
-        kind: OptionKind::SecsOrZero,
+        kind: OptionKind::Secs(crate::secs::CACHE_TIME),
         default: "1",
-        help: "seconds the kernel caches name lookups on mounts",
+        help: "seconds the kernel caches name lookups on FUSE mounts (brickfs-mount, live)",
     },
     OptionDef {
         key: "network.op-timeout",
-        kind: OptionKind::Secs,
+        kind: OptionKind::Secs(crate::secs::TIMEOUT),
         default: "5",
-        help: "seconds a brick may take for one operation before it counts as down",
+        help: "seconds a brick may take for one operation before it counts as down \
+               (mounts, NFS gateways, heald, rebalance; live)",
     },
     OptionDef {
         key: "cluster.heal-retry",
-        kind: OptionKind::Secs,
+        kind: OptionKind::Secs(crate::secs::RETRY),
         default: "60",
-        help: "seconds between self-heal retries of what could not be healed",
-    },
-    OptionDef {
-        key: "nfs.export",
-        kind: OptionKind::Text,
-        default: "",
-        help: "the NFS gateway's export rule for the volume (one rule)",
+        help: "seconds between heald's retries of what could not be healed (heald, live)",
     },
 ];
+
+/// Options older versions accepted that nothing reads; a stored spec that
+/// still has one loads without it.
+const RETIRED_OPTIONS: &[&str] = &["nfs.export"];
 
 pub fn option_def(key: &str) -> Option<&'static OptionDef> {
     OPTIONS.iter().find(|o| o.key == key)
@@ -349,33 +352,9 @@ pub fn validate_option(key: &str, value: &str) -> Result<String, SpecError> {
         ))
     };
     match def.kind {
-        OptionKind::Secs | OptionKind::SecsOrZero => {
-            let zero_ok = def.kind == OptionKind::SecsOrZero;
-            let what = if zero_ok {
-                "expected a number of seconds, 0 or more"
-            } else {
-                "expected a number of seconds, more than 0"
-            };
-            let v: f64 = value.trim().parse().map_err(|_| bad(what))?;
-            // An hour at most: these are timeouts, not schedules; a day for retries.
-            let max = if key == "cluster.heal-retry" {
-                86_400.0
-            } else {
-                3_600.0
-            };
-            if !v.is_finite() || v < 0.0 || (v == 0.0 && !zero_ok) {
-                return Err(bad(what));
-            }
-            if v > max {
-                return Err(bad(&format!("at most {max} seconds")));
-            }
-            Ok(format!("{v}"))
-        }
-        OptionKind::Text => {
-            if value.trim().is_empty() || value.chars().any(char::is_control) {
-                return Err(bad("expected one non-empty line of text"));
-            }
-            Ok(value.to_string())
+        OptionKind::Secs(rule) => {
+            let d = rule.parse(value).map_err(|why| bad(&why))?;
+            Ok(crate::secs::canonical(d))
         }
     }
 }
@@ -405,6 +384,7 @@ pub(crate) fn test_spec(sets: usize) -> VolumeSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn names() {
@@ -471,10 +451,9 @@ mod tests {
             validate_option("performance.attr-timeout", "0").unwrap(),
             "0"
         );
-        assert_eq!(
-            validate_option("nfs.export", "ro,root_squash").unwrap(),
-            "ro,root_squash"
-        );
+        // Read by nothing, so refused (older specs that have it load without it).
+        let e = validate_option("nfs.export", "ro").unwrap_err().0;
+        assert!(e.contains("unknown option"), "{e}");
         let e = validate_option("network.op-timeout", "0").unwrap_err().0;
         assert!(
             e.contains("more than 0") && e.contains("known options"),
@@ -483,8 +462,6 @@ mod tests {
         for bad in ["-1", "soon", "nan", "inf", "1e9", ""] {
             assert!(validate_option("cluster.heal-retry", bad).is_err(), "{bad}");
         }
-        assert!(validate_option("nfs.export", "").is_err());
-        assert!(validate_option("nfs.export", "a\nb").is_err());
         let e = validate_option("performance.quick-read", "on")
             .unwrap_err()
             .0;
@@ -494,9 +471,7 @@ mod tests {
         );
         for o in OPTIONS {
             assert!(e.contains(o.key), "{e}");
-            if o.kind != OptionKind::Text {
-                assert_eq!(validate_option(o.key, o.default).unwrap(), o.default);
-            }
+            assert_eq!(validate_option(o.key, o.default).unwrap(), o.default);
         }
     }
 
@@ -504,12 +479,26 @@ mod tests {
     fn option_values_and_defaults() {
         let mut s = test_spec(1);
         assert_eq!(s.option("network.op-timeout"), Some("5"));
-        assert_eq!(s.option_secs("performance.attr-timeout"), 1.0);
+        assert_eq!(
+            s.option_duration("performance.attr-timeout"),
+            Duration::from_secs(1)
+        );
         assert_eq!(s.set_option("network.op-timeout", "3.0").unwrap(), "3");
-        assert_eq!(s.option_secs("network.op-timeout"), 3.0);
+        assert_eq!(
+            s.option_duration("network.op-timeout"),
+            Duration::from_secs(3)
+        );
         assert_eq!(s.option("nope"), None);
         assert!(s.set_option("nope", "1").is_err());
         assert!(!s.options.contains_key("nope"));
+    }
+
+    #[test]
+    fn retired_options_are_dropped_on_load() {
+        let mut s = test_spec(1);
+        s.options.insert("nfs.export".into(), "ro".into());
+        let loaded = VolumeSpec::from_json(s.to_json().as_bytes()).unwrap();
+        assert!(loaded.options.is_empty());
     }
 
     #[test]

@@ -148,6 +148,21 @@ impl Healer {
         &self.bricks
     }
 
+    /// A new deadline for one operation on one brick, from the next on.
+    pub fn set_op_timeout(&self, timeout: Duration) {
+        for b in &self.bricks {
+            b.set_op_timeout(timeout);
+        }
+    }
+
+    /// Closes the healer's connections: the bricks drop its locks at once
+    /// (a heal cut short leaves dirty marks, which the next heal resolves).
+    pub fn close(&self) {
+        for b in &self.bricks {
+            b.close();
+        }
+    }
+
     fn up_mask(&self) -> Mask {
         crate::quorum::mask_where(&self.bricks, BrickConn::is_up)
     }
@@ -293,11 +308,12 @@ impl Healer {
         Ok(out)
     }
 
-    /// Runs for the life of the process: heals when a brick comes back or
-    /// anything is blamed, retries what could not be healed every
-    /// `retry` (or as soon as the blame changes), and crawls everything
-    /// when a brick turns up with a new identity (wiped or replaced).
-    pub async fn run(self: Arc<Self>, retry: Duration) {
+    /// Runs until dropped: heals when a brick comes back or anything is
+    /// blamed, retries what could not be healed every `retry()` (asked
+    /// each time, so the volume's `cluster.heal-retry` applies live; sooner
+    /// when the blame changes), and crawls everything when a brick turns up
+    /// with a new identity (wiped or replaced).
+    pub async fn run(self: Arc<Self>, retry: impl Fn() -> Duration) {
         let mut last_failed_at: Option<(Instant, TriggerState)> = None;
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -326,7 +342,7 @@ impl Healer {
                 // blame is against it and cannot be healed), or the retry.
                 let reconnected = now.generations != seen.generations;
                 let new_blame = now.all_up && now.changes != seen.changes;
-                if !reconnected && !new_blame && at.elapsed() < retry {
+                if !reconnected && !new_blame && at.elapsed() < retry() {
                     continue;
                 }
             }

@@ -1,7 +1,8 @@
-//! Following a volume in the cluster store, for the client binaries
-//! (`brickfs-mount`, `brickfs-nfs`) started with `--store`: the spec's key
-//! is watched (etcd: a watch that is made again after a lost connection;
-//! file store: re-read every 100 ms), and when it changes
+//! Following a volume in the cluster store. [`Follower`] waits for the
+//! next version of a volume's spec (etcd: a watch made again after a lost
+//! connection; file store: re-read every 100 ms) and resolves it; store
+//! trouble is logged once and retried, and the caller keeps what it has
+//! meanwhile. [`keep_switched`] is how a mount or NFS gateway uses it:
 //!
 //! - changed timeouts apply from the next operation on, without a new
 //!   graph: `network.op-timeout` through `Layer::set_op_timeout`, the FUSE
@@ -12,19 +13,18 @@
 //!   finish on the old graph, which is then closed (locks given back,
 //!   connections closed). A new graph that cannot connect is not used; the
 //!   old one keeps serving and the next round tries again.
-//!
-//! Besides [`crate::plan::fetch`], the one other piece of I/O in this
-//! library: both client binaries share it, and both already take their
-//! plan from here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use client::switch::Switch;
 use client::Layer;
+use store::{Revision, Store};
 use tracing::{debug, info, warn};
+use volgen::plan::ClientPlan;
+use volgen::spec::VolumeSpec;
 
-use crate::plan::ClientPlan;
+use crate::{OpenError, Resolved};
 
 /// How long one watch waits before it is made again (and how long to
 /// wait after the store could not be reached).
@@ -33,72 +33,117 @@ pub const EVERY: Duration = Duration::from_secs(2);
 /// Called with the new attribute and entry cache times when they change.
 pub type OnCacheTimes = Box<dyn Fn(Duration, Duration) + Send + Sync>;
 
-/// Follows volume `first.volume` in the store at `url` for as long as the
-/// task runs; `first` is the plan `switch`'s current graph was built from.
-pub async fn run(
+/// The versions of one volume's spec, in order, as they are written.
+pub struct Follower {
     url: String,
+    name: String,
+    store: Option<Arc<dyn Store>>,
+    /// The revision of the last version handed out.
+    seen: Option<Revision>,
+    /// The last error, logged once until the store answers again.
+    failing: Option<String>,
+}
+
+impl Follower {
+    /// Follows volume `name` in the store at `url` from revision `seen`
+    /// (the one the caller already runs).
+    pub fn new(url: String, name: String, seen: Option<Revision>) -> Follower {
+        Follower {
+            url,
+            name,
+            store: None,
+            seen,
+            failing: None,
+        }
+    }
+
+    pub fn volume(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits for the next version of the spec and returns it resolved. A
+    /// version that cannot be served (volume stopped or deleted, a brick
+    /// that does not resolve) is logged and skipped: the caller keeps
+    /// serving what it has.
+    pub async fn next(&mut self) -> Resolved {
+        loop {
+            match self.try_next().await {
+                Ok(Some(resolved)) => {
+                    if let Some(why) = self.failing.take() {
+                        info!(volume = %self.name, "following the volume again (was: {why})");
+                    }
+                    return resolved;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let why = e.to_string();
+                    if self.failing.as_deref() != Some(why.as_str()) {
+                        warn!(volume = %self.name, "cannot follow the volume in the store: {why}; keeping the current graph and settings");
+                        self.failing = Some(why);
+                    }
+                    tokio::time::sleep(EVERY).await;
+                }
+            }
+        }
+    }
+
+    /// One watch: `Ok(None)` when it timed out with nothing new.
+    async fn try_next(&mut self) -> Result<Option<Resolved>, OpenError> {
+        let store = match &self.store {
+            Some(s) => s.clone(),
+            None => {
+                let s = store::open(&self.url).await?;
+                self.store = Some(s.clone());
+                s
+            }
+        };
+        let entry = store
+            .watch(&VolumeSpec::key(&self.name), self.seen, EVERY)
+            .await?;
+        let Some(entry) = entry else {
+            return Err(OpenError::UnknownVolume {
+                name: self.name.clone(),
+                url: self.url.clone(),
+            });
+        };
+        if Some(entry.revision) == self.seen {
+            return Ok(None);
+        }
+        // Seen even when it cannot be served: the next watch waits for the
+        // version after it instead of failing on it every round.
+        self.seen = Some(entry.revision);
+        crate::resolve_entry(&self.name, &entry, crate::Serve::StartedOnly)
+            .await
+            .map(Some)
+    }
+}
+
+/// Keeps `switch` on the current graph and options of the followed volume
+/// for as long as the task runs; `first` is the plan the switch's current
+/// graph was built from.
+pub async fn keep_switched(
+    mut follower: Follower,
     first: ClientPlan,
     switch: Arc<Switch>,
     on_cache_times: OnCacheTimes,
 ) {
-    let volume = first.volume.clone();
+    let volume = follower.volume().to_string();
     let mut current = first;
-    let mut fetch_failing = false;
-    let mut connect_failing = false;
-    let key = crate::spec::VolumeSpec::key(&volume);
-    let mut store: Option<Arc<dyn store::Store>> = None;
-    let mut seen = None;
+    // A version whose graph could not connect: tried again every round
+    // until it connects or a newer version replaces it.
+    let mut pending: Option<Resolved> = None;
     loop {
-        let found = async {
-            let s = match &store {
-                Some(s) => s.clone(),
-                None => {
-                    let s = store::open(&url).await.map_err(|e| e.to_string())?;
-                    store = Some(s.clone());
-                    s
-                }
-            };
-            let entry = s
-                .watch(&key, seen, EVERY)
-                .await
-                .map_err(|e| e.to_string())?;
-            let entry =
-                entry.ok_or_else(|| format!("volume {volume} is no longer in the store"))?;
-            if Some(entry.revision) == seen {
-                return Ok(None);
-            }
-            let plan = crate::plan::plan_entry(&entry).await?;
-            Ok::<_, String>(Some((entry.revision, plan)))
-        }
-        .await;
-        let (plan, addrs) = match found {
-            Ok(Some((revision, found))) => {
-                fetch_failing = false;
-                seen = Some(revision);
-                found
-            }
-            Ok(None) => continue,
-            Err(e) => {
-                if !fetch_failing {
-                    warn!("cannot follow volume {volume} in the store: {e}; keeping the current graph and settings");
-                    fetch_failing = true;
-                }
-                tokio::time::sleep(EVERY).await;
-                continue;
-            }
+        let (next, retrying) = match pending.take() {
+            Some(p) => match tokio::time::timeout(EVERY, follower.next()).await {
+                Ok(newer) => (newer, false),
+                Err(_) => (p, true),
+            },
+            None => (follower.next().await, false),
         };
+        let Resolved { plan, config, .. } = next.clone();
         if let Some(change) = graph_change(&current, &plan) {
-            let config = client::StackConfig {
-                volume: plan.volume.clone(),
-                bricks: addrs,
-                op_timeout: plan.op_timeout,
-                brick_ids: Some(plan.brick_ids.clone()),
-                replica: plan.replica,
-                ..client::StackConfig::default()
-            };
             match client::connect(config).await {
                 Ok(layer) => {
-                    connect_failing = false;
                     let number = switch.replace(layer).await;
                     info!("switched to graph {number}: {change}");
                     current.bricks = plan.bricks.clone();
@@ -108,12 +153,12 @@ pub async fn run(
                     current.op_timeout = plan.op_timeout;
                 }
                 Err(e) => {
-                    if connect_failing {
-                        debug!("volume {volume}: the new graph still cannot connect: {e}");
-                    } else {
+                    if !retrying {
                         warn!("volume {volume} changed ({change}) but the new graph cannot connect: {e}; keeping graph {}, trying again every {EVERY:?}", switch.graph_number());
-                        connect_failing = true;
+                    } else {
+                        debug!("volume {volume}: the new graph still cannot connect: {e}");
                     }
+                    pending = Some(next);
                 }
             }
         }

@@ -13,15 +13,12 @@ mod watch;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Subcommand;
 use client::heal::{HealReport, Healer};
 use client::StackConfig;
 
-use crate::args::{parse_brick_addr, parse_secs};
 use crate::error::{Error, FsContext, IoContext, Result};
-use crate::store::Store;
 
 /// The heal subcommands of `brickfs volume` (flattened into
 /// `crate::volume_cmd::VolumeCmd`).
@@ -43,16 +40,8 @@ pub struct HealArgs {
     /// Volume name.
     name: String,
 
-    /// The bricks of one replica set in volume order, as host:port,
-    /// comma-separated (instead of looking the volume up in the store).
-    #[arg(long, global = true, value_name = "A,B,C", value_delimiter = ',',
-          value_parser = parse_brick_addr)]
-    bricks: Vec<SocketAddr>,
-
-    /// Seconds one brick may take for one operation before it counts as down.
-    #[arg(long, global = true, value_name = "SECS", default_value = "5",
-          value_parser = parse_secs)]
-    op_timeout: f64,
+    #[command(flatten)]
+    bricks: volume::args::BricksArgs,
 
     #[command(subcommand)]
     sub: Option<HealSub>,
@@ -71,16 +60,17 @@ enum HealSub {
     SplitBrain(split_brain::SplitBrainCmd),
 }
 
-/// Runs `brickfs volume ...`; `store` is the global `--store`.
+/// Runs `brickfs volume heal ...`; `store` is the global `--store`.
 pub fn run(cmd: VolumeCmd, store: Option<&str>) -> Result<ExitCode> {
     let VolumeCmd::Heal(args) = cmd;
-    let sets = volume_sets(store, &args.name, &args.bricks)?;
+    let source = args.bricks.source(store, &args.name)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .ctx(|| "starting the tokio runtime".into())?;
     rt.block_on(async {
-        let healers = connect(&args.name, &sets, args.op_timeout).await?;
+        let resolved = source.resolve_for_admin().await?;
+        let healers = connect(&args.name, &resolved.config).await?;
         match args.sub {
             None => heal(&healers, &args.name, false).await,
             Some(HealSub::Full) => heal(&healers, &args.name, true).await,
@@ -90,73 +80,19 @@ pub fn run(cmd: VolumeCmd, store: Option<&str>) -> Result<ExitCode> {
     })
 }
 
-/// The replica sets of volume `name`, bricks in volume order: `--bricks`
-/// (one set) when given, else the store's.
-fn volume_sets(
-    store: Option<&str>,
-    name: &str,
-    bricks: &[SocketAddr],
-) -> Result<Vec<Vec<SocketAddr>>> {
-    if !bricks.is_empty() {
-        return Ok(vec![bricks.to_vec()]);
-    }
-    let Some(url) = store else {
-        return Err(Error::Msg(format!(
-            "where is volume {name}? pass --store URL or set BRICKFS_STORE \
-             (`brickfs dev` prints its store URL), or name the bricks with --bricks A,B,C"
-        )));
-    };
-    // A `brickfs dev` state directory lists its volume in cluster.json;
-    // anything else is a cluster store holding volume specs.
-    let dev_state = crate::store::parse_store_url(url)
-        .map(|dir| dir.join("cluster.json").is_file())
-        .unwrap_or(false);
-    if dev_state {
-        // `brickfs dev` volumes are replica 3, sets in brick order.
-        let bricks = Store::open(url)?.volume(name)?.bricks;
-        return Ok(split_sets(bricks, usize::from(volgen::spec::REPLICA)));
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ctx(|| "starting the tokio runtime".into())?;
-    let spec = rt.block_on(crate::volume_cmd::stored_volume(url, name))?;
-    let bricks = crate::volume_cmd::resolve_bricks(&spec)?;
-    Ok(split_sets(bricks, usize::from(spec.replica)))
-}
-
-/// `bricks` as sets of `replica` (one set when they do not divide evenly).
-fn split_sets(bricks: Vec<SocketAddr>, replica: usize) -> Vec<Vec<SocketAddr>> {
-    if replica == 0 || bricks.len() <= replica || !bricks.len().is_multiple_of(replica) {
-        return vec![bricks];
-    }
-    bricks.chunks(replica).map(<[SocketAddr]>::to_vec).collect()
-}
-
 /// One healer per replica set, in volume order.
-async fn connect(
-    volume: &str,
-    sets: &[Vec<SocketAddr>],
-    op_timeout: f64,
-) -> Result<Vec<Arc<Healer>>> {
+pub async fn connect(volume: &str, config: &StackConfig) -> Result<Vec<Arc<Healer>>> {
+    let sets = config.sets();
     let mut healers = Vec::with_capacity(sets.len());
-    for (i, bricks) in sets.iter().enumerate() {
+    for (i, set) in sets.iter().enumerate() {
         let which = set_name(volume, i, sets.len());
-        let config = StackConfig {
-            volume: volume.to_string(),
-            bricks: bricks.clone(),
-            op_timeout: Duration::from_secs_f64(op_timeout),
-            ping_interval: Duration::from_secs(1),
-            brick_ids: None,
-            replica: 0,
-        };
-        let healer = Healer::connect(config)
+        let healer = Healer::connect(set.clone())
             .await
             .fs_ctx(|| format!("connecting to the bricks of {which}"))?;
         if !healer.bricks().iter().any(|b| b.is_up()) {
             return Err(Error::Msg(format!(
                 "no brick of {which} is reachable ({})",
-                join_addrs(bricks)
+                join_addrs(&set.bricks)
             )));
         }
         healers.push(healer);
@@ -250,6 +186,7 @@ fn join_addrs<'a>(addrs: impl IntoIterator<Item = &'a SocketAddr>) -> String {
 mod tests {
     use super::*;
     use client::heal::HealCounts;
+    use std::time::Duration;
 
     #[test]
     fn summary_line() {
@@ -282,26 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn bricks_from_flag_store_or_neither() {
-        let a: SocketAddr = "127.0.0.1:4001".parse().unwrap();
-        assert_eq!(volume_sets(None, "dev", &[a]).unwrap(), vec![vec![a]]);
-        let e = volume_sets(None, "dev", &[]).unwrap_err().to_string();
-        assert!(e.contains("--store") && e.contains("BRICKFS_STORE"), "{e}");
-        let e = volume_sets(Some("s3://bucket"), "dev", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unsupported store URL"), "{e}");
-    }
-
-    #[test]
-    fn sets_in_volume_order() {
-        let b: Vec<SocketAddr> = (1..=6)
-            .map(|i| format!("127.0.0.1:{}", 4000 + i).parse().unwrap())
-            .collect();
-        let sets = split_sets(b.clone(), 3);
-        assert_eq!(sets, vec![b[..3].to_vec(), b[3..].to_vec()]);
-        assert_eq!(split_sets(b[..3].to_vec(), 3), vec![b[..3].to_vec()]);
-        assert_eq!(split_sets(b[..4].to_vec(), 3), vec![b[..4].to_vec()]);
+    fn set_names() {
         assert_eq!(set_name("gv0", 1, 2), "replica set 2 of volume gv0");
         assert_eq!(set_name("gv0", 0, 1), "volume gv0");
     }

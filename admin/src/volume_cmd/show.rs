@@ -3,7 +3,8 @@
 
 use volgen::spec::VolumeSpec;
 
-use super::ops::{probe_error, BrickStatus};
+use super::ops::BrickStatus;
+use super::probe::probe_error;
 
 /// `1 x 3 = 3`.
 pub fn brick_count(spec: &VolumeSpec) -> String {

@@ -23,6 +23,9 @@ pub enum Error {
     /// matters, e.g. unreachable).
     #[error("{0}")]
     Store(#[from] store::StoreError),
+    /// A volume could not be opened (unknown, not started, unreachable).
+    #[error("{0}")]
+    Open(#[from] volume::OpenError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -13,6 +13,7 @@
 
 mod add_brick;
 mod admit;
+mod load;
 mod ops;
 mod probe;
 pub mod rebalance;
@@ -20,7 +21,6 @@ mod show;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -241,9 +241,8 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>, log_level: Option<&str>) -
         let out = match cmd {
             VolumeCmd::Create(a) => {
                 let (replica, addrs) = create.expect("parsed above");
-                let default_timeout = VolumeSpec::default_option_secs("network.op-timeout");
                 let prober = TarpcProber {
-                    timeout: Duration::from_secs_f64(default_timeout),
+                    timeout: VolumeSpec::default_duration("network.op-timeout"),
                 };
                 let spec = ops::create(
                     store,
@@ -292,12 +291,12 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>, log_level: Option<&str>) -
             }
             VolumeCmd::Info(a) => {
                 let specs = match a.name {
-                    Some(name) => vec![ops::load(store, &name).await?.spec],
-                    None => ops::list_volumes(store).await?,
+                    Some(name) => vec![load::load(store, &name).await?.spec],
+                    None => load::list_volumes(store).await?,
                 };
                 show::info_all(&specs)
             }
-            VolumeCmd::List => show::list(&ops::list_volumes(store).await?),
+            VolumeCmd::List => show::list(&load::list_volumes(store).await?),
             VolumeCmd::Status(a) => {
                 let timeout = spec_timeout(store, &a.name).await?;
                 let (spec, bricks) = ops::status(store, &TarpcProber { timeout }, &a.name).await?;
@@ -311,7 +310,7 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>, log_level: Option<&str>) -
                 let v = ops::set(store, &a.name, &a.key, &a.value).await?;
                 format!("volume set: {}: success: {} = {v}\n", a.name, a.key)
             }
-            VolumeCmd::Graph(a) => client_graph(&ops::load(store, &a.name).await?.spec).render(),
+            VolumeCmd::Graph(a) => client_graph(&load::load(store, &a.name).await?.spec).render(),
             VolumeCmd::ReplaceBrick(a) => {
                 let timeout = spec_timeout(store, &a.name).await?;
                 let (spec, i) = ops::replace_brick(
@@ -329,7 +328,7 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>, log_level: Option<&str>) -
                     i + 1,
                     a.new
                 );
-                refill(&spec, i, timeout).await?
+                refill(&spec, i).await?
             }
             VolumeCmd::AddBrick(a) => {
                 let (replica, addrs) = add.expect("parsed above");
@@ -349,19 +348,12 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>, log_level: Option<&str>) -
 /// Makes the other bricks blame replaced brick `i` for the whole namespace
 /// and runs a full heal that copies everything to it.
 /// Only brick `i`'s replica set takes part: blame and heal are per set.
-async fn refill(spec: &VolumeSpec, i: usize, timeout: Duration) -> Result<String> {
-    let bricks = resolve_bricks(spec)?;
+async fn refill(spec: &VolumeSpec, i: usize) -> Result<String> {
+    let resolved = volume::Resolved::from_spec(spec).await?;
     let r = usize::from(spec.replica.max(1));
-    let config = client::StackConfig {
-        volume: spec.name.clone(),
-        bricks,
-        op_timeout: timeout,
-        ping_interval: Duration::from_secs(1),
-        brick_ids: Some(brick_ids(spec)?),
-        replica: r,
-    };
     let (set, pos) = (i / r, i % r);
-    let config = config
+    let config = resolved
+        .config
         .sets()
         .into_iter()
         .nth(set)
@@ -375,6 +367,7 @@ async fn refill(spec: &VolumeSpec, i: usize, timeout: Duration) -> Result<String
         .heal_full()
         .await
         .map_err(|e| Error::Msg(format!("full heal of {}: {e}", spec.name)))?;
+    healer.close();
     let c = report.counts;
     Ok(format!(
         "heal of volume {}: {} objects healed, {} entries created, {} bytes copied in {:.2} s; \
@@ -391,10 +384,8 @@ async fn refill(spec: &VolumeSpec, i: usize, timeout: Duration) -> Result<String
 /// How long bricks may take to answer for volume `name` (its
 /// `network.op-timeout`).
 async fn spec_timeout(store: &dyn Store, name: &str) -> Result<Duration> {
-    let spec = ops::load(store, name).await?.spec;
-    Ok(Duration::from_secs_f64(
-        spec.option_secs("network.op-timeout"),
-    ))
+    let spec = load::load(store, name).await?.spec;
+    Ok(spec.option_duration("network.op-timeout"))
 }
 
 async fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>> {
@@ -406,31 +397,4 @@ async fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>> {
         ));
     };
     Ok(store::open(url).await?)
-}
-
-/// Volume `name` from the store at `url`: for `volume heal` and others that
-/// need a volume's bricks (`resolve_bricks`, `brick_ids`).
-pub async fn stored_volume(url: &str, name: &str) -> Result<VolumeSpec> {
-    let store = store::open(url).await?;
-    Ok(ops::load(store.as_ref(), name).await?.spec)
-}
-
-/// The spec's brick addresses, resolved, in volume order.
-pub fn resolve_bricks(spec: &VolumeSpec) -> Result<Vec<SocketAddr>> {
-    spec.bricks
-        .iter()
-        .map(|b| crate::args::parse_brick_addr(&b.addr).map_err(Error::Msg))
-        .collect()
-}
-
-/// The spec's brick UUIDs, in volume order (`client::StackConfig::brick_ids`).
-pub fn brick_ids(spec: &VolumeSpec) -> Result<Vec<proto::BrickId>> {
-    spec.bricks
-        .iter()
-        .map(|b| {
-            uuid::Uuid::parse_str(&b.id)
-                .map(|u| proto::BrickId(*u.as_bytes()))
-                .map_err(|e| Error::Msg(format!("brick {} has a bad id {:?}: {e}", b.addr, b.id)))
-        })
-        .collect()
 }

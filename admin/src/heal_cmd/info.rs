@@ -9,7 +9,6 @@ use client::heal::Healer;
 use proto::PendingKind;
 
 use super::{join_addrs, watch};
-use crate::args::parse_secs;
 use crate::error::{Error, FsContext, Result};
 
 /// Entries listed per brick; the rest are counted.
@@ -24,9 +23,9 @@ pub struct InfoArgs {
     watch: bool,
 
     /// Seconds between two lines of --watch.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs,
-          requires = "watch")]
-    interval: f64,
+    #[arg(long, value_name = "SECS", default_value = "1",
+          value_parser = volgen::secs::parse_retry, requires = "watch")]
+    interval: std::time::Duration,
 
     #[command(subcommand)]
     what: Option<InfoSub>,

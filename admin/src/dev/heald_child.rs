@@ -12,17 +12,11 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::children::{detach_from_terminal, open_log, terminate};
-use super::{BricksFrom, IoContext, Result};
+use super::{IoContext, Result};
 
-/// Starts `brickfs [--log-level L] heald --bricks A,B,C|--store URL
-/// --volume VOLUME [--op-timeout S]`.
-pub fn start(
-    from: &BricksFrom,
-    volume: &str,
-    op_timeout: Option<f64>,
-    log_level: Option<&str>,
-    log: &Path,
-) -> Result<Child> {
+/// Starts `brickfs [--log-level L] --store URL heald VOLUME`: bricks,
+/// timeouts and retries come from the volume in the store, and follow it.
+pub fn start(store_url: &str, volume: &str, log_level: Option<&str>, log: &Path) -> Result<Child> {
     let exe = std::env::current_exe().ctx(|| "finding the brickfs executable".into())?;
     let out = open_log(log)?;
     let err = out
@@ -32,16 +26,7 @@ pub fn start(
     if let Some(level) = log_level {
         cmd.arg("--log-level").arg(level);
     }
-    cmd.arg("heald");
-    match from {
-        BricksFrom::Addrs(addrs) => cmd.arg("--bricks").arg(addrs),
-        BricksFrom::Store(url) => cmd.arg("--store").arg(url),
-    };
-    cmd.args(["--volume", volume]);
-    // From the store the volume's own timeout applies.
-    if let (Some(secs), BricksFrom::Addrs(_)) = (op_timeout, from) {
-        cmd.arg("--op-timeout").arg(secs.to_string());
-    }
+    cmd.arg("--store").arg(store_url).arg("heald").arg(volume);
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     detach_from_terminal(&mut cmd);
     cmd.spawn()

@@ -15,16 +15,14 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::children::{spawn_listening, terminate};
-use super::{BricksFrom, Result};
+use super::Result;
 
-/// Starts `brickfs-nfs [--log-level L] --bricks A,B,C|--store URL --volume
-/// VOLUME --listen 127.0.0.1:0 [--op-timeout S]` and waits for its
-/// `LISTENING` line.
+/// Starts `brickfs-nfs [--log-level L] --store URL --listen 127.0.0.1:0
+/// VOLUME` and waits for its `LISTENING` line.
 pub fn start(
     bin: &Path,
-    from: &BricksFrom,
+    store_url: &str,
     volume: &str,
-    op_timeout: Option<f64>,
     log_level: Option<&str>,
     log: &Path,
     timeout: Duration,
@@ -33,14 +31,9 @@ pub fn start(
     if let Some(level) = log_level {
         cmd.arg("--log-level").arg(level);
     }
-    match from {
-        BricksFrom::Addrs(addrs) => cmd.arg("--bricks").arg(addrs),
-        BricksFrom::Store(url) => cmd.arg("--store").arg(url),
-    };
-    cmd.args(["--volume", volume, "--listen", "127.0.0.1:0"]);
-    if let Some(secs) = op_timeout {
-        cmd.arg("--op-timeout").arg(secs.to_string());
-    }
+    cmd.arg("--store")
+        .arg(store_url)
+        .args(["--listen", "127.0.0.1:0", volume]);
     spawn_listening(&mut cmd, log, timeout)
 }
 

@@ -5,19 +5,15 @@
 //! store, `volume heal` heals on demand and shows heal status. The hidden
 //! `rebalance-run` is the background runner of `volume rebalance start`.
 
-mod args;
 mod dev;
 mod error;
 mod heal_cmd;
 mod heald;
-mod store;
 mod volume_cmd;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,11 +38,8 @@ struct Cli {
     #[arg(long, global = true, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
     log_level: Option<String>,
 
-    /// The cluster store holding the volumes: `file:///DIR` (one host) or
-    /// `etcd://HOST:PORT[,HOST:PORT]`. `volume heal` also accepts the state
-    /// directory of `brickfs dev` (a plain path).
-    #[arg(long, global = true, env = "BRICKFS_STORE", value_name = "URL")]
-    store: Option<String>,
+    #[command(flatten)]
+    store: volume::args::StoreArg,
 
     #[command(subcommand)]
     command: Command,
@@ -79,28 +72,16 @@ fn main() -> ExitCode {
         Command::Volume(_) => "warn",
         Command::Dev(_) | Command::Heald(_) | Command::RebalanceRun(_) => "info",
     };
-    let level = cli.log_level.as_deref().unwrap_or(default_level);
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|e| {
-            eprintln!("brickfs: invalid --log-level {level:?} ({e}); using {default_level:?}");
-            EnvFilter::new(default_level)
-        });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-
+    if let Err(e) = supervise::logging::init(cli.log_level.as_deref(), default_level) {
+        eprintln!("brickfs: {e}");
+        return ExitCode::FAILURE;
+    }
+    let store = cli.store.store.as_deref();
     let result = match cli.command {
         Command::Dev(args) => dev::run(args, cli.log_level.as_deref()),
-        Command::Heald(args) => heald::run(args),
-        Command::Volume(args) => {
-            volume_cmd::run(args, cli.store.as_deref(), cli.log_level.as_deref())
-        }
-        Command::RebalanceRun(args) => {
-            volume_cmd::rebalance::run_detached(args, cli.store.as_deref())
-        }
+        Command::Heald(args) => heald::run(args, store),
+        Command::Volume(args) => volume_cmd::run(args, store, cli.log_level.as_deref()),
+        Command::RebalanceRun(args) => volume_cmd::rebalance::run_detached(args, store),
     };
     match result {
         Ok(code) => code,

@@ -43,7 +43,6 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use crate::args::parse_secs;
 use crate::error::{Error, IoContext, Result};
 
 use children::{
@@ -74,10 +73,11 @@ pub struct DevArgs {
     #[arg(long, value_name = "DIR")]
     mount: Option<PathBuf>,
 
-    /// Per-operation timeout of the client, passed to brickfs-mount
-    /// (how long a hung brick can delay an operation).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
-    op_timeout: Option<f64>,
+    /// Seconds one brick may take for one operation before the clients
+    /// count it as down (how long a hung brick can delay an operation):
+    /// set as the dev volume's network.op-timeout.
+    #[arg(long, value_name = "SECS", value_parser = volgen::secs::parse_timeout)]
+    op_timeout: Option<Duration>,
 
     /// Replica sets of the volume (3 bricks each): 2 makes a 2 x 3
     /// Distributed-Replicate volume of 6 bricks. A state dir keeps its sets:
@@ -197,9 +197,9 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
         .map(|b| (b.addr.clone(), b.id.clone()))
         .collect();
     let sets_before = registry::register(&dev.store_dir(), VOLUME, &known, args.op_timeout)?;
-    dev.start_heald(args.op_timeout, log_level)?;
-    dev.start_nfs(&gateway, args.op_timeout, log_level)?;
-    dev.start_mount(&mounter, args.op_timeout)?;
+    dev.start_heald(log_level)?;
+    dev.start_nfs(&gateway, log_level)?;
+    dev.start_mount(&mounter, log_level)?;
     dev.write_cluster_file()?;
     dev.print_summary();
     if sets_before > 0 && sets_before < dev.sets {
@@ -313,14 +313,6 @@ fn format_brick_id(bytes: &[u8]) -> String {
     text.to_string()
 }
 
-/// Where a child of dev finds the bricks.
-pub enum BricksFrom {
-    /// `A,B,C`: the one replica set (`--bricks`).
-    Addrs(String),
-    /// The store URL (`--store`): the volume's spec, every set.
-    Store(String),
-}
-
 impl Dev {
     fn mount_log(&self) -> PathBuf {
         self.log_dir.join("mount.log")
@@ -341,46 +333,21 @@ impl Dev {
 
     /// The URL `brickfs --store` takes to find this volume.
     fn store_url(&self) -> String {
-        crate::store::file_url(&self.store_dir())
+        store::file_url(&self.store_dir())
     }
 
-    /// How heald, the NFS gateway and the mount find the bricks: by
-    /// address with one replica set (as always), from the store with
-    /// several (it knows the sets).
-    fn bricks_source(&self) -> BricksFrom {
-        if self.sets > 1 {
-            BricksFrom::Store(self.store_url())
-        } else {
-            BricksFrom::Addrs(
-                self.bricks
-                    .iter()
-                    .map(|b| b.addr.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-            )
-        }
-    }
-
-    fn start_heald(&mut self, op_timeout: Option<f64>, log_level: Option<&str>) -> Result<()> {
-        let from = self.bricks_source();
-        let child = heald_child::start(&from, VOLUME, op_timeout, log_level, &self.heald_log())?;
+    fn start_heald(&mut self, log_level: Option<&str>) -> Result<()> {
+        let child = heald_child::start(&self.store_url(), VOLUME, log_level, &self.heald_log())?;
         info!(pid = child.id(), log = %self.heald_log().display(), "heald started");
         self.heald = Some(child);
         Ok(())
     }
 
-    fn start_nfs(
-        &mut self,
-        gateway: &Path,
-        op_timeout: Option<f64>,
-        log_level: Option<&str>,
-    ) -> Result<()> {
-        let from = self.bricks_source();
+    fn start_nfs(&mut self, gateway: &Path, log_level: Option<&str>) -> Result<()> {
         let (child, addr) = nfs_child::start(
             gateway,
-            &from,
+            &self.store_url(),
             VOLUME,
-            op_timeout,
             log_level,
             &self.nfs_log(),
             START_TIMEOUT,
@@ -428,28 +395,20 @@ impl Dev {
         })
     }
 
-    fn start_mount(&mut self, mounter: &Path, op_timeout: Option<f64>) -> Result<()> {
+    fn start_mount(&mut self, mounter: &Path, log_level: Option<&str>) -> Result<()> {
         let log = self.mount_log();
         let out = open_log(&log)?;
         let err = out
             .try_clone()
             .ctx(|| format!("cloning {}", log.display()))?;
         let mut cmd = Command::new(mounter);
-        match self.bricks_source() {
-            BricksFrom::Addrs(addrs) => {
-                cmd.arg("--bricks").arg(addrs).args(["--volume", VOLUME]);
-            }
-            BricksFrom::Store(url) => {
-                cmd.arg("--store").arg(url);
-            }
+        if let Some(level) = log_level {
+            cmd.arg("--log-level").arg(level);
         }
-        if let Some(secs) = op_timeout {
-            cmd.arg("--op-timeout").arg(secs.to_string());
-        }
-        if self.sets > 1 {
-            cmd.arg(VOLUME);
-        }
-        cmd.arg(&self.mount_point)
+        cmd.arg("--store")
+            .arg(self.store_url())
+            .arg(VOLUME)
+            .arg(&self.mount_point)
             .stdin(std::process::Stdio::null())
             .stdout(out)
             .stderr(err);

@@ -13,8 +13,9 @@ use proto::FsError;
 use store::Store;
 use volgen::spec::{addr_key, BrickRef};
 
-use super::ops::{list_volumes, probe_all, probe_error};
+use super::load::list_volumes;
 use super::probe::Prober;
+use super::probe::{probe_all, probe_error};
 use crate::error::{Error, Result};
 
 fn msg(s: impl Into<String>) -> Error {

@@ -547,7 +547,7 @@ fn concurrent_changes_are_refused() {
         create(&store, &bricks, "gv0", 3, &addrs(1..=3))
             .await
             .unwrap();
-        let read = ops::load(&store, "gv0").await.unwrap();
+        let read = super::load::load(&store, "gv0").await.unwrap();
         ops::set(&store, "gv0", "cluster.heal-retry", "10")
             .await
             .unwrap();
@@ -574,7 +574,10 @@ fn corrupt_entries_are_named() {
     rt().block_on(async {
         let store = MemStore::new();
         store.put("volumes/gv0", b"{not json", None).await.unwrap();
-        let e = ops::load(&store, "gv0").await.unwrap_err().to_string();
+        let e = super::load::load(&store, "gv0")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("corrupt store entry volumes/gv0"), "{e}");
         let bricks = FakeBricks::new(3);
         refused(

@@ -69,3 +69,22 @@ impl Prober for TarpcProber {
         })
     }
 }
+
+/// A brick's failure to answer, for people.
+pub fn probe_error(addr: &str, volume: &str, e: &FsError) -> String {
+    match e {
+        FsError::BrickDown(m) => format!("cannot reach brick {m}"),
+        FsError::Timeout(_) => format!("brick {addr} did not answer in time"),
+        FsError::Refused(m) => format!("brick {addr} refuses volume {volume}: {m}"),
+        other => format!("brick {addr}: {other}"),
+    }
+}
+
+/// Asks every brick at once.
+pub async fn probe_all<P: Prober>(
+    prober: &P,
+    addrs: &[&str],
+    volume: &str,
+) -> Vec<std::result::Result<Probed, FsError>> {
+    futures::future::join_all(addrs.iter().map(|a| prober.probe(a, volume))).await
+}

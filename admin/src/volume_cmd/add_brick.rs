@@ -13,7 +13,7 @@ use store::Store;
 use volgen::spec::{validate_bricks, BrickRef, VolumeSpec};
 
 use super::admit::admit_bricks;
-use super::ops::{cas_put, load, Loaded};
+use super::load::{cas_put, load, Loaded};
 use super::probe::Prober;
 use super::rebalance::{load_doc, now};
 use crate::error::{Error, Result};

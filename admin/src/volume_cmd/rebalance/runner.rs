@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use client::rebalance::{RebalanceProgress, Report};
-use client::StackConfig;
 use store::Store;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -112,16 +111,14 @@ pub async fn run(
         "rebalance started"
     );
 
-    let config = match volgen::plan::fetch(url, name).await {
-        Ok((plan, addrs)) => StackConfig {
-            volume: plan.volume,
-            bricks: addrs,
-            op_timeout: plan.op_timeout,
-            ping_interval: Duration::from_secs(1),
-            brick_ids: Some(plan.brick_ids),
-            replica: plan.replica,
-        },
-        Err(why) => {
+    let source = volume::Source::Store {
+        url: url.to_string(),
+        name: name.to_string(),
+    };
+    let config = match source.resolve().await {
+        Ok(resolved) => resolved.config,
+        Err(e) => {
+            let why = e.to_string();
             warn!("cannot read the volume: {why}");
             let p = RebalanceProgress::default();
             return finish(

@@ -17,14 +17,14 @@ use crate::error::{IoContext, Result};
 /// bricks than given is refused (its last sets hold files the fewer bricks
 /// would lose sight of); more bricks than before add sets at the end.
 /// `op_timeout` (dev's `--op-timeout`), when given, becomes the volume's
-/// `network.op-timeout`, which children started from the store use.
+/// `network.op-timeout`, which its children (started from the store) use.
 pub fn register(
     dir: &Path,
     name: &str,
     bricks: &[(String, String)],
-    op_timeout: Option<f64>,
+    op_timeout: Option<std::time::Duration>,
 ) -> Result<usize> {
-    let url = crate::store::file_url(dir);
+    let url = store::file_url(dir);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -71,8 +71,8 @@ pub fn register(
             })
             .collect();
         spec.state = VolumeState::Started;
-        if let Some(secs) = op_timeout {
-            spec.set_option("network.op-timeout", &secs.to_string())
+        if let Some(t) = op_timeout {
+            spec.set_option("network.op-timeout", &volgen::secs::canonical(t))
                 .map_err(|e| msg(e.0))?;
         }
         spec.validate().map_err(|e| msg(e.0))?;

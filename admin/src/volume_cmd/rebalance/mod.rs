@@ -26,7 +26,6 @@ use clap::Subcommand;
 use store::{Store, StoreError};
 use volgen::spec::VolumeState;
 
-use super::ops;
 use crate::error::{Error, IoContext, Result};
 use doc::RunState;
 
@@ -149,7 +148,7 @@ pub fn run(args: RebalanceArgs, url: Option<&str>, log_level: Option<&str>) -> R
                 }
             }
             Action::Status => {
-                ops::load(store.as_ref(), name).await?;
+                super::load::load(store.as_ref(), name).await?;
                 let current = doc::load(store.as_ref(), name).await?.map(|(d, _)| d);
                 print!("{}", show::status(name, current.as_ref(), now()));
                 Ok(ExitCode::SUCCESS)
@@ -219,12 +218,8 @@ pub fn run_detached(args: RunArgs, url: Option<&str>) -> Result<ExitCode> {
 /// data, else in /tmp.
 pub fn default_log(url: &str, name: &str) -> PathBuf {
     let file = format!("rebalance-{name}.log");
-    if !url.starts_with("etcd://") {
-        if let Ok(dir) = crate::store::parse_store_url(url) {
-            if dir.is_absolute() {
-                return dir.join(file);
-            }
-        }
+    if let Some(dir) = store::dir_of_url(url) {
+        return dir.join(file);
     }
     Path::new("/tmp").join(format!("brickfs-{file}"))
 }
@@ -233,7 +228,7 @@ pub fn default_log(url: &str, name: &str) -> PathBuf {
 /// replica sets, no run of it is active; writes a new `running` document
 /// (compare-and-swap on what was read) and returns it.
 pub async fn claim(store: &dyn Store, name: &str, now: u64, log: String) -> Result<RebalanceDoc> {
-    let spec = ops::load(store, name).await?.spec;
+    let spec = super::load::load(store, name).await?.spec;
     if spec.state != VolumeState::Started {
         return Err(Error::Msg(format!(
             "volume {name} is {}: start it first (brickfs volume start {name})",
@@ -291,7 +286,7 @@ pub async fn claim(store: &dyn Store, name: &str, now: u64, log: String) -> Resu
 /// [`doc::STALE_SECS`] is marked `stopped` at once (its runner is gone).
 /// Returns what to print.
 pub async fn stop(store: &dyn Store, name: &str, now: u64) -> Result<String> {
-    ops::load(store, name).await?;
+    super::load::load(store, name).await?;
     let Some((d, _)) = doc::load(store, name).await? else {
         return Err(Error::Msg(format!(
             "no rebalance of volume {name} has been started"

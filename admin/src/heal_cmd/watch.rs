@@ -46,8 +46,7 @@ impl Rate {
 
 /// `healers`: one per replica set, in volume order; the per-brick counts
 /// of different sets are separated by `|`.
-pub async fn run(healers: &[Arc<Healer>], interval: f64) -> Result<ExitCode> {
-    let interval = Duration::from_secs_f64(interval);
+pub async fn run(healers: &[Arc<Healer>], interval: Duration) -> Result<ExitCode> {
     let started = Instant::now();
     let mut rate = Rate::default();
     let mut bytes: Option<(u64, bool)> = None;
