@@ -1,18 +1,13 @@
 #!/usr/bin/env bash
 # scripts/dev.sh [brickfs dev options] — the main job (README "Run") on a
 # fresh machine: installs what building and running need when it is
-# missing (Debian: fuse3 for fusermount3; protobuf-compiler and
-# libprotobuf-dev for etcd-client's build script), builds the release
+# missing (Debian: fuse3 for fusermount3), builds the release
 # binaries and runs `brickfs dev` in the foreground with the given options.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '==> %s\n' "$*" >&2; }
 missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
-if [ -z "${PROTOC:-}" ]; then
-  command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-  [ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
-fi
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || { log "missing ${missing[*]} and no apt-get here: install them and re-run"; exit 1; }
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

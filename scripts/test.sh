@@ -4,9 +4,7 @@
 # 1. installs what the tests need when it is missing (Debian: fuse3 for
 #    fusermount3, libnfs-utils for nfs-cp/nfs-ls/nfs-cat, the NFS client
 #    of tests/tests/nfs.rs; etcd-server for the etcd the store tests start;
-#    protobuf-compiler and libprotobuf-dev, whose protoc and well-known
-#    .proto files etcd-client's build script needs; rustfmt/clippy via
-#    rustup), 2. checks /dev/fuse,
+#    rustfmt/clippy via rustup), 2. checks /dev/fuse,
 # 3. builds every binary (the integration tests run target/debug/brickd,
 #    brickfs-mount, brickfs and brickfs-nfs as real processes), 4. fmt and clippy,
 # 5. runs all tests. Extra arguments go to `cargo test`, e.g.
@@ -23,11 +21,6 @@ missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v nfs-cp >/dev/null 2>&1 || missing+=(libnfs-utils)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
-# PROTOC set: the builder brings their own protoc (and its include files).
-if [ -z "${PROTOC:-}" ]; then
-  command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-  [ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
-fi
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     log "missing ${missing[*]} and no apt-get here: install them and re-run"; exit 1

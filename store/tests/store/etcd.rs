@@ -17,13 +17,13 @@ async fn etcd_suite() {
     suite::run(a.clone(), b).await;
 
     // Everything is under /brickfs/, and keys outside it are not ours.
-    let mut raw = etcd_client::Client::connect([url.replace("etcd://", "http://")], None)
-        .await
-        .unwrap();
-    let e = raw.get("/brickfs/cas/counter", None).await.unwrap();
-    assert_eq!(e.kvs()[0].value(), b"160");
-    raw.put("/elsewhere/x", "y", None).await.unwrap();
-    raw.put("/brickfsx", "y", None).await.unwrap();
+    assert_eq!(
+        etcd.raw_get("/brickfs/cas/counter").as_deref(),
+        Some(&b"160"[..])
+    );
+    etcd.raw_put("/elsewhere/x", b"y");
+    etcd.raw_put("/brickfsx", b"y");
+    assert_eq!(etcd.raw_get("/elsewhere/x").as_deref(), Some(&b"y"[..]));
     let keys: Vec<_> = a
         .list("")
         .await
@@ -121,4 +121,85 @@ async fn etcd_watch_survives_a_restart() {
         .unwrap()
         .unwrap();
     assert_eq!((&seen.value[..], seen.revision), (&b"changed"[..], rev2));
+}
+
+/// Of several endpoints, one that refuses is passed over; with all of them
+/// gone, the error names each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_tries_the_next_endpoint() {
+    let mut etcd = Etcd::start().await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let url = format!("etcd://{dead},{}", etcd.url().trim_start_matches("etcd://"));
+    let s = store::open(&url).await.unwrap();
+    let rev = s.put("volumes/gv0", b"spec", None).await.unwrap();
+    assert_eq!(s.get("volumes/gv0").await.unwrap().unwrap().revision, rev);
+
+    etcd.stop();
+    match s.get("volumes/gv0").await {
+        Err(StoreError::Unreachable { why, .. }) => {
+            assert!(why.contains(&dead), "{why}");
+            assert!(why.matches("refused").count() == 2, "{why}");
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+}
+
+/// Something that is not etcd's gateway answering: an error that says so,
+/// not a hang and not `Unreachable`.
+#[tokio::test]
+async fn etcd_not_etcd() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("etcd://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut request = [0; 4096];
+            let _ = conn.read(&mut request).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nNot Found\n")
+                .await;
+        }
+    });
+    match store::open(&url).await {
+        Err(StoreError::Io { context, source }) => {
+            assert!(context.contains(&url), "{context}");
+            assert!(source.to_string().contains("404"), "{source}");
+        }
+        Err(e) => panic!("expected Io, got {e}"),
+        Ok(_) => panic!("expected Io, got a store"),
+    }
+}
+
+/// A watch on a key whose last write is older than etcd's compaction
+/// (etcd cancels a watch that starts before it) still sees the next change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_watch_after_compaction() {
+    let etcd = Etcd::start().await;
+    let s = store::open(&etcd.url()).await.unwrap();
+    let rev = s.put("volumes/gv0", b"spec", None).await.unwrap();
+    let mut other = s.put("volumes/other", b"0", None).await.unwrap();
+    for i in 1..5 {
+        other = s
+            .put("volumes/other", i.to_string().as_bytes(), Some(other))
+            .await
+            .unwrap();
+    }
+    etcd.raw_compact(other);
+
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            s.put("volumes/gv0", b"changed", Some(rev)).await.unwrap()
+        })
+    };
+    let t = Instant::now();
+    let seen = s
+        .watch("volumes/gv0", Some(rev), Duration::from_secs(20))
+        .await
+        .unwrap()
+        .unwrap();
+    let rev2 = writer.await.unwrap();
+    assert_eq!((&seen.value[..], seen.revision), (&b"changed"[..], rev2));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }

@@ -117,11 +117,70 @@ impl Etcd {
         }
     }
 
+    /// `key`'s value, read past the store (by etcd's JSON gateway, on a
+    /// connection of its own), to see what the store really wrote.
+    pub fn raw_get(&self, key: &str) -> Option<Vec<u8>> {
+        let answer = self.raw(
+            "/v3/kv/range",
+            serde_json::json!({ "key": b64(key.as_bytes()) }),
+        );
+        let value = answer["kvs"].get(0)?;
+        Some(unb64(value["value"].as_str().unwrap_or("")))
+    }
+
+    /// Writes a key directly, bypassing the store (and its `/brickfs/`).
+    pub fn raw_put(&self, key: &str, value: &[u8]) {
+        let answer = self.raw(
+            "/v3/kv/put",
+            serde_json::json!({ "key": b64(key.as_bytes()), "value": b64(value) }),
+        );
+        assert!(answer["header"]["revision"].is_string(), "{answer}");
+    }
+
+    /// Compacts etcd's history up to `revision`.
+    pub fn raw_compact(&self, revision: u64) {
+        let answer = self.raw(
+            "/v3/kv/compaction",
+            serde_json::json!({ "revision": revision.to_string(), "physical": true }),
+        );
+        assert!(answer["header"]["revision"].is_string(), "{answer}");
+    }
+
+    fn raw(&self, path: &str, request: serde_json::Value) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let body = request.to_string();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.client_port)).unwrap();
+        write!(
+            conn,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+        serde_json::from_str(body).unwrap()
+    }
+
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
 }
 
 impl Drop for Etcd {
