@@ -64,7 +64,7 @@ log "cargo test --workspace"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 set +e
-cargo test --workspace --lib --bins --tests "$@" -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$out"
+cargo test --workspace --no-fail-fast --lib --bins --tests "$@" -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
 passed=$(grep -E '^test result:' "$out" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use proto::data::{self, RequestHeader, OP_READ, OP_WRITE, REQ_FIXED, RESP_FIXED};
 use proto::{Done, FsError, FsResult, Txn};
@@ -15,11 +14,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::limits::{HANDSHAKE_TIMEOUT, HEAVY_IO};
 use crate::locks::ConnId;
 use crate::ops::Backend;
 
-/// Writes and reads above this size run on the blocking pool.
-const HEAVY_IO: usize = 128 * 1024;
 /// Responses queued for the socket before request handling waits.
 const QUEUE: usize = 64;
 /// Requests of one data connection handled at once (each up to a frame).
@@ -93,7 +91,7 @@ pub async fn connection(
 ) {
     let peer = stream.peer_addr().ok();
     let mut hello = [0u8; 12];
-    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut hello)).await;
+    let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut hello)).await;
     if !matches!(read, Ok(Ok(_))) {
         tracing::warn!(?peer, "data connection closed before its handshake");
         return;

@@ -16,6 +16,7 @@ mod data;
 mod dirty;
 pub mod error;
 mod heal;
+mod limits;
 mod locks;
 mod ops;
 mod orphans;

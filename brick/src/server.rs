@@ -24,6 +24,7 @@ use tracing::Instrument;
 
 use crate::data::{self, Sessions};
 use crate::error::{join_error, BrickError};
+use crate::limits::{HANDSHAKE_TIMEOUT, HEAVY_IO};
 use crate::locks::ConnId;
 use crate::ops::Backend;
 
@@ -34,9 +35,6 @@ const CLIENT_GRACE: Duration = Duration::from_secs(30);
 /// A client connection with no request (not even a ping) for this long is
 /// closed and its locks released.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Reads and writes above this size run on the blocking pool.
-const HEAVY_IO: u32 = 128 * 1024;
 
 /// How long a shutdown waits for connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -151,7 +149,7 @@ async fn classify(
     stop: watch::Receiver<bool>,
 ) {
     let mut first = [0u8; 4];
-    let peeked = tokio::time::timeout(Duration::from_secs(10), async {
+    let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         loop {
             match stream.peek(&mut first).await {
                 Ok(n) if n >= 4 => return true,
@@ -442,7 +440,7 @@ impl Brick for Conn {
     }
 
     async fn read(self, _: Context, gfid: Gfid, offset: u64, size: u32) -> FsResult<Bytes> {
-        self.run_as("read", gfid, size > HEAVY_IO, move |b| {
+        self.run_as("read", gfid, size as usize > HEAVY_IO, move |b| {
             b.read(gfid, offset, size).map(Bytes::from)
         })
         .await
@@ -457,7 +455,7 @@ impl Brick for Conn {
         data: Bytes,
     ) -> FsResult<Done<Attr>> {
         let r = self
-            .run_as("write", gfid, data.len() > HEAVY_IO as usize, move |b| {
+            .run_as("write", gfid, data.len() > HEAVY_IO, move |b| {
                 b.write(&txn, gfid, offset, &data)
             })
             .await;

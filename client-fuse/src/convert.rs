@@ -369,7 +369,14 @@ mod tests {
     #[test]
     fn errno_is_passed_through() {
         assert_eq!(errno(&FsError::NoSpace).code(), libc::ENOSPC);
-        assert_eq!(errno(&FsError::ReadOnly { need: 2 }).code(), libc::EROFS);
+        assert_eq!(
+            errno(&FsError::ReadOnly {
+                need: 2,
+                down: String::new()
+            })
+            .code(),
+            libc::EROFS
+        );
         assert_eq!(
             errno(&FsError::Os {
                 errno: libc::EDQUOT,

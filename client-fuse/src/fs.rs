@@ -169,7 +169,7 @@ impl_fail!(
 fn fail(reply: impl Fail, op: &'static str, err: FsError) {
     // Trouble with bricks is worth an operator's attention; ENOENT and
     // friends are the normal life of a filesystem.
-    if err.is_transport() || matches!(err, FsError::Quorum { .. } | FsError::ReadOnly { .. }) {
+    if err.is_brick_trouble() {
         warn!(op, %err, "fop failed");
     } else {
         debug!(op, %err, "fop failed");

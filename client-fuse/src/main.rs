@@ -276,3 +276,11 @@ fn run(args: Args) -> Result<(), String> {
     info!("unmounted {}", mountpoint.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Args as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -5,6 +5,7 @@
 mod data;
 pub mod distribute;
 pub mod heal;
+mod inodelk;
 pub mod layer;
 pub mod protocol;
 pub mod quorum;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use proto::backoff::Backoff;
 use proto::data::{self, RequestHeader};
 use proto::{
     Attr, BrickClient, BrickId, ClientId, Done, FsError, FsResult, Gfid, ReplicaIndex, Txn,
@@ -55,6 +56,8 @@ pub struct BrickConn {
     pub came_up: Notify,
     /// Closed for good ([`BrickConn::close`]): no reconnect, every call fails.
     closed: AtomicBool,
+    /// Why the brick is down, as last seen (for quorum errors and logs).
+    down_reason: RwLock<String>,
 }
 
 impl BrickConn {
@@ -86,6 +89,7 @@ impl BrickConn {
             trouble: Notify::new(),
             came_up: Notify::new(),
             closed: AtomicBool::new(false),
+            down_reason: RwLock::new("not connected yet".into()),
         })
     }
 
@@ -184,8 +188,17 @@ impl BrickConn {
             .store(pong.heal_entries, Ordering::Release);
     }
 
-    /// Connects and says hello; on success the brick counts as up.
+    /// Connects and says hello; on success the brick counts as up, on
+    /// failure the reason is kept ([`BrickConn::down_reason`]).
     pub async fn connect_once(self: &Arc<Self>) -> FsResult<()> {
+        let r = self.try_connect().await;
+        if let Err(e) = &r {
+            self.set_down_reason(e);
+        }
+        r
+    }
+
+    async fn try_connect(self: &Arc<Self>) -> FsResult<()> {
         if self.is_closed() {
             return Err(self.closed_error());
         }
@@ -275,6 +288,10 @@ impl BrickConn {
     }
 
     pub fn mark_down(&self, why: &str) {
+        *self
+            .down_reason
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = why.to_string();
         if self.up.swap(false, Ordering::AcqRel) {
             warn!(brick = %self.addr, index = self.index, "brick down: {why}");
         }
@@ -286,6 +303,21 @@ impl BrickConn {
             data.close();
         }
         self.trouble.notify_one();
+    }
+
+    /// Why the brick is down (its last failure), for error messages.
+    pub fn down_reason(&self) -> String {
+        self.down_reason
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_down_reason(&self, e: &FsError) {
+        *self
+            .down_reason
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = e.to_string();
     }
 
     fn deadline(&self, timeout: Duration) -> Context {
@@ -403,21 +435,20 @@ impl BrickConn {
     /// Keeps the connection alive until it is closed: reconnects with
     /// backoff while down, pings while up.
     pub async fn run_keepalive(self: Arc<Self>) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         loop {
             if self.is_closed() {
                 return;
             }
             if !self.is_up() {
                 match self.connect_once().await {
-                    Ok(()) => backoff = Duration::from_millis(100),
+                    Ok(()) => backoff.reset(),
                     Err(e) => {
                         debug!(brick = %self.addr, "connect failed: {e}");
                         tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
+                            _ = tokio::time::sleep(backoff.next_pause()) => {}
                             _ = self.trouble.notified() => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
                         continue;
                     }
                 }

@@ -41,6 +41,29 @@ pub fn mask_where(bricks: &[Arc<BrickConn>], pred: impl Fn(&BrickConn) -> bool) 
         .fold(0, |m, (i, _)| m | bit(i))
 }
 
+/// The bricks of a set that are down and why, for errors a person reads:
+/// `127.0.0.1:4002 (brick down: … connection refused), 127.0.0.1:4003 (…)`.
+pub fn describe_down(bricks: &[Arc<BrickConn>]) -> String {
+    let down: Vec<String> = bricks
+        .iter()
+        .filter(|b| !b.is_up())
+        .map(|b| format!("{} ({})", b.addr, b.down_reason()))
+        .collect();
+    if down.is_empty() {
+        "none down".into()
+    } else {
+        down.join(", ")
+    }
+}
+
+/// The error of an op that must not start: fewer than `quorum` bricks up.
+pub fn read_only(bricks: &[Arc<BrickConn>], quorum: usize) -> FsError {
+    FsError::ReadOnly {
+        need: quorum,
+        down: describe_down(bricks),
+    }
+}
+
 /// Calls `f` on every brick in `mask` concurrently; answers in brick order.
 pub async fn fan_out<T, F, Fut>(
     bricks: &[Arc<BrickConn>],
@@ -63,6 +86,8 @@ pub struct Tally<T> {
     pub ok: Vec<(usize, T)>,
     /// Bricks that did not answer (down, timed out): they missed the op.
     pub unreachable: Mask,
+    /// Why each of them did not answer.
+    pub unreachable_why: Vec<(usize, FsError)>,
     /// Bricks that answered with an error about the file.
     pub failed: Vec<(usize, FsError)>,
 }
@@ -72,12 +97,16 @@ impl<T> Tally<T> {
         let mut tally = Tally {
             ok: Vec::new(),
             unreachable: 0,
+            unreachable_why: Vec::new(),
             failed: Vec::new(),
         };
         for (i, res) in answers {
             match res {
                 Ok(v) => tally.ok.push((i, v)),
-                Err(e) if e.is_transport() => tally.unreachable |= bit(i),
+                Err(e) if e.is_transport() => {
+                    tally.unreachable |= bit(i);
+                    tally.unreachable_why.push((i, e));
+                }
                 Err(e) => tally.failed.push((i, e)),
             }
         }
@@ -106,10 +135,19 @@ impl<T> Tally<T> {
         {
             return (*e).clone();
         }
+        let why: Vec<String> = self
+            .unreachable_why
+            .iter()
+            .map(|(_, e)| e.to_string())
+            .collect();
         FsError::Quorum {
             need,
             got: self.ok.len(),
-            detail: format!("{} bricks unreachable", count(self.unreachable)),
+            detail: if why.is_empty() {
+                "no brick answered".into()
+            } else {
+                why.join("; ")
+            },
         }
     }
 }

@@ -21,6 +21,8 @@ use async_trait::async_trait;
 use proto::{Attr, DirPage, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs};
 use tracing::{info, warn};
 
+use proto::backoff::Backoff;
+
 use crate::layer::{Layer, NewEntry};
 
 /// Longest a replaced graph is waited for before it is closed under the
@@ -86,7 +88,7 @@ impl Switch {
             std::mem::replace(&mut *current, Arc::new(Graph { layer: new, number }))
         };
         let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
+        let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
         // The switch's own reference is gone; `old` is the one left.
         while Arc::strong_count(&old) > 1 {
             if started.elapsed() >= self.drain_limit {
@@ -98,8 +100,7 @@ impl Switch {
                 );
                 break;
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            tokio::time::sleep(backoff.next_pause()).await;
         }
         info!(
             graph = old.number,

@@ -19,7 +19,12 @@ pub enum GatewayError {
     Volume(#[from] FsError),
 }
 
+/// The status for `e`; trouble with bricks is logged here, the one place
+/// every failed call passes, with what failed and why.
 pub fn nfsstat(e: &FsError) -> nfsstat3 {
+    if e.is_brick_trouble() {
+        tracing::warn!(err = %e, "nfs call failed");
+    }
     errno_status(e.errno())
 }
 
@@ -59,7 +64,10 @@ mod tests {
     #[test]
     fn errors_keep_their_meaning() {
         assert_eq!(
-            nfsstat(&FsError::ReadOnly { need: 2 }),
+            nfsstat(&FsError::ReadOnly {
+                need: 2,
+                down: String::new()
+            }),
             nfsstat3::NFS3ERR_ROFS
         );
         assert_eq!(nfsstat(&FsError::NoSpace), nfsstat3::NFS3ERR_NOSPC);

@@ -177,3 +177,11 @@ fn announce(gw: &Gateway, addr: SocketAddr) {
     );
     info!("libnfs URL: nfs://{host}/{volume}?version=3&nfsport={port}&mountport={port}");
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Args as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -26,7 +26,7 @@ pub enum FsError {
     Invalid(String),
     #[error("operation timed out on brick {0}")]
     Timeout(String),
-    #[error("brick {0} is down")]
+    #[error("brick down: {0}")]
     BrickDown(String),
     #[error("quorum not met: need {need} bricks, {got} answered ({detail})")]
     Quorum {
@@ -34,8 +34,10 @@ pub enum FsError {
         got: usize,
         detail: String,
     },
-    #[error("read-only: fewer than {need} bricks of the replica set are up")]
-    ReadOnly { need: usize },
+    /// Fewer than a quorum of the replica set's bricks are up: modifications
+    /// are refused before anything is sent. `down` says which and why.
+    #[error("read-only: fewer than {need} bricks of the replica set are up ({down})")]
+    ReadOnly { need: usize, down: String },
     #[error("lock contended")]
     WouldBlock,
     #[error("operation not supported: {0}")]
@@ -108,6 +110,13 @@ impl FsError {
         }
     }
 
+    /// True for errors an operator should hear of: bricks unreachable or
+    /// too few of them up (ENOENT and friends are the normal life of a file
+    /// system). The front-ends log these at `warn`, with the cause.
+    pub fn is_brick_trouble(&self) -> bool {
+        self.is_transport() || matches!(self, FsError::Quorum { .. } | FsError::ReadOnly { .. })
+    }
+
     /// True for errors that say something about the brick or the network
     /// rather than about the file: such a brick missed the operation and is
     /// blamed, instead of its answer counting as a vote.
@@ -151,6 +160,13 @@ mod tests {
 
     #[test]
     fn quorum_loss_reports_erofs() {
-        assert_eq!(FsError::ReadOnly { need: 2 }.errno(), libc::EROFS);
+        assert_eq!(
+            FsError::ReadOnly {
+                need: 2,
+                down: String::new()
+            }
+            .errno(),
+            libc::EROFS
+        );
     }
 }

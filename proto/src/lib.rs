@@ -4,6 +4,7 @@
 //! Architecture invariant: this is the only crate whose types derive
 //! `Serialize`; everything that crosses a socket is defined here.
 
+pub mod backoff;
 pub mod data;
 pub mod error;
 pub mod types;

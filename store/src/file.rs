@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{flock, FlockOperation};
 
+use proto::backoff::Backoff;
+
 use crate::key::{check_key, check_prefix};
 use crate::{Entry, Revision, Store, StoreError};
 
@@ -451,7 +453,7 @@ fn lock(dir: &Path) -> Result<DirLock, StoreError> {
     // flock(2) has no timeout: poll the non-blocking form instead, with a
     // short back-off (writers hold the lock for a few fsyncs).
     let deadline = Instant::now() + LOCK_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
+    let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
     loop {
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => return Ok(DirLock { _file: file }),
@@ -468,8 +470,7 @@ fn lock(dir: &Path) -> Result<DirLock, StoreError> {
                 io::Error::from(io::ErrorKind::TimedOut),
             ));
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        std::thread::sleep(backoff.next_pause());
     }
 }
 

@@ -43,13 +43,13 @@ pub struct BricksArgs {
 pub struct VolumeFlag {
     /// Deprecated: give the volume name as the first argument instead.
     #[arg(long = "volume", env = "BRICKFS_VOLUME", value_name = "NAME")]
-    pub volume: Option<String>,
+    pub volume_flag: Option<String>,
 }
 
 impl VolumeFlag {
     /// The volume name from the argument or, failing that, the old flag.
     pub fn pick(&self, argument: Option<&str>) -> Result<String, OpenError> {
-        match (argument, self.volume.as_deref()) {
+        match (argument, self.volume_flag.as_deref()) {
             (Some(a), Some(b)) if a != b => Err(OpenError::Usage(format!(
                 "the volume is {a} or {b}? give it once, as the first argument"
             ))),
@@ -143,7 +143,7 @@ mod tests {
             .to_string()
             .contains("which volume"));
         assert_eq!(f.pick(Some("gv0")).unwrap(), "gv0");
-        f.volume = Some("gv0".into());
+        f.volume_flag = Some("gv0".into());
         assert_eq!(f.pick(None).unwrap(), "gv0");
         assert_eq!(f.pick(Some("gv0")).unwrap(), "gv0");
         assert!(f.pick(Some("gv1")).is_err());

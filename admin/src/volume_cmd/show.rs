@@ -141,5 +141,37 @@ pub fn status(spec: &VolumeSpec, bricks: &[BrickStatus]) -> String {
     for n in notes {
         s.push_str(&format!("note: {n}\n"));
     }
+    s.push_str(&quorum_lines(spec, bricks));
+    s
+}
+
+/// One line per replica set that lost its quorum: what clients see, and
+/// which bricks are missing and why.
+fn quorum_lines(spec: &VolumeSpec, bricks: &[BrickStatus]) -> String {
+    let r = usize::from(spec.replica.max(1));
+    let quorum = r / 2 + 1;
+    let mut s = String::new();
+    for (set, members) in bricks.chunks(r).enumerate() {
+        let usable = |b: &&BrickStatus| matches!(&b.result, Ok(p) if p.id == b.brick.id);
+        let up = members.iter().filter(usable).count();
+        if up >= quorum {
+            continue;
+        }
+        let missing: Vec<String> = members
+            .iter()
+            .filter(|b| !usable(b))
+            .map(|b| match &b.result {
+                Ok(p) => format!("{} (answers as another brick, {})", b.brick.addr, p.id),
+                Err(e) => format!("{} ({e})", b.brick.addr),
+            })
+            .collect();
+        s.push_str(&format!(
+            "quorum lost: replica set {} has {up} of {} bricks usable (needs {quorum}): \
+             its files are read-only (EROFS) for every client; missing: {}\n",
+            set + 1,
+            members.len(),
+            missing.join(", ")
+        ));
+    }
     s
 }

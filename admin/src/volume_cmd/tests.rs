@@ -517,12 +517,23 @@ fn bad_state_changes_change_nothing() {
             ops::start(&store, &bricks, "gv0"),
         )
         .await;
+        let (spec, st) = ops::status(&store, &bricks, "gv0").await.unwrap();
+        let text = show::status(&spec, &st);
+        assert!(
+            text.contains(
+                "quorum lost: replica set 1 has 1 of 3 bricks usable (needs 2): its files are \
+                 read-only (EROFS) for every client; missing: h1:1 (brick down: h1:1: \
+                 connection refused), h2:1 (brick down: h2:1: connection refused)"
+            ),
+            "{text}"
+        );
         bricks.with("h2:1", |b| b.up = true);
         let (_, offline) = ops::start(&store, &bricks, "gv0").await.unwrap();
         assert_eq!(offline, ["cannot reach brick h1:1: connection refused"]);
         let (spec, st) = ops::status(&store, &bricks, "gv0").await.unwrap();
         let text = show::status(&spec, &st);
         assert!(text.contains("note: cannot reach brick h1:1"), "{text}");
+        assert!(!text.contains("quorum lost"), "{text}");
 
         refused(
             &store,

@@ -1,19 +1,20 @@
 //! The healer's replication locks: the same inode locks client
-//! transactions take, so heal and clients never modify an object at once
-//! and clients' directory listings (kept while they hold a directory's
-//! lock) stay true. Taken on every brick that is up, in brick order after a
-//! failed parallel try, as clients do, so the two cannot deadlock.
+//! transactions take, by the same acquisition (`crate::inodelk`), so heal
+//! and clients never modify an object at once, cannot deadlock, and
+//! clients' directory listings (kept while they hold a directory's lock)
+//! stay true. Heal needs the lock on every brick that is up.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use proto::{FsError, FsResult, Gfid, LockMode};
-use rand::Rng;
+use proto::{FsError, FsResult, Gfid};
 
 use super::Healer;
-use crate::quorum::{bit, count, fan_out, indices, Mask};
+use crate::inodelk::{self, Holder, Need, Policy, Refusal};
+use crate::quorum::{bit, indices, Mask};
 
 /// Longest the healer waits for a lock before leaving the object for the
-/// next pass.
+/// next pass: shorter than a client's wait, so one busy file does not hold
+/// up the rest of the heal.
 const GIVE_UP: Duration = Duration::from_secs(30);
 
 /// Locks held by the healer on one inode.
@@ -24,101 +25,59 @@ pub struct HealLock {
     generations: [u64; 8],
 }
 
+impl Holder for HealLock {
+    fn held(&self) -> Mask {
+        self.held
+    }
+
+    fn generation(&self, brick: usize) -> u64 {
+        self.generations.get(brick).copied().unwrap_or(0)
+    }
+
+    fn grant(&mut self, brick: usize, generation: u64) {
+        if let Some(g) = self.generations.get_mut(brick) {
+            self.held |= bit(brick);
+            *g = generation;
+        }
+    }
+
+    fn drop_mask(&mut self, mask: Mask) {
+        self.held &= !mask;
+    }
+}
+
 impl Healer {
+    /// The inode's replication lock on every brick that is up
+    /// (`crate::inodelk`, the acquisition client transactions use).
     pub(crate) async fn lock(&self, gfid: Gfid) -> FsResult<HealLock> {
-        let started = Instant::now();
-        let mut lock = HealLock {
+        let mut lock = [HealLock {
             gfid,
             held: 0,
             generations: [0; 8],
+        }];
+        let policy = Policy {
+            need: Need::AllUp,
+            quorum: self.quorum,
+            give_up: GIVE_UP,
         };
-        let mut serial = false;
-        loop {
-            let up = self.up_mask();
-            if count(up) < 2 {
-                self.unlock(&mut lock).await;
-                return Err(FsError::BrickDown(
-                    "fewer than two bricks up: nothing to heal from".into(),
-                ));
+        match inodelk::acquire(&self.bricks, &[gfid], &mut lock, policy).await {
+            Ok(_) => {
+                let [lock] = lock;
+                Ok(lock)
             }
-            let granted = if serial {
-                self.acquire_serially(&mut lock, up).await
-            } else {
-                self.acquire_parallel(&mut lock, up).await
-            };
-            if granted && lock.held & up == up {
-                return Ok(lock);
-            }
-            self.unlock(&mut lock).await;
-            if started.elapsed() > GIVE_UP {
-                return Err(FsError::Timeout(format!("heal lock on {gfid}")));
-            }
-            serial = true;
-            let pause = rand::rng().random_range(5..50);
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+            Err(Refusal::TooFewUp) => Err(FsError::BrickDown(format!(
+                "fewer than {} bricks up: nothing to heal from",
+                self.quorum
+            ))),
+            Err(Refusal::GaveUp) => Err(FsError::Timeout(format!("heal lock on {gfid}"))),
         }
-    }
-
-    async fn acquire_parallel(&self, lock: &mut HealLock, up: Mask) -> bool {
-        let gfid = lock.gfid;
-        let answers = fan_out(&self.bricks, up, |b| async move {
-            let generation = b.generation();
-            b.call(|c, ctx| async move {
-                c.inodelk(ctx, gfid, LockMode::Acquire { wait_ms: 0 }).await
-            })
-            .await
-            .map(|g| (g.granted, generation))
-        })
-        .await;
-        let mut all = true;
-        for (i, res) in answers {
-            match res {
-                Ok((true, generation)) => {
-                    lock.held |= bit(i);
-                    lock.generations[i] = generation;
-                }
-                _ => all = false,
-            }
-        }
-        all
-    }
-
-    async fn acquire_serially(&self, lock: &mut HealLock, up: Mask) -> bool {
-        let gfid = lock.gfid;
-        for i in indices(up) {
-            let b = &self.bricks[i];
-            let generation = b.generation();
-            let res = b
-                .call(|c, ctx| async move {
-                    c.inodelk(ctx, gfid, LockMode::Acquire { wait_ms: 1000 })
-                        .await
-                })
-                .await;
-            match res {
-                Ok(g) if g.granted => {
-                    lock.held |= bit(i);
-                    lock.generations[i] = generation;
-                }
-                _ => return false,
-            }
-        }
-        true
     }
 
     /// Releases the lock (also clearing the dirty marks heal's own writes
     /// made on the sinks).
     pub(crate) async fn unlock(&self, lock: &mut HealLock) {
-        let held = lock.held;
-        if held == 0 {
-            return;
-        }
         let gfid = lock.gfid;
-        fan_out(&self.bricks, held, |b| async move {
-            b.call(|c, ctx| async move { c.unlock_batch(ctx, vec![gfid]).await })
-                .await
-        })
-        .await;
-        lock.held = 0;
+        inodelk::release(&self.bricks, &[gfid], std::slice::from_mut(lock)).await;
     }
 
     /// Lets clients in between two chunks of a long heal, then takes the

@@ -44,8 +44,10 @@ pub const MAX_LISTING: usize = 10_000;
 
 impl LockState {
     pub fn grant(&mut self, i: usize, generation: u64) {
-        self.held |= bit(i);
-        self.generations[i] = generation;
+        if let Some(g) = self.generations.get_mut(i) {
+            self.held |= bit(i);
+            *g = generation;
+        }
     }
 
     pub fn drop_mask(&mut self, mask: Mask) {
@@ -74,6 +76,24 @@ impl LockState {
         if let Some(l) = &mut self.listing {
             l.remove(name);
         }
+    }
+}
+
+impl crate::inodelk::Holder for tokio::sync::MutexGuard<'_, LockState> {
+    fn held(&self) -> Mask {
+        self.held
+    }
+
+    fn generation(&self, brick: usize) -> u64 {
+        self.generations.get(brick).copied().unwrap_or(0)
+    }
+
+    fn grant(&mut self, brick: usize, generation: u64) {
+        LockState::grant(self, brick, generation);
+    }
+
+    fn drop_mask(&mut self, mask: Mask) {
+        LockState::drop_mask(self, mask);
     }
 }
 

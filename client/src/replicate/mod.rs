@@ -150,7 +150,7 @@ impl Replicate {
             )));
         }
         if count(self.up_mask()) < self.quorum {
-            return Err(FsError::ReadOnly { need: self.quorum });
+            return Err(crate::quorum::read_only(&self.bricks, self.quorum));
         }
         Ok(())
     }
@@ -646,14 +646,15 @@ impl Layer for Replicate {
     }
 
     async fn setlk(&self, gfid: Gfid, lock: RecordLock, wait: bool) -> FsResult<()> {
-        let mut pause = Duration::from_millis(5);
+        let mut backoff =
+            proto::backoff::Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
         loop {
             match self.try_setlk(gfid, lock).await {
                 Err(FsError::WouldBlock) if wait => {
                     debug!(?gfid, "record lock busy; waiting");
+                    // Jitter: two waiters must not retry in lockstep.
                     let jitter = rand::Rng::random_range(&mut rand::rng(), 0..5);
-                    tokio::time::sleep(pause + Duration::from_millis(jitter)).await;
-                    pause = (pause * 2).min(Duration::from_millis(200));
+                    tokio::time::sleep(backoff.next_pause() + Duration::from_millis(jitter)).await;
                 }
                 other => return other,
             }

@@ -15,17 +15,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::{Done, FsError, FsResult, Gfid, LockMode, Name, PendingKind, Txn};
-use rand::Rng;
+use proto::{Done, FsResult, Gfid, LockMode, Name, PendingKind, Txn};
 use tokio::sync::MutexGuard;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::inodes::{InodeCtx, LockState};
 use super::Replicate;
+use crate::inodelk::{self, Need, Policy};
 use crate::protocol::BrickConn;
 use crate::quorum::{bit, count, fan_out, indices, Mask, Tally};
 
-/// Longest a transaction keeps trying to get its locks before giving up.
+/// Longest a transaction keeps trying to get its locks before giving up:
+/// long, because a client's write should not fail while another client is
+/// busy with the file.
 const LOCK_GIVE_UP: Duration = Duration::from_secs(60);
 
 pub struct Locked<'a> {
@@ -197,7 +199,7 @@ impl Replicate {
             });
         }
         if count(self.up_mask()) < self.quorum {
-            return Err(FsError::ReadOnly { need: self.quorum });
+            return Err(crate::quorum::read_only(&self.bricks, self.quorum));
         }
         Err(tally.common_error(self.quorum))
     }
@@ -220,111 +222,17 @@ impl Replicate {
     }
 
     /// Makes sure this client holds the replication locks of every inode in
-    /// `locked` on every brick that is up; returns the bricks where all are held.
+    /// `locked` on every brick that is up; returns the bricks where all are
+    /// held (`crate::inodelk`, shared with heal).
     async fn acquire(&self, locked: &mut Locked<'_>) -> FsResult<Mask> {
-        let started = Instant::now();
-        let mut blocking = false;
-        loop {
-            let up = self.up_mask();
-            if count(up) < self.quorum {
-                return Err(FsError::ReadOnly { need: self.quorum });
-            }
-            self.forget_lost_locks(locked);
-            let held_everywhere = locked.guards.iter().fold(up, |m, g| m & g.held);
-            if held_everywhere == up {
-                return Ok(up);
-            }
-            let granted = if blocking {
-                self.acquire_serially(locked, up).await
-            } else {
-                self.acquire_parallel(locked, up).await
-            };
-            if granted {
-                let up_now = self.up_mask();
-                let held = locked.guards.iter().fold(up_now, |m, g| m & g.held);
-                if count(held) >= self.quorum {
-                    return Ok(held);
-                }
-            }
-            // Someone else holds a lock: let go of everything we hold on these
-            // inodes (so two clients never wait on each other), back off, and
-            // queue up in brick order.
-            self.release_locked(locked).await;
-            if started.elapsed() > LOCK_GIVE_UP {
-                return Err(FsError::Timeout("replication lock".into()));
-            }
-            blocking = true;
-            let pause = rand::rng().random_range(1..20);
-            tokio::time::sleep(Duration::from_millis(pause)).await;
-        }
-    }
-
-    fn forget_lost_locks(&self, locked: &mut Locked<'_>) {
-        for g in locked.guards.iter_mut() {
-            for i in indices(g.held) {
-                if self.bricks[i].generation() != g.generations[i] || !self.bricks[i].is_up() {
-                    g.drop_mask(bit(i));
-                }
-            }
-        }
-    }
-
-    /// One non-blocking attempt on all missing (inode, brick) pairs at once.
-    async fn acquire_parallel(&self, locked: &mut Locked<'_>, up: Mask) -> bool {
-        let mut all_granted = true;
-        for k in 0..locked.gfids.len() {
-            let gfid = locked.gfids[k];
-            let need = up & !locked.guards[k].held;
-            if need == 0 {
-                continue;
-            }
-            let answers = fan_out(&self.bricks, need, |b| async move {
-                let generation = b.generation();
-                b.call(|c, ctx| async move {
-                    c.inodelk(ctx, gfid, LockMode::Acquire { wait_ms: 0 }).await
-                })
-                .await
-                .map(|g| (g.granted, generation))
-            })
-            .await;
-            for (i, res) in answers {
-                match res {
-                    Ok((true, generation)) => locked.guards[k].grant(i, generation),
-                    Ok((false, _)) => all_granted = false,
-                    Err(e) => debug!(brick = i, "inodelk: {e}"),
-                }
-            }
-        }
-        all_granted
-    }
-
-    /// Blocking attempts one brick at a time in brick order: whoever gets
-    /// brick 0 first gets them all, so contenders cannot deadlock.
-    async fn acquire_serially(&self, locked: &mut Locked<'_>, up: Mask) -> bool {
-        let wait_ms = (self.op_timeout() / 2)
-            .min(Duration::from_secs(1))
-            .as_millis() as u32;
-        for i in indices(up) {
-            for k in 0..locked.gfids.len() {
-                if locked.guards[k].held & bit(i) != 0 {
-                    continue;
-                }
-                let gfid = locked.gfids[k];
-                let b = &self.bricks[i];
-                let generation = b.generation();
-                let res = b
-                    .call(|c, ctx| async move {
-                        c.inodelk(ctx, gfid, LockMode::Acquire { wait_ms }).await
-                    })
-                    .await;
-                match res {
-                    Ok(g) if g.granted => locked.guards[k].grant(i, generation),
-                    Ok(_) => return false,
-                    Err(e) => debug!(brick = i, "inodelk: {e}"),
-                }
-            }
-        }
-        true
+        let policy = Policy {
+            need: Need::Quorum,
+            quorum: self.quorum,
+            give_up: LOCK_GIVE_UP,
+        };
+        inodelk::acquire(&self.bricks, &locked.gfids, &mut locked.guards, policy)
+            .await
+            .map_err(|r| r.into_error(&self.bricks, self.quorum))
     }
 
     async fn release_keeping_dirty(&self, locked: &mut Locked<'_>, mask: Mask) {
@@ -340,29 +248,11 @@ impl Replicate {
     }
 
     pub(crate) async fn release_locked(&self, locked: &mut Locked<'_>) {
-        for k in 0..locked.gfids.len() {
-            let held = locked.guards[k].held;
-            if held != 0 {
-                self.unlock_on(held, vec![locked.gfids[k]]).await;
-                locked.guards[k].drop_all();
-            }
-        }
+        inodelk::release(&self.bricks, &locked.gfids, &mut locked.guards).await;
     }
 
     pub(crate) async fn unlock_on(&self, mask: Mask, gfids: Vec<Gfid>) {
-        let answers = fan_out(&self.bricks, mask, |b| {
-            let gfids = gfids.clone();
-            async move {
-                b.call(|c, ctx| async move { c.unlock_batch(ctx, gfids).await })
-                    .await
-            }
-        })
-        .await;
-        for (i, res) in answers {
-            if let Err(e) = res {
-                debug!(brick = i, "unlock: {e}");
-            }
-        }
+        inodelk::unlock_on(&self.bricks, mask, gfids).await;
     }
 
     /// The delayed post-op: locks idle for `post_op_delay` are released in
