@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::join_all;
+use proto::data::WriteAt;
 use proto::{
     Attr, DirPage, FileKind, FsError, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs,
     DHT_XATTR_PREFIX,
@@ -521,7 +522,21 @@ impl Layer for Distribute {
         let data = Arc::new(data);
         self.on_file(gfid, |s| {
             let data = data.clone();
-            async move { s.write_shared(gfid, offset, data).await }
+            async move { s.write_shared(gfid, WriteAt::Offset(offset), data).await }
+        })
+        .await
+    }
+
+    async fn append(&self, gfid: Gfid, data: Vec<u8>) -> FsResult<Attr> {
+        if let Some(s) = self.single() {
+            return s.append(gfid, data).await;
+        }
+        // Resent from the one buffer when the file moved set; the move's
+        // "no such gfid" comes before anything was written.
+        let data = Arc::new(data);
+        self.on_file(gfid, |s| {
+            let data = data.clone();
+            async move { s.write_shared(gfid, WriteAt::End, data).await }
         })
         .await
     }

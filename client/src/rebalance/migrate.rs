@@ -403,7 +403,8 @@ impl Copied {
                 None => data.iter().all(|b| *b == 0),
             };
             if !unchanged {
-                dst.write_shared(gfid, offset, Arc::new(data)).await?;
+                dst.write_shared(gfid, proto::data::WriteAt::Offset(offset), Arc::new(data))
+                    .await?;
                 self.chunks[k] = Some(hash);
             }
             // Chunk k is always at k * CHUNK, whatever was read of it.
