@@ -364,7 +364,14 @@ impl Replicate {
             )));
         }
         // Where each brick's append landed: under our lock the replicas
-        // have one size, so they agree unless one is stale.
+        // have one size, so the ones nobody blames agree; a stale replica
+        // appends at its own (wrong) end, and is a heal sink anyway.
+        let stale_before = if at == WriteAt::End {
+            self.validated(gfid).await?;
+            self.inodes.get(gfid).stale()
+        } else {
+            0
+        };
         let sizes = std::sync::Mutex::new(Vec::new());
         let applied = self
             .txn(&[gfid], gfid, PendingKind::Data, &[], |b, txn| {
@@ -386,20 +393,40 @@ impl Replicate {
             let sizes = sizes
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            attr.size = self.blame_divergent_appends(gfid, &sizes).await;
+            attr.size = self
+                .blame_divergent_appends(gfid, &sizes, stale_before)
+                .await;
         }
         Ok(attr)
     }
 
-    /// The size most bricks ended with after an append. A brick whose
-    /// append landed elsewhere (its replica was already different) is
-    /// wrong: it is blamed, and heal copies the file from the others.
-    async fn blame_divergent_appends(&self, gfid: Gfid, sizes: &[(usize, u64)]) -> u64 {
-        let votes = |size: u64| sizes.iter().filter(|(_, s)| *s == size).count();
-        let size = sizes
+    /// The size the replicas nobody blamed ended with after an append (only
+    /// they vote: a stale replica's end is not the file's). A brick whose
+    /// append landed elsewhere is wrong: it is blamed, and heal copies the
+    /// file from the others. Fresh replicas cannot disagree while their
+    /// sizes were equal under our lock; should they, the larger keeps
+    /// every acknowledged append.
+    async fn blame_divergent_appends(
+        &self,
+        gfid: Gfid,
+        sizes: &[(usize, u64)],
+        stale_before: Mask,
+    ) -> u64 {
+        let fresh: Vec<u64> = sizes
             .iter()
+            .filter(|(i, _)| stale_before & crate::quorum::bit(*i) == 0)
             .map(|(_, s)| *s)
-            .max_by_key(|s| (votes(*s), std::cmp::Reverse(*s)))
+            .collect();
+        let voters: Vec<u64> = if fresh.is_empty() {
+            sizes.iter().map(|(_, s)| *s).collect()
+        } else {
+            fresh
+        };
+        let votes = |size: u64| voters.iter().filter(|s| **s == size).count();
+        let size = voters
+            .iter()
+            .copied()
+            .max_by_key(|s| (votes(*s), *s))
             .unwrap_or(0);
         let odd = sizes
             .iter()
