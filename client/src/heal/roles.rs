@@ -12,6 +12,12 @@
 //! the replicas, it is a sink, and its own accusations are not counted: any
 //! op it applied and another replica missed was applied with a quorum
 //! partner, which accuses the same replica too (or has had it healed).
+//!
+//! Directories where every replica is blamed by both others (each missed
+//! ops the other two applied, and no heal ran in between) are not a
+//! split-brain either when all replicas are there: entry heal lets a
+//! majority of all replicas decide name by name (`entries.rs`), since the
+//! two replicas that applied a name's last op agree on it.
 
 use proto::{Looked, PendingKind};
 
