@@ -3,23 +3,13 @@
 //! both sets, and Ctrl-C takes it all down again.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tests::cluster::Binaries;
 use tests::volume::count_files;
-use tests::wait_until;
-
-fn mounted(path: &Path) -> bool {
-    let want = path.to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| {
-            t.lines()
-                .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-        })
-        .unwrap_or(false)
-}
+use tests::{is_mounted, wait_until};
 
 /// The `brickfs dev` process group: interrupted like Ctrl-C on drop, killed
 /// if it does not stop, and its mount taken away, also when a test fails.
@@ -45,7 +35,7 @@ impl Drop for Dev {
             unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
             let _ = self.child.wait();
         }
-        if mounted(&self.mnt) {
+        if is_mounted(&self.mnt) {
             let _ = Command::new("fusermount3")
                 .arg("-uz")
                 .arg(&self.mnt)
@@ -75,7 +65,7 @@ fn dev_with_two_replica_sets_serves_and_stops_cleanly() {
     };
     let out = || std::fs::read_to_string(state.path().join("dev.out")).unwrap_or_default();
     assert!(
-        wait_until(Duration::from_secs(60), || mounted(&mnt)),
+        wait_until(Duration::from_secs(60), || is_mounted(&mnt)),
         "brickfs dev did not mount:\n{}",
         out()
     );
@@ -108,5 +98,5 @@ fn dev_with_two_replica_sets_serves_and_stops_cleanly() {
         "brickfs dev did not stop on SIGINT:\n{}",
         out()
     );
-    assert!(!mounted(&mnt), "still mounted after brickfs dev stopped");
+    assert!(!is_mounted(&mnt), "still mounted after brickfs dev stopped");
 }
