@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export BRICKFS_SOAK_SECS="${1:-${BRICKFS_SOAK_SECS:-180}}"
 cargo build --workspace
-exec cargo test -p tests --test soak -- --ignored --nocapture --test-threads=1
+exec cargo test -p tests --test it soak:: -- --ignored --nocapture --test-threads=1

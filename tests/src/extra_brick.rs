@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::cluster::{wait_until, TestCluster};
+use crate::cluster::{wait_until, Binaries, TestCluster};
 use crate::proc::{self, Listening};
 
 pub struct ExtraBrick {
@@ -19,7 +19,6 @@ impl ExtraBrick {
     /// Starts `brickd --dir DIR --listen 127.0.0.1:0`, bound to `volume` at
     /// start when given; its log is `logs/extra-<name of DIR>.log`.
     pub fn start(cluster: &TestCluster, dir: &Path, volume: Option<&str>) -> ExtraBrick {
-        std::fs::create_dir_all(dir).expect("brick dir");
         let name = dir
             .file_name()
             .map_or_else(|| "brick".to_string(), |n| n.to_string_lossy().into_owned());
@@ -27,7 +26,14 @@ impl ExtraBrick {
             .root()
             .join("logs")
             .join(format!("extra-{name}.log"));
-        let mut cmd = Command::new(&cluster.binaries().brickd);
+        ExtraBrick::start_with(cluster.binaries(), dir, &log, volume)
+    }
+
+    /// As [`ExtraBrick::start`], outside a test cluster: `log` is its log.
+    pub fn start_with(bins: &Binaries, dir: &Path, log: &Path, volume: Option<&str>) -> ExtraBrick {
+        std::fs::create_dir_all(dir).expect("brick dir");
+        let log = log.to_path_buf();
+        let mut cmd = Command::new(&bins.brickd);
         cmd.arg("--dir").arg(dir).args(["--listen", "127.0.0.1:0"]);
         if let Some(v) = volume {
             cmd.args(["--volume", v]);

@@ -43,7 +43,7 @@ use proto::{
 use crate::layer::{Layer, NewEntry};
 use crate::replicate::Replicate;
 pub use cache::{Loc, LAYOUT_TTL};
-use layout::{decode_linkto, Layout, LINKTO_PERM, LINKTO_XATTR};
+use layout::{decode_linkto, Layout, LinkTo, LINKTO_PERM, LINKTO_XATTR};
 use tracing::debug;
 
 pub struct Distribute {
@@ -107,6 +107,11 @@ impl Distribute {
 
     /// The set a link file on `set` points to, or None for a real object.
     pub(crate) async fn linkto(&self, set: usize, attr: &Attr) -> FsResult<Option<usize>> {
+        Ok(self.link_info(set, attr).await?.map(|l| l.set))
+    }
+
+    /// Where the link file `attr` on `set` points, if it is one.
+    pub(crate) async fn link_info(&self, set: usize, attr: &Attr) -> FsResult<Option<LinkTo>> {
         if attr.kind != FileKind::File || attr.perm & 0o7777 != LINKTO_PERM {
             return Ok(None);
         }

@@ -1006,7 +1006,9 @@ fn stale_links(cluster: &TestCluster) -> Vec<String> {
             let Some(v) = xattr_of(&dir.join(&p), "trusted.brickfs.dht.linkto") else {
                 continue;
             };
-            let t: usize = String::from_utf8_lossy(&v).trim().parse().unwrap();
+            // `SET` or `SET:GFID`.
+            let text = String::from_utf8_lossy(&v).into_owned();
+            let t: usize = text.trim().split(':').next().unwrap().parse().unwrap();
             let there = cluster.brick_dir(t * REPLICA).join(&p);
             let real = fs::symlink_metadata(&there).is_ok_and(|m| !is_link_file(&m));
             if !real {

@@ -8,6 +8,7 @@
 
 mod add_brick;
 mod bad_input;
+mod coherence;
 mod dev;
 mod distribute;
 mod distribute_edge;
@@ -20,4 +21,5 @@ mod posix;
 mod rebalance;
 mod replication;
 mod smoke;
+mod soak;
 mod volumes;
