@@ -67,6 +67,9 @@ pub(crate) struct Shared {
     /// Tells the kernel to drop what it cached of an inode (coherence with
     /// other clients: on open and on every lock granted).
     notifier: Arc<OnceLock<Notifier>>,
+    /// What each open just learned from the bricks, for the GETATTR the
+    /// kernel sends next (spares a second round trip per open).
+    opened_attrs: crate::opened::OpenedAttrs,
 }
 
 pub(crate) struct BrickFs {
@@ -91,6 +94,7 @@ impl BrickFs {
                 no_caps: NoCaps::default(),
                 ttls,
                 notifier,
+                opened_attrs: crate::opened::OpenedAttrs::default(),
             }),
             rt,
         }
@@ -346,6 +350,11 @@ impl Filesystem for BrickFs {
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
         };
+        // The kernel asks right after an open dropped its cached attributes:
+        // what that open just learned from the bricks is the answer.
+        if let Some(attr) = self.shared.opened_attrs.take(ino.0) {
+            return reply.attr(&self.shared.ttls.attr(), &file_attr(&attr));
+        }
         self.spawn(move |s| async move {
             let r = s.layer.getattr(gfid).await;
             s.attr(reply, "getattr", r);
@@ -370,6 +379,7 @@ impl Filesystem for BrickFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.shared.opened_attrs.forget(ino.0);
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
         };
@@ -446,6 +456,7 @@ impl Filesystem for BrickFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name_: &OsStr, reply: ReplyEmpty) {
+        self.shared.opened_attrs.forget_all();
         let Some(parent) = self.gfid(parent) else {
             return reply.error(Errno::ESTALE);
         };
@@ -507,6 +518,7 @@ impl Filesystem for BrickFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.shared.opened_attrs.forget_all();
         let (Some(parent), Some(new_parent)) = (self.gfid(parent), self.gfid(newparent)) else {
             return reply.error(Errno::ESTALE);
         };
@@ -530,6 +542,7 @@ impl Filesystem for BrickFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.shared.opened_attrs.forget_all();
         let (Some(gfid), Some(parent)) = (self.gfid(ino), self.gfid(newparent)) else {
             return reply.error(Errno::ESTALE);
         };
@@ -556,7 +569,8 @@ impl Filesystem for BrickFs {
                 // times (its pages go on every open: no FOPEN_KEEP_CACHE), so
                 // what another client closed before this open is what it sees.
                 match s.layer.getattr(gfid).await {
-                    Ok(_) => {
+                    Ok(attr) => {
+                        s.opened_attrs.put(ino.0, attr);
                         s.invalidate(ino, false);
                         s.open_files.opened(gfid);
                         reply.opened(FileHandle(0), open_flags(flags.0))
@@ -616,6 +630,7 @@ impl Filesystem for BrickFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.shared.opened_attrs.forget(ino.0);
         // The kernel's offset of an O_APPEND write is its cached size, which
         // another client's appends may have passed: the bricks append.
         let append = flags.0 & libc::O_APPEND != 0;
@@ -872,6 +887,7 @@ impl Filesystem for BrickFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.shared.opened_attrs.forget(ino.0);
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
         };
@@ -920,6 +936,7 @@ impl Filesystem for BrickFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name_: &OsStr, reply: ReplyEmpty) {
+        self.shared.opened_attrs.forget(ino.0);
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
         };
@@ -1067,6 +1084,7 @@ impl Filesystem for BrickFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.shared.opened_attrs.forget(ino.0);
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
         };

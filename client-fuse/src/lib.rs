@@ -24,6 +24,7 @@ mod kernel_mount;
 mod mountinfo;
 mod no_caps;
 mod open_files;
+mod opened;
 pub mod ttls;
 
 use std::io;
