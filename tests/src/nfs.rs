@@ -2,7 +2,9 @@
 //! test on a loopback port in front of a [`TestCluster`]'s bricks, the
 //! libnfs command-line tools (`nfs-cp`, `nfs-ls`, `nfs-cat` from Debian's
 //! `libnfs-utils`; `scripts/test.sh` installs it) run with a timeout, and
-//! [`rpc`], a hand-written ONC RPC client for protocol-level tests.
+//! [`rpc`], a hand-written ONC RPC client for protocol-level tests, and
+//! [`nlm`], the lock manager's protocols by hand (a client host's calls and
+//! its side of the callbacks).
 //!
 //! libnfs URLs (libnfs 4.0 `nfs_parse_url`): `nfs://server/path?k=v&k=v`
 //! with `version=3`, `nfsport=P` and `mountport=P`, so the tools go
@@ -10,6 +12,7 @@
 //! 111. `nfs-ls` mounts the whole path; `nfs-cp` and `nfs-cat` mount the
 //! path up to the last `/` and open the rest as the file name.
 
+pub mod nlm;
 pub mod rpc;
 
 use std::ffi::OsStr;
@@ -43,8 +46,10 @@ pub struct Gateway {
 
 impl TestCluster {
     /// Starts `brickfs-nfs --bricks <bricks> --volume test --listen
-    /// 127.0.0.1:0 --op-timeout 2 <extra>` (log `logs/nfs-N.log`), waits for
-    /// its `LISTENING` line and until it serves the volume root.
+    /// 127.0.0.1:0 --op-timeout 2 <extra>` (log `logs/nfs-N.log`, lock
+    /// manager state in `nfs-state-N`, `--no-portmap` unless `extra` asks
+    /// for portmap), waits for its `LISTENING` line and until it serves the
+    /// volume root.
     pub fn start_gateway(&self, extra: &[&str]) -> Gateway {
         let mut args = vec![
             "--bricks".to_string(),
@@ -65,9 +70,22 @@ impl TestCluster {
         self.gateway_with(args.to_vec())
     }
 
-    fn gateway_with(&self, args: Vec<String>) -> Gateway {
+    fn gateway_with(&self, mut args: Vec<String>) -> Gateway {
         let n = self.next_gateway.fetch_add(1, Ordering::SeqCst);
         let log = self.root().join("logs").join(format!("nfs-{n}.log"));
+        // Each gateway its own lock-manager state (kept across restart()),
+        // and no portmap on port 111 unless the test asks: tests run side
+        // by side on one host.
+        let state = self.root().join(format!("nfs-state-{n}"));
+        let mut own = vec!["--state-dir".to_string(), state.display().to_string()];
+        if !args
+            .iter()
+            .any(|a| a == "--portmap-listen" || a.starts_with("--rpcbind-register"))
+        {
+            own.push("--no-portmap".into());
+        }
+        own.append(&mut args);
+        let args = own;
         let bin = self.binaries().brickfs_nfs.clone();
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let (child, addr) = spawn_gateway(&bin, &args, listen, &log, Duration::ZERO);
