@@ -28,6 +28,10 @@ use crate::cluster::{wait_until, TestCluster, OP_TIMEOUT_SECS, VOLUME};
 use crate::proc::{self, Listening};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+const LOOPBACK: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    0,
+));
 const RESTART_BIND_RETRY: Duration = Duration::from_secs(10);
 /// How long one libnfs tool may run. libnfs reconnects forever by default,
 /// so a gateway that drops connections would otherwise hang the test.
@@ -60,17 +64,32 @@ impl TestCluster {
             OP_TIMEOUT_SECS.to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        self.gateway_with(args)
+        self.gateway_with(args, LOOPBACK)
+    }
+
+    /// [`start_gateway`](Self::start_gateway) listening on `listen`
+    /// instead of 127.0.0.1:0 (an address of a test network namespace).
+    pub fn start_gateway_on(&self, listen: SocketAddr, extra: &[&str]) -> Gateway {
+        let mut args = vec![
+            "--bricks".to_string(),
+            self.bricks_arg(),
+            "--volume".into(),
+            VOLUME.into(),
+            "--op-timeout".into(),
+            OP_TIMEOUT_SECS.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.gateway_with(args, listen)
     }
 
     /// A gateway serving the volume as the cluster store at `url` describes
     /// it (`brickfs-nfs --store URL --volume test`).
     pub fn start_gateway_from_store(&self, url: &str) -> Gateway {
         let args = ["--store", url, "--volume", VOLUME].map(String::from);
-        self.gateway_with(args.to_vec())
+        self.gateway_with(args.to_vec(), LOOPBACK)
     }
 
-    fn gateway_with(&self, mut args: Vec<String>) -> Gateway {
+    fn gateway_with(&self, mut args: Vec<String>, listen: SocketAddr) -> Gateway {
         let n = self.next_gateway.fetch_add(1, Ordering::SeqCst);
         let log = self.root().join("logs").join(format!("nfs-{n}.log"));
         // Each gateway its own lock-manager state (kept across restart()),
@@ -87,7 +106,6 @@ impl TestCluster {
         own.append(&mut args);
         let args = own;
         let bin = self.binaries().brickfs_nfs.clone();
-        let listen: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let (child, addr) = spawn_gateway(&bin, &args, listen, &log, Duration::ZERO);
         let gw = Gateway {
             bin,

@@ -65,7 +65,7 @@ impl LockManager {
                 _ = tokio::time::sleep(pause.next_pause()) => {}
                 _ = cancel.notified() => return,
             }
-            if !self.tables().blocked(&key).is_some_and(|b| b.id == id) {
+            if self.tables().blocked(&key).is_none_or(|b| b.id != id) {
                 return;
             }
             match self.layer.setlk(key.gfid, lock, false).await {

@@ -120,7 +120,7 @@ impl Lock {
     pub fn range(&self) -> (u64, u64) {
         let end = match self.len {
             0 => u64::MAX,
-            len => self.offset.checked_add(len - 1).unwrap_or(u64::MAX),
+            len => self.offset.saturating_add(len - 1),
         };
         (self.offset, end)
     }

@@ -54,7 +54,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -167,7 +167,7 @@ impl StateDir {
         };
         let next = match last {
             // Wraps to 1 rather than going negative.
-            l if l < 1 || l > i32::MAX - 2 => 1,
+            l if !(1..=i32::MAX - 2).contains(&l) => 1,
             l if l % 2 == 1 => l + 2,
             l => l + 1,
         };
