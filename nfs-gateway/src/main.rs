@@ -79,11 +79,13 @@ struct Args {
     portmap_listen: Vec<SocketAddr>,
 
     /// Register NFS, MOUNT, NLM and NSM with the rpcbind at ADDR (default
-    /// 127.0.0.1:111) at start, and unregister at stop.
+    /// 127.0.0.1:111; --rpcbind-register=ADDR for another) at start, and
+    /// unregister at stop.
     #[arg(
         long,
         value_name = "ADDR",
         num_args = 0..=1,
+        require_equals = true,
         default_missing_value = rpcbind::DEFAULT,
         conflicts_with = "no_portmap"
     )]
@@ -365,8 +367,44 @@ fn announce(gw: &Gateway, addr: SocketAddr) {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     #[test]
     fn the_command_line_is_well_formed() {
         <super::Args as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn portmap_flags() {
+        let parse = |args: &[&str]| super::Args::try_parse_from(args);
+        let a = parse(&["brickfs-nfs", "--rpcbind-register", "gv0"]).expect("parses");
+        assert_eq!(
+            a.rpcbind_register,
+            Some("127.0.0.1:111".parse().expect("addr"))
+        );
+        assert_eq!(
+            a.volume.as_deref(),
+            Some("gv0"),
+            "the volume is not the address"
+        );
+        let a = parse(&["brickfs-nfs", "--rpcbind-register=10.0.0.1:111", "gv0"]).expect("parses");
+        assert_eq!(
+            a.rpcbind_register,
+            Some("10.0.0.1:111".parse().expect("addr"))
+        );
+        assert!(parse(&[
+            "brickfs-nfs",
+            "--no-portmap",
+            "--portmap-listen",
+            "0.0.0.0:111",
+            "gv0"
+        ])
+        .is_err());
+        // Later values win (the test harness gives defaults first).
+        let a = parse(&["brickfs-nfs", "--grace", "60", "--grace", "5", "gv0"]).expect("parses");
+        assert_eq!(a.grace, std::time::Duration::from_secs(5));
+        assert!(parse(&["brickfs-nfs", "--grace", "-1", "gv0"]).is_err());
+        let a = parse(&["brickfs-nfs", "--nlm-host-timeout", "0", "gv0"]).expect("parses");
+        assert!(a.nlm_host_timeout.is_zero());
     }
 }

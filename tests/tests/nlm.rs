@@ -13,7 +13,7 @@ use tests::nfs::nlm::{
     FakeLockd, NlmClient, NlmLock, NLM4_BLOCKED, NLM4_DENIED, NLM4_DENIED_GRACE_PERIOD,
     NLM4_GRANTED, NLM4_STALE_FH,
 };
-use tests::nfs::rpc::{Nfs3Client, Reply, XdrOut};
+use tests::nfs::rpc::{Auth, Nfs3Client, Reply, XdrOut};
 use tests::nfs::Gateway;
 use tests::{wait_until, Mount, TestCluster};
 
@@ -62,6 +62,24 @@ fn handle(gw: &Gateway, name: &str) -> Vec<u8> {
     c.lookup(&root, name.as_bytes())
         .expect("LOOKUP")
         .unwrap_or_else(|s| panic!("LOOKUP {name}: nfsstat3 {s}"))
+}
+
+/// SM_NOTIFY as one UDP datagram from `from`, as sm-notify sends it; waits
+/// for the (empty) reply.
+fn sm_notify_udp(gw: &Gateway, from: std::net::IpAddr, mon_name: &str, state: u32) {
+    let sock = std::net::UdpSocket::bind((from, 0)).expect("bind UDP");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut args = XdrOut::new();
+    args.opaque(mon_name.as_bytes()).u32(state);
+    let msg = tests::nfs::rpc::call_message(0x5eed, 100_024, 1, 6, &Auth::Null, args.bytes());
+    sock.send_to(&msg, gw.addr()).expect("send SM_NOTIFY");
+    let mut buf = [0u8; 512];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer over UDP");
+    assert_eq!(
+        tests::nfs::rpc::parse_reply(0x5eed, &buf[..n]).expect("reply"),
+        Reply::Success(Vec::new())
+    );
 }
 
 fn nlm(gw: &Gateway) -> NlmClient {
@@ -126,14 +144,10 @@ fn locks_exclude_fuse_clients_both_ways() {
         .u32(1)
         .opaque(b"alpha")
         .u32(u32::MAX);
-    let r = c
-        .rpc
-        .call(100_021, 4, 2, &tests::nfs::rpc::Auth::root(), cut.bytes());
+    let r = c.rpc.call(100_021, 4, 2, &Auth::root(), cut.bytes());
     assert_eq!(r.expect("call"), Reply::GarbageArgs);
     assert_eq!(
-        c.rpc
-            .call(100_021, 1, 0, &tests::nfs::rpc::Auth::root(), &[])
-            .expect("call"),
+        c.rpc.call(100_021, 1, 0, &Auth::root(), &[]).expect("call"),
         Reply::ProgMismatch { low: 4, high: 4 }
     );
     // The connection is still served.
@@ -320,7 +334,8 @@ fn hosts_that_go_silent_reboot_or_free_all_lose_their_locks() {
     r.sm_notify("delta", 1).expect("SM_NOTIFY");
     std::thread::sleep(Duration::from_millis(300));
     assert_would_block(fuse_lock(&files[1], libc::F_WRLCK, 0, 0, false));
-    r.sm_notify("delta", 3).expect("SM_NOTIFY");
+    // sm-notify sends over UDP: the gateway's port answers NSM there too.
+    sm_notify_udp(&gw, "127.0.0.2".parse().expect("ip"), "delta", 3);
     assert!(
         wait_until(Duration::from_secs(5), || fuse_lock(
             &files[1],

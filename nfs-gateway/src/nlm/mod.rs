@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use proto::{Gfid, RecordLock, RecordLockType};
-use tracing::{info, warn};
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::nsm::state_dir::{Record, StateDir};
 use crate::GatewayError;
@@ -138,14 +138,15 @@ impl LockManager {
             });
         }
         if !previous.is_empty() {
-            tokio::spawn(crate::nsm::notify::notify_all(
+            let notify = crate::nsm::notify::notify_all(
                 previous,
                 self.nsm_state,
                 self.cfg.rpcbind_port,
                 self.cfg.call_timeout,
-            ));
+            );
+            tokio::spawn(notify.instrument(info_span!("sm_notify", state = self.nsm_state)));
         }
-        tokio::spawn(liveness::run(self.clone()));
+        tokio::spawn(liveness::run(self.clone()).instrument(info_span!("nlm_liveness")));
     }
 
     pub fn nsm_state(&self) -> i32 {
