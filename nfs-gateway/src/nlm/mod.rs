@@ -77,6 +77,10 @@ pub struct LockManager {
     tables: Mutex<Tables>,
     grace: Grace,
     state_dir: Option<Arc<StateDir>>,
+    /// Held while a host's record is written or removed, so a removal
+    /// (the host was freed) and a new record (it locked again at once)
+    /// cannot pass each other.
+    records: tokio::sync::Mutex<()>,
     /// Our NSM state number for this run.
     nsm_state: i32,
     /// Hosts of earlier runs, told of this start by `start`.
@@ -117,6 +121,7 @@ impl LockManager {
             tables: Mutex::new(tables),
             grace,
             state_dir: state_dir.map(Arc::new),
+            records: tokio::sync::Mutex::new(()),
             nsm_state,
             previous: Mutex::new(previous),
         }))
@@ -176,6 +181,7 @@ impl LockManager {
         let Some(dir) = self.state_dir.clone() else {
             return Ok(());
         };
+        let _order = self.records.lock().await;
         let server = match self.tables().host(host) {
             Some(h) if h.recorded => return Ok(()),
             Some(h) => h.server,
@@ -198,12 +204,24 @@ impl LockManager {
         Ok(())
     }
 
-    fn unrecord(&self, host: HostKey) {
+    /// Removes the record of a host that was freed, unless the host is
+    /// back (it locked again): then its record is needed.
+    fn unrecord(self: &Arc<Self>, host: HostKey) {
         let Some(dir) = self.state_dir.clone() else {
             return;
         };
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = dir.forget(&host) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _order = me.records.lock().await;
+            if me.tables().host(&host).is_some() {
+                return;
+            }
+            let removed = tokio::task::spawn_blocking(move || {
+                let r = dir.forget(&host);
+                (host, r)
+            })
+            .await;
+            if let Ok((host, Err(e))) = removed {
                 warn!(%host, error = %e, "cannot remove the NLM host record");
             }
         });
