@@ -218,6 +218,20 @@ fn blocked_lock_is_granted_by_callback_and_cancel_ends_the_wait() {
     assert_eq!(lockd.granted().len(), 1, "no callback after CANCEL");
     fuse_lock(&f, libc::F_WRLCK, 0, 0, false).expect("nobody took it");
 
+    // The _MSG variants answer through the client's lockd (_RES calls).
+    let free = NlmLock::new("beta", &fh, 22, 0, 0);
+    c.test_msg(&free, true).expect("TEST_MSG");
+    c.lock_msg(&l, true).expect("LOCK_MSG");
+    assert!(
+        wait_until(Duration::from_secs(5), || lockd.results().len() == 2),
+        "TEST_RES and LOCK_RES: {:?}",
+        lockd.results()
+    );
+    let mut results = lockd.results();
+    results.sort();
+    // FUSE holds the file: TEST finds it, LOCK is denied.
+    assert_eq!(results, vec![(11, NLM4_DENIED), (12, NLM4_DENIED)]);
+
     // A client that no longer wants the lock answers DENIED: given back.
     lockd.answer_granted_with(NLM4_DENIED);
     assert_eq!(c.lock(&l, true, true, false).expect("LOCK"), NLM4_BLOCKED);

@@ -32,6 +32,10 @@ const NLMPROC4_LOCK: u32 = 2;
 const NLMPROC4_CANCEL: u32 = 3;
 const NLMPROC4_UNLOCK: u32 = 4;
 const NLMPROC4_GRANTED: u32 = 5;
+const NLMPROC4_TEST_MSG: u32 = 6;
+const NLMPROC4_LOCK_MSG: u32 = 7;
+const NLMPROC4_TEST_RES: u32 = 11;
+const NLMPROC4_UNLOCK_RES: u32 = 14;
 const NLMPROC4_FREE_ALL: u32 = 23;
 const SM_NOTIFY: u32 = 6;
 
@@ -202,6 +206,31 @@ impl NlmClient {
         Self::res(&self.call(PROG_NLM, 4, NLMPROC4_UNLOCK, &a)?)
     }
 
+    /// LOCK_MSG (non-blocking): answered at once with nothing; the result
+    /// comes as LOCK_RES to the host's lockd.
+    pub fn lock_msg(&mut self, l: &NlmLock, exclusive: bool) -> io::Result<()> {
+        let mut a = XdrOut::new();
+        self.cookie(&mut a);
+        a.bool(false).bool(exclusive);
+        l.encode(&mut a);
+        a.bool(false).u32(1);
+        let body = self.call(PROG_NLM, 4, NLMPROC4_LOCK_MSG, &a)?;
+        if body.is_empty() {
+            Ok(())
+        } else {
+            Err(io::Error::other("LOCK_MSG answered with a result"))
+        }
+    }
+
+    /// TEST_MSG: the result comes as TEST_RES.
+    pub fn test_msg(&mut self, l: &NlmLock, exclusive: bool) -> io::Result<()> {
+        let mut a = XdrOut::new();
+        self.cookie(&mut a);
+        a.bool(exclusive);
+        l.encode(&mut a);
+        self.call(PROG_NLM, 4, NLMPROC4_TEST_MSG, &a).map(drop)
+    }
+
     /// FREE_ALL for this host (`name` = its caller_name).
     pub fn free_all(&mut self, name: &str) -> io::Result<()> {
         let mut a = XdrOut::new();
@@ -230,6 +259,8 @@ struct Seen {
     granted: Vec<Granted>,
     /// SM_NOTIFY: (mon_name, state).
     notified: Vec<(String, u32)>,
+    /// TEST_RES … UNLOCK_RES: (procedure, status).
+    results: Vec<(u32, u32)>,
     probes: usize,
 }
 
@@ -310,6 +341,15 @@ impl FakeLockd {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .notified
+            .clone()
+    }
+
+    /// The `_RES` calls received: (procedure, nlm4_stats).
+    pub fn results(&self) -> Vec<(u32, u32)> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .results
             .clone()
     }
 
@@ -428,6 +468,14 @@ fn serve(
                         lock,
                     });
                 res.opaque(&cookie).u32(answer.load(Ordering::SeqCst));
+            }
+            (PROG_NLM, 4, NLMPROC4_TEST_RES..=NLMPROC4_UNLOCK_RES) => {
+                let _cookie = r.opaque()?;
+                let stat = r.u32()?;
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .results
+                    .push((procedure, stat));
             }
             (PROG_NSM, 1, SM_NOTIFY) => {
                 let name = String::from_utf8_lossy(&r.opaque()?).into_owned();
