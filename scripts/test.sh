@@ -3,7 +3,7 @@
 #
 # 1. installs what the tests need when it is missing (Debian: fuse3 for
 #    fusermount3, libnfs-utils for nfs-cp/nfs-ls/nfs-cat, the NFS client
-#    of tests/tests/nfs.rs; etcd-server for the etcd the store tests start;
+#    of tests/tests/it/nfs.rs; etcd-server for the etcd the store tests start;
 #    for tests/tests/nlm_kernel.rs, the Linux kernel NFS client in qemu:
 #    qemu-system-x86, linux-image-amd64, busybox-static, cpio, kmod,
 #    iproute2, gcc, libc6-dev, file and the libraries of rpcbind/rpc.statd,
@@ -12,7 +12,7 @@
 # 3. builds every binary (the integration tests run target/debug/brickd,
 #    brickfs-mount, brickfs and brickfs-nfs as real processes), 4. fmt and clippy,
 # 5. runs all tests. Extra arguments go to `cargo test`, e.g.
-#    scripts/test.sh --test smoke          (one integration test file)
+#    scripts/test.sh -p tests --test it smoke::   (one integration-test module)
 # Env: TEST_THREADS (default 2: each FUSE test runs 3 bricks + mounts; the
 # machine has 2 cores), BRICKFS_TEST_KEEP=1 keeps a failed test's temp dir.
 set -euo pipefail

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use proto::data::{self, RequestHeader, OP_READ, OP_WRITE, REQ_FIXED, RESP_FIXED};
+use proto::data::{
+    self, RequestHeader, WriteAt, OP_APPEND, OP_READ, OP_WRITE, REQ_FIXED, RESP_FIXED,
+};
 use proto::{Done, FsError, FsResult, Txn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -205,18 +207,21 @@ async fn handle(
 ) -> FsResult<Vec<u8>> {
     let gfid = header.gfid;
     match header.op {
-        OP_WRITE => {
+        OP_WRITE | OP_APPEND => {
             let txn = Txn {
                 blame: header.blame,
             };
-            let offset = header.offset;
+            let at = match header.op {
+                OP_APPEND => WriteAt::End,
+                _ => WriteAt::Offset(header.offset),
+            };
             let attr = if payload.len() > HEAVY_IO {
                 let b = backend.clone();
-                tokio::task::spawn_blocking(move || b.write(&txn, gfid, offset, &payload))
+                tokio::task::spawn_blocking(move || b.write(&txn, gfid, at, &payload))
                     .await
                     .map_err(crate::error::join_error)??
             } else {
-                backend.write(&txn, gfid, offset, &payload)?
+                backend.write(&txn, gfid, at, &payload)?
             };
             let done = Done {
                 value: attr,

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use proto::data::WriteAt;
 use proto::{
     Attr, BrickInfo, DirEntry, DirPage, FileKind, FsError, FsResult, Gfid, Looked, Name, NewObject,
     PendingKind, RenameReq, ReplicaIndex, SetAttr, StatFs, TimeSet, Txn, MAX_IO, PRIVATE_DIR,
@@ -568,7 +569,9 @@ impl Backend {
         Ok(buf)
     }
 
-    pub fn write(&self, txn: &Txn, gfid: Gfid, offset: u64, data: &[u8]) -> FsResult<Attr> {
+    /// Writes `data` at `at`; the attributes after it tell where an
+    /// append landed (its size less the data's length).
+    pub fn write(&self, txn: &Txn, gfid: Gfid, at: WriteAt, data: &[u8]) -> FsResult<Attr> {
         if data.len() > MAX_IO as usize {
             return Err(FsError::Invalid(format!(
                 "write of {} bytes exceeds {MAX_IO}",
@@ -577,6 +580,13 @@ impl Backend {
         }
         let file = self.store.file(gfid)?;
         self.data_pre_op(txn, gfid)?;
+        let offset = match at {
+            WriteAt::Offset(o) => o,
+            // The size cannot change between the fstat and the write: the
+            // client holds the inode's replication lock, so nobody else
+            // writes, and its own writes to the inode come one at a time.
+            WriteAt::End => rustix::fs::fstat(&*file).os()?.st_size.max(0) as u64,
+        };
         file.write_all_at(data, offset)?;
         Ok(attr_from_stat(gfid, &rustix::fs::fstat(&*file).os()?))
     }

@@ -456,7 +456,7 @@ impl Brick for Conn {
     ) -> FsResult<Done<Attr>> {
         let r = self
             .run_as("write", gfid, data.len() > HEAVY_IO, move |b| {
-                b.write(&txn, gfid, offset, &data)
+                b.write(&txn, gfid, proto::data::WriteAt::Offset(offset), &data)
             })
             .await;
         self.done(r)

@@ -10,6 +10,7 @@ use proto::{
 };
 
 use crate::ops::Backend;
+use proto::data::WriteAt;
 
 struct Brick {
     _tmp: tempfile::TempDir,
@@ -89,11 +90,23 @@ fn layout_and_create_lookup_write_read_truncate() {
         "create marks the object dirty until unlock_batch"
     );
 
-    let a = t.b.write(&none(), new.gfid, 3, b"hello").expect("write");
+    let a =
+        t.b.write(&none(), new.gfid, WriteAt::Offset(3), b"hello")
+            .expect("write");
     assert_eq!(a.size, 8);
     assert_eq!(t.b.read(new.gfid, 0, 100).expect("read"), b"\0\0\0hello");
     assert_eq!(t.b.read(new.gfid, 6, 100).expect("read"), b"lo");
     assert_eq!(std::fs::read(t.dir.join("f")).expect("cat"), b"\0\0\0hello");
+    // An append lands at the end as the brick has it, whatever the client
+    // thought the size was.
+    let a =
+        t.b.write(&none(), new.gfid, WriteAt::End, b"!")
+            .expect("append");
+    assert_eq!(a.size, 9);
+    assert_eq!(
+        std::fs::read(t.dir.join("f")).expect("cat"),
+        b"\0\0\0hello!"
+    );
 
     let set = SetAttr {
         size: Some(4),
@@ -367,8 +380,10 @@ fn blame_writes_pending_and_heal_index_and_unlock_clears_dirty() {
     // Transactions run under the replication lock; the holder owns the marks.
     assert!(t.b.inodelks.try_acquire(f, C));
     let blame = Txn { blame: vec![2] };
-    t.b.write(&blame, f, 0, b"x").expect("write");
-    t.b.write(&blame, f, 1, b"y").expect("write");
+    t.b.write(&blame, f, WriteAt::Offset(0), b"x")
+        .expect("write");
+    t.b.write(&blame, f, WriteAt::Offset(1), b"y")
+        .expect("write");
     t.b.setattr(
         &blame,
         f,
@@ -573,7 +588,10 @@ fn symlinks_never_lead_outside_the_brick() {
         .create(&none(), evil.gfid, &obj("planted", FileKind::File), C)
         .is_err());
     assert!(t.b.readdir(evil.gfid, None, 10).is_err());
-    assert!(t.b.write(&none(), evil.gfid, 0, b"x").is_err());
+    assert!(t
+        .b
+        .write(&none(), evil.gfid, WriteAt::Offset(0), b"x")
+        .is_err());
     // A forged directory pointer through the symlink is refused as well.
     let d = t.create(Gfid::ROOT, "d", FileKind::Dir);
     let ptr = t.index(d);

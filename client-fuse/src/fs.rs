@@ -12,14 +12,14 @@ use std::future::Future;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use client::{Layer, NewEntry};
 use dashmap::DashMap;
 use fuser::{
     AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     open_files: OpenFiles,
     no_caps: NoCaps,
     ttls: Arc<crate::ttls::Ttls>,
+    /// Tells the kernel to drop what it cached of an inode (coherence with
+    /// other clients: on open and on every lock granted).
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 pub(crate) struct BrickFs {
@@ -72,7 +75,12 @@ pub(crate) struct BrickFs {
 }
 
 impl BrickFs {
-    pub(crate) fn new(layer: Arc<dyn Layer>, rt: Handle, ttls: Arc<crate::ttls::Ttls>) -> BrickFs {
+    pub(crate) fn new(
+        layer: Arc<dyn Layer>,
+        rt: Handle,
+        ttls: Arc<crate::ttls::Ttls>,
+        notifier: Arc<OnceLock<Notifier>>,
+    ) -> BrickFs {
         BrickFs {
             shared: Arc::new(Shared {
                 layer,
@@ -82,6 +90,7 @@ impl BrickFs {
                 open_files: OpenFiles::default(),
                 no_caps: NoCaps::default(),
                 ttls,
+                notifier,
             }),
             rt,
         }
@@ -188,7 +197,30 @@ fn name(n: &OsStr) -> Name {
     Name::new(n.as_bytes())
 }
 
+/// What the kernel may keep of a file it opens with `flags`. An O_APPEND
+/// file bypasses the page cache: the kernel would put each appended block
+/// where it believes the end is, while the bricks put it at the real end
+/// (another client may have appended meanwhile).
+fn open_flags(flags: i32) -> FopenFlags {
+    if flags & libc::O_APPEND != 0 {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::empty()
+    }
+}
+
 impl Shared {
+    /// Drops the kernel's cached attributes of `ino` (and its cached pages
+    /// too with `pages`), so that the next use asks the bricks: what other
+    /// clients wrote becomes visible.
+    fn invalidate(&self, ino: INodeNo, pages: bool) {
+        let Some(n) = self.notifier.get() else { return };
+        let (offset, len) = if pages { (0, 0) } else { (-1, 0) };
+        if let Err(e) = n.inval_inode(ino, offset, len) {
+            debug!(ino = ino.0, "inval_inode: {e}");
+        }
+    }
+
     /// Entry replies are the only way the kernel learns an inode number, so
     /// each one is counted before it is sent.
     fn entry(&self, reply: ReplyEntry, op: &'static str, r: FsResult<Attr>) {
@@ -512,12 +544,28 @@ impl Filesystem for BrickFs {
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
         };
-        // Files are addressed by gfid, so there is nothing to open remotely.
         // O_TRUNC only arrives here because we asked for atomic_o_trunc,
         // which saves the kernel a separate setattr round trip.
         if flags.0 & libc::O_TRUNC == 0 {
-            self.shared.open_files.opened(gfid);
-            return reply.opened(FileHandle(0), FopenFlags::empty());
+            self.spawn(move |s| async move {
+                // Close-to-open, as NFS clients do it: the open asks the
+                // bricks. A file another client removed (the kernel's name
+                // cache still had it) fails with ESTALE, on which the kernel
+                // looks the name up again and finds it gone, so the open
+                // gets ENOENT; otherwise the kernel drops its cached size and
+                // times (its pages go on every open: no FOPEN_KEEP_CACHE), so
+                // what another client closed before this open is what it sees.
+                match s.layer.getattr(gfid).await {
+                    Ok(_) => {
+                        s.invalidate(ino, false);
+                        s.open_files.opened(gfid);
+                        reply.opened(FileHandle(0), open_flags(flags.0))
+                    }
+                    Err(FsError::NotFound | FsError::Stale(_)) => reply.error(Errno::ESTALE),
+                    Err(e) => fail(reply, "open", e),
+                }
+            });
+            return;
         }
         self.spawn(move |s| async move {
             let set = SetAttr {
@@ -527,7 +575,7 @@ impl Filesystem for BrickFs {
             match s.layer.setattr(gfid, set).await {
                 Ok(_) => {
                     s.open_files.opened(gfid);
-                    reply.opened(FileHandle(0), FopenFlags::empty())
+                    reply.opened(FileHandle(0), open_flags(flags.0))
                 }
                 Err(e) => fail(reply, "open(O_TRUNC)", e),
             }
@@ -564,10 +612,13 @@ impl Filesystem for BrickFs {
         offset: u64,
         data: &[u8],
         write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        // The kernel's offset of an O_APPEND write is its cached size, which
+        // another client's appends may have passed: the bricks append.
+        let append = flags.0 & libc::O_APPEND != 0;
         let kill_suidgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
@@ -576,7 +627,12 @@ impl Filesystem for BrickFs {
         let data = data.to_vec();
         let len = data.len() as u32;
         self.spawn(move |s| async move {
-            match s.layer.write(gfid, offset, data).await {
+            let written = if append {
+                s.layer.append(gfid, data).await
+            } else {
+                s.layer.write(gfid, offset, data).await
+            };
+            match written {
                 Ok(attr) => {
                     if kill_suidgid {
                         if let Some(perm) = convert::killed_privs(attr.perm) {
@@ -921,7 +977,7 @@ impl Filesystem for BrickFs {
                         &file_attr(&attr),
                         Generation(0),
                         FileHandle(0),
-                        FopenFlags::empty(),
+                        open_flags(flags),
                     );
                 }
                 Err(e) => fail(reply, "create", e),
@@ -988,6 +1044,14 @@ impl Filesystem for BrickFs {
             let r = s.layer.setlk(gfid, lock, sleep).await;
             if r.is_ok() && typ != RecordLockType::Unlock {
                 s.lockers.insert((ino.0, lock_owner.0), ());
+                // The new holder sees everything the last one wrote before
+                // unlocking (each write was on the bricks before it returned):
+                // the kernel's pages and size of the file go before the lock
+                // call returns. Off the runtime: dropping pages waits for
+                // page locks that READs in flight hold until this runtime
+                // answers them.
+                let sh = s.clone();
+                let _ = tokio::task::spawn_blocking(move || sh.invalidate(ino, true)).await;
             }
             ok_or_fail(reply, "setlk", r);
         });

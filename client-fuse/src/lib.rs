@@ -125,7 +125,10 @@ pub fn mount(
     config.n_threads = Some(opts.threads.max(1));
 
     let ttls = opts.ttls.clone();
-    let fs = fs::BrickFs::new(layer, rt, ttls.clone());
+    // The session's notifier exists once the session does; requests that
+    // need it (lock grants, opens) only come after the session started.
+    let notifier = Arc::new(std::sync::OnceLock::new());
+    let fs = fs::BrickFs::new(layer, rt, ttls.clone(), notifier.clone());
     // No AutoUnmount: it needs the fusermount helper; the handle below
     // unmounts on drop and on signals. As root the mount(2) call is ours
     // (fuser's would list the mount as type `fuse`); otherwise fuser's
@@ -150,6 +153,7 @@ pub fn mount(
     } else {
         fuser::Session::new(fs, &canonical, &config)?
     };
+    let _ = notifier.set(session.notifier());
     let session = session.spawn()?;
     let dev =
         supervise::mounts::current().and_then(|table| mountinfo::device_at(&table, &canonical));

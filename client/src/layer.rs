@@ -53,6 +53,11 @@ pub trait Layer: Send + Sync + 'static {
     async fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>>;
     /// Returns the exact attributes after the write.
     async fn write(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr>;
+    /// Writes `data` at the end of the file as the bricks have it (an
+    /// O_APPEND write: whatever size this client last saw, no other
+    /// client's append is overwritten). The attributes after it: the data
+    /// is at `size - data.len()`.
+    async fn append(&self, gfid: Gfid, data: Vec<u8>) -> FsResult<Attr>;
     /// Called when a file handle is flushed (close); lets buffering layers drain.
     async fn flush(&self, gfid: Gfid) -> FsResult<()>;
     async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()>;

@@ -11,7 +11,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use proto::backoff::Backoff;
-use proto::data::{self, RequestHeader};
+use proto::data::{self, RequestHeader, WriteAt};
 use proto::{
     Attr, BrickClient, BrickId, ClientId, Done, FsError, FsResult, Gfid, ReplicaIndex, Txn,
 };
@@ -405,12 +405,13 @@ impl BrickConn {
         &self,
         txn: Txn,
         gfid: Gfid,
-        offset: u64,
+        at: WriteAt,
         payload: &[u8],
     ) -> FsResult<Done<Attr>> {
+        let (op, offset) = at.op_and_offset();
         let header = RequestHeader {
             id: 0,
-            op: data::OP_WRITE,
+            op,
             gfid,
             offset,
             size: payload.len() as u32,

@@ -183,6 +183,11 @@ impl Layer for Switch {
         g.layer.write(gfid, offset, data).await
     }
 
+    async fn append(&self, gfid: Gfid, data: Vec<u8>) -> FsResult<Attr> {
+        let g = self.graph();
+        g.layer.append(gfid, data).await
+    }
+
     async fn flush(&self, gfid: Gfid) -> FsResult<()> {
         let g = self.graph();
         g.layer.flush(gfid).await
@@ -318,6 +323,9 @@ mod tests {
             no()
         }
         async fn write(&self, _: Gfid, _: u64, _: Vec<u8>) -> FsResult<Attr> {
+            no()
+        }
+        async fn append(&self, _: Gfid, _: Vec<u8>) -> FsResult<Attr> {
             no()
         }
         async fn flush(&self, _: Gfid) -> FsResult<()> {

@@ -26,6 +26,27 @@ pub const MAGIC: [u8; 4] = *b"BFSD";
 
 pub const OP_WRITE: u8 = 1;
 pub const OP_READ: u8 = 2;
+/// A write at the file's end as the brick sees it (`offset` ignored): the
+/// O_APPEND writes of several clients never land on each other.
+pub const OP_APPEND: u8 = 3;
+
+/// Where a write goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteAt {
+    Offset(u64),
+    /// At the end of the file as the brick has it (O_APPEND).
+    End,
+}
+
+impl WriteAt {
+    /// The frame's op and offset field.
+    pub fn op_and_offset(self) -> (u8, u64) {
+        match self {
+            WriteAt::Offset(o) => (OP_WRITE, o),
+            WriteAt::End => (OP_APPEND, 0),
+        }
+    }
+}
 
 pub const STATUS_OK: u8 = 0;
 pub const STATUS_ERR: u8 = 1;
@@ -93,9 +114,11 @@ impl RequestHeader {
             .checked_sub(head)
             .ok_or_else(|| FsError::Invalid("malformed data request".into()))?;
         match self.op {
-            OP_WRITE if payload == self.size as usize => Ok(payload),
+            OP_WRITE | OP_APPEND if payload == self.size as usize => Ok(payload),
             OP_READ if payload == 0 => Ok(0),
-            OP_WRITE | OP_READ => Err(FsError::Invalid("malformed data request".into())),
+            OP_WRITE | OP_APPEND | OP_READ => {
+                Err(FsError::Invalid("malformed data request".into()))
+            }
             op => Err(FsError::NotSupported(format!("data op {op}"))),
         }
     }
@@ -187,6 +210,24 @@ mod tests {
         odd.extend_from_slice(&[0; 10]);
         assert!(parse(&odd).is_err());
         assert!(check_frame_len(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn appends_carry_their_payload_and_ignore_the_offset() {
+        let (op, offset) = WriteAt::End.op_and_offset();
+        assert_eq!((op, offset), (OP_APPEND, 0));
+        let h = RequestHeader {
+            id: 9,
+            op,
+            gfid: Gfid([3; 16]),
+            offset,
+            size: 4,
+            blame: vec![],
+        };
+        let mut frame = h.encode(4);
+        frame.extend_from_slice(b"tail");
+        assert_eq!(parse(&frame).unwrap(), h);
+        assert_eq!(WriteAt::Offset(7).op_and_offset(), (OP_WRITE, 7));
     }
 
     #[test]

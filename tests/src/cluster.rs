@@ -26,6 +26,10 @@ use crate::tree;
 pub const VOLUME: &str = "test";
 /// Client per-op timeout passed to every mount (seconds).
 pub const OP_TIMEOUT_SECS: u64 = 2;
+/// `brickfs-mount` options for a client that caches no attributes and no
+/// names in the kernel: it sees another client's change at once, where a
+/// default mount may answer from its cache for up to a second.
+pub const NO_CACHE: [&str; 4] = ["--attr-timeout", "0", "--entry-timeout", "0"];
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const RESTART_BIND_RETRY: Duration = Duration::from_secs(10);
 const UNMOUNT_GRACE: Duration = Duration::from_secs(10);
@@ -226,12 +230,13 @@ impl TestCluster {
 
     /// `A,B,C` as brickfs-mount's `--bricks` takes it.
     pub fn bricks_arg(&self) -> String {
-        let addrs: Vec<String> = self
-            .lock_bricks()
-            .iter()
-            .map(|b| b.addr.to_string())
-            .collect();
-        addrs.join(",")
+        self.brick_addrs(0..self.brick_count()).join(",")
+    }
+
+    /// The addresses (`127.0.0.1:PORT`) of bricks `range`, as the CLI takes
+    /// them.
+    pub fn brick_addrs(&self, range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| self.brick_addr(i).to_string()).collect()
     }
 
     /// Mounts the volume at a fresh `<tmp>/mntN` and waits until the kernel
@@ -242,7 +247,13 @@ impl TestCluster {
 
     /// As [`mount`](Self::mount), with extra `brickfs-mount` options.
     pub fn mount_with_args(&self, extra: &[&str]) -> Mount {
-        let bricks = self.bricks_arg();
+        self.mount_bricks(0..self.brick_count(), extra)
+    }
+
+    /// A client of bricks `range` alone (`--bricks` of those), e.g. one
+    /// replica set: a client of the volume as it was before add-brick.
+    pub fn mount_bricks(&self, range: std::ops::Range<usize>, extra: &[&str]) -> Mount {
+        let bricks = self.brick_addrs(range).join(",");
         let mut args = vec!["--bricks", bricks.as_str(), "--volume", VOLUME];
         let timeout = OP_TIMEOUT_SECS.to_string();
         args.extend(["--op-timeout", timeout.as_str()]);
@@ -253,7 +264,16 @@ impl TestCluster {
     /// Mounts volume `volume` as the cluster store at `url` describes it
     /// (`brickfs-mount --store URL VOLUME MOUNTPOINT`).
     pub fn mount_from_store(&self, url: &str, volume: &str) -> Mount {
-        self.mount_with(&["--store", url, volume])
+        self.mount_from_store_with_args(url, volume, &[])
+    }
+
+    /// As [`mount_from_store`](Self::mount_from_store), with extra
+    /// `brickfs-mount` options (e.g. [`NO_CACHE`], which override the
+    /// volume's options for this mount).
+    pub fn mount_from_store_with_args(&self, url: &str, volume: &str, extra: &[&str]) -> Mount {
+        let mut args = vec!["--store", url, volume];
+        args.extend(extra);
+        self.mount_with(&args)
     }
 
     /// Runs brickfs-mount with `args` then the mount point; waits until the
@@ -527,6 +547,18 @@ impl Mount {
 
     pub fn log(&self) -> &Path {
         &self.state.log
+    }
+
+    /// Whether the client's log holds `what`.
+    pub fn log_has(&self, what: &str) -> bool {
+        proc::log_has(&self.state.log, what)
+    }
+
+    /// How often the client logged brick `brick` up: once when it first
+    /// connected, once more after each outage it noticed.
+    pub fn brick_ups(&self, brick: SocketAddr) -> usize {
+        // The space ends the field: port 1234 is not port 12345.
+        proc::log_lines(&self.state.log, &["brick up", &format!("brick={brick} ")])
     }
 
     /// The brickfs-mount pid, while it runs.

@@ -68,6 +68,24 @@ impl TestCluster {
         }
     }
 
+    /// Starts `brickfs heald --store URL --volume test`: the daemon that
+    /// finds its volume (bricks, options) in the cluster store.
+    pub fn start_heald_from_store(&self, url: &str, retry_secs: u32) -> Heald {
+        let log = self.root().join("logs").join("heald-store.log");
+        let mut cmd = Command::new(&self.binaries().brickfs);
+        cmd.args(["--log-level", "info", "heald", "--store", url])
+            .args(["--volume", VOLUME, "--retry"])
+            .arg(retry_secs.to_string())
+            .stdin(Stdio::null())
+            .stdout(proc::open_log(&log))
+            .stderr(proc::open_log(&log));
+        let child = proc::spawn(cmd, libc::SIGKILL).expect("starting brickfs heald --store");
+        Heald {
+            child: Some(child),
+            log,
+        }
+    }
+
     /// Runs `brickfs volume heal test --bricks ... ARGS` to completion.
     pub fn heal_cli(&self, args: &[&str]) -> HealRun {
         let out = Command::new(&self.binaries().brickfs)

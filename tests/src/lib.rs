@@ -9,12 +9,17 @@
 //! - [`tree`]: a digest of the user-visible tree of a brick directory.
 //! - [`nfs`]: the NFS gateway (`brickfs-nfs`) in front of a test cluster,
 //!   the libnfs command-line tools, and a hand-written ONC RPC client.
+//! - [`volume`]: volumes in a cluster store, made and changed with the
+//!   `brickfs` CLI, and what their bricks hold.
+//! - [`etcd`]: a real etcd, for the store's tests and volumes kept in etcd.
+//! - [`xattr`], [`data`]: extended attributes of a path; test data.
 //!
 //! The binaries are not built here: run `cargo build --workspace` first
 //! (`scripts/test.sh` does). Everything started is stopped on drop, also
 //! when a test panics; then the logs' tails go to stderr.
 
 pub mod cluster;
+pub mod data;
 pub mod etcd;
 pub mod extra_brick;
 pub mod heal;
@@ -23,5 +28,7 @@ mod proc;
 pub mod raw;
 pub mod tree;
 pub mod volume;
+pub mod xattr;
 
-pub use cluster::{wait_until, Mount, TestCluster};
+pub use cluster::{wait_until, Mount, TestCluster, NO_CACHE};
+pub use proc::{free_port, is_mounted, log_has, log_lines, pid_alive};

@@ -107,5 +107,38 @@ pub fn spawn_listening(mut cmd: Command, log: &Path, timeout: Duration) -> Liste
     }
 }
 
+/// Whether process `pid` runs, for processes the test did not spawn itself
+/// (a daemon a command started): a zombie that nobody reaps has ended.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which may hold ") ".
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A loopback port nobody listens on at the moment (the kernel's pick,
+/// closed again): for an address that must refuse connections.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
+    l.local_addr().expect("local address").port()
+}
+
+/// Whether the log at `path` holds `what` (false while it does not exist).
+pub fn log_has(path: &Path, what: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|l| l.contains(what))
+}
+
+/// Lines of the log at `path` that hold every one of `parts`.
+pub fn log_lines(path: &Path, parts: &[&str]) -> usize {
+    std::fs::read_to_string(path).map_or(0, |l| {
+        l.lines()
+            .filter(|line| parts.iter().all(|p| line.contains(p)))
+            .count()
+    })
+}
+
 pub use supervise::children::{kill_and_reap, log_tail, signal, wait_until_exit};
 pub use supervise::mounts::{has_mounts_under, is_mounted, umount_detach};

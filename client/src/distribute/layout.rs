@@ -7,7 +7,7 @@
 //! hashed set then does not exist. An incomplete layout (being rebalanced)
 //! makes a miss ask every set.
 
-use proto::Name;
+use proto::{Gfid, Name};
 
 /// A directory's layout.
 pub const LAYOUT_XATTR: &[u8] = b"trusted.brickfs.dht.layout";
@@ -241,12 +241,29 @@ fn share(i: usize, n: usize) -> u64 {
 }
 
 /// The set a link file points to, from its attribute's value.
-pub fn decode_linkto(bytes: &[u8]) -> Option<usize> {
-    std::str::from_utf8(bytes).ok()?.trim().parse().ok()
+/// Where a link file points: the set, and (links made since the format
+/// grew it) the gfid of the file it was made for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkTo {
+    pub set: usize,
+    pub gfid: Option<Gfid>,
 }
 
-pub fn encode_linkto(set: usize) -> Vec<u8> {
-    set.to_string().into_bytes()
+/// `SET` or `SET:GFIDHEX`.
+pub fn decode_linkto(bytes: &[u8]) -> Option<LinkTo> {
+    let text = std::str::from_utf8(bytes).ok()?.trim();
+    let (set, gfid) = match text.split_once(':') {
+        Some((set, hex)) => (set, Some(Gfid::from_hex(hex)?)),
+        None => (text, None),
+    };
+    Some(LinkTo {
+        set: set.parse().ok()?,
+        gfid,
+    })
+}
+
+pub fn encode_linkto(set: usize, gfid: Gfid) -> Vec<u8> {
+    format!("{set}:{}", gfid.to_hex()).into_bytes()
 }
 
 #[cfg(test)]
@@ -351,7 +368,17 @@ mod tests {
 
     #[test]
     fn link_values_round_trip() {
-        assert_eq!(decode_linkto(&encode_linkto(5)), Some(5));
+        let g = Gfid([7; 16]);
+        assert_eq!(
+            decode_linkto(&encode_linkto(5, g)),
+            Some(LinkTo {
+                set: 5,
+                gfid: Some(g)
+            })
+        );
+        // Link files made before the gfid was recorded.
+        assert_eq!(decode_linkto(b"3"), Some(LinkTo { set: 3, gfid: None }));
         assert_eq!(decode_linkto(b"x"), None);
+        assert_eq!(decode_linkto(b"3:nothex"), None);
     }
 }

@@ -12,8 +12,14 @@ use super::{is_gone, Distribute};
 use crate::layer::{Layer, NewEntry};
 
 /// How long a link file that points nowhere is given to become a rename's
-/// before it is taken for a leftover.
+/// before it is taken for a leftover, when it does not say which file it
+/// was made for (made by an older version).
 pub(super) const STALE_LINK_RECHECK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A link file whose file still exists on the set it names (under another
+/// name) belongs to a rename or hard link in progress, however long that
+/// waits for its locks; past this age it is a leftover of one that died.
+const STALE_LINK_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A name on one set, for an operation that wants to make it there.
 pub(super) enum Entry {
@@ -24,14 +30,25 @@ pub(super) enum Entry {
     StaleLink(Gfid),
 }
 
+/// How long ago `attr`'s object changed status (a link file's birth).
+fn age_of(attr: &proto::Attr) -> std::time::Duration {
+    let born = std::time::UNIX_EPOCH
+        + std::time::Duration::new(attr.ctime.secs.max(0) as u64, attr.ctime.nsecs);
+    std::time::SystemTime::now()
+        .duration_since(born)
+        .unwrap_or_default()
+}
+
 impl Distribute {
-    /// Makes a link file `name` in `parent` on `set`, pointing at `target`.
+    /// Makes a link file `name` in `parent` on `set`, pointing at file
+    /// `gfid` on set `target`.
     pub(crate) async fn make_link(
         &self,
         set: usize,
         parent: Gfid,
         name: &Name,
         target: usize,
+        gfid: Gfid,
     ) -> FsResult<()> {
         let new = NewEntry {
             name: name.clone(),
@@ -44,7 +61,7 @@ impl Distribute {
         };
         let xattrs = vec![(
             Name::new(LINKTO_XATTR),
-            proto::Bytes::from(encode_linkto(target)),
+            proto::Bytes::from(encode_linkto(target, gfid)),
         )];
         self.make_over_stale(set, parent, name, || {
             let (new, xattrs) = (new.clone(), xattrs.clone());
@@ -89,10 +106,11 @@ impl Distribute {
             Err(FsError::NotFound) => return Ok(Entry::Free),
             Err(e) => return Err(e),
         };
-        let target = match self.linkto(set, &attr).await? {
+        let link = match self.link_info(set, &attr).await? {
             None => return Ok(Entry::Live),
-            Some(t) => t,
+            Some(l) => l,
         };
+        let target = link.set;
         if target >= self.sets.len() {
             // A set this client does not know yet: not ours to judge.
             return Ok(Entry::Live);
@@ -100,12 +118,27 @@ impl Distribute {
         if target == set {
             return Ok(Entry::StaleLink(attr.gfid));
         }
-        match self.sets[target].lookup(parent, name).await {
-            Ok(a) if self.linkto(target, &a).await?.is_none() => Ok(Entry::Live),
-            Ok(_) => Ok(Entry::StaleLink(attr.gfid)),
-            Err(e) if is_gone(&e) => Ok(Entry::StaleLink(attr.gfid)),
-            Err(e) => Err(e),
+        let pointing_nowhere = match self.sets[target].lookup(parent, name).await {
+            Ok(a) if self.linkto(target, &a).await?.is_none() => return Ok(Entry::Live),
+            Ok(_) => true,
+            Err(e) if is_gone(&e) => true,
+            Err(e) => return Err(e),
+        };
+        if pointing_nowhere {
+            if let Some(file) = link.gfid {
+                // The file lives on under another name: a rename not done
+                // yet (its second step may wait for locks), unless the link
+                // is too old to be one.
+                let young = age_of(&attr) < STALE_LINK_MAX_AGE;
+                match self.sets[target].getattr(file).await {
+                    Ok(_) if young => return Ok(Entry::Live),
+                    Ok(_) => {}
+                    Err(e) if is_gone(&e) => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
+        Ok(Entry::StaleLink(attr.gfid))
     }
 
     /// After making `name` on `set` failed with EEXIST: if what is there
@@ -124,6 +157,8 @@ impl Distribute {
             Entry::Live => return Ok(false),
             Entry::StaleLink(g) => g,
         };
+        // A link naming its file was judged on that file; an older one gets
+        // the grace of a second look.
         tokio::time::sleep(STALE_LINK_RECHECK).await;
         match self.entry_state(set, parent, name).await? {
             Entry::Free => Ok(true),

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::join_all;
+use proto::data::WriteAt;
 use proto::{
     Attr, DirPage, FileKind, FsError, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs,
     DHT_XATTR_PREFIX,
@@ -42,7 +43,7 @@ use proto::{
 use crate::layer::{Layer, NewEntry};
 use crate::replicate::Replicate;
 pub use cache::{Loc, LAYOUT_TTL};
-use layout::{decode_linkto, Layout, LINKTO_PERM, LINKTO_XATTR};
+use layout::{decode_linkto, Layout, LinkTo, LINKTO_PERM, LINKTO_XATTR};
 use tracing::debug;
 
 pub struct Distribute {
@@ -106,6 +107,11 @@ impl Distribute {
 
     /// The set a link file on `set` points to, or None for a real object.
     pub(crate) async fn linkto(&self, set: usize, attr: &Attr) -> FsResult<Option<usize>> {
+        Ok(self.link_info(set, attr).await?.map(|l| l.set))
+    }
+
+    /// Where the link file `attr` on `set` points, if it is one.
+    pub(crate) async fn link_info(&self, set: usize, attr: &Attr) -> FsResult<Option<LinkTo>> {
         if attr.kind != FileKind::File || attr.perm & 0o7777 != LINKTO_PERM {
             return Ok(None);
         }
@@ -521,7 +527,21 @@ impl Layer for Distribute {
         let data = Arc::new(data);
         self.on_file(gfid, |s| {
             let data = data.clone();
-            async move { s.write_shared(gfid, offset, data).await }
+            async move { s.write_shared(gfid, WriteAt::Offset(offset), data).await }
+        })
+        .await
+    }
+
+    async fn append(&self, gfid: Gfid, data: Vec<u8>) -> FsResult<Attr> {
+        if let Some(s) = self.single() {
+            return s.append(gfid, data).await;
+        }
+        // Resent from the one buffer when the file moved set; the move's
+        // "no such gfid" comes before anything was written.
+        let data = Arc::new(data);
+        self.on_file(gfid, |s| {
+            let data = data.clone();
+            async move { s.write_shared(gfid, WriteAt::End, data).await }
         })
         .await
     }

@@ -96,8 +96,14 @@ impl Distribute {
                         .await;
                 }
             }
-            self.make_link(new_hashed, req.new_parent, &req.new_name, src.set)
-                .await?;
+            self.make_link(
+                new_hashed,
+                req.new_parent,
+                &req.new_name,
+                src.set,
+                src.attr.gfid,
+            )
+            .await?;
         }
         // 2. The rename itself, on the file's set (it replaces whatever
         // has the new name there).
@@ -242,7 +248,7 @@ impl Distribute {
                 Loc::Dir => return Err(FsError::Perm),
             };
             if hashed != set {
-                self.make_link(hashed, parent, name, set).await?;
+                self.make_link(hashed, parent, name, set, gfid).await?;
             }
             match self.sets[set].link(gfid, parent, name).await {
                 Ok(attr) => return Ok(attr),

@@ -169,7 +169,10 @@ impl Healer {
                 let data = std::sync::Arc::new(data);
                 let writes = fan_out(&self.bricks, who, |b| {
                     let data = data.clone();
-                    async move { b.write(Txn::none(), gfid, at, &data).await }
+                    async move {
+                        b.write(Txn::none(), gfid, proto::data::WriteAt::Offset(at), &data)
+                            .await
+                    }
                 })
                 .await;
                 for (_, res) in writes {

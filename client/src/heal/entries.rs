@@ -44,6 +44,18 @@ impl Healer {
         let gfid = lock.gfid;
         let have = survey.have();
         let plans = match roles {
+            // Every replica blamed by the others, all of them here: rolling
+            // outages where each missed ops the other two applied, none
+            // healed in between. Every entry op reached a quorum, so the
+            // two replicas that applied a name's last op agree on it: a
+            // majority of all replicas decides name by name.
+            Roles::SplitBrain { .. } if have == self.all_mask() && count(have) >= 3 => {
+                let listings = self.listings(gfid, have).await?;
+                match self.by_majority(have, &listings) {
+                    Ok(plans) => plans,
+                    Err(why) => return Ok((StepResult::Postponed(why), false)),
+                }
+            }
             Roles::SplitBrain { .. } => return Ok((StepResult::Split, false)),
             Roles::Clean if !full => return Ok((StepResult::Done, false)),
             Roles::Heal { source, sinks } => {

@@ -129,7 +129,13 @@ impl Healer {
             };
             let mut kinds = Vec::new();
             let mut blamed = 0;
+            // A directory every replica of which is here heals its entries
+            // by majority (`entries.rs`): not a split-brain.
+            let entries_vote = survey.have() == self.all_mask() && self.bricks.len() >= 3;
             for kind in [PendingKind::Data, PendingKind::Metadata, PendingKind::Entry] {
+                if kind == PendingKind::Entry && entries_vote {
+                    continue;
+                }
                 if let Roles::SplitBrain { blamed: b } = roles(kind, &survey.refs()) {
                     kinds.push(kind);
                     blamed |= b;

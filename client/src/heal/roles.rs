@@ -1,7 +1,23 @@
 //! Which replicas are heal sources and which are sinks, from the changelog
 //! the bricks return (AFR's rule): a replica blamed by any replica that has
 //! the object is a sink; the others are sources. Every replica blamed by
-//! another is split-brain, which heal reports and never resolves by itself.
+//! another is split-brain, which heal reports and never resolves by itself,
+//! with one exception that is not a split-brain at all:
+//!
+//! **Stale accusations.** Blame is a counter on the accusing brick, and a
+//! heal subtracts it only on the bricks that are up. A brick that was down
+//! while another was healed keeps accusing it of ops it has long received:
+//! after rolling outages each replica can be blamed by some other, although
+//! every op reached a quorum. When one replica is accused by a majority of
+//! the replicas, it is a sink, and its own accusations are not counted: any
+//! op it applied and another replica missed was applied with a quorum
+//! partner, which accuses the same replica too (or has had it healed).
+//!
+//! Directories where every replica is blamed by both others (each missed
+//! ops the other two applied, and no heal ran in between) are not a
+//! split-brain either when all replicas are there: entry heal lets a
+//! majority of all replicas decide name by name (`entries.rs`), since the
+//! two replicas that applied a name's last op agree on it.
 
 use proto::{Looked, PendingKind};
 
@@ -41,9 +57,42 @@ pub fn blamed(kind: PendingKind, present: &[(usize, &Looked)]) -> Mask {
     m
 }
 
+/// Replicas that at least `need` of `present` (other than themselves) blame.
+fn accused_by_at_least(kind: PendingKind, present: &[(usize, &Looked)], need: usize) -> Mask {
+    let mut m = 0;
+    for (target, _) in present {
+        let accusers = present
+            .iter()
+            .filter(|(i, l)| {
+                i != target
+                    && l.pending
+                        .iter()
+                        .any(|(idx, c)| usize::from(*idx) == *target && counter(c, kind) > 0)
+            })
+            .count();
+        if accusers >= need {
+            m |= bit(*target);
+        }
+    }
+    m
+}
+
 pub fn roles(kind: PendingKind, present: &[(usize, &Looked)]) -> Roles {
     let have = present.iter().fold(0, |m, (i, _)| m | bit(*i));
-    let sinks = blamed(kind, present) & have;
+    let mut sinks = blamed(kind, present) & have;
+    if sinks == have && present.len() >= 3 {
+        // Everyone blamed: discount the accusations of the one replica a
+        // majority accuses (see the module docs).
+        let overruled = accused_by_at_least(kind, present, present.len() / 2 + 1);
+        if overruled.count_ones() == 1 {
+            let credible: Vec<(usize, &Looked)> = present
+                .iter()
+                .filter(|(i, _)| overruled & bit(*i) == 0)
+                .copied()
+                .collect();
+            sinks = (blamed(kind, &credible) | overruled) & have;
+        }
+    }
     let sources = have & !sinks;
     if sinks == 0 {
         if present.iter().any(|(_, l)| l.dirty) {
@@ -114,6 +163,33 @@ mod tests {
                 sinks: 0b101
             }
         );
+    }
+
+    #[test]
+    fn stale_accusations_of_a_replica_a_majority_blames_do_not_count() {
+        // After rolling outages: b1 missed ops (b0 and b2 blame it) but
+        // still counts ops against b0 and b2 that heal brought them while b1
+        // was away. Not a split-brain: b1 is the sink.
+        let b0 = looked(&[(1, 0x8e)], false);
+        let b1 = looked(&[(0, 0x25), (2, 2)], false);
+        let b2 = looked(&[(1, 0x3a)], false);
+        let present = [(0, &b0), (1, &b1), (2, &b2)];
+        assert_eq!(
+            roles(PendingKind::Data, &present),
+            Roles::Heal {
+                source: 0,
+                sinks: 0b010
+            }
+        );
+        // Two replicas blamed by a majority each: no way to tell.
+        let b0 = looked(&[(1, 1), (2, 1)], false);
+        let b1 = looked(&[(0, 1), (2, 1)], false);
+        let b2 = looked(&[(0, 1), (1, 1)], false);
+        let present = [(0, &b0), (1, &b1), (2, &b2)];
+        assert!(matches!(
+            roles(PendingKind::Data, &present),
+            Roles::SplitBrain { .. }
+        ));
     }
 
     #[test]

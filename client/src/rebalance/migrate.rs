@@ -137,8 +137,14 @@ impl Run {
         // (to the file about to arrive); it makes room for the copy.
         match dst.lookup(dir, name).await {
             Ok(a) => {
-                let why = match self.dht.linkto(to, &a).await? {
-                    Some(t) if t == from => None,
+                let why = match self.dht.link_info(to, &a).await?.map(|l| (l.set, l.gfid)) {
+                    // A client's rename put another file of set `from` under
+                    // the name since the listing: its link file is not ours
+                    // to remove.
+                    Some((t, Some(g))) if t == from && g != attr.gfid => {
+                        return Ok(Outcome::Raced);
+                    }
+                    Some((t, _)) if t == from => None,
                     // A client's rename made the name another file's.
                     Some(_) => Some(FsError::Busy("the name points to another set".into())),
                     // A run stopped dead between making its copy the file
@@ -161,6 +167,13 @@ impl Run {
                     // the copy).
                     return Ok(Outcome::Stayed);
                 }
+                // The listing may be old: the name must still be this file,
+                // or the link file belongs to whatever replaced it.
+                match src.lookup(dir, name).await {
+                    Ok(now) if now.gfid == attr.gfid => {}
+                    Ok(_) | Err(FsError::NotFound) => return Ok(Outcome::Raced),
+                    Err(e) => return Err(e),
+                }
                 dst.unlink(dir, name, false).await?;
             }
             Err(FsError::NotFound) => {}
@@ -169,7 +182,7 @@ impl Run {
         if attr.kind != FileKind::File || attr.nlink > 1 {
             // Hard links stay together; symlinks and devices are left with
             // a pointer too (they are small and rarely renamed).
-            self.dht.make_link(to, dir, name, from).await?;
+            self.dht.make_link(to, dir, name, from, attr.gfid).await?;
             return Ok(Outcome::Stayed);
         }
         let copy = NewEntry {
@@ -183,7 +196,7 @@ impl Run {
         };
         let xattrs = vec![(
             Name::new(LINKTO_XATTR),
-            proto::Bytes::from(encode_linkto(from)),
+            proto::Bytes::from(encode_linkto(from, attr.gfid)),
         )];
         dst.create_object(dir, copy, attr.gfid, xattrs).await?;
         match self
@@ -235,7 +248,7 @@ impl Run {
         }
         match src.getattr(gfid).await {
             Ok(a) if a.nlink > 1 && a.kind == FileKind::File => {
-                self.dht.make_link(to, dir, name, from).await?;
+                self.dht.make_link(to, dir, name, from, gfid).await?;
                 Ok(Outcome::Stayed)
             }
             _ => Err(e),
@@ -403,7 +416,8 @@ impl Copied {
                 None => data.iter().all(|b| *b == 0),
             };
             if !unchanged {
-                dst.write_shared(gfid, offset, Arc::new(data)).await?;
+                dst.write_shared(gfid, proto::data::WriteAt::Offset(offset), Arc::new(data))
+                    .await?;
                 self.chunks[k] = Some(hash);
             }
             // Chunk k is always at k * CHUNK, whatever was read of it.

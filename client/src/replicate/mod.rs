@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use proto::data::WriteAt;
 use proto::{
     Attr, DirPage, FileKind, FsError, FsResult, Gfid, Name, NewObject, PendingKind, RecordLock,
     RecordLockType, RenameReq, SetAttr, StatFs,
 };
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::layer::{Layer, NewEntry};
 use crate::protocol::BrickConn;
@@ -352,7 +353,7 @@ impl Replicate {
     pub(crate) async fn write_shared(
         &self,
         gfid: Gfid,
-        offset: u64,
+        at: WriteAt,
         data: Arc<Vec<u8>>,
     ) -> FsResult<Attr> {
         if data.len() > proto::MAX_IO as usize {
@@ -362,12 +363,86 @@ impl Replicate {
                 proto::MAX_IO
             )));
         }
-        self.txn(&[gfid], gfid, PendingKind::Data, &[], |b, txn| {
-            let data = data.clone();
-            async move { b.write(txn, gfid, offset, &data).await }
-        })
-        .await
-        .map(|a| a.value)
+        // Where each brick's append landed: under our lock the replicas
+        // have one size, so the ones nobody blames agree; a stale replica
+        // appends at its own (wrong) end, and is a heal sink anyway.
+        let stale_before = if at == WriteAt::End {
+            self.validated(gfid).await?;
+            self.inodes.get(gfid).stale()
+        } else {
+            0
+        };
+        let sizes = std::sync::Mutex::new(Vec::new());
+        let applied = self
+            .txn(&[gfid], gfid, PendingKind::Data, &[], |b, txn| {
+                let (data, sizes) = (data.clone(), &sizes);
+                async move {
+                    let done = b.write(txn, gfid, at, &data).await?;
+                    if at == WriteAt::End {
+                        sizes
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push((usize::from(b.index), done.value.size));
+                    }
+                    Ok(done)
+                }
+            })
+            .await?;
+        let mut attr = applied.value;
+        if at == WriteAt::End {
+            let sizes = sizes
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            attr.size = self
+                .blame_divergent_appends(gfid, &sizes, stale_before)
+                .await;
+        }
+        Ok(attr)
+    }
+
+    /// The size the replicas nobody blamed ended with after an append (only
+    /// they vote: a stale replica's end is not the file's). A brick whose
+    /// append landed elsewhere is wrong: it is blamed, and heal copies the
+    /// file from the others. Fresh replicas cannot disagree while their
+    /// sizes were equal under our lock; should they, the larger keeps
+    /// every acknowledged append.
+    async fn blame_divergent_appends(
+        &self,
+        gfid: Gfid,
+        sizes: &[(usize, u64)],
+        stale_before: Mask,
+    ) -> u64 {
+        let fresh: Vec<u64> = sizes
+            .iter()
+            .filter(|(i, _)| stale_before & crate::quorum::bit(*i) == 0)
+            .map(|(_, s)| *s)
+            .collect();
+        let voters: Vec<u64> = if fresh.is_empty() {
+            sizes.iter().map(|(_, s)| *s).collect()
+        } else {
+            fresh
+        };
+        let votes = |size: u64| voters.iter().filter(|s| **s == size).count();
+        let size = voters
+            .iter()
+            .copied()
+            .max_by_key(|s| (votes(*s), *s))
+            .unwrap_or(0);
+        let odd = sizes
+            .iter()
+            .filter(|(_, s)| *s != size)
+            .fold(0, |m, (i, _)| m | crate::quorum::bit(*i));
+        if odd == 0 {
+            return size;
+        }
+        warn!(%gfid, ?sizes, "an append landed at different offsets; blaming the odd replicas");
+        let good = sizes
+            .iter()
+            .filter(|(_, s)| *s == size)
+            .fold(0, |m, (i, _)| m | crate::quorum::bit(*i));
+        self.blame_after(gfid, good, odd, PendingKind::Data).await;
+        self.inodes.get(gfid).add_stale(odd);
+        size
     }
 }
 
@@ -527,7 +602,12 @@ impl Layer for Replicate {
     }
 
     async fn write(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr> {
-        self.write_shared(gfid, offset, Arc::new(data)).await
+        self.write_shared(gfid, WriteAt::Offset(offset), Arc::new(data))
+            .await
+    }
+
+    async fn append(&self, gfid: Gfid, data: Vec<u8>) -> FsResult<Attr> {
+        self.write_shared(gfid, WriteAt::End, Arc::new(data)).await
     }
 
     async fn flush(&self, _gfid: Gfid) -> FsResult<()> {

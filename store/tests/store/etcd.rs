@@ -4,12 +4,14 @@ use std::time::{Duration, Instant};
 
 use store::StoreError;
 
-use crate::etcd_server::{free_port, Etcd};
+use tests::etcd::Etcd;
+use tests::free_port;
+
 use crate::suite;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn etcd_suite() {
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start_in_temp_dir();
     let url = etcd.url();
     let a = store::open(&url).await.unwrap();
     let b = store::open(&url).await.unwrap();
@@ -56,11 +58,11 @@ async fn etcd_unreachable_is_reported_quickly() {
 /// `Unreachable`, and the same store works again afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_reconnects() {
-    let mut etcd = Etcd::start().await;
+    let mut etcd = Etcd::start_in_temp_dir();
     let s = store::open(&etcd.url()).await.unwrap();
     let rev = s.put("volumes/gv0", b"spec", None).await.unwrap();
 
-    etcd.stop();
+    etcd.kill();
     let t = Instant::now();
     match s.get("volumes/gv0").await {
         Err(StoreError::Unreachable { url, why }) => {
@@ -75,7 +77,7 @@ async fn etcd_reconnects() {
     }
     assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
 
-    etcd.spawn().await;
+    etcd.restart();
     let deadline = Instant::now() + Duration::from_secs(20);
     let e = loop {
         match s.get("volumes/gv0").await {
@@ -95,7 +97,7 @@ async fn etcd_reconnects() {
 /// the restart is still reported to the watch started before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_watch_survives_a_restart() {
-    let mut etcd = Etcd::start().await;
+    let mut etcd = Etcd::start_in_temp_dir();
     let s = store::open(&etcd.url()).await.unwrap();
     let rev = s.put("volumes/gv0", b"spec", None).await.unwrap();
     let watcher = {
@@ -105,10 +107,15 @@ async fn etcd_watch_survives_a_restart() {
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    etcd.stop();
+    assert!(
+        tests::wait_until(Duration::from_secs(10), || etcd.watchers() >= Some(1)),
+        "the watch did not reach etcd"
+    );
+    etcd.kill();
+    // An outage, not a blip: the watch has to find etcd gone and retry.
+    // Nothing to poll from here; the retries are the store's own.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    etcd.spawn().await;
+    etcd.restart();
     let other = store::open(&etcd.url()).await.unwrap();
     let rev2 = other
         .put("volumes/gv0", b"changed", Some(rev))
@@ -127,14 +134,14 @@ async fn etcd_watch_survives_a_restart() {
 /// gone, the error names each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_tries_the_next_endpoint() {
-    let mut etcd = Etcd::start().await;
+    let mut etcd = Etcd::start_in_temp_dir();
     let dead = format!("127.0.0.1:{}", free_port());
     let url = format!("etcd://{dead},{}", etcd.url().trim_start_matches("etcd://"));
     let s = store::open(&url).await.unwrap();
     let rev = s.put("volumes/gv0", b"spec", None).await.unwrap();
     assert_eq!(s.get("volumes/gv0").await.unwrap().unwrap().revision, rev);
 
-    etcd.stop();
+    etcd.kill();
     match s.get("volumes/gv0").await {
         Err(StoreError::Unreachable { why, .. }) => {
             assert!(why.contains(&dead), "{why}");
@@ -174,7 +181,7 @@ async fn etcd_not_etcd() {
 /// (etcd cancels a watch that starts before it) still sees the next change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_watch_after_compaction() {
-    let etcd = Etcd::start().await;
+    let etcd = Etcd::start_in_temp_dir();
     let s = store::open(&etcd.url()).await.unwrap();
     let rev = s.put("volumes/gv0", b"spec", None).await.unwrap();
     let mut other = s.put("volumes/other", b"0", None).await.unwrap();

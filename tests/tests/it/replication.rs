@@ -1,10 +1,8 @@
 //! Replication under faults: real bricks killed (SIGKILL) or hung (SIGSTOP)
 //! under a real FUSE mount, and two clients writing the same objects.
 
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tests::cluster::TestCluster;
+use tests::xattr;
 
 const SETTLE: Duration = Duration::from_secs(10);
 /// The harness mounts with `--op-timeout 2`.
@@ -20,20 +19,10 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Changelog counters (data, metadata, entry) that the brick holding `path`
 /// keeps against replica `blamed`.
 fn pending(path: &Path, blamed: usize) -> (u32, u32, u32) {
-    let p = CString::new(path.as_os_str().as_bytes()).expect("path");
-    let name = CString::new(format!("trusted.brickfs.pending.{blamed}")).expect("name");
-    let mut buf = [0u8; 12];
-    let rc = unsafe {
-        libc::lgetxattr(
-            p.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
+    let buf = match xattr::get(path, &format!("trusted.brickfs.pending.{blamed}")) {
+        Ok(v) if v.len() == 12 => v,
+        _ => return (0, 0, 0),
     };
-    if rc != 12 {
-        return (0, 0, 0);
-    }
     let word = |i: usize| u32::from_be_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
     (word(0), word(4), word(8))
 }

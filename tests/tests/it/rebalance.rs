@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -80,8 +80,11 @@ fn add_brick_and_rebalance_while_clients_write_and_list() {
     let before: BTreeSet<String> = expected.lock().unwrap().keys().cloned().collect();
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Progress of the two clients, for the test to wait on.
+    let (writes, listings) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let writer = {
         let (stop, expected, root) = (stop.clone(), expected.clone(), root.clone());
+        let writes = writes.clone();
         thread::spawn(move || {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
@@ -106,6 +109,8 @@ fn add_brick_and_rebalance_while_clients_write_and_list() {
                 fs::write(root.join(&new), &data).unwrap_or_else(|e| panic!("create {new}: {e}"));
                 expected.lock().unwrap().insert(new, data);
                 i += 1;
+                writes.store(i, Ordering::Relaxed);
+                // Paces the writer: the volume should not grow much.
                 thread::sleep(Duration::from_millis(20));
             }
             i
@@ -114,6 +119,7 @@ fn add_brick_and_rebalance_while_clients_write_and_list() {
     let lister = {
         let (stop, before) = (stop.clone(), before.clone());
         let root = lister_mount.path().to_path_buf();
+        let listings = listings.clone();
         thread::spawn(move || {
             let mut rounds = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -126,26 +132,37 @@ fn add_brick_and_rebalance_while_clients_write_and_list() {
                     assert!(got.len() >= 100, "{p} read short: {} bytes", got.len());
                 }
                 rounds += 1;
+                listings.store(rounds, Ordering::Relaxed);
             }
             rounds
         })
     };
-
-    thread::sleep(Duration::from_millis(500));
-    let new_bricks: Vec<String> = (6..9).map(|i| cluster.brick_addr(i).to_string()).collect();
-    let mut args = vec!["volume", "add-brick", tests::cluster::VOLUME];
-    args.extend(new_bricks.iter().map(String::as_str));
-    vol.ok(&args);
-    // Both mounts follow the store and switch to the 3 x 3 graph.
-    for m in [&writer_mount, &lister_mount] {
+    // Waits until both clients did `n` more of their work since `since`
+    // (writes, listings); a client that failed has ended (its join says why).
+    let going_on = |since: (usize, usize), n: usize, what: &str| {
+        let ok = wait_until(Duration::from_secs(30), || {
+            (writes.load(Ordering::Relaxed) >= since.0 + n
+                && listings.load(Ordering::Relaxed) >= since.1 + n)
+                || writer.is_finished()
+                || lister.is_finished()
+        });
         assert!(
-            wait_until(Duration::from_secs(20), || fs::read_to_string(m.log())
-                .is_ok_and(|l| l.contains("switched to graph"))),
-            "mount {} did not switch graphs",
-            m.path().display()
+            ok,
+            "the clients stalled {what}: {writes:?} writes, {listings:?} listings"
         );
-    }
+    };
+    let now = || {
+        (
+            writes.load(Ordering::Relaxed),
+            listings.load(Ordering::Relaxed),
+        )
+    };
+
+    going_on((0, 0), 3, "before add-brick");
+    // Both mounts follow the store and switch to the 3 x 3 graph.
+    vol.add_set(6, &[&writer_mount, &lister_mount]);
     let started = Instant::now();
+    let at_start = now();
     vol.ok(&["volume", "rebalance", tests::cluster::VOLUME, "start"]);
     let done = wait_until(Duration::from_secs(120), || {
         vol.cli(&["volume", "rebalance", tests::cluster::VOLUME, "status"])
@@ -155,11 +172,18 @@ fn add_brick_and_rebalance_while_clients_write_and_list() {
     let status = vol.ok(&["volume", "rebalance", tests::cluster::VOLUME, "status"]);
     assert!(done, "rebalance did not complete: {status}");
     eprintln!("rebalance took {:?}:\n{status}", started.elapsed());
-    thread::sleep(Duration::from_millis(500));
+    let at_end = now();
+    // The clients go on once the files have moved.
+    going_on(at_end, 3, "after the rebalance");
     stop.store(true, Ordering::Relaxed);
     let writes = writer.join().expect("writer failed");
     let rounds = lister.join().expect("lister failed");
     assert!(writes > 5 && rounds > 0, "writer {writes}, lister {rounds}");
+    // What the test is about: the rebalance ran while the clients worked.
+    assert!(
+        at_end.0 > at_start.0 && at_end.1 > at_start.1,
+        "no writes or listings while the rebalance ran: {at_start:?} → {at_end:?}"
+    );
 
     // At the end: every file once, with exactly what was written.
     let fresh = vol.mount();

@@ -9,6 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
+use tests::data::pattern;
 use tests::nfs::rpc::{
     self, Nfs3Client, Reply, RpcClient, NFS3ERR_BADHANDLE, NFS3ERR_NAMETOOLONG, NFS3ERR_ROFS,
     NFS3ERR_STALE, PROG_MOUNT, PROG_NFS,
@@ -18,20 +19,6 @@ use tests::{wait_until, TestCluster};
 
 const T: Duration = Duration::from_secs(5);
 const SETTLE: Duration = Duration::from_secs(10);
-
-/// Deterministic pseudo-random bytes (xorshift64*), different per `seed`.
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn write_local(path: &Path, data: &[u8]) {
     std::fs::write(path, data).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
@@ -82,7 +69,7 @@ fn copy_in_and_out_list_cat_and_cross_check_with_fuse() {
     let local = cluster.root();
 
     // In through NFS, out through NFS.
-    let big = pseudo_random(1 << 20, 1);
+    let big = pattern(1, 1 << 20);
     write_local(&local.join("big.in"), &big);
     write_local(&local.join("empty.in"), b"");
     nfs_cp(local.join("big.in"), gw.url("test/big.bin")).assert_ok();
@@ -109,7 +96,7 @@ fn copy_in_and_out_list_cat_and_cross_check_with_fuse() {
     assert_same("empty via FUSE", &read_local(&mount.join("empty")), b"");
 
     // Written through FUSE, read through NFS.
-    let fused = pseudo_random(300_000, 2);
+    let fused = pattern(2, 300_000);
     write_local(&mount.join("from-fuse.bin"), &fused);
     write_local(&mount.join("hello.txt"), b"hello over nfs\n");
     nfs_cp(gw.url("test/from-fuse.bin"), local.join("from-fuse.out")).assert_ok();
@@ -159,7 +146,7 @@ fn subdirectory_exports_and_missing_paths() {
     let ls = nfs_ls(&gw.url("test/sub/dir"));
     ls.assert_ok();
     assert_eq!(ls_names(&ls), ["inside.txt"], "{ls:?}");
-    let data = pseudo_random(70_000, 3);
+    let data = pattern(3, 70_000);
     write_local(&local.join("copied.in"), &data);
     nfs_cp(local.join("copied.in"), gw.url("test/sub/dir/copied.bin")).assert_ok();
     assert_same(
@@ -209,7 +196,7 @@ fn subdirectory_exports_and_missing_paths() {
 fn handles_survive_a_gateway_restart_and_go_stale_after_delete() {
     let cluster = TestCluster::start(3);
     let mount = cluster.mount();
-    let data = pseudo_random(200_000, 4);
+    let data = pattern(4, 200_000);
     write_local(&mount.join("stable.bin"), &data);
     let gw = cluster.start_gateway(&[]);
 
@@ -423,7 +410,7 @@ fn bad_input_gets_errors_and_the_gateway_keeps_serving() {
     nfs_cp(cluster.root().join("keep.in"), gw.url("test/keep.txt")).assert_ok();
 
     // Byte-level abuse: each costs only its own connection, closed promptly.
-    let garbage = pseudo_random(4096, 5);
+    let garbage = pattern(5, 4096);
     let r = rpc::exchange_raw(addr, &garbage, true, T).unwrap();
     assert!(r.closed, "garbage: connection left open ({r:?})");
     let huge = 0xFFFF_FFFFu32.to_be_bytes();

@@ -3,10 +3,8 @@
 //! entries), nothing deleted comes back, split-brain is reported and only
 //! resolved by an operator's choice.
 
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,54 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tests::cluster::TestCluster;
-use tests::wait_until;
+use tests::data::pattern;
+use tests::{wait_until, xattr, NO_CACHE};
 
 const HEAL_TIMEOUT: Duration = Duration::from_secs(90);
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// Deterministic bytes that differ per seed and per position.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-fn set_xattr(path: &Path, name: &str, value: &[u8]) {
-    let p = CString::new(path.as_os_str().as_bytes()).expect("path");
-    let n = CString::new(name).expect("name");
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "setxattr {name} on {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
-}
-
 fn gfid_hex(brick_path: &Path) -> String {
-    let p = CString::new(brick_path.as_os_str().as_bytes()).expect("path");
-    let n = CString::new("trusted.brickfs.gfid").expect("name");
-    let mut buf = [0u8; 16];
-    // SAFETY: as above.
-    let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert_eq!(rc, 16, "gfid of {}", brick_path.display());
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    let gfid = xattr::get(brick_path, "trusted.brickfs.gfid")
+        .unwrap_or_else(|e| panic!("gfid of {}: {e}", brick_path.display()));
+    assert_eq!(gfid.len(), 16, "gfid of {}", brick_path.display());
+    gfid.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn assert_healed(cluster: &TestCluster) {
@@ -100,7 +61,7 @@ fn a_brick_that_missed_writes_is_healed_on_its_own() {
     std::os::unix::fs::symlink("a/b/leaf", m.join("tree/link")).unwrap();
     fs::set_permissions(m.join("small/f0000"), fs::Permissions::from_mode(0o600)).unwrap();
     std::os::unix::fs::chown(m.join("small/f0001"), Some(1234), Some(5678)).unwrap();
-    set_xattr(&m.join("small/f0002"), "user.colour", b"blue");
+    xattr::set(&m.join("small/f0002"), "user.colour", b"blue").unwrap();
     assert!(
         cluster.heal_pending().unwrap_or(0) > 0,
         "nothing blamed while a brick was down"
@@ -147,15 +108,8 @@ fn rolling_outage_converges_with_nothing_lost() {
     cluster.restart_brick(0);
     // Brick 1 goes before heal can have finished, once the client is back
     // on brick 0 (else two bricks would be down).
-    let addr = cluster.brick_addr(0).to_string();
-    assert!(wait_until(Duration::from_secs(10), || {
-        fs::read_to_string(m.log()).is_ok_and(|log| {
-            log.lines()
-                .filter(|l| l.contains("brick up") && l.contains(&addr))
-                .count()
-                >= 2
-        })
-    }));
+    let addr = cluster.brick_addr(0);
+    assert!(wait_until(Duration::from_secs(10), || m.brick_ups(addr) >= 2));
     cluster.kill_brick(1);
     for i in 0..100u64 {
         fs::write(m.join(format!("d/b{i:03}")), pattern(2000 + i, 8192)).unwrap();
@@ -408,9 +362,9 @@ fn split_brain_is_reported_never_healed_silently_and_resolved_on_request() {
     let (b0, b1) = (cluster.brick_dir(0), cluster.brick_dir(1));
     let blame = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
     fs::write(b0.join("f"), b"HELLO, WORLD").unwrap();
-    set_xattr(&b0.join("f"), "trusted.brickfs.pending.1", &blame);
-    set_xattr(&b0.join("f"), "trusted.brickfs.pending.2", &blame);
-    set_xattr(&b1.join("f"), "trusted.brickfs.pending.0", &blame);
+    xattr::set(&b0.join("f"), "trusted.brickfs.pending.1", &blame).unwrap();
+    xattr::set(&b0.join("f"), "trusted.brickfs.pending.2", &blame).unwrap();
+    xattr::set(&b1.join("f"), "trusted.brickfs.pending.0", &blame).unwrap();
     let gfid = gfid_hex(&b0.join("f"));
     for b in [&b0, &b1] {
         File::create(b.join(".brickfs/indices/xattrop").join(&gfid)).unwrap();
@@ -445,22 +399,15 @@ fn split_brain_is_reported_never_healed_silently_and_resolved_on_request() {
 fn a_client_heals_what_it_finds_stale_without_the_daemon() {
     let cluster = TestCluster::start(3);
     // No kernel caching: every open asks the client stack.
-    let m = cluster.mount_with_args(&["--attr-timeout", "0", "--entry-timeout", "0"]);
+    let m = cluster.mount_with_args(&NO_CACHE);
     fs::write(m.join("hot"), pattern(1, 256 * 1024)).unwrap();
     fs::write(m.join("cold"), pattern(1, 256 * 1024)).unwrap();
     cluster.kill_brick(0);
     fs::write(m.join("hot"), pattern(2, 256 * 1024)).unwrap();
     fs::write(m.join("cold"), pattern(2, 256 * 1024)).unwrap();
     cluster.restart_brick(0);
-    let addr = cluster.brick_addr(0).to_string();
-    assert!(wait_until(Duration::from_secs(10), || {
-        fs::read_to_string(m.log()).is_ok_and(|log| {
-            log.lines()
-                .filter(|l| l.contains("brick up") && l.contains(&addr))
-                .count()
-                >= 2
-        })
-    }));
+    let addr = cluster.brick_addr(0);
+    assert!(wait_until(Duration::from_secs(10), || m.brick_ups(addr) >= 2));
     assert_eq!(fs::read(m.join("hot")).unwrap(), pattern(2, 256 * 1024));
     let b0 = cluster.brick_dir(0);
     assert!(

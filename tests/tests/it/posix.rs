@@ -11,58 +11,12 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use tests::cluster::TestCluster;
+use tests::xattr;
 
 const SETTLE: Duration = Duration::from_secs(10);
 
 fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).expect("no NUL in test paths")
-}
-
-fn set_xattr(p: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
-    let n = CString::new(name).expect("xattr name");
-    let rc = unsafe {
-        libc::setxattr(
-            cpath(p).as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn get_xattr(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    let n = CString::new(name).expect("xattr name");
-    let mut buf = vec![0u8; 4096];
-    let rc = unsafe {
-        libc::getxattr(
-            cpath(p).as_ptr(),
-            n.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(rc as usize);
-    Ok(buf)
-}
-
-fn list_xattrs(p: &Path) -> Vec<String> {
-    let mut buf = vec![0u8; 4096];
-    let rc = unsafe { libc::listxattr(cpath(p).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(rc >= 0, "listxattr: {}", std::io::Error::last_os_error());
-    buf.truncate(rc as usize);
-    buf.split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
 }
 
 #[test]
@@ -121,13 +75,13 @@ fn files_data_and_metadata() {
     assert_eq!(md.atime(), 1_000_000_000);
 
     // xattrs
-    set_xattr(&f, "user.color", b"blue").unwrap();
-    assert_eq!(get_xattr(&f, "user.color").unwrap(), b"blue");
-    assert!(list_xattrs(&f).contains(&"user.color".to_string()));
-    let err = get_xattr(&f, "user.missing").unwrap_err();
+    xattr::set(&f, "user.color", b"blue").unwrap();
+    assert_eq!(xattr::get(&f, "user.color").unwrap(), b"blue");
+    assert!(xattr::list(&f).contains(&"user.color".to_string()));
+    let err = xattr::get(&f, "user.missing").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::ENODATA));
     assert!(
-        !list_xattrs(&f)
+        !xattr::list(&f)
             .iter()
             .any(|x| x.starts_with("trusted.brickfs")),
         "private xattrs leak to clients"

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tests::cluster::{TestCluster, VOLUME};
 use tests::volume::StoreVolume;
-use tests::wait_until;
+use tests::{pid_alive, wait_until};
 
 /// `brickfs-mount --install-helper DIR`; the helper's path.
 fn install_helper(cluster: &TestCluster) -> PathBuf {
@@ -50,16 +50,6 @@ fn mountinfo_line(mnt: &Path) -> Option<String> {
         .map(String::from)
 }
 
-/// True while `pid` runs (a zombie nobody reaps has ended).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 /// Unmounts and ends the background brickfs-mount if the test did not.
 struct Cleanup {
     mnt: PathBuf,
@@ -71,7 +61,7 @@ impl Drop for Cleanup {
         if mountinfo_line(&self.mnt).is_some() {
             let _ = supervise::mounts::umount_detach(&self.mnt);
         }
-        if let Some(pid) = self.pid.filter(|p| alive(*p)) {
+        if let Some(pid) = self.pid.filter(|p| pid_alive(*p)) {
             // SAFETY: the brickfs-mount this test started (through the helper).
             unsafe {
                 libc::kill(pid as libc::pid_t, libc::SIGKILL);
@@ -121,7 +111,7 @@ fn the_helper_mounts_in_the_background_and_umount_ends_it() {
     // fuser mounts with mount(2) and keeps the subtype for fusermount.)
     let line = mountinfo_line(&mnt).expect("not mounted when the helper returned");
     assert!(line.contains(&format!(" brickfs:{VOLUME} ")), "{line}");
-    assert!(alive(pid), "the background brickfs-mount is gone");
+    assert!(pid_alive(pid), "the background brickfs-mount is gone");
     std::fs::write(mnt.join("via-helper"), b"mounted by mount.fuse.brickfs").unwrap();
     assert_eq!(
         std::fs::read(mnt.join("via-helper")).unwrap(),
@@ -151,7 +141,7 @@ fn the_helper_mounts_in_the_background_and_umount_ends_it() {
         String::from_utf8_lossy(&umount.stderr)
     );
     assert!(
-        wait_until(Duration::from_secs(10), || !alive(pid)),
+        wait_until(Duration::from_secs(10), || !pid_alive(pid)),
         "brickfs-mount still runs after umount; log:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );

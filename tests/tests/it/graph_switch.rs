@@ -4,8 +4,6 @@
 //! afterwards. A closed graph gives its locks back and its connections go.
 
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,21 +17,6 @@ const BLOCK: usize = 64 * 1024;
 /// The writer writes at least this many blocks, and goes on until told.
 const MIN_BLOCKS: u64 = 200;
 
-fn brickfs(cluster: &TestCluster, store: &str, args: &[&str]) -> String {
-    let out = Command::new(&cluster.binaries().brickfs)
-        .args(["--store", store])
-        .args(args)
-        .output()
-        .expect("running brickfs");
-    assert!(
-        out.status.success(),
-        "brickfs {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Block `i` of the streamed file: every byte tells where it belongs.
 fn block(i: u64) -> Vec<u8> {
     (0..BLOCK)
@@ -41,15 +24,11 @@ fn block(i: u64) -> Vec<u8> {
         .collect()
 }
 
-fn log_has(path: &Path, what: &str) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|l| l.contains(what))
-}
-
 #[test]
 fn a_mount_switches_graphs_under_a_streaming_writer() {
     let cluster = TestCluster::start(3);
-    let store = StoreVolume::create_on(&cluster, 3).url;
-    let m = cluster.mount_from_store(&store, VOLUME);
+    let vol = StoreVolume::create_on(&cluster, 3);
+    let m = vol.mount();
     let path = m.join("stream");
 
     let written = Arc::new(AtomicU64::new(0));
@@ -86,16 +65,10 @@ fn a_mount_switches_graphs_under_a_streaming_writer() {
     at_least(10);
 
     // An option: applied live on the graph that serves.
-    brickfs(
-        &cluster,
-        &store,
-        &["volume", "set", VOLUME, "network.op-timeout", "7"],
-    );
+    vol.ok(&["volume", "set", VOLUME, "network.op-timeout", "7"]);
     assert!(
-        tests::wait_until(Duration::from_secs(10), || log_has(
-            m.log(),
-            "volume option changed: network.op-timeout"
-        )),
+        tests::wait_until(Duration::from_secs(10), || m
+            .log_has("volume option changed: network.op-timeout")),
         "the mount did not apply the option:\n{}",
         std::fs::read_to_string(m.log()).unwrap_or_default()
     );
@@ -105,14 +78,8 @@ fn a_mount_switches_graphs_under_a_streaming_writer() {
     let new_dir = cluster.root().join("new-brick");
     let new = ExtraBrick::start(&cluster, &new_dir, None);
     let old = cluster.brick_addr(2).to_string();
-    brickfs(
-        &cluster,
-        &store,
-        &["volume", "replace-brick", VOLUME, &old, &new.addr],
-    );
-    let switched = tests::wait_until(Duration::from_secs(15), || {
-        log_has(m.log(), "switched to graph 2")
-    });
+    vol.ok(&["volume", "replace-brick", VOLUME, &old, &new.addr]);
+    let switched = tests::wait_until(Duration::from_secs(15), || m.log_has("switched to graph 2"));
     assert!(
         switched,
         "the mount did not switch graphs:\n{}",
@@ -252,8 +219,8 @@ fn a_closed_graph_gives_its_locks_back_and_fails_fast() {
 fn the_nfs_gateway_switches_graphs_too() {
     tests::nfs::require_libnfs_tools();
     let cluster = TestCluster::start(3);
-    let store = StoreVolume::create_on(&cluster, 3).url;
-    let gw = cluster.start_gateway_from_store(&store);
+    let vol = StoreVolume::create_on(&cluster, 3);
+    let gw = cluster.start_gateway_from_store(&vol.url);
     let local = cluster.root().join("local");
     std::fs::create_dir_all(&local).unwrap();
     std::fs::write(local.join("before"), b"old graph").unwrap();
@@ -263,13 +230,9 @@ fn the_nfs_gateway_switches_graphs_too() {
     let new_dir = cluster.root().join("new-brick");
     let new = ExtraBrick::start(&cluster, &new_dir, None);
     let old = cluster.brick_addr(2).to_string();
-    brickfs(
-        &cluster,
-        &store,
-        &["volume", "replace-brick", VOLUME, &old, &new.addr],
-    );
+    vol.ok(&["volume", "replace-brick", VOLUME, &old, &new.addr]);
     assert!(
-        tests::wait_until(Duration::from_secs(15), || log_has(
+        tests::wait_until(Duration::from_secs(15), || tests::log_has(
             gw.log(),
             "switched to graph 2"
         )),

@@ -4,97 +4,32 @@
 //! cycle (start, status, stop) as far as it does not depend on files being
 //! spread (tests/tests/rebalance.rs does that).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use tests::cluster::{wait_until, TestCluster, VOLUME};
 use tests::extra_brick::ExtraBrick;
-
-struct Run {
-    ok: bool,
-    out: String,
-    err: String,
-}
-
-fn brickfs(cluster: &TestCluster, store: &str, args: &[&str]) -> Run {
-    let out = Command::new(&cluster.binaries().brickfs)
-        .args(["--store", store])
-        .args(args)
-        .output()
-        .expect("running brickfs");
-    Run {
-        ok: out.status.success(),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(r: Run, what: &str) -> String {
-    assert!(r.ok, "{what} failed:\n{}\n{}", r.out, r.err);
-    r.out
-}
-
-fn addr(cluster: &TestCluster, i: usize) -> String {
-    cluster.brick_addr(i).to_string()
-}
-
-/// Volume `name` over `bricks`, created (and started if `start`).
-fn create(cluster: &TestCluster, store: &str, name: &str, bricks: &[String], start: bool) {
-    let mut args = vec!["volume", "create", name, "replica", "3"];
-    args.extend(bricks.iter().map(String::as_str));
-    ok(brickfs(cluster, store, &args), "volume create");
-    if start {
-        ok(
-            brickfs(cluster, store, &["volume", "start", name]),
-            "volume start",
-        );
-    }
-}
-
-/// Every file under `dir` with its content (the store's lock file aside).
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n != "lock") {
-                out.push((
-                    p.display().to_string(),
-                    std::fs::read(&p).unwrap_or_default(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use tests::volume::{assert_refused, brickfs, create_volume, store_files};
 
 #[test]
 fn bad_add_brick_input_leaves_the_store_unchanged_and_good_input_adds_a_set() {
     let cluster = TestCluster::start(9);
     let dir = cluster.root().join("store");
     let store = format!("file://{}", dir.display());
-    let a: Vec<String> = (0..9).map(|i| addr(&cluster, i)).collect();
-    create(&cluster, &store, VOLUME, &a[..6], true);
+    let a = cluster.brick_addrs(0..9);
+    create_volume(&cluster, &store, VOLUME, &a[..6]);
+    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
     // Another volume, and a brick bound to a volume the store does not know.
     let others: Vec<ExtraBrick> = (0..3)
         .map(|i| ExtraBrick::start(&cluster, &cluster.root().join(format!("other{i}")), None))
         .collect();
     let other_addrs: Vec<String> = others.iter().map(|b| b.addr.clone()).collect();
-    create(&cluster, &store, "other", &other_addrs, false);
+    create_volume(&cluster, &store, "other", &other_addrs);
     let elsewhere = ExtraBrick::start(
         &cluster,
         &cluster.root().join("elsewhere"),
         Some("elsewhere"),
     );
-    let before = snapshot(&dir);
+    let before = store_files(&dir);
 
     let (b6, b7, b8) = (a[6].as_str(), a[7].as_str(), a[8].as_str());
     let port6 = cluster.brick_addr(6).port();
@@ -125,36 +60,24 @@ fn bad_add_brick_input_leaves_the_store_unchanged_and_good_input_adds_a_set() {
             "unknown volume nope",
         ),
     ];
-    for (args, says) in refused {
-        let r = brickfs(&cluster, &store, &args);
-        assert!(!r.ok, "{args:?} succeeded:\n{}", r.out);
-        assert!(
-            r.err.to_lowercase().contains(says),
-            "{args:?}: error does not mention {says:?}: {}",
-            r.err
-        );
-        assert_eq!(snapshot(&dir), before, "{args:?} changed the store");
-    }
+    assert_refused(&cluster, &store, &dir, &refused);
     let unreachable = brickfs(&cluster, "etcd://127.0.0.1:1", &add(&[b6, b7, b8]));
     assert!(
         !unreachable.ok && unreachable.err.contains("unreachable"),
         "{}",
         unreachable.err
     );
-    assert_eq!(snapshot(&dir), before);
+    assert_eq!(store_files(&dir), before);
 
     // The bricks refused above are fine on their own: 2 x 3 → 3 x 3.
-    let out = ok(brickfs(&cluster, &store, &add(&[b6, b7, b8])), "add-brick");
+    let out = brickfs(&cluster, &store, &add(&[b6, b7, b8])).assert_ok();
     assert!(out.contains("volume add-brick: test: success"), "{out}");
     assert!(
         out.contains(&format!("replica set 3: {b6} {b7} {b8}")),
         "{out}"
     );
     assert!(out.contains("volume rebalance test start"), "{out}");
-    let info = ok(
-        brickfs(&cluster, &store, &["volume", "info", VOLUME]),
-        "info",
-    );
+    let info = brickfs(&cluster, &store, &["volume", "info", VOLUME]).assert_ok();
     assert!(
         info.contains("Number of Bricks: 3 x 3 = 9")
             && info.contains("Type: Distributed-Replicate")
@@ -162,10 +85,7 @@ fn bad_add_brick_input_leaves_the_store_unchanged_and_good_input_adds_a_set() {
             && info.contains(&format!("Brick9: {b8}")),
         "{info}"
     );
-    let status = ok(
-        brickfs(&cluster, &store, &["volume", "status", VOLUME]),
-        "status",
-    );
+    let status = brickfs(&cluster, &store, &["volume", "status", VOLUME]).assert_ok();
     for (i, brick) in a.iter().enumerate() {
         let line = status
             .lines()
@@ -179,10 +99,7 @@ fn bad_add_brick_input_leaves_the_store_unchanged_and_good_input_adds_a_set() {
         );
     }
     // The other volume is untouched.
-    let other = ok(
-        brickfs(&cluster, &store, &["volume", "info", "other"]),
-        "info other",
-    );
+    let other = brickfs(&cluster, &store, &["volume", "info", "other"]).assert_ok();
     assert!(other.contains("1 x 3 = 3"), "{other}");
     // And the bricks are taken now.
     let again = brickfs(&cluster, &store, &add(&[b6, b7, b8]));
@@ -200,31 +117,21 @@ fn add<'a>(bricks: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-/// Reads `/proc/PID` to tell whether a process we did not spawn still runs.
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false)
-}
-
 #[test]
 fn rebalance_start_status_stop_through_the_cli() {
     let cluster = TestCluster::start(9);
     let dir = cluster.root().join("store");
     let store = format!("file://{}", dir.display());
-    let a: Vec<String> = (0..9).map(|i| addr(&cluster, i)).collect();
-    create(&cluster, &store, VOLUME, &a[..3], false);
+    let a = cluster.brick_addrs(0..9);
+    create_volume(&cluster, &store, VOLUME, &a[..3]);
     let rebalance = |what: &str| brickfs(&cluster, &store, &["volume", "rebalance", VOLUME, what]);
 
     let r = rebalance("start");
     assert!(!r.ok && r.err.contains("start it first"), "{}", r.err);
-    ok(
-        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
-        "volume start",
-    );
+    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
     let r = rebalance("start");
     assert!(!r.ok && r.err.contains("nothing to rebalance"), "{}", r.err);
-    let s = ok(rebalance("status"), "status");
+    let s = rebalance("status").assert_ok();
     assert!(s.contains("no rebalance has been started"), "{s}");
     let r = rebalance("stop");
     assert!(!r.ok && r.err.contains("no rebalance"), "{}", r.err);
@@ -233,10 +140,10 @@ fn rebalance_start_status_stop_through_the_cli() {
 
     let mut args = vec!["volume", "add-brick", VOLUME];
     args.extend(a[3..6].iter().map(String::as_str));
-    ok(brickfs(&cluster, &store, &args), "add-brick");
+    brickfs(&cluster, &store, &args).assert_ok();
 
     // In the background: a runner with a pid and a log next to the store.
-    let out = ok(rebalance("start"), "rebalance start");
+    let out = rebalance("start").assert_ok();
     let log = dir.join("rebalance-test.log");
     assert!(
         out.contains("started over 2 replica sets") && out.contains(&log.display().to_string()),
@@ -252,7 +159,7 @@ fn rebalance_start_status_stop_through_the_cli() {
     // how, and its runner exits.
     let mut last = String::new();
     let ended = wait_until(Duration::from_secs(60), || {
-        last = ok(rebalance("status"), "status");
+        last = rebalance("status").assert_ok();
         ["completed", "failed"]
             .iter()
             .any(|s| last.contains(&format!(" {s} ")))
@@ -260,7 +167,7 @@ fn rebalance_start_status_stop_through_the_cli() {
     assert!(ended, "the rebalance did not end:\n{last}");
     assert!(last.contains("over 2 replica sets"), "{last}");
     assert!(
-        wait_until(Duration::from_secs(10), || !running(pid)),
+        wait_until(Duration::from_secs(10), || !tests::pid_alive(pid)),
         "runner {pid} still runs"
     );
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -271,10 +178,7 @@ fn rebalance_start_status_stop_through_the_cli() {
         "{}",
         r.err
     );
-    let status = ok(
-        brickfs(&cluster, &store, &["volume", "status", VOLUME]),
-        "volume status",
-    );
+    let status = brickfs(&cluster, &store, &["volume", "status", VOLUME]).assert_ok();
     assert!(status.contains("Task: Rebalance"), "{status}");
 
     // In the foreground, with the outcome as the exit status.

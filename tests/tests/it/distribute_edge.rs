@@ -14,15 +14,15 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
 use client::distribute::layout::Layout;
 use tests::cluster::VOLUME;
-use tests::volume::{StoreVolume, REPLICA};
-use tests::{wait_until, TestCluster};
+use tests::volume::{brick_objects, is_link_file, StoreVolume, REPLICA};
+use tests::{wait_until, xattr, TestCluster, NO_CACHE};
 
 /// The set `name` hashes to in a directory laid out evenly over `sets`.
 fn set_of(name: &str, sets: usize) -> usize {
@@ -38,37 +38,12 @@ fn name_on(prefix: &str, set: usize, sets: usize, n: usize) -> String {
         .expect("names never run out")
 }
 
-/// Every object under a brick directory (its private dir left out), as
-/// paths relative to it.
-fn brick_objects(brick_dir: &Path) -> Vec<(PathBuf, fs::Metadata)> {
-    let mut out = Vec::new();
-    let mut stack = vec![brick_dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            if d == brick_dir && e.file_name() == ".brickfs" {
-                continue;
-            }
-            let Ok(md) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if md.is_dir() {
-                stack.push(e.path());
-            }
-            let rel = e.path().strip_prefix(brick_dir).unwrap().to_path_buf();
-            out.push((rel, md));
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 /// Link files (regular files of mode 01000) on any brick of the cluster.
 fn link_files(cluster: &TestCluster) -> Vec<String> {
     let mut out = Vec::new();
     for b in 0..cluster.brick_count() {
         for (p, md) in brick_objects(&cluster.brick_dir(b)) {
-            if md.is_file() && md.mode() & 0o7777 == 0o1000 {
+            if is_link_file(&md) {
                 out.push(format!("brick {b}: {}", p.display()));
             }
         }
@@ -82,8 +57,7 @@ fn real_objects(cluster: &TestCluster) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for set in 0..cluster.brick_count() / REPLICA {
         for (p, md) in brick_objects(&cluster.brick_dir(set * REPLICA)) {
-            let link = md.is_file() && md.mode() & 0o7777 == 0o1000;
-            if !md.is_dir() && !link {
+            if !md.is_dir() && !is_link_file(&md) {
                 out.push((set, p.display().to_string()));
             }
         }
@@ -91,57 +65,15 @@ fn real_objects(cluster: &TestCluster) -> Vec<(usize, String)> {
     out
 }
 
-fn lgetxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let n = CString::new(name).unwrap();
-    let mut buf = vec![0u8; 4096];
-    let len =
-        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (len >= 0).then(|| {
-        buf.truncate(len as usize);
-        buf
-    })
+/// An attribute's value, `None` when there is none.
+fn xattr_of(path: &Path, name: &str) -> Option<Vec<u8>> {
+    xattr::get(path, name).ok()
 }
 
-fn setxattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let n = CString::new(name).unwrap();
-    let r = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn removexattr(path: &Path, name: &str) -> std::io::Result<()> {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let n = CString::new(name).unwrap();
-    if unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn listxattr(path: &Path) -> Vec<String> {
-    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut buf = vec![0u8; 8192];
-    let len = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(len >= 0, "listxattr {}", path.display());
-    buf.truncate(len as usize);
-    buf.split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
+/// Panics with `found` unless it is empty.
+#[track_caller]
+fn assert_none<T: std::fmt::Debug>(found: &[T], what: &str) {
+    assert!(found.is_empty(), "{what}: {found:?}");
 }
 
 fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> i32 {
@@ -227,7 +159,7 @@ fn two_mounts_racing_for_one_name_give_one_winner() {
     for d in &dirs {
         let gfids: BTreeSet<Vec<u8>> = (0..6)
             .map(|b| {
-                lgetxattr(
+                xattr_of(
                     &cluster.brick_dir(b).join("race").join(d),
                     "trusted.brickfs.gfid",
                 )
@@ -236,11 +168,7 @@ fn two_mounts_racing_for_one_name_give_one_winner() {
             .collect();
         assert_eq!(gfids.len(), 1, "race/{d} has {} gfids", gfids.len());
     }
-    assert!(
-        link_files(&cluster).is_empty(),
-        "{:?}",
-        link_files(&cluster)
-    );
+    assert_none(&link_files(&cluster), "link files");
 }
 
 /// Two mounts rename different files onto one name (each file on its own
@@ -334,11 +262,7 @@ fn racing_renames_onto_one_name_and_rmdir_against_create() {
     let real = real_objects(&cluster);
     let files: Vec<_> = real.iter().filter(|(_, p)| p.starts_with("r/t")).collect();
     assert_eq!(files.len(), rounds, "{real:?}");
-    assert!(
-        stale_links(&cluster).is_empty(),
-        "{:?}",
-        stale_links(&cluster)
-    );
+    assert_none(&stale_links(&cluster), "stale link files");
 }
 
 // ---------------------------------------------------------------------
@@ -385,26 +309,14 @@ fn rename_over_a_file_on_a_third_set_then_twice_more_then_unlink() {
     fs::rename(d.join(&v), d.join(&w)).unwrap();
     let x = name_on("x-", 0, 3, 0);
     fs::rename(d.join(&w), d.join(&x)).unwrap();
-    assert!(
-        link_files(&cluster).is_empty(),
-        "{:?}",
-        link_files(&cluster)
-    );
+    assert_none(&link_files(&cluster), "link files");
     assert_eq!(fs::read(fresh.join("d").join(&x)).unwrap(), b"source");
     let y = name_on("y-", 1, 3, 0);
     fs::rename(d.join(&x), d.join(&y)).unwrap();
     assert_eq!(fs::read(fresh.join("d").join(&y)).unwrap(), b"source");
     fs::remove_file(d.join(&y)).unwrap();
-    assert!(
-        link_files(&cluster).is_empty(),
-        "{:?}",
-        link_files(&cluster)
-    );
-    assert!(
-        real_objects(&cluster).is_empty(),
-        "{:?}",
-        real_objects(&cluster)
-    );
+    assert_none(&link_files(&cluster), "link files");
+    assert_none(&real_objects(&cluster), "files left");
     fs::remove_dir(fresh.join("d")).unwrap();
     for b in 0..9 {
         assert!(
@@ -447,7 +359,8 @@ fn hard_links_across_sets_outlive_the_original() {
     fs::rename(m.join("b").join(&other), m.join("b").join(&same)).unwrap();
     assert!(m.join("b").join(&other).exists());
     fs::remove_file(m.join("a").join(&orig)).unwrap();
-    let fresh = vol.mount();
+    // Caching nothing, it sees at once what the other mount changes later.
+    let fresh = vol.mount_with_args(&NO_CACHE);
     for n in [&other, &same] {
         let p = fresh.join("b").join(n);
         assert_eq!(fs::read(&p).unwrap(), b"linked", "{n}");
@@ -459,23 +372,13 @@ fn hard_links_across_sets_outlive_the_original() {
     assert_eq!(fs::read(m.join("b").join(&same)).unwrap(), b"changed");
     fs::remove_file(m.join("b").join(&other)).unwrap();
     assert_eq!(fs::metadata(m.join("b").join(&same)).unwrap().nlink(), 1);
-    // The other mount, once its attribute cache (1 s) has expired.
-    thread::sleep(Duration::from_millis(1100));
     assert_eq!(
         fs::metadata(fresh.join("b").join(&same)).unwrap().nlink(),
         1
     );
     fs::remove_file(m.join("b").join(&same)).unwrap();
-    assert!(
-        link_files(&cluster).is_empty(),
-        "{:?}",
-        link_files(&cluster)
-    );
-    assert!(
-        real_objects(&cluster).is_empty(),
-        "{:?}",
-        real_objects(&cluster)
-    );
+    assert_none(&link_files(&cluster), "link files");
+    assert_none(&real_objects(&cluster), "files left");
 }
 
 // ---------------------------------------------------------------------
@@ -507,11 +410,7 @@ fn rmdir_of_a_dir_with_a_renamed_file_fails_and_keeps_the_file() {
     }
     fs::remove_file(fresh.join("d").join(&renamed)).unwrap();
     fs::remove_dir(m.join("d")).unwrap();
-    assert!(
-        link_files(&cluster).is_empty(),
-        "{:?}",
-        link_files(&cluster)
-    );
+    assert_none(&link_files(&cluster), "link files");
 }
 
 /// Renaming a directory over one that is empty on one set only must fail
@@ -566,9 +465,16 @@ fn a_stale_link_file_does_not_block_its_name() {
     cluster.kill_brick(REPLICA);
     cluster.kill_brick(REPLICA + 1);
     fs::remove_file(m.join("d").join(&moved)).unwrap();
+    let (b3, b4) = (cluster.brick_addr(REPLICA), cluster.brick_addr(REPLICA + 1));
+    let ups = (m.brick_ups(b3), m.brick_ups(b4));
     cluster.restart_brick(REPLICA);
     cluster.restart_brick(REPLICA + 1);
-    thread::sleep(Duration::from_secs(2));
+    // Set 1 has quorum again once the client is back on both bricks.
+    assert!(
+        wait_until(Duration::from_secs(20), || m.brick_ups(b3) > ups.0
+            && m.brick_ups(b4) > ups.1),
+        "the mount did not reconnect to bricks {b3} and {b4}"
+    );
     assert!(!m.join("d").join(&moved).exists());
     assert!(names(&m.join("d")).is_empty());
     // The name can be made again, and the directory removed.
@@ -613,36 +519,13 @@ fn directory_ops_with_one_brick_of_each_set_down() {
     cluster.restart_brick(0);
     cluster.restart_brick(REPLICA + 2);
     // Once healed, the bricks that were down agree with the others.
-    let _heald = heald(&vol);
+    let _heald = vol.start_heald(2);
     assert!(
         cluster.wait_healed(Duration::from_secs(15)),
         "not healed: {:?}",
         cluster.heal_pending()
     );
     vol.assert_sets_identical(Duration::from_secs(10));
-}
-
-/// `brickfs heald --store` for the volume; killed on drop.
-struct Heald(std::process::Child);
-
-impl Drop for Heald {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn heald(vol: &StoreVolume) -> Heald {
-    let log = vol.cluster.root().join("logs").join("heald-store.log");
-    let child = std::process::Command::new(&vol.cluster.binaries().brickfs)
-        .args([
-            "heald", "--store", &vol.url, "--volume", VOLUME, "--retry", "2",
-        ])
-        .stdout(fs::File::create(&log).unwrap())
-        .stderr(fs::File::create(log.with_extension("err")).unwrap())
-        .spawn()
-        .expect("starting heald");
-    Heald(child)
 }
 
 // ---------------------------------------------------------------------
@@ -673,13 +556,13 @@ fn every_op_on_objects_of_each_set() {
             .unwrap()
             .set_modified(mtime)
             .unwrap();
-        setxattr(&f, "user.colour", b"blue").unwrap();
-        setxattr(&f, "user.shape", b"round").unwrap();
-        removexattr(&f, "user.shape").unwrap();
-        assert_eq!(errno(removexattr(&f, "user.shape")), libc::ENODATA);
+        xattr::set(&f, "user.colour", b"blue").unwrap();
+        xattr::set(&f, "user.shape", b"round").unwrap();
+        xattr::remove(&f, "user.shape").unwrap();
+        assert_eq!(errno(xattr::remove(&f, "user.shape")), libc::ENODATA);
         // Private attributes of the layer are neither shown nor settable.
         assert_eq!(
-            setxattr(&f, "trusted.brickfs.dht.linkto", b"0")
+            xattr::set(&f, "trusted.brickfs.dht.linkto", b"0")
                 .unwrap_err()
                 .raw_os_error(),
             Some(libc::EPERM)
@@ -694,8 +577,12 @@ fn every_op_on_objects_of_each_set() {
         let data = fs::read(&fo).unwrap();
         assert_eq!(&data[..3000], &[7u8; 3000][..]);
         assert_eq!(&data[3000..], &[0u8; 2000][..]);
-        assert_eq!(lgetxattr(&fo, "user.colour").as_deref(), Some(&b"blue"[..]));
-        assert_eq!(listxattr(&fo), vec!["user.colour".to_string()], "set {set}");
+        assert_eq!(xattr_of(&fo, "user.colour").as_deref(), Some(&b"blue"[..]));
+        assert_eq!(
+            xattr::list(&fo),
+            vec!["user.colour".to_string()],
+            "set {set}"
+        );
 
         let l = d.join(name_on("link-", set, 2, 0));
         std::os::unix::fs::symlink("some/target", &l).unwrap();
@@ -718,7 +605,7 @@ fn every_op_on_objects_of_each_set() {
                 "f" => {
                     assert_eq!(md.len(), 5000);
                     assert_eq!(
-                        lgetxattr(&to_o, "user.colour").as_deref(),
+                        xattr_of(&to_o, "user.colour").as_deref(),
                         Some(&b"blue"[..])
                     );
                     fs::set_permissions(&to_o, fs::Permissions::from_mode(0o600)).unwrap();
@@ -733,27 +620,19 @@ fn every_op_on_objects_of_each_set() {
     // A directory's private layout is hidden too; user attributes on it
     // reach every set's copy.
     assert!(
-        listxattr(&d).iter().all(|n| !n.contains("brickfs")),
+        xattr::list(&d).iter().all(|n| !n.contains("brickfs")),
         "{:?}",
-        listxattr(&d)
+        xattr::list(&d)
     );
-    setxattr(&d, "user.dir", b"yes").unwrap();
+    xattr::set(&d, "user.dir", b"yes").unwrap();
     assert_eq!(
-        lgetxattr(&other.join("d"), "user.dir").as_deref(),
+        xattr_of(&other.join("d"), "user.dir").as_deref(),
         Some(&b"yes"[..])
     );
-    removexattr(&other.join("d"), "user.dir").unwrap();
-    assert_eq!(lgetxattr(&d, "user.dir"), None);
-    assert!(
-        link_files(&cluster).is_empty(),
-        "{:?}",
-        link_files(&cluster)
-    );
-    assert!(
-        real_objects(&cluster).is_empty(),
-        "{:?}",
-        real_objects(&cluster)
-    );
+    xattr::remove(&other.join("d"), "user.dir").unwrap();
+    assert_eq!(xattr_of(&d, "user.dir"), None);
+    assert_none(&link_files(&cluster), "link files");
+    assert_none(&real_objects(&cluster), "files left");
 }
 
 trait FifoLike {
@@ -766,18 +645,22 @@ impl FifoLike for fs::FileType {
     }
 }
 
-/// A directory's mtime moves when an entry is added on any set, seen by
-/// the mount that made it at once and by another once its cache expires.
+/// A directory's mtime moves when an entry is added on any set, seen at
+/// once by the mount that made it (the kernel drops a directory's cached
+/// attributes when an entry is made in it) and by another that caches
+/// nothing.
 #[test]
 fn dir_mtime_and_listing_follow_entries_on_every_set_and_statfs_sums() {
     let cluster = TestCluster::start(6);
     let vol = StoreVolume::create(&cluster);
     let m = vol.mount();
-    let other = vol.mount();
+    let other = vol.mount_with_args(&NO_CACHE);
     fs::create_dir(m.join("d")).unwrap();
-    thread::sleep(Duration::from_millis(1100));
     for set in [1, 0, 1] {
         let before = fs::metadata(m.join("d")).unwrap().modified().unwrap();
+        // Nothing to poll: time must pass. File systems stamp times from a
+        // coarse clock (a tick, up to 10 ms), so without a pause the entry
+        // could leave d with the mtime `before` already has.
         thread::sleep(Duration::from_millis(20));
         let n = name_on(&format!("e{set}-"), set, 2, 0);
         fs::write(m.join("d").join(&n), b"").unwrap_or_else(|e| panic!("{n}: {e}"));
@@ -785,7 +668,6 @@ fn dir_mtime_and_listing_follow_entries_on_every_set_and_statfs_sums() {
         assert!(after > before, "mtime of d after an entry on set {set}");
         fs::remove_file(m.join("d").join(&n)).unwrap();
     }
-    thread::sleep(Duration::from_millis(1100));
     let seen = fs::metadata(other.join("d")).unwrap().modified().unwrap();
     assert_eq!(seen, fs::metadata(m.join("d")).unwrap().modified().unwrap());
 
@@ -844,25 +726,6 @@ fn dir_mtime_and_listing_follow_entries_on_every_set_and_statfs_sums() {
 // Rebalance
 // ---------------------------------------------------------------------
 
-/// Adds bricks `from..from+3` as a new set and waits until every mount in
-/// `mounts` runs the new graph.
-fn add_set(vol: &StoreVolume, from: usize, mounts: &[&tests::Mount]) {
-    let addrs: Vec<String> = (from..from + REPLICA)
-        .map(|i| vol.cluster.brick_addr(i).to_string())
-        .collect();
-    let mut args = vec!["volume", "add-brick", VOLUME];
-    args.extend(addrs.iter().map(String::as_str));
-    vol.ok(&args);
-    for m in mounts {
-        assert!(
-            wait_until(Duration::from_secs(20), || fs::read_to_string(m.log())
-                .is_ok_and(|l| l.contains("switched to graph"))),
-            "mount {} did not switch graphs",
-            m.path().display()
-        );
-    }
-}
-
 /// The counters of the last rebalance run, from `status`.
 #[derive(Debug)]
 struct Status {
@@ -905,6 +768,36 @@ fn rebalance(vol: &StoreVolume, timeout: Duration) -> Status {
 struct Writer {
     path: PathBuf,
     handle: thread::JoinHandle<Vec<u8>>,
+    /// Writes done so far.
+    writes: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+}
+
+/// The write counts of `writers` now, in order.
+fn writes(writers: &[Writer]) -> Vec<u64> {
+    writers.iter().map(Writer::writes).collect()
+}
+
+/// Waits until each of `writers` has written `more` times since `since`
+/// (counts from [`writes`]); panics if one stopped (its panic is above).
+fn wait_for_writes(writers: &[Writer], since: &[u64], more: u64, after: &str) {
+    for (w, n) in writers.iter().zip(since) {
+        let going = wait_until(Duration::from_secs(30), || {
+            w.writes() >= n + more || w.handle.is_finished()
+        });
+        assert!(
+            going && !w.handle.is_finished(),
+            "{}: {} writes, {more} more since {after} expected (writer ended: {})",
+            w.path.display(),
+            w.writes(),
+            w.handle.is_finished()
+        );
+    }
 }
 
 /// Keeps writing to `path` through one open fd until `stop`: appends when
@@ -912,6 +805,8 @@ struct Writer {
 /// changes, so only times tell the writes apart).
 fn start_writer(path: PathBuf, seed: u64, append: bool, stop: Arc<AtomicBool>) -> Writer {
     let p = path.clone();
+    let writes = Arc::new(AtomicU64::new(0));
+    let done = writes.clone();
     let handle = thread::spawn(move || {
         let mut f = fs::OpenOptions::new()
             .read(true)
@@ -944,6 +839,7 @@ fn start_writer(path: PathBuf, seed: u64, append: bool, stop: Arc<AtomicBool>) -
             }
             want[at..at + len].copy_from_slice(&chunk);
             n += 1;
+            done.store(n, Ordering::Relaxed);
             if n.is_multiple_of(16) {
                 f.sync_data()
                     .unwrap_or_else(|e| panic!("fsync {}: {e}", p.display()));
@@ -952,7 +848,11 @@ fn start_writer(path: PathBuf, seed: u64, append: bool, stop: Arc<AtomicBool>) -
         f.seek(SeekFrom::Start(0)).unwrap();
         want
     });
-    Writer { path, handle }
+    Writer {
+        path,
+        handle,
+        writes,
+    }
 }
 
 /// Between add-brick and rebalance, directories made before exist on the
@@ -966,7 +866,7 @@ fn old_directories_work_between_add_brick_and_rebalance() {
     fs::create_dir_all(m.join("empty")).unwrap();
     fs::create_dir_all(m.join("renamed")).unwrap();
     fs::write(m.join("old/f"), b"before").unwrap();
-    add_set(&vol, 6, &[&m]);
+    vol.add_set(6, &[&m]);
     let fresh = vol.mount();
     for root in [m.path(), fresh.path()] {
         let tag = if root == m.path() { "m" } else { "fresh" };
@@ -983,9 +883,9 @@ fn old_directories_work_between_add_brick_and_rebalance() {
         }
         fs::set_permissions(&old, fs::Permissions::from_mode(0o750))
             .unwrap_or_else(|e| panic!("{tag}: chmod of an old directory: {e}"));
-        setxattr(&old, "user.t", tag.as_bytes())
+        xattr::set(&old, "user.t", tag.as_bytes())
             .unwrap_or_else(|e| panic!("{tag}: setxattr on an old directory: {e}"));
-        assert_eq!(lgetxattr(&old, "user.t").as_deref(), Some(tag.as_bytes()));
+        assert_eq!(xattr_of(&old, "user.t").as_deref(), Some(tag.as_bytes()));
         assert!(names(&old).contains("inner"), "{tag}");
     }
     fs::rename(m.join("renamed"), m.join("renamed-now")).unwrap();
@@ -1048,10 +948,22 @@ fn files_written_through_held_fds_while_rebalance_moves_them() {
         .enumerate()
         .map(|(i, n)| start_writer(m.join("w").join(n), 17 + i as u64, i % 2 == 0, stop.clone()))
         .collect();
-    add_set(&vol, 3, &[&m]);
-    thread::sleep(Duration::from_millis(300));
+    vol.add_set(3, &[&m]);
+    // Through the new graph before the rebalance, during it, and after
+    // the files moved.
+    let switched = writes(&writers);
+    wait_for_writes(&writers, &switched, 5, "the graph switch");
+    let started = writes(&writers);
     let s = rebalance(&vol, Duration::from_secs(60));
-    thread::sleep(Duration::from_millis(500));
+    let ended = writes(&writers);
+    for ((w, a), b) in writers.iter().zip(&started).zip(&ended) {
+        assert!(
+            b > a,
+            "{}: no write while rebalance ran ({a} before, {b} after)",
+            w.path.display()
+        );
+    }
+    wait_for_writes(&writers, &ended, 5, "the rebalance");
     stop.store(true, Ordering::Relaxed);
     let fresh = vol.mount();
     for w in writers {
@@ -1077,11 +989,7 @@ fn files_written_through_held_fds_while_rebalance_moves_them() {
         );
     }
     assert_eq!(placed.len(), movers.len(), "{placed:?}");
-    assert!(
-        link_files(&cluster).is_empty(),
-        "{:?}",
-        link_files(&cluster)
-    );
+    assert_none(&link_files(&cluster), "link files");
 }
 
 /// Link files that point at nothing: each link file on a brick of set s
@@ -1092,16 +1000,17 @@ fn stale_links(cluster: &TestCluster) -> Vec<String> {
     for b in 0..cluster.brick_count() {
         let dir = cluster.brick_dir(b);
         for (p, md) in brick_objects(&dir) {
-            if !(md.is_file() && md.mode() & 0o7777 == 0o1000) {
+            if !is_link_file(&md) {
                 continue;
             }
-            let Some(v) = lgetxattr(&dir.join(&p), "trusted.brickfs.dht.linkto") else {
+            let Some(v) = xattr_of(&dir.join(&p), "trusted.brickfs.dht.linkto") else {
                 continue;
             };
-            let t: usize = String::from_utf8_lossy(&v).trim().parse().unwrap();
+            // `SET` or `SET:GFID`.
+            let text = String::from_utf8_lossy(&v).into_owned();
+            let t: usize = text.trim().split(':').next().unwrap().parse().unwrap();
             let there = cluster.brick_dir(t * REPLICA).join(&p);
-            let real = fs::symlink_metadata(&there)
-                .is_ok_and(|m| !(m.is_file() && m.mode() & 0o7777 == 0o1000));
+            let real = fs::symlink_metadata(&there).is_ok_and(|m| !is_link_file(&m));
             if !real {
                 out.push(format!("brick {b}: {} -> set {t}", p.display()));
             }
@@ -1131,10 +1040,11 @@ fn renames_rewrites_and_links_during_rebalance() {
         fs::write(m.join(&p), &data).unwrap();
         want.insert(p, data);
     }
-    add_set(&vol, 3, &[&m, &lister_mount]);
+    vol.add_set(3, &[&m, &lister_mount]);
     let stop = Arc::new(AtomicBool::new(false));
+    let (steps, rounds_done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let churn = {
-        let (stop, root) = (stop.clone(), m.path().to_path_buf());
+        let (stop, root, steps) = (stop.clone(), m.path().to_path_buf(), steps.clone());
         let mut want = want.clone();
         thread::spawn(move || {
             let mut k = 0usize;
@@ -1185,12 +1095,14 @@ fn renames_rewrites_and_links_during_rebalance() {
                     }
                 }
                 k += 1;
+                steps.store(k, Ordering::Relaxed);
             }
             want
         })
     };
     let lister = {
         let (stop, root) = (stop.clone(), lister_mount.path().to_path_buf());
+        let rounds_done = rounds_done.clone();
         thread::spawn(move || {
             let mut rounds = 0;
             while !stop.load(Ordering::Relaxed) {
@@ -1205,18 +1117,29 @@ fn renames_rewrites_and_links_during_rebalance() {
                     assert_eq!(seen.len(), n, "a name listed twice in {d}");
                 }
                 rounds += 1;
+                rounds_done.store(rounds, Ordering::Relaxed);
             }
             rounds
         })
     };
-    thread::sleep(Duration::from_millis(300));
+    // Both at work before the rebalance starts (a thread that failed has
+    // ended: its join below says why).
+    wait_until(Duration::from_secs(20), || {
+        (steps.load(Ordering::Relaxed) >= 10 && rounds_done.load(Ordering::Relaxed) >= 1)
+            || churn.is_finished()
+            || lister.is_finished()
+    });
+    let steps_before = steps.load(Ordering::Relaxed);
     let s = rebalance(&vol, Duration::from_secs(60));
+    let steps_during = steps.load(Ordering::Relaxed) - steps_before;
     stop.store(true, Ordering::Relaxed);
     let want = churn.join().expect("churn failed");
     let rounds = lister.join().expect("lister failed");
     assert!(rounds > 0);
-    eprintln!(
-        "rebalance {s:?}; {} names; lister rounds {rounds}",
+    // What the test is about: files moved while the churn changed them.
+    assert!(
+        s.migrated > 0 && steps_during > 0,
+        "rebalance {s:?} over {steps_during} churn steps; {} names; lister rounds {rounds}",
         want.len()
     );
     let fresh = vol.mount();
@@ -1238,11 +1161,7 @@ fn renames_rewrites_and_links_during_rebalance() {
         assert_eq!(&have[p], data, "{p}");
     }
     assert_eq!(real_objects(&cluster).len(), want.len(), "{s:?}");
-    assert!(
-        stale_links(&cluster).is_empty(),
-        "{:?}",
-        stale_links(&cluster)
-    );
+    assert_none(&stale_links(&cluster), "stale link files");
 }
 
 /// A client that has not switched graphs yet (here: one mounted on the
@@ -1256,18 +1175,34 @@ fn rebalance_moves_files_a_lagging_client_put_on_the_wrong_set() {
     let vol = StoreVolume::create(&cluster);
     let m = vol.mount();
     fs::create_dir(m.join("d")).unwrap();
-    let stray = OldGraphMount::start(&cluster, 0);
+    // `--bricks` of set 0 alone: a client of the volume as it was before
+    // add-brick.
+    let stray = cluster.mount_bricks(0..REPLICA, &[]);
     let names_on_1: Vec<String> = (0..5).map(|i| name_on("late-", 1, 2, i)).collect();
     for n in &names_on_1 {
-        fs::write(stray.path.join("d").join(n), n.as_bytes()).unwrap();
+        fs::write(stray.join("d").join(n), n.as_bytes()).unwrap();
     }
     drop(stray);
-    thread::sleep(Duration::from_millis(1100));
-    let hidden: Vec<_> = names_on_1
+    // What the test relies on: the files are on set 0 alone, and a client
+    // of both sets, going by d's complete layout, finds none of them.
+    for n in &names_on_1 {
+        assert!(
+            cluster.brick_dir(0).join("d").join(n).is_file(),
+            "{n} is not on set 0"
+        );
+        assert!(
+            !cluster.brick_dir(REPLICA).join("d").join(n).exists(),
+            "{n} is on set 1, where its name hashes"
+        );
+    }
+    let found: Vec<_> = names_on_1
         .iter()
-        .filter(|n| fs::metadata(m.join("d").join(n)).is_err())
+        .filter(|n| fs::metadata(m.join("d").join(n)).is_ok())
         .collect();
-    eprintln!("files a lagging client put on the wrong set, not found by lookup: {hidden:?}");
+    assert!(
+        found.is_empty(),
+        "lookup found files a lagging client put on the wrong set: {found:?}"
+    );
     let s = rebalance(&vol, Duration::from_secs(30));
     let fresh = vol.mount();
     for n in &names_on_1 {
@@ -1275,59 +1210,6 @@ fn rebalance_moves_files_a_lagging_client_put_on_the_wrong_set() {
             fs::read(fresh.join("d").join(n)).unwrap_or_else(|e| panic!("{n}: {e} ({s:?})")),
             n.as_bytes()
         );
-    }
-}
-
-/// `brickfs-mount --bricks` of one replica set only: a client of the
-/// volume as it was before add-brick. Killed and unmounted on drop.
-struct OldGraphMount {
-    child: std::process::Child,
-    path: PathBuf,
-}
-
-impl OldGraphMount {
-    fn start(cluster: &TestCluster, set: usize) -> OldGraphMount {
-        let path = cluster.root().join(format!("old-graph-{set}"));
-        fs::create_dir_all(&path).unwrap();
-        let bricks: Vec<String> = (set * REPLICA..(set + 1) * REPLICA)
-            .map(|b| cluster.brick_addr(b).to_string())
-            .collect();
-        let log = cluster
-            .root()
-            .join("logs")
-            .join(format!("old-graph-{set}.log"));
-        let child = std::process::Command::new(&cluster.binaries().mount)
-            .args([
-                "--bricks",
-                &bricks.join(","),
-                "--volume",
-                VOLUME,
-                "--op-timeout",
-                "2",
-            ])
-            .arg(&path)
-            .stdout(fs::File::create(&log).unwrap())
-            .stderr(fs::File::create(log.with_extension("err")).unwrap())
-            .spawn()
-            .expect("starting brickfs-mount");
-        let mounted = wait_until(Duration::from_secs(10), || {
-            fs::read_to_string("/proc/self/mountinfo")
-                .is_ok_and(|t| t.contains(path.to_string_lossy().as_ref()))
-        });
-        let m = OldGraphMount { child, path };
-        assert!(mounted, "old-graph mount did not come up");
-        m
-    }
-}
-
-impl Drop for OldGraphMount {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.path)
-            .status();
     }
 }
 
@@ -1340,7 +1222,7 @@ fn migration_keeps_metadata_and_runs_are_idempotent_and_resumable() {
     let m = vol.mount();
     fs::create_dir(m.join("meta")).unwrap();
     let d = m.join("meta");
-    setxattr(&d, "user.dir-attr", b"on the dir").unwrap();
+    xattr::set(&d, "user.dir-attr", b"on the dir").unwrap();
     fs::set_permissions(&d, fs::Permissions::from_mode(0o2750)).unwrap();
     std::os::unix::fs::chown(&d, Some(42), Some(43)).unwrap();
     let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_234_567_890);
@@ -1349,8 +1231,8 @@ fn migration_keeps_metadata_and_runs_are_idempotent_and_resumable() {
     for (n, mode) in files.iter().zip(modes) {
         let p = d.join(n);
         fs::write(&p, n.as_bytes()).unwrap();
-        setxattr(&p, "user.a", n.as_bytes()).unwrap();
-        setxattr(&p, "user.b", b"").unwrap();
+        xattr::set(&p, "user.a", n.as_bytes()).unwrap();
+        xattr::set(&p, "user.b", b"").unwrap();
         std::os::unix::fs::chown(&p, Some(1000), Some(2000)).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
         fs::File::options()
@@ -1387,11 +1269,11 @@ fn migration_keeps_metadata_and_runs_are_idempotent_and_resumable() {
                 md.uid(),
                 md.gid(),
                 md.mtime(),
-                listxattr(&d.join(n)),
+                xattr::list(&d.join(n)),
             )
         })
         .collect();
-    add_set(&vol, 3, &[&m]);
+    vol.add_set(3, &[&m]);
 
     // Stopped as soon as files start moving, then started again.
     vol.ok(&["volume", "rebalance", VOLUME, "start"]);
@@ -1420,11 +1302,11 @@ fn migration_keeps_metadata_and_runs_are_idempotent_and_resumable() {
         let p = fd.join(n);
         let md = fs::symlink_metadata(&p).unwrap();
         assert_eq!(
-            (md.mode(), md.uid(), md.gid(), md.mtime(), listxattr(&p)),
+            (md.mode(), md.uid(), md.gid(), md.mtime(), xattr::list(&p)),
             *want,
             "{n}"
         );
-        assert_eq!(lgetxattr(&p, "user.a").as_deref(), Some(n.as_bytes()));
+        assert_eq!(xattr_of(&p, "user.a").as_deref(), Some(n.as_bytes()));
         assert_eq!(fs::read(&p).unwrap(), n.as_bytes());
     }
     assert_eq!(fs::read(fd.join(&hard2)).unwrap(), b"two names");
@@ -1455,7 +1337,7 @@ fn migration_keeps_metadata_and_runs_are_idempotent_and_resumable() {
         (0o2750, 42, 43)
     );
     assert_eq!(
-        lgetxattr(&fd, "user.dir-attr").as_deref(),
+        xattr_of(&fd, "user.dir-attr").as_deref(),
         Some(&b"on the dir"[..])
     );
     // The directory's copy on the new set got its attributes too.
@@ -1468,12 +1350,12 @@ fn migration_keeps_metadata_and_runs_are_idempotent_and_resumable() {
             "brick {b}"
         );
         assert_eq!(
-            lgetxattr(&copy, "user.dir-attr").as_deref(),
+            xattr_of(&copy, "user.dir-attr").as_deref(),
             Some(&b"on the dir"[..]),
             "brick {b}"
         );
     }
-    removexattr(&fd, "user.dir-attr").unwrap();
+    xattr::remove(&fd, "user.dir-attr").unwrap();
     for i in 0..300 {
         assert_eq!(
             fs::read_to_string(fresh.join(format!("many/f{i}"))).unwrap(),

@@ -2,74 +2,21 @@
 //! create/start/info/list/set`, mounting by name, brick identities, and bad
 //! input that must leave the store as it was.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use tests::cluster::{TestCluster, VOLUME};
 use tests::etcd::Etcd;
 use tests::extra_brick::ExtraBrick;
-
-struct Run {
-    ok: bool,
-    out: String,
-    err: String,
-}
-
-fn brickfs(cluster: &TestCluster, store: &str, args: &[&str]) -> Run {
-    let out = Command::new(&cluster.binaries().brickfs)
-        .args(["--store", store])
-        .args(args)
-        .output()
-        .expect("running brickfs");
-    Run {
-        ok: out.status.success(),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn ok(r: Run, what: &str) -> String {
-    assert!(r.ok, "{what} failed:\n{}\n{}", r.out, r.err);
-    r.out
-}
+use tests::volume::{assert_refused, brickfs, create_volume};
 
 fn addrs(cluster: &TestCluster) -> Vec<String> {
-    (0..cluster.brick_count())
-        .map(|i| cluster.brick_addr(i).to_string())
-        .collect()
+    cluster.brick_addrs(0..cluster.brick_count())
 }
 
+/// The test volume over every brick, in `store`, not started.
 fn create(cluster: &TestCluster, store: &str) {
-    let a = addrs(cluster);
-    let mut args = vec!["volume", "create", VOLUME, "replica", "3"];
-    args.extend(a.iter().map(String::as_str));
-    ok(brickfs(cluster, store, &args), "volume create");
-}
-
-/// Every file under `dir` with its content: a store must not change on
-/// refused commands.
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n != "lock") {
-                out.push((
-                    p.display().to_string(),
-                    std::fs::read(&p).unwrap_or_default(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
+    create_volume(cluster, store, VOLUME, &addrs(cluster));
 }
 
 /// brickfs-mount with the store, expected to fail: its message.
@@ -95,28 +42,20 @@ fn a_volume_in_the_file_store_is_created_started_and_mounted_by_name() {
     create(&cluster, &store);
     let msg = mount_fails(&cluster, &store);
     assert!(msg.contains("start it first"), "{msg}");
-    ok(
-        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
-        "volume start",
-    );
-    ok(
-        brickfs(
-            &cluster,
-            &store,
-            &["volume", "set", VOLUME, "network.op-timeout", "3"],
-        ),
-        "volume set",
-    );
-    let info = ok(
-        brickfs(&cluster, &store, &["volume", "info", VOLUME]),
-        "info",
-    );
+    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
+    brickfs(
+        &cluster,
+        &store,
+        &["volume", "set", VOLUME, "network.op-timeout", "3"],
+    )
+    .assert_ok();
+    let info = brickfs(&cluster, &store, &["volume", "info", VOLUME]).assert_ok();
     assert!(
         info.contains("Started") && info.contains("1 x 3 = 3"),
         "{info}"
     );
     assert!(info.contains("network.op-timeout"), "{info}");
-    let list = ok(brickfs(&cluster, &store, &["volume", "list"]), "list");
+    let list = brickfs(&cluster, &store, &["volume", "list"]).assert_ok();
     assert!(list.lines().any(|l| l.trim() == VOLUME), "{list}");
 
     let m = cluster.mount_from_store(&store, VOLUME);
@@ -127,10 +66,7 @@ fn a_volume_in_the_file_store_is_created_started_and_mounted_by_name() {
     );
     cluster.assert_replicas_identical(Duration::from_secs(10));
     // The heal CLI finds the volume in the same store.
-    let heal = ok(
-        brickfs(&cluster, &store, &["volume", "heal", VOLUME, "info"]),
-        "heal info",
-    );
+    let heal = brickfs(&cluster, &store, &["volume", "heal", VOLUME, "info"]).assert_ok();
     assert_eq!(heal.matches("Number of entries: 0").count(), 3, "{heal}");
 }
 
@@ -140,7 +76,6 @@ fn bad_input_leaves_the_store_unchanged() {
     let dir = cluster.root().join("store");
     let store = format!("file://{}", dir.display());
     create(&cluster, &store);
-    let before = snapshot(&dir);
     let a = addrs(&cluster);
     let (b0, b1, b2) = (a[0].as_str(), a[1].as_str(), a[2].as_str());
     let refused: Vec<(Vec<&str>, &str)> = vec![
@@ -171,16 +106,7 @@ fn bad_input_leaves_the_store_unchanged() {
         ),
         (vec!["volume", "start", "nope"], "nope"),
     ];
-    for (args, says) in refused {
-        let r = brickfs(&cluster, &store, &args);
-        assert!(!r.ok, "{args:?} succeeded:\n{}", r.out);
-        assert!(
-            r.err.to_lowercase().contains(says),
-            "{args:?}: error does not mention {says:?}: {}",
-            r.err
-        );
-        assert_eq!(snapshot(&dir), before, "{args:?} changed the store");
-    }
+    assert_refused(&cluster, &store, &dir, &refused);
     let unreachable = brickfs(&cluster, "etcd://127.0.0.1:1", &["volume", "list"]);
     assert!(
         !unreachable.ok && unreachable.err.contains("unreachable"),
@@ -194,10 +120,7 @@ fn a_wiped_brick_is_refused_by_its_identity() {
     let cluster = TestCluster::start(3);
     let store = format!("file://{}", cluster.root().join("store").display());
     create(&cluster, &store);
-    ok(
-        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
-        "volume start",
-    );
+    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
     cluster.kill_brick(1);
     let dir = cluster.brick_dir(1);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -226,14 +149,8 @@ fn the_etcd_store_serves_the_same_volumes() {
     let etcd = Etcd::start(&cluster.root().join("etcd"));
     let store = etcd.url();
     create(&cluster, &store);
-    ok(
-        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
-        "volume start",
-    );
-    let info = ok(
-        brickfs(&cluster, &store, &["volume", "info", VOLUME]),
-        "info",
-    );
+    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
+    let info = brickfs(&cluster, &store, &["volume", "info", VOLUME]).assert_ok();
     assert!(info.contains("Started"), "{info}");
     let again = {
         let a = addrs(&cluster);
@@ -252,10 +169,7 @@ fn replace_brick_refills_a_new_brick_by_heal() {
     let cluster = TestCluster::start(3);
     let store = format!("file://{}", cluster.root().join("store").display());
     create(&cluster, &store);
-    ok(
-        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
-        "volume start",
-    );
+    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
     let m = cluster.mount_from_store(&store, VOLUME);
     for d in 0..3 {
         std::fs::create_dir(m.join(format!("d{d}"))).unwrap();
@@ -281,14 +195,12 @@ fn replace_brick_refills_a_new_brick_by_heal() {
         alive.err
     );
     cluster.kill_brick(2);
-    let out = ok(
-        brickfs(
-            &cluster,
-            &store,
-            &["volume", "replace-brick", VOLUME, &old, &new.addr],
-        ),
-        "replace-brick",
-    );
+    let out = brickfs(
+        &cluster,
+        &store,
+        &["volume", "replace-brick", VOLUME, &old, &new.addr],
+    )
+    .assert_ok();
     assert!(out.contains("0 entries left"), "{out}");
     assert_eq!(
         tests::tree::digest(&new_dir),
@@ -312,10 +224,7 @@ fn option_changes_reach_a_mount_while_it_writes() {
     let cluster = TestCluster::start(3);
     let store = format!("file://{}", cluster.root().join("store").display());
     create(&cluster, &store);
-    ok(
-        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
-        "volume start",
-    );
+    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
     let m = cluster.mount_from_store(&store, VOLUME);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
@@ -331,22 +240,18 @@ fn option_changes_reach_a_mount_while_it_writes() {
             n
         })
     };
-    ok(
-        brickfs(
-            &cluster,
-            &store,
-            &["volume", "set", VOLUME, "network.op-timeout", "3"],
-        ),
-        "set op-timeout",
-    );
-    ok(
-        brickfs(
-            &cluster,
-            &store,
-            &["volume", "set", VOLUME, "performance.attr-timeout", "0"],
-        ),
-        "set attr-timeout",
-    );
+    brickfs(
+        &cluster,
+        &store,
+        &["volume", "set", VOLUME, "network.op-timeout", "3"],
+    )
+    .assert_ok();
+    brickfs(
+        &cluster,
+        &store,
+        &["volume", "set", VOLUME, "performance.attr-timeout", "0"],
+    )
+    .assert_ok();
     let applied = tests::wait_until(Duration::from_secs(15), || {
         std::fs::read_to_string(m.log()).is_ok_and(|l| {
             l.contains("volume option changed: network.op-timeout")
@@ -369,10 +274,7 @@ fn the_nfs_gateway_and_heald_serve_a_volume_from_the_store() {
     let cluster = TestCluster::start(3);
     let store = format!("file://{}", cluster.root().join("store").display());
     create(&cluster, &store);
-    ok(
-        brickfs(&cluster, &store, &["volume", "start", VOLUME]),
-        "volume start",
-    );
+    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
     let gw = cluster.start_gateway_from_store(&store);
     let m = cluster.mount_from_store(&store, VOLUME);
     std::fs::write(m.join("seen-by-nfs"), b"both ways").unwrap();
@@ -380,23 +282,7 @@ fn the_nfs_gateway_and_heald_serve_a_volume_from_the_store() {
     assert_eq!(cat.stdout, b"both ways", "nfs-cat: {:?}", cat.stderr);
 
     // heald from the store heals a brick that missed writes.
-    let log = cluster.root().join("logs").join("heald-store.log");
-    let heald = Command::new(&cluster.binaries().brickfs)
-        .args([
-            "heald", "--store", &store, "--volume", VOLUME, "--retry", "2",
-        ])
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(cluster.root().join("logs").join("heald-store.err")).unwrap())
-        .spawn()
-        .expect("starting heald");
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _heald = Kill(heald);
+    let _heald = cluster.start_heald_from_store(&store, 2);
     cluster.kill_brick(0);
     std::fs::write(m.join("while-down"), b"missed").unwrap();
     assert!(

@@ -1,0 +1,25 @@
+//! The integration tests: one test binary, one module per subject. One
+//! binary links the whole stack once (not once per file), and
+//! `--test-threads` then spreads the tests of every module over the threads.
+//!
+//! `cargo test -p tests --test it -- heal::` runs one module (the filter
+//! matches any part of `module::test_name`). Helpers the modules share are
+//! in the harness (`tests/src`), not here.
+
+mod add_brick;
+mod bad_input;
+mod coherence;
+mod dev;
+mod distribute;
+mod distribute_edge;
+mod graph_switch;
+mod harness;
+mod heal;
+mod mount_helper;
+mod nfs;
+mod posix;
+mod rebalance;
+mod replication;
+mod smoke;
+mod soak;
+mod volumes;
