@@ -4,7 +4,11 @@
 # 1. installs what the tests need when it is missing (Debian: fuse3 for
 #    fusermount3, libnfs-utils for nfs-cp/nfs-ls/nfs-cat, the NFS client
 #    of tests/tests/it/nfs.rs; etcd-server for the etcd the store tests start;
-#    rustfmt/clippy via rustup), 2. checks /dev/fuse,
+#    for tests/tests/nlm_kernel.rs, the Linux kernel NFS client in qemu:
+#    qemu-system-x86, linux-image-amd64, busybox-static, cpio, kmod,
+#    iproute2, gcc, libc6-dev, file and the libraries of rpcbind/rpc.statd,
+#    which tests/qemu-nfs/nlm-check.sh unpacks into its cache without
+#    installing them; rustfmt/clippy via rustup), 2. checks /dev/fuse,
 # 3. builds every binary (the integration tests run target/debug/brickd,
 #    brickfs-mount, brickfs and brickfs-nfs as real processes), 4. fmt and clippy,
 # 5. runs all tests. Extra arguments go to `cargo test`, e.g.
@@ -21,6 +25,16 @@ missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v nfs-cp >/dev/null 2>&1 || missing+=(libnfs-utils)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+ls /lib/modules/*/kernel/fs/nfs/nfsv3.ko* >/dev/null 2>&1 || missing+=(linux-image-amd64)
+file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || missing+=(busybox-static)
+for tool in cpio:cpio modprobe:kmod ip:iproute2 gcc:gcc file:file; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)
+[ -e /lib/x86_64-linux-gnu/libwrap.so.0 ] || missing+=(libwrap0)
+[ -e /lib/x86_64-linux-gnu/libtirpc.so.3 ] || missing+=(libtirpc3)
+[ -e /etc/netconfig ] || missing+=(libtirpc-common)
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     log "missing ${missing[*]} and no apt-get here: install them and re-run"; exit 1

@@ -128,6 +128,7 @@ mod tests {
             gid,
             gids,
             peer: "127.0.0.1:1".parse().expect("addr"),
+            local: "127.0.0.1:2049".parse().expect("addr"),
         }
     }
 

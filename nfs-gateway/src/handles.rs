@@ -43,7 +43,11 @@ pub fn encode(key: &[u8; 8], export: u8, gfid: Gfid) -> nfs_fh3 {
 /// `BADHANDLE` for anything we never made; `STALE` for a handle of
 /// another volume (a client pointed at the wrong gateway after a move).
 pub fn decode(key: &[u8; 8], fh: &nfs_fh3) -> Result<Handle, nfsstat3> {
-    let d: &[u8] = fh.data.as_ref();
+    decode_bytes(key, fh.data.as_ref())
+}
+
+/// [`decode`] of the handle's bytes (NLM carries handles as a `netobj`).
+pub fn decode_bytes(key: &[u8; 8], d: &[u8]) -> Result<Handle, nfsstat3> {
     if d.len() != HANDLE_LEN || &d[..3] != MAGIC || d[3] != VERSION {
         return Err(nfsstat3::NFS3ERR_BADHANDLE);
     }

@@ -10,9 +10,15 @@
 //! allowed client networks).
 //!
 //! - `rpc`: record marking, call header, reply encoding.
-//! - `server`: accept loop, per-connection tasks, dispatch by program.
+//! - `xdr`: XDR by hand for the types `nfs3_types` lacks.
+//! - `server`: accept loop, per-connection tasks, dispatch by program;
+//!   `udp`: the same for the few programs served over UDP.
 //! - `mount`: the MOUNT v3 program (exports and their rules).
-//! - `portmap`: enough of portmap v2 for clients that ask where we are.
+//! - `portmap`: enough of portmap v2 for clients that ask where we are;
+//!   `rpcbind`: registering with the host's rpcbind instead.
+//! - `nlm`: the NLM v4 lock manager over the bricks' record locks.
+//! - `nsm`: the status monitor: restart notification, the state directory.
+//! - `rpc_client`: the calls we make (callbacks, probes, notifications).
 //! - `exports`: export rules (`/vol`, `/vol/sub/dir`, `ro`, `allow=CIDR`).
 //! - `nfs`: the NFS v3 program over the client stack.
 //! - `handles`: file handles from the volume and the gfid, stable across
@@ -31,10 +37,16 @@ pub mod exports;
 pub mod handles;
 pub mod mount;
 pub mod nfs;
+pub mod nlm;
+pub mod nsm;
 pub mod portmap;
 pub mod rpc;
+pub mod rpc_client;
+pub mod rpcbind;
 pub mod server;
 pub mod shape;
+pub mod udp;
+pub mod xdr;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +62,8 @@ pub struct Caller {
     /// Supplementary groups.
     pub gids: Vec<u32>,
     pub peer: SocketAddr,
+    /// Our end of the connection: the address the client knows us by.
+    pub local: SocketAddr,
 }
 
 impl Caller {
@@ -102,10 +116,17 @@ pub struct Gateway {
     pub access: access::AccessCache,
     /// Which name each recent READDIR cookie stands for.
     pub cookies: cookies::Cookies,
+    /// The NLM lock manager (and the NSM state it depends on).
+    pub locks: Arc<nlm::LockManager>,
 }
 
 impl Gateway {
-    pub fn new(layer: Arc<dyn client::Layer>, volume: &str, exports: exports::Exports) -> Gateway {
+    pub fn new(
+        layer: Arc<dyn client::Layer>,
+        volume: &str,
+        exports: exports::Exports,
+        locks: Arc<nlm::LockManager>,
+    ) -> Gateway {
         Gateway {
             layer,
             volume: volume.to_string(),
@@ -113,6 +134,7 @@ impl Gateway {
             exports,
             access: access::AccessCache::default(),
             cookies: cookies::Cookies::default(),
+            locks,
         }
     }
 }

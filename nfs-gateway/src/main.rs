@@ -1,35 +1,59 @@
 //! `brickfs-nfs`: connects to the bricks of a volume and serves it over
-//! NFSv3 (with MOUNT v3 and portmap v2 on the same TCP port) until
+//! NFSv3 (with MOUNT v3, NLM v4, NSM and portmap v2 on the same port) until
 //! SIGINT/SIGTERM. Announces `LISTENING <addr>` on stdout once it serves.
 //! Exit 0 after a clean stop, 1 on any failure.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use nfs_gateway::exports::Exports;
-use nfs_gateway::{server, Gateway, GatewayError};
+use nfs_gateway::nlm::{self, LockManager};
+use nfs_gateway::nsm::state_dir::StateDir;
+use nfs_gateway::server::Listeners;
+use nfs_gateway::{rpcbind, server, Gateway, GatewayError};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::info;
+use tracing::{info, warn};
 use volume::args::{BricksArgs, StoreArg, VolumeFlag};
 
-/// Serve a brickfs volume over NFSv3.
+/// Serve a brickfs volume over NFSv3, with NLM locks.
 ///
 /// brickfs-nfs --store URL VOLUME   (or BRICKFS_STORE=URL)
 /// brickfs-nfs --bricks A,B,C VOLUME
 ///
-/// NFS, MOUNT and portmap all answer on the one TCP port of --listen, so
-/// clients need no rpcbind on this host: give them the port, e.g.
+/// NFS, MOUNT, the lock manager (NLM v4, NSM) and portmap all answer on the
+/// one port of --listen (TCP; NSM and portmap also over UDP), e.g.
 ///
-///   mount -t nfs -o vers=3,tcp,nolock,port=2049,mountport=2049,mountproto=tcp HOST:/VOLUME /mnt
+///   mount -t nfs -o vers=3,tcp,port=2049,mountport=2049,mountproto=tcp HOST:/VOLUME /mnt
+///
+/// Locks: a client's lockd finds NLM through port 111 of this host, which
+/// has no mount option. By default the gateway registers with the rpcbind
+/// answering on 127.0.0.1:111 if one runs (--rpcbind-register), and
+/// otherwise answers portmap on port 111 of the --listen address itself
+/// (--portmap-listen); if neither works it says so and clients must mount
+/// with nolock (locks then stay local to each client). --no-portmap: neither.
+/// NFS locks and FUSE clients' fcntl locks exclude each other.
+///
+/// After a restart the client hosts that held locks (recorded in
+/// --state-dir) are told by SM_NOTIFY, and for --grace seconds only their
+/// reclaims are granted. A client host holding locks is probed every
+/// --nlm-probe-every seconds; one silent for --nlm-host-timeout seconds
+/// loses its locks.
 ///
 /// The whole volume is exported as /VOLUME; clients may mount any directory
 /// below it. Logs go to stderr; RUST_LOG, if set, overrides --log-level.
 #[derive(Parser, Debug)]
-#[command(name = "brickfs-nfs", version, verbatim_doc_comment)]
+#[command(
+    name = "brickfs-nfs",
+    version,
+    verbatim_doc_comment,
+    args_override_self = true
+)]
 struct Args {
     #[command(flatten)]
     store: StoreArg,
@@ -44,9 +68,57 @@ struct Args {
     #[arg(value_name = "VOLUME")]
     volume: Option<String>,
 
-    /// Address to serve NFS, MOUNT and portmap on; port 0 picks a free port.
+    /// Address to serve NFS, MOUNT, NLM, NSM and portmap on; port 0 picks a
+    /// free port.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:2049")]
     listen: String,
+
+    /// Also answer portmap (TCP and UDP) on ADDR, e.g. 0.0.0.0:111, pointing
+    /// clients at the --listen port (repeatable).
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_portmap")]
+    portmap_listen: Vec<SocketAddr>,
+
+    /// Register NFS, MOUNT, NLM and NSM with the rpcbind at ADDR (default
+    /// 127.0.0.1:111; --rpcbind-register=ADDR for another) at start, and
+    /// unregister at stop.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = rpcbind::DEFAULT,
+        conflicts_with = "no_portmap"
+    )]
+    rpcbind_register: Option<SocketAddr>,
+
+    /// Neither serve portmap on port 111 nor register with rpcbind (clients
+    /// then need nolock, or another way to find NLM).
+    #[arg(long)]
+    no_portmap: bool,
+
+    /// Where the lock manager keeps its NSM state number and the client
+    /// hosts to notify after a restart [default: /var/lib/brickfs/nfs/VOLUME].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Grace period after a restart with hosts to notify: only lock
+    /// reclaims are granted for this long (0: none).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_grace)]
+    grace: Duration,
+
+    /// How often client hosts holding locks are probed (NLM NULL).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = volgen::secs::parse_retry)]
+    nlm_probe_every: Duration,
+
+    /// A client host holding locks that answers nothing for this long loses
+    /// its locks (0: never).
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_host_timeout)]
+    nlm_host_timeout: Duration,
+
+    /// The port client hosts' portmappers answer on, for GRANTED callbacks,
+    /// probes and SM_NOTIFY (tests serve a fake one elsewhere).
+    #[arg(long, value_name = "PORT", default_value_t = 111)]
+    callback_rpcbind_port: u16,
 
     /// Rules for a sub-tree, repeatable: PATH[,ro][,root_squash][,allow=CIDR[+CIDR...]],
     /// e.g. /gv0/pvc-1,ro,allow=10.0.0.0/8+192.168.1.7. A mount falls under the rule
@@ -59,6 +131,22 @@ struct Args {
     /// directive such as "nfs_gateway=debug,info".
     #[arg(long, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
     log_level: Option<String>,
+}
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    volgen::secs::Rule {
+        zero_ok: true,
+        max_secs: 3_600,
+    }
+    .parse(s)
+}
+
+fn parse_host_timeout(s: &str) -> Result<Duration, String> {
+    volgen::secs::Rule {
+        zero_ok: true,
+        max_secs: 86_400,
+    }
+    .parse(s)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,12 +203,27 @@ async fn run(args: Args) -> Result<(), StartError> {
     }
     let source = args.bricks.source(args.store.store.as_deref(), &name)?;
     let exports = Exports::parse(&name, &args.exports)?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/brickfs/nfs").join(&name));
+    let state_dir = StateDir::open(&state_dir)?;
+    let listener = TcpListener::bind(&args.listen)
         .await
         .map_err(io_error(format!("cannot listen on {}", args.listen)))?;
     let addr = listener
         .local_addr()
         .map_err(io_error("local address of the listener"))?;
+    let mut listeners = Listeners::tcp(listener);
+    // NSM and portmap over UDP on the same port, for sm-notify; without
+    // it (the port is taken for UDP) only TCP is advertised.
+    match UdpSocket::bind(addr).await {
+        Ok(u) => listeners.udp = Some(u),
+        Err(e) => {
+            warn!(%addr, error = %e, "cannot serve UDP on the gateway's port; NSM and portmap over TCP only")
+        }
+    }
+    let register = portmap_plan(&args, addr, &mut listeners).await?;
     // Installed before the announcement, so a stop right after it is a
     // clean stop rather than the default action.
     let mut term = signal(SignalKind::terminate()).map_err(io_error("SIGTERM handler"))?;
@@ -129,7 +232,37 @@ async fn run(args: Args) -> Result<(), StartError> {
     // From the store the volume is followed: options apply live and a
     // change of bricks switches to a new graph.
     let mut opened = volume::open(&source, Box::new(|_, _| {})).await?;
-    let gw = Arc::new(Gateway::new(opened.layer.clone(), &name, exports));
+    let cfg = nlm::Config {
+        grace: args.grace,
+        probe_every: args.nlm_probe_every,
+        host_timeout: (!args.nlm_host_timeout.is_zero()).then_some(args.nlm_host_timeout),
+        rpcbind_port: args.callback_rpcbind_port,
+        call_timeout: Duration::from_secs(5),
+    };
+    info!(
+        state_dir = %state_dir.path().display(),
+        grace_secs = cfg.grace.as_secs_f64(),
+        probe_every_secs = cfg.probe_every.as_secs_f64(),
+        host_timeout_secs = args.nlm_host_timeout.as_secs_f64(),
+        "lock manager"
+    );
+    let locks = LockManager::new(opened.layer.clone(), cfg, Some(state_dir))?;
+    let gw = Arc::new(Gateway::new(
+        opened.layer.clone(),
+        &name,
+        exports,
+        locks.clone(),
+    ));
+    let registered = match register {
+        Some(at) => match rpcbind::register(at, &listeners.served()?).await {
+            Ok(done) => Some((at, done)),
+            Err(e) => {
+                warn!(%at, error = %e, "cannot register with rpcbind: NFS clients will not find the lock manager (mount with nolock)");
+                None
+            }
+        },
+        None => None,
+    };
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "LISTENING {addr}")
@@ -137,6 +270,7 @@ async fn run(args: Args) -> Result<(), StartError> {
         .map_err(io_error("write stdout"))?;
     drop(out);
     announce(&gw, addr);
+    locks.start();
 
     let shutdown = async move {
         tokio::select! {
@@ -144,10 +278,63 @@ async fn run(args: Args) -> Result<(), StartError> {
             _ = int.recv() => info!("SIGINT received"),
         }
     };
-    server::serve(gw, listener, shutdown).await?;
+    server::serve(gw, listeners, shutdown).await?;
+    if let Some((at, done)) = registered {
+        rpcbind::unregister(at, &done, addr.port()).await;
+    }
     opened.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// How clients' lockds will find us: the rpcbind to register with, or
+/// portmap listeners added to `listeners`. By default (neither flag): the
+/// host's rpcbind if one answers on 127.0.0.1:111, else our own portmap on
+/// port 111 of the --listen address, else a warning.
+async fn portmap_plan(
+    args: &Args,
+    addr: SocketAddr,
+    listeners: &mut Listeners,
+) -> Result<Option<SocketAddr>, StartError> {
+    if args.no_portmap {
+        return Ok(None);
+    }
+    for at in &args.portmap_listen {
+        let (tcp, udp) = bind_portmap(*at).await?;
+        listeners.portmap_tcp.push(tcp);
+        listeners.portmap_udp.push(udp);
+        info!(%at, "serving portmap");
+    }
+    if args.rpcbind_register.is_some() || !args.portmap_listen.is_empty() {
+        return Ok(args.rpcbind_register);
+    }
+    let default_rpcbind = SocketAddr::from(([127, 0, 0, 1], 111));
+    if rpcbind::answers(default_rpcbind).await {
+        info!(at = %default_rpcbind, "an rpcbind runs here: registering with it");
+        return Ok(Some(default_rpcbind));
+    }
+    let at = SocketAddr::new(addr.ip(), 111);
+    match bind_portmap(at).await {
+        Ok((tcp, udp)) => {
+            info!(%at, "serving portmap (no rpcbind runs here)");
+            listeners.portmap_tcp.push(tcp);
+            listeners.portmap_udp.push(udp);
+        }
+        Err(e) => warn!(
+            "{e}: NFS clients will not find the lock manager (mount with nolock, or give --portmap-listen or --rpcbind-register)"
+        ),
+    }
+    Ok(None)
+}
+
+async fn bind_portmap(at: SocketAddr) -> Result<(TcpListener, UdpSocket), StartError> {
+    let tcp = TcpListener::bind(at)
+        .await
+        .map_err(io_error(format!("cannot serve portmap on {at} (TCP)")))?;
+    let udp = UdpSocket::bind(at)
+        .await
+        .map_err(io_error(format!("cannot serve portmap on {at} (UDP)")))?;
+    Ok((tcp, udp))
 }
 
 /// Logs the exports and how to mount them.
@@ -173,15 +360,51 @@ fn announce(gw: &Gateway, addr: SocketAddr) {
     };
     let (port, volume) = (addr.port(), &gw.volume);
     info!(
-        "mount with: mount -t nfs -o vers=3,tcp,nolock,port={port},mountport={port},mountproto=tcp {host}:/{volume} /mnt"
+        "mount with: mount -t nfs -o vers=3,tcp,port={port},mountport={port},mountproto=tcp {host}:/{volume} /mnt"
     );
     info!("libnfs URL: nfs://{host}/{volume}?version=3&nfsport={port}&mountport={port}");
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     #[test]
     fn the_command_line_is_well_formed() {
         <super::Args as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn portmap_flags() {
+        let parse = |args: &[&str]| super::Args::try_parse_from(args);
+        let a = parse(&["brickfs-nfs", "--rpcbind-register", "gv0"]).expect("parses");
+        assert_eq!(
+            a.rpcbind_register,
+            Some("127.0.0.1:111".parse().expect("addr"))
+        );
+        assert_eq!(
+            a.volume.as_deref(),
+            Some("gv0"),
+            "the volume is not the address"
+        );
+        let a = parse(&["brickfs-nfs", "--rpcbind-register=10.0.0.1:111", "gv0"]).expect("parses");
+        assert_eq!(
+            a.rpcbind_register,
+            Some("10.0.0.1:111".parse().expect("addr"))
+        );
+        assert!(parse(&[
+            "brickfs-nfs",
+            "--no-portmap",
+            "--portmap-listen",
+            "0.0.0.0:111",
+            "gv0"
+        ])
+        .is_err());
+        // Later values win (the test harness gives defaults first).
+        let a = parse(&["brickfs-nfs", "--grace", "60", "--grace", "5", "gv0"]).expect("parses");
+        assert_eq!(a.grace, std::time::Duration::from_secs(5));
+        assert!(parse(&["brickfs-nfs", "--grace", "-1", "gv0"]).is_err());
+        let a = parse(&["brickfs-nfs", "--nlm-host-timeout", "0", "gv0"]).expect("parses");
+        assert!(a.nlm_host_timeout.is_zero());
     }
 }

@@ -31,10 +31,32 @@ struct Call<'a> {
 
 /// An opened handle: what it names, under which export rule, and the
 /// caller as that rule lets it act (root squashed or not).
-struct Opened<'a> {
-    h: Handle,
-    rule: &'a ExportRule,
-    caller: Caller,
+pub(crate) struct Opened<'a> {
+    pub h: Handle,
+    pub rule: &'a ExportRule,
+    pub caller: Caller,
+}
+
+/// Opens a file handle for `caller`: ours, of this volume, under an export
+/// rule that allows the caller's network; root squashed if the rule says
+/// so. NLM opens its file handles the same way.
+pub(crate) fn open_handle<'a>(gw: &'a Gateway, caller: &Caller, fh: &[u8]) -> Res<Opened<'a>> {
+    let h = handles::decode_bytes(&gw.volume_key, fh)?;
+    let rule = gw
+        .exports
+        .rule(h.export)
+        .ok_or(nfsstat3::NFS3ERR_BADHANDLE)?;
+    if !rule.allows(caller.peer.ip()) {
+        tracing::warn!(peer = %caller.peer, export = %rule.path, "call from a network the export does not allow");
+        return Err(nfsstat3::NFS3ERR_ACCES);
+    }
+    let mut caller = caller.clone();
+    if rule.root_squash && caller.uid == 0 {
+        caller.uid = Caller::NOBODY;
+        caller.gid = Caller::NOBODY;
+        caller.gids.clear();
+    }
+    Ok(Opened { h, rule, caller })
 }
 
 fn fail(e: &FsError) -> nfsstat3 {
@@ -74,23 +96,7 @@ impl<'a> Call<'a> {
     }
 
     fn open(&self, fh: &nfs_fh3) -> Res<Opened<'a>> {
-        let h = handles::decode(&self.gw.volume_key, fh)?;
-        let rule = self
-            .gw
-            .exports
-            .rule(h.export)
-            .ok_or(nfsstat3::NFS3ERR_BADHANDLE)?;
-        if !rule.allows(self.caller.peer.ip()) {
-            tracing::warn!(peer = %self.caller.peer, export = %rule.path, "call from a network the export does not allow");
-            return Err(nfsstat3::NFS3ERR_ACCES);
-        }
-        let mut caller = self.caller.clone();
-        if rule.root_squash && caller.uid == 0 {
-            caller.uid = Caller::NOBODY;
-            caller.gid = Caller::NOBODY;
-            caller.gids.clear();
-        }
-        Ok(Opened { h, rule, caller })
+        open_handle(self.gw, self.caller, fh.data.as_ref())
     }
 
     fn open_writable(&self, fh: &nfs_fh3) -> Res<Opened<'a>> {

@@ -11,9 +11,12 @@
 //! Replies are encoded by hand too: their layout is fixed, and writing them
 //! cannot fail, so there is no error path on the way out.
 
+use std::net::SocketAddr;
+
 use nfs3_types::rpc::{accept_stat, auth_stat, msg_type, reject_stat, reply_stat, RPC_VERSION_2};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+pub use crate::xdr::XdrReader;
 use crate::{Caller, Outcome};
 
 /// Largest record we accept: a 4 MiB WRITE plus room for its header.
@@ -26,12 +29,13 @@ const FRAGMENT_LEN: u32 = 0x7fff_ffff;
 pub const AUTH_NULL: u32 = 0;
 pub const AUTH_UNIX: u32 = 1;
 /// RFC 5531: credential and verifier bodies are at most 400 bytes.
-const MAX_AUTH_BYTES: usize = 400;
+pub(crate) const MAX_AUTH_BYTES: usize = 400;
 /// RFC 5531 appendix A: `machinename<255>`, `gids<16>`.
 const MAX_MACHINE_NAME: usize = 255;
 const MAX_GIDS: usize = 16;
 
-/// Why a connection is given up. Each of these ends that connection only.
+/// Why a connection is given up (each of these ends that connection
+/// only), or why a call we made to another host failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
     #[error("record of at least {0} bytes is over the {MAX_RECORD}-byte limit")]
@@ -42,6 +46,18 @@ pub enum RpcError {
     Malformed(&'static str),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("malformed reply: {0}")]
+    BadReply(&'static str),
+    #[error("call refused: {0}")]
+    Refused(String),
+    #[error("program {prog} version {vers} is not registered with the portmapper at {at}")]
+    NotRegistered {
+        prog: u32,
+        vers: u32,
+        at: SocketAddr,
+    },
 }
 
 /// Reads one record (all its fragments). `Ok(None)` is a clean end of the
@@ -102,44 +118,6 @@ async fn read_mark<R: AsyncRead + Unpin>(
     Ok(Some(u32::from_be_bytes(mark)))
 }
 
-/// Bounds-checked XDR decoding from a borrowed buffer. Lengths come from
-/// the network: nothing is allocated from them and nothing reads past the
-/// end; `None` means the data ran out or broke a limit.
-pub struct XdrReader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> XdrReader<'a> {
-    pub fn new(buf: &'a [u8]) -> XdrReader<'a> {
-        XdrReader { buf, pos: 0 }
-    }
-
-    pub fn position(&self) -> usize {
-        self.pos
-    }
-
-    pub fn u32(&mut self) -> Option<u32> {
-        let b = self.buf.get(self.pos..self.pos.checked_add(4)?)?;
-        self.pos += 4;
-        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// Variable-length `opaque<max>` (also `string<max>`); the padding to
-    /// a multiple of four is skipped.
-    pub fn opaque(&mut self, max: usize) -> Option<&'a [u8]> {
-        let len = self.u32()? as usize;
-        if len > max {
-            return None;
-        }
-        let padded = len.checked_add(3)? & !3;
-        let data = self.buf.get(self.pos..self.pos.checked_add(len)?)?;
-        self.buf.get(self.pos..self.pos.checked_add(padded)?)?;
-        self.pos += padded;
-        Some(data)
-    }
-}
-
 /// The caller's identity as the credential states it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
@@ -153,19 +131,23 @@ pub enum Credential {
 }
 
 impl Credential {
-    pub fn caller(&self, peer: std::net::SocketAddr) -> Caller {
+    /// `local` is our end of the connection: the address the client
+    /// knows us by (NLM calls it back from there).
+    pub fn caller(&self, peer: SocketAddr, local: SocketAddr) -> Caller {
         match self {
             Credential::Null => Caller {
                 uid: Caller::NOBODY,
                 gid: Caller::NOBODY,
                 gids: Vec::new(),
                 peer,
+                local,
             },
             Credential::Unix { uid, gid, gids } => Caller {
                 uid: *uid,
                 gid: *gid,
                 gids: gids.clone(),
                 peer,
+                local,
             },
         }
     }
@@ -276,11 +258,7 @@ pub fn decode_call(record: &[u8]) -> Result<Decoded, RpcError> {
 
 /// The length word of the next opaque, without consuming it.
 fn peek_len(r: &XdrReader<'_>) -> Option<usize> {
-    let mut copy = XdrReader {
-        buf: r.buf,
-        pos: r.pos,
-    };
-    copy.u32().map(|l| l as usize)
+    r.peek_u32().map(|l| l as usize)
 }
 
 /// `authsys_parms`: stamp, machinename<255>, uid, gid, gids<16>.
@@ -343,6 +321,14 @@ impl Reply {
 
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+
+    /// The reply as a UDP datagram: no record mark.
+    pub fn datagram(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.head.len() + self.body.len());
+        v.extend_from_slice(self.head.get(4..).unwrap_or_default());
+        v.extend_from_slice(&self.body);
+        v
     }
 
     /// The whole record in one buffer (tests, small replies).
@@ -474,6 +460,11 @@ pub(crate) mod tests {
         v
     }
 
+    const LOCAL: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        2049,
+    ));
+
     fn parse_reply(rec: &[u8]) -> rpc_msg<'static, 'static> {
         let mark = u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]]);
         assert_eq!(mark, LAST_FRAGMENT | (rec.len() as u32 - 4));
@@ -490,7 +481,7 @@ pub(crate) mod tests {
         assert_eq!((h.xid, h.prog, h.vers, h.proc_), (7, 100003, 3, 1));
         assert_eq!(&rec[h.args_at..], b"ARGS");
         let peer = "10.0.0.1:700".parse().expect("addr");
-        let c = h.cred.caller(peer);
+        let c = h.cred.caller(peer, peer);
         assert_eq!((c.uid, c.gid, c.gids.as_slice()), (1000, 100, &[4, 27][..]));
     }
 
@@ -502,7 +493,7 @@ pub(crate) mod tests {
         };
         assert_eq!(h.cred, Credential::Null);
         assert_eq!(h.args_at, rec.len());
-        let c = h.cred.caller("127.0.0.1:1".parse().expect("addr"));
+        let c = h.cred.caller(LOCAL, LOCAL);
         assert_eq!((c.uid, c.gid), (Caller::NOBODY, Caller::NOBODY));
     }
 
@@ -658,18 +649,5 @@ pub(crate) mod tests {
             read_record(&mut &wire[..], 100).await,
             Err(RpcError::Truncated)
         ));
-    }
-
-    #[test]
-    fn xdr_reader_bounds() {
-        let buf = words(&[
-            5,
-            u32::from_be_bytes(*b"hell"),
-            u32::from_be_bytes(*b"o\0\0\0"),
-        ]);
-        assert_eq!(XdrReader::new(&buf).opaque(10), Some(&b"hello"[..]));
-        assert_eq!(XdrReader::new(&buf).opaque(4), None);
-        assert_eq!(XdrReader::new(&buf[..9]).opaque(10), None);
-        assert_eq!(XdrReader::new(&words(&[u32::MAX])).opaque(usize::MAX), None);
     }
 }

@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinSet};
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
+use crate::portmap::Served;
 use crate::rpc::{self, Accepted, Decoded, Reply, RpcError, MAX_RECORD};
-use crate::{mount, nfs, portmap, Caller, Gateway, GatewayError};
+use crate::{mount, nfs, nlm, nsm, portmap, Caller, Gateway, GatewayError};
 
 /// Calls one connection runs at once; further records wait in the socket.
 pub const MAX_CALLS_PER_CONNECTION: usize = 16;
@@ -41,22 +42,77 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// connection and the replies it holds are dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Serves NFS v3, MOUNT v3 and portmap v2 on `listener` until `shutdown`
+/// Where the gateway serves: its one port (TCP, and UDP for NSM and
+/// portmap), and portmap alone on more addresses (port 111).
+pub struct Listeners {
+    pub tcp: TcpListener,
+    pub udp: Option<UdpSocket>,
+    pub portmap_tcp: Vec<TcpListener>,
+    pub portmap_udp: Vec<UdpSocket>,
+}
+
+impl Listeners {
+    /// Just the one TCP port.
+    pub fn tcp(tcp: TcpListener) -> Listeners {
+        Listeners {
+            tcp,
+            udp: None,
+            portmap_tcp: Vec::new(),
+            portmap_udp: Vec::new(),
+        }
+    }
+
+    /// What portmap says is served where.
+    pub fn served(&self) -> Result<Served, GatewayError> {
+        let port = self
+            .tcp
+            .local_addr()
+            .map_err(|source| GatewayError::Io {
+                context: "local address of the listener".to_string(),
+                source,
+            })?
+            .port();
+        Ok(Served {
+            port,
+            udp: self.udp.is_some(),
+        })
+    }
+}
+
+/// Serves NFS v3, MOUNT v3, NLM v4, NSM v1 and portmap v2 until `shutdown`
 /// completes; then stops accepting, lets calls in flight finish (at most
 /// 5 s) and returns.
 pub async fn serve(
     gw: Arc<Gateway>,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
-    let port = listener
-        .local_addr()
-        .map_err(|source| GatewayError::Io {
-            context: "local address of the listener".to_string(),
-            source,
-        })?
-        .port();
-    serve_programs(Arc::new(GatewayPrograms { gw, port }), listener, shutdown).await;
+    let served = listeners.served()?;
+    let all = Arc::new(GatewayPrograms { gw, served });
+    let portmap = Arc::new(PortmapOnly { served });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut servers = JoinSet::new();
+    servers.spawn(serve_programs(all.clone(), listeners.tcp, stopped()));
+    if let Some(udp) = listeners.udp {
+        servers.spawn(crate::udp::serve_udp(all.clone(), udp, stopped()));
+    }
+    for l in listeners.portmap_tcp {
+        servers.spawn(serve_programs(portmap.clone(), l, stopped()));
+    }
+    for u in listeners.portmap_udp {
+        servers.spawn(crate::udp::serve_udp(portmap.clone(), u, stopped()));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    while let Some(done) = servers.join_next().await {
+        log_task_end("server", done);
+    }
     Ok(())
 }
 
@@ -71,12 +127,40 @@ pub(crate) trait Programs: Send + Sync + 'static {
         proc_: u32,
         args: &'a [u8],
     ) -> impl Future<Output = Accepted> + Send + 'a;
+
+    /// Whether `prog` is served over UDP (only small, idempotent or
+    /// one-way calls are: portmap and NSM).
+    fn over_udp(&self, prog: u32) -> bool {
+        prog == nfs3_types::portmap::PROGRAM || prog == crate::nsm::PROGRAM
+    }
 }
 
 struct GatewayPrograms {
     gw: Arc<Gateway>,
-    /// Our listening port, which portmap hands out.
-    port: u16,
+    /// Our port and protocols, which portmap hands out.
+    served: Served,
+}
+
+/// Portmap alone (port 111), pointing at the gateway's port.
+struct PortmapOnly {
+    served: Served,
+}
+
+impl Programs for PortmapOnly {
+    async fn call(
+        &self,
+        _caller: &Caller,
+        prog: u32,
+        vers: u32,
+        proc_: u32,
+        args: &[u8],
+    ) -> Accepted {
+        match route(prog, vers) {
+            Ok(Program::Portmap) => portmap::handle_portmap(&self.served, proc_, args).into(),
+            Ok(_) => Accepted::ProgUnavail,
+            Err(refusal) => refusal,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +168,8 @@ enum Program {
     Nfs,
     Mount,
     Portmap,
+    Nlm,
+    Nsm,
 }
 
 /// The program a call is for; PROG_UNAVAIL or PROG_MISMATCH (with the one
@@ -93,6 +179,8 @@ fn route(prog: u32, vers: u32) -> Result<Program, Accepted> {
         nfs3_types::nfs3::PROGRAM => (Program::Nfs, nfs3_types::nfs3::VERSION),
         nfs3_types::mount::PROGRAM => (Program::Mount, nfs3_types::mount::VERSION),
         nfs3_types::portmap::PROGRAM => (Program::Portmap, nfs3_types::portmap::VERSION),
+        crate::nlm::xdr::PROGRAM => (Program::Nlm, crate::nlm::xdr::VERSION),
+        crate::nsm::PROGRAM => (Program::Nsm, crate::nsm::VERSION),
         _ => return Err(Accepted::ProgUnavail),
     };
     if vers != served {
@@ -119,7 +207,11 @@ impl Programs for GatewayPrograms {
             Ok(Program::Mount) => mount::handle_mount(&self.gw, caller, proc_, args)
                 .await
                 .into(),
-            Ok(Program::Portmap) => portmap::handle_portmap(self.port, proc_, args).into(),
+            Ok(Program::Portmap) => portmap::handle_portmap(&self.served, proc_, args).into(),
+            Ok(Program::Nlm) => nlm::procs::handle_nlm(&self.gw, caller, proc_, args)
+                .await
+                .into(),
+            Ok(Program::Nsm) => nsm::handle_nsm(&self.gw, caller, proc_, args).into(),
         }
     }
 }
@@ -206,10 +298,18 @@ async fn connection<P: Programs>(
         debug!(error = %e, "cannot set TCP_NODELAY");
     }
     debug!("connection opened");
+    // The address the client reached us by (the listener may be 0.0.0.0).
+    let local_addr = match stream.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            debug!(error = %e, "no local address; closing");
+            return;
+        }
+    };
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(MAX_CALLS_PER_CONNECTION);
     tokio::join!(
-        read_side(programs, rd, peer, calls, stop, tx),
+        read_side(programs, rd, peer, local_addr, calls, stop, tx),
         write_side(wr, rx)
     );
     debug!("connection closed");
@@ -222,6 +322,7 @@ async fn read_side<P: Programs>(
     programs: Arc<P>,
     rd: OwnedReadHalf,
     peer: SocketAddr,
+    local_addr: SocketAddr,
     calls: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
     tx: mpsc::Sender<Outgoing>,
@@ -303,7 +404,7 @@ async fn read_side<P: Programs>(
         let tx = tx.clone();
         running.spawn(
             async move {
-                let caller = header.cred.caller(peer);
+                let caller = header.cred.caller(peer, local_addr);
                 let args = record.get(header.args_at..).unwrap_or_default();
                 let started = Instant::now();
                 let accepted = programs
@@ -501,7 +602,13 @@ mod tests {
             route(100005, 1),
             Err(Accepted::ProgMismatch { low: 3, high: 3 })
         );
-        assert_eq!(route(100021, 4), Err(Accepted::ProgUnavail));
+        assert_eq!(route(100021, 4), Ok(Program::Nlm));
+        assert_eq!(
+            route(100021, 1),
+            Err(Accepted::ProgMismatch { low: 4, high: 4 })
+        );
+        assert_eq!(route(100024, 1), Ok(Program::Nsm));
+        assert_eq!(route(100099, 1), Err(Accepted::ProgUnavail));
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //! test on a loopback port in front of a [`TestCluster`]'s bricks, the
 //! libnfs command-line tools (`nfs-cp`, `nfs-ls`, `nfs-cat` from Debian's
 //! `libnfs-utils`; `scripts/test.sh` installs it) run with a timeout, and
-//! [`rpc`], a hand-written ONC RPC client for protocol-level tests.
+//! [`rpc`], a hand-written ONC RPC client for protocol-level tests, and
+//! [`nlm`], the lock manager's protocols by hand (a client host's calls and
+//! its side of the callbacks).
 //!
 //! libnfs URLs (libnfs 4.0 `nfs_parse_url`): `nfs://server/path?k=v&k=v`
 //! with `version=3`, `nfsport=P` and `mountport=P`, so the tools go
@@ -10,6 +12,7 @@
 //! 111. `nfs-ls` mounts the whole path; `nfs-cp` and `nfs-cat` mount the
 //! path up to the last `/` and open the rest as the file name.
 
+pub mod nlm;
 pub mod rpc;
 
 use std::ffi::OsStr;
@@ -25,6 +28,10 @@ use crate::cluster::{wait_until, TestCluster, OP_TIMEOUT_SECS, VOLUME};
 use crate::proc::{self, Listening};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+const LOOPBACK: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    0,
+));
 const RESTART_BIND_RETRY: Duration = Duration::from_secs(10);
 /// How long one libnfs tool may run. libnfs reconnects forever by default,
 /// so a gateway that drops connections would otherwise hang the test.
@@ -43,8 +50,10 @@ pub struct Gateway {
 
 impl TestCluster {
     /// Starts `brickfs-nfs --bricks <bricks> --volume test --listen
-    /// 127.0.0.1:0 --op-timeout 2 <extra>` (log `logs/nfs-N.log`), waits for
-    /// its `LISTENING` line and until it serves the volume root.
+    /// 127.0.0.1:0 --op-timeout 2 <extra>` (log `logs/nfs-N.log`, lock
+    /// manager state in `nfs-state-N`, `--no-portmap` unless `extra` asks
+    /// for portmap), waits for its `LISTENING` line and until it serves the
+    /// volume root.
     pub fn start_gateway(&self, extra: &[&str]) -> Gateway {
         let mut args = vec![
             "--bricks".to_string(),
@@ -55,21 +64,48 @@ impl TestCluster {
             OP_TIMEOUT_SECS.to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        self.gateway_with(args)
+        self.gateway_with(args, LOOPBACK)
+    }
+
+    /// [`start_gateway`](Self::start_gateway) listening on `listen`
+    /// instead of 127.0.0.1:0 (an address of a test network namespace).
+    pub fn start_gateway_on(&self, listen: SocketAddr, extra: &[&str]) -> Gateway {
+        let mut args = vec![
+            "--bricks".to_string(),
+            self.bricks_arg(),
+            "--volume".into(),
+            VOLUME.into(),
+            "--op-timeout".into(),
+            OP_TIMEOUT_SECS.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.gateway_with(args, listen)
     }
 
     /// A gateway serving the volume as the cluster store at `url` describes
     /// it (`brickfs-nfs --store URL --volume test`).
     pub fn start_gateway_from_store(&self, url: &str) -> Gateway {
         let args = ["--store", url, "--volume", VOLUME].map(String::from);
-        self.gateway_with(args.to_vec())
+        self.gateway_with(args.to_vec(), LOOPBACK)
     }
 
-    fn gateway_with(&self, args: Vec<String>) -> Gateway {
+    fn gateway_with(&self, mut args: Vec<String>, listen: SocketAddr) -> Gateway {
         let n = self.next_gateway.fetch_add(1, Ordering::SeqCst);
         let log = self.root().join("logs").join(format!("nfs-{n}.log"));
+        // Each gateway its own lock-manager state (kept across restart()),
+        // and no portmap on port 111 unless the test asks: tests run side
+        // by side on one host.
+        let state = self.root().join(format!("nfs-state-{n}"));
+        let mut own = vec!["--state-dir".to_string(), state.display().to_string()];
+        if !args
+            .iter()
+            .any(|a| a == "--portmap-listen" || a.starts_with("--rpcbind-register"))
+        {
+            own.push("--no-portmap".into());
+        }
+        own.append(&mut args);
+        let args = own;
         let bin = self.binaries().brickfs_nfs.clone();
-        let listen: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         let (child, addr) = spawn_gateway(&bin, &args, listen, &log, Duration::ZERO);
         let gw = Gateway {
             bin,

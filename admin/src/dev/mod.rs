@@ -348,6 +348,7 @@ impl Dev {
             gateway,
             &self.store_url(),
             VOLUME,
+            &self.state_dir.join("nfs"),
             log_level,
             &self.nfs_log(),
             START_TIMEOUT,
@@ -490,7 +491,7 @@ impl Dev {
         }
         if let Some((child, addr)) = &self.nfs {
             println!(
-                "  nfs     {addr}  (brickfs-nfs pid {}; NFSv3 + MOUNT on one port; log {})",
+                "  nfs     {addr}  (brickfs-nfs pid {}; NFSv3, MOUNT and NLM locks on one port; log {})",
                 child.id(),
                 self.nfs_log().display()
             );

@@ -18,11 +18,14 @@ use super::children::{spawn_listening, terminate};
 use super::Result;
 
 /// Starts `brickfs-nfs [--log-level L] --store URL --listen 127.0.0.1:0
-/// VOLUME` and waits for its `LISTENING` line.
+/// --state-dir DIR VOLUME` and waits for its `LISTENING` line. The gateway
+/// finds its own way onto port 111 for the lock manager (the host's rpcbind,
+/// or portmap on 127.0.0.1:111; its log says which, or why neither).
 pub fn start(
     bin: &Path,
     store_url: &str,
     volume: &str,
+    state_dir: &Path,
     log_level: Option<&str>,
     log: &Path,
     timeout: Duration,
@@ -33,6 +36,8 @@ pub fn start(
     }
     cmd.arg("--store")
         .arg(store_url)
+        .arg("--state-dir")
+        .arg(state_dir)
         .args(["--listen", "127.0.0.1:0", volume]);
     spawn_listening(&mut cmd, log, timeout)
 }
@@ -48,13 +53,13 @@ pub fn stop(child: &mut Child, grace: Duration) {
 }
 
 /// The kernel client's mount command for `volume` served at `addr`
-/// (NFSv3 over TCP, no lock manager: the gateway has no NLM; MOUNT and NFS
-/// share the one port, so no portmapper is needed; MOUNT over TCP too, as
-/// the gateway serves no UDP).
+/// (NFSv3 over TCP; MOUNT and NFS share the one port, given here, so only
+/// the client's lockd asks port 111, where the gateway put NLM; MOUNT over
+/// TCP too, as the gateway serves MOUNT over TCP only).
 pub fn kernel_mount_command(addr: SocketAddr, volume: &str, target: &str) -> String {
     let port = addr.port();
     format!(
-        "mount -t nfs -o vers=3,tcp,nolock,port={port},mountport={port},mountproto=tcp {}:/{volume} {target}",
+        "mount -t nfs -o vers=3,tcp,port={port},mountport={port},mountproto=tcp {}:/{volume} {target}",
         addr.ip()
     )
 }
@@ -77,7 +82,7 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:40123".parse().unwrap();
         assert_eq!(
             kernel_mount_command(addr, "dev", "/mnt"),
-            "mount -t nfs -o vers=3,tcp,nolock,port=40123,mountport=40123,mountproto=tcp 127.0.0.1:/dev /mnt"
+            "mount -t nfs -o vers=3,tcp,port=40123,mountport=40123,mountproto=tcp 127.0.0.1:/dev /mnt"
         );
         assert_eq!(
             libnfs_url(addr, "dev"),

@@ -729,7 +729,14 @@ impl Layer for Replicate {
         let mut backoff =
             proto::backoff::Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
         loop {
-            match self.try_setlk(gfid, lock).await {
+            let r = self.try_setlk(gfid, lock).await;
+            if r.is_ok() && lock.typ != RecordLockType::Unlock {
+                // The new holder must see what the last one wrote: not
+                // attributes this client cached before the lock was its
+                // (the NFS gateway's clients GETATTR right after a grant).
+                self.attrs.forget(&[gfid]);
+            }
+            match r {
                 Err(FsError::WouldBlock) if wait => {
                     debug!(?gfid, "record lock busy; waiting");
                     // Jitter: two waiters must not retry in lockstep.

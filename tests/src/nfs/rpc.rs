@@ -324,6 +324,38 @@ impl RpcClient {
         })
     }
 
+    /// Connects from the local address `from` (another loopback address
+    /// looks like another host to the server).
+    pub fn connect_from(
+        addr: SocketAddr,
+        from: std::net::IpAddr,
+        timeout: Duration,
+    ) -> io::Result<RpcClient> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let stream = rt.block_on(async {
+            let sock = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            sock.bind(SocketAddr::new(from, 0))?;
+            tokio::time::timeout(timeout, sock.connect(addr))
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?
+        })?;
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(RpcClient {
+            stream,
+            next_xid: 0x4e4c_4d01,
+        })
+    }
+
     /// Calls `prog`/`vers`/`procedure` with XDR-encoded `args`.
     pub fn call(
         &mut self,
