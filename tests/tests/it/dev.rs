@@ -63,8 +63,10 @@ fn start_dev(bins: &Binaries, args: &[&str]) -> (tempfile::TempDir, Dev) {
         .expect("starting brickfs dev");
     let dev = Dev { child, mnt };
     assert!(
-        wait_until(Duration::from_secs(60), || is_mounted(&dev.mnt)),
-        "brickfs dev did not mount:\n{}",
+        // cluster.json is written once everything is up, just after the mount.
+        wait_until(Duration::from_secs(60), || is_mounted(&dev.mnt)
+            && state.path().join("cluster.json").exists()),
+        "brickfs dev did not come up:\n{}",
         dev_output(&state)
     );
     (state, dev)

@@ -17,6 +17,8 @@ mod harness;
 mod heal;
 mod mount_helper;
 mod nfs;
+mod nlm;
+mod nlm_kernel;
 mod posix;
 mod rebalance;
 mod replication;
