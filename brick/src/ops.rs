@@ -2,6 +2,11 @@
 //! function over the store, with the changelog folded in (dirty mark and
 //! blame are written before the operation, so a crash in between still
 //! leaves a trace for heal). Called from blocking threads by the server.
+//!
+//! Entry operations take the steps `crate::staging` prescribes (objects
+//! complete before they get a name, index entries parked while their last
+//! name goes), with a failpoint (`crate::failpoints`) between every two,
+//! so a brick killed anywhere restarts consistent.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
