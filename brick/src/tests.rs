@@ -896,18 +896,22 @@ fn a_create_replaces_an_empty_leftover_without_gfid_but_not_data() {
     assert_eq!(std::fs::read_dir(staging(&t)).expect("staging").count(), 0);
 }
 
-/// With the `failpoints` feature: every operation killed (a panic, in
-/// process) at each of its failpoints leaves a brick that reopens
-/// consistent, and the operation can be done again.
+/// With the `failpoints` feature: every operation, a client's or heal's,
+/// killed (a panic, in process) at each of its failpoints leaves a brick
+/// that reopens consistent.
 #[cfg(feature = "failpoints")]
 mod crash_sweep {
     use super::*;
+    use proto::EntryFix;
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     /// Runs one operation of the kind `point` belongs to; `variant` picks
     /// among those that reach it.
     fn op(t: &Brick, point: &str, variant: usize) -> proto::FsResult<()> {
         let (kind, step) = point.split_once("::").expect("op::step");
+        if variant == HEAL {
+            return heal_op(t, kind);
+        }
         let root = Gfid::ROOT;
         let n = |s: &str| Name::from(s);
         let file = |name: &str| t.create(root, name, FileKind::File);
@@ -1008,18 +1012,57 @@ mod crash_sweep {
         }
     }
 
-    fn variants(point: &str) -> usize {
-        match point.split("::").next() {
-            Some("rename") => 2,
-            Some("unlink") if point == "unlink::after_name" => 2,
-            _ => 1,
+    /// Heal's own changes (`heal_entry`) go through the same steps, without
+    /// the pre-op of a client's transaction.
+    const HEAL: usize = 2;
+
+    fn variants(point: &str) -> Vec<usize> {
+        let (kind, step) = point.split_once("::").expect("op::step");
+        let mut v = vec![0];
+        if kind == "rename" || point == "unlink::after_name" {
+            v.push(1);
+        }
+        let heal_kind = matches!(
+            kind,
+            "create" | "mknod" | "symlink" | "mkdir" | "unlink" | "rmdir"
+        );
+        if heal_kind && !matches!(step, "after_dirty" | "after_blame" | "after_keep") {
+            v.push(HEAL);
+        }
+        v
+    }
+
+    fn heal_op(t: &Brick, kind: &str) -> proto::FsResult<()> {
+        let root = Gfid::ROOT;
+        let fix = |name: &str, fix: EntryFix| t.b.heal_entry(root, &Name::from(name), &fix);
+        let create = |k: FileKind| {
+            let mut o = obj("new", k);
+            o.target = (k == FileKind::Symlink).then(|| proto::Bytes::from(b"t".to_vec()));
+            fix("new", EntryFix::Create(o))
+        };
+        match kind {
+            "create" => create(FileKind::File),
+            "mknod" => create(FileKind::Socket),
+            "symlink" => create(FileKind::Symlink),
+            "mkdir" => create(FileKind::Dir),
+            "unlink" => {
+                let gfid = t.create(root, "f", FileKind::File);
+                fix("f", EntryFix::Remove { gfid, keep: false })
+            }
+            "rmdir" => {
+                let gfid = t.create(root, "d", FileKind::Dir);
+                let sub = t.create(gfid, "sub", FileKind::Dir);
+                t.create(sub, "f", FileKind::File);
+                fix("d", EntryFix::Remove { gfid, keep: false })
+            }
+            other => panic!("heal does not {other}"),
         }
     }
 
     #[test]
     fn every_failpoint_leaves_a_brick_that_reopens_consistent() {
         for point in crate::failpoints::ALL {
-            for variant in 0..variants(point) {
+            for variant in variants(point) {
                 let t = brick();
                 let me = std::thread::current().id();
                 let name = point.to_string();
