@@ -406,6 +406,12 @@ fn heal_info_says_why_an_entry_cannot_be_healed() {
     // Not brickfs's: data, no gfid.
     fs::write(b0.join("x"), b"someone's data\n").expect("plant stranger");
     c.restart_brick(0);
+    let heald = c.start_heald(1);
+    // heald says what it leaves and why, not only how many.
+    assert!(
+        wait_log(&heald.log, "without a gfid and holds data", 1, STEP_TIMEOUT),
+        "heald does not say why it left an entry"
+    );
 
     let heal = c.heal_cli(&[]);
     assert!(
