@@ -203,8 +203,8 @@ impl Backend {
                     self.store.discard(&staged);
                     return Err(e);
                 }
-                self.store.forget_dirs();
                 self.store.install(gfid, &staged)?;
+                self.store.forget_dirs();
                 tracing::info!(%old_parent, %old_name, %parent, %name, %gfid, "heal: moved directory");
             }
         }

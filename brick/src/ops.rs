@@ -486,14 +486,20 @@ impl Backend {
         staged: &str,
     ) -> FsResult<()> {
         let op = create_op(new.kind);
+        // Placers of directories run one at a time: a heal creating the
+        // same gfid as a client (on the blocking pool, beside the runtime
+        // thread) would otherwise see the other's pointer before its
+        // directory and take it for a stale one.
+        let _alone = self.store.placing_dir();
         match self.store.write_new_pointer(new.gfid, parent, &new.name) {
             Ok(()) => {}
             // This gfid lives here already (a retried create, which the
-            // caller tells apart); else the pointer of an earlier create
-            // that did not finish: replaced.
+            // caller tells apart).
             Err(FsError::Exists) if self.store.resolve(new.gfid).is_ok() => {
                 return Err(FsError::Exists)
             }
+            // A pointer leading nowhere (recovery removes those; an older
+            // brickd could leave one behind).
             Err(FsError::Exists) => self.store.set_dir_pointer(new.gfid, parent, &new.name)?,
             Err(e) => return Err(e),
         }
@@ -507,7 +513,11 @@ impl Backend {
         )
         .os()
         {
-            self.store.remove_index(new.gfid)?;
+            // The name may hold this very directory (made by another
+            // placer): only a pointer that leads nowhere goes.
+            if let Err(FsError::Stale(_)) = self.store.resolve(new.gfid) {
+                self.store.remove_index(new.gfid)?;
+            }
             return Err(e);
         }
         failpoint!(op, "after_place");
@@ -760,11 +770,13 @@ impl Backend {
             return Err(e);
         }
         failpoint!(op, "after_rename");
-        if src_is_dir || dst_is_dir {
-            self.store.forget_dirs();
-        }
+        // Pointers first: until the cached paths are dropped, lookups in
+        // the moved tree still reach it through cached fds.
         for (g, p) in &staged {
             self.store.install(*g, p)?;
+        }
+        if src_is_dir || dst_is_dir {
+            self.store.forget_dirs();
         }
         failpoint!(op, "after_pointer");
         match (parked, dst_gfid) {

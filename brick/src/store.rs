@@ -86,6 +86,8 @@ pub struct Store {
     private: PathBuf,
     gfid_dir: PathBuf,
     volume_lock: Mutex<()>,
+    /// Held while a new directory is placed (`Backend::place_dir`).
+    placing_dir: Mutex<()>,
     /// gfid → path relative to the root, for directories only.
     dirs: Mutex<HashMap<Gfid, Vec<u8>>>,
     /// Verified `O_PATH` fds of recently used directories. An fd pins the
@@ -216,6 +218,7 @@ impl Store {
             private,
             gfid_dir,
             volume_lock: Mutex::new(()),
+            placing_dir: Mutex::new(()),
             dirs: Mutex::new(HashMap::new()),
             dir_fds: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
@@ -226,6 +229,10 @@ impl Store {
         };
         crate::staging::recover(&store)?;
         Ok(store)
+    }
+
+    pub(crate) fn placing_dir(&self) -> MutexGuard<'_, ()> {
+        lock(&self.placing_dir)
     }
 
     pub fn root_path(&self) -> &Path {

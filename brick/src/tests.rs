@@ -875,6 +875,30 @@ fn restart_repairs_the_directories_of_unconfirmed_operations() {
 }
 
 #[test]
+fn a_retried_mkdir_keeps_the_directory_and_its_pointer() {
+    let t = brick();
+    let d = obj("d", FileKind::Dir);
+    t.b.create(&none(), Gfid::ROOT, &d, C).expect("mkdir");
+    t.create(d.gfid, "in", FileKind::File);
+    // The same directory again (a retry, or heal beside a client): the
+    // one in place stays reachable.
+    assert_eq!(
+        t.b.create(&none(), Gfid::ROOT, &d, C).expect("retry").gfid,
+        d.gfid
+    );
+    // Another gfid at the taken name: refused, and the pointer it wrote
+    // for itself is gone.
+    let other = obj("d", FileKind::Dir);
+    assert_eq!(
+        t.b.create(&none(), Gfid::ROOT, &other, C).err(),
+        Some(FsError::Exists)
+    );
+    assert!(std::fs::symlink_metadata(t.index(other.gfid)).is_err());
+    assert_eq!(t.names(d.gfid), vec!["in"]);
+    assert_consistent(&t);
+}
+
+#[test]
 fn a_create_replaces_an_empty_leftover_without_gfid_but_not_data() {
     let t = brick();
     std::fs::write(t.dir.join("x"), b"").expect("leftover");
