@@ -10,9 +10,13 @@
 #    which tests/qemu-nfs/nlm-check.sh unpacks into its cache without
 #    installing them; rustfmt/clippy via rustup), 2. checks /dev/fuse,
 # 3. builds every binary (the integration tests run target/debug/brickd,
-#    brickfs-mount, brickfs and brickfs-nfs as real processes), 4. fmt and clippy,
-# 5. runs all tests. Extra arguments go to `cargo test`, e.g.
-#    scripts/test.sh -p tests --test it smoke::   (one integration-test module)
+#    brickfs-mount, brickfs and brickfs-nfs as real processes) and
+#    brickd-failpoints (brickd with the `failpoints` feature, which only the
+#    crash tests run; the harness would build it on first use otherwise),
+# 4. fmt and clippy (also of brick with failpoints),
+# 5. runs all tests, and brick's unit tests once more with failpoints (they
+#    kill every operation at each failpoint, in process). Extra arguments go
+#    to `cargo test`, e.g. scripts/test.sh -p tests --test it smoke::
 # Env: TEST_THREADS (default 2: each FUSE test runs 3 bricks + mounts; the
 # machine has 2 cores), BRICKFS_TEST_KEEP=1 keeps a failed test's temp dir.
 set -euo pipefail
@@ -68,10 +72,14 @@ fi
 # --- 3-5. build, lint, test ------------------------------------------------
 log "cargo build --workspace"
 cargo build --workspace
+log "cargo build -p brick --features failpoints --bin brickd-failpoints"
+cargo build -p brick --features failpoints --bin brickd-failpoints
 log "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 log "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+log "cargo clippy -p brick --all-targets --features failpoints -- -D warnings"
+cargo clippy -p brick --all-targets --features failpoints -- -D warnings
 log "cargo test --workspace"
 # No doctests in the workspace: leaving them out keeps the runner's last
 # lines about tests that ran. The totals line at the end sums every binary.
@@ -80,6 +88,11 @@ trap 'rm -f "$out"' EXIT
 set +e
 cargo test --workspace --no-fail-fast --lib --bins --tests "$@" -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
+if [ $# -eq 0 ]; then
+  log "cargo test -p brick --lib --features failpoints"
+  cargo test -p brick --lib --features failpoints -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee -a "$out"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+fi
 set -e
 passed=$(grep -E '^test result:' "$out" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -E '^test result:' "$out" | sed -E 's/.* ([0-9]+) failed.*/\1/' | awk '{s+=$1} END {print s+0}')

@@ -4,6 +4,7 @@
 //! index (`indices/xattrop/<gfid>`) and the dirty set (`indices/dirty.log`,
 //! transactions started here and not yet confirmed by `unlock_batch`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -15,6 +16,8 @@ use crate::locks::ConnId;
 use crate::store::{xget, xlist, xremove, xset, Target};
 
 const PENDING_PREFIX: &str = "trusted.brickfs.pending.";
+/// Longest heal note kept (a healer's reason, not a log).
+const NOTE_MAX: usize = 1024;
 
 pub struct Changelog {
     xattrop: PathBuf,
@@ -27,6 +30,8 @@ pub struct Changelog {
     index_changes: AtomicU64,
     /// Serialises read-modify-write of pending counters.
     bump: Mutex<()>,
+    /// Why the last heal of an entry did not finish (`heal_note`).
+    notes: Mutex<HashMap<Gfid, String>>,
 }
 
 impl Changelog {
@@ -41,6 +46,7 @@ impl Changelog {
             heal_entries: AtomicU64::new(heal_entries),
             index_changes: AtomicU64::new(0),
             bump: Mutex::new(()),
+            notes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -105,6 +111,31 @@ impl Changelog {
         }
         tracing::debug!(%gfid, ?kind, ?blamed, "blame recorded");
         Ok(())
+    }
+
+    fn notes(&self) -> std::sync::MutexGuard<'_, HashMap<Gfid, String>> {
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps the healer's reason for not finishing `gfid`.
+    pub fn note(&self, gfid: Gfid, mut why: String) {
+        if why.len() > NOTE_MAX {
+            let mut end = NOTE_MAX;
+            while !why.is_char_boundary(end) {
+                end -= 1;
+            }
+            why.truncate(end);
+        }
+        self.notes().insert(gfid, why);
+    }
+
+    /// The notes of `listed` (the entries heal still owes); drops the rest.
+    pub fn notes_of(&self, listed: &[Gfid]) -> HashMap<Gfid, String> {
+        let mut notes = self.notes();
+        notes.retain(|g, _| listed.binary_search(g).is_ok());
+        notes.clone()
     }
 
     /// How many objects this brick's heal index lists.
@@ -192,6 +223,7 @@ impl Changelog {
         }
         self.dirty.clear_any(gfid)?;
         if !left {
+            self.notes().remove(&gfid);
             match std::fs::remove_file(self.xattrop.join(gfid.to_hex())) {
                 Ok(()) => {
                     self.heal_entries.fetch_sub(1, Ordering::Relaxed);

@@ -14,6 +14,12 @@ pub enum BrickError {
     },
     #[error("brick directory {dir} is unusable: {why}")]
     BadDir { dir: String, why: String },
+    #[error("{what}: {source}")]
+    Fs {
+        what: String,
+        #[source]
+        source: FsError,
+    },
     #[error("brick refused: {0}")]
     Refused(String),
     #[error("internal error: {0}")]
@@ -23,6 +29,13 @@ pub enum BrickError {
 impl BrickError {
     pub fn io(what: impl Into<String>, source: std::io::Error) -> BrickError {
         BrickError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub fn fs(what: impl Into<String>, source: FsError) -> BrickError {
+        BrickError::Fs {
             what: what.into(),
             source,
         }

@@ -6,8 +6,8 @@
 use std::os::fd::{AsFd, BorrowedFd};
 
 use proto::{
-    Checksums, EntryFix, FileKind, FsError, FsResult, Gfid, HealEntry, HealPage, Name,
-    PendingCounts, ReplicaIndex,
+    Checksums, EntryFix, FsError, FsResult, Gfid, HealEntry, HealPage, Name, PendingCounts,
+    ReplicaIndex,
 };
 use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 
@@ -33,6 +33,7 @@ impl Backend {
         all.sort_unstable();
         all.dedup();
         let max = max.clamp(1, PAGE_MAX) as usize;
+        let notes = self.changelog.notes_of(&all);
         let rest: Vec<Gfid> = all
             .into_iter()
             .filter(|g| after.is_none_or(|a| *g > a))
@@ -46,6 +47,7 @@ impl Backend {
                 blamed: blamed.binary_search(&gfid).is_ok(),
                 dirty: dirty.binary_search(&gfid).is_ok(),
                 dir: matches!(self.store.resolve(gfid), Ok(Obj::Dir(_))),
+                note: notes.get(&gfid).cloned(),
             })
             .collect();
         Ok(HealPage { entries, eof })
@@ -92,6 +94,11 @@ impl Backend {
         Ok(Checksums { size, blocks })
     }
 
+    pub fn heal_note(&self, gfid: Gfid, note: String) -> FsResult<()> {
+        self.changelog.note(gfid, note);
+        Ok(())
+    }
+
     pub fn locate(&self, gfid: Gfid) -> FsResult<Option<(Gfid, Name)>> {
         self.store.locate(gfid)
     }
@@ -121,21 +128,25 @@ impl Backend {
                 if new.gfid.is_root() || new.perm & !0o7777 != 0 {
                     return Err(FsError::Invalid("bad object to create".into()));
                 }
-                let made = match self.make(dfd, new) {
-                    Ok(made) => made,
-                    Err(FsError::Exists) if entry_gfid(dfd, name)? == Some(new.gfid) => {
-                        return Ok(())
+                match self.make_object(dfd, parent, new) {
+                    Ok(_) => {}
+                    Err(FsError::Exists) => {
+                        return match entry_gfid(dfd, name)? {
+                            Some(g) if g == new.gfid => Ok(()),
+                            Some(g) => Err(FsError::Os {
+                                errno: libc::EEXIST,
+                                msg: format!("{name} is {g} on this brick, not {}", new.gfid),
+                            }),
+                            None => Err(FsError::Os {
+                                errno: libc::EEXIST,
+                                msg: format!(
+                                    "{name} is free but gfid {} is another object here",
+                                    new.gfid
+                                ),
+                            }),
+                        };
                     }
                     Err(e) => return Err(e),
-                };
-                if let Err(e) = self.finish_create(dfd, parent, new, made) {
-                    let flags = if new.kind == FileKind::Dir {
-                        AtFlags::REMOVEDIR
-                    } else {
-                        AtFlags::empty()
-                    };
-                    let _ = rustix::fs::unlinkat(dfd, name.as_bytes(), flags);
-                    return Err(e);
                 }
                 tracing::info!(%parent, %name, gfid = %new.gfid, kind = ?new.kind, "heal: created");
                 Ok(())
@@ -150,10 +161,7 @@ impl Backend {
                     self.remove_tree(dfd, name, 0)?;
                     self.store.forget_dirs();
                 } else {
-                    rustix::fs::unlinkat(dfd, name.as_bytes(), AtFlags::empty()).os()?;
-                    if !keep {
-                        self.store.drop_index_if_orphan(*gfid)?;
-                    }
+                    self.remove_file_name(dfd, name, Some(*gfid), st.st_nlink as u64, *keep)?;
                 }
                 tracing::info!(%parent, %name, %gfid, keep, "heal: removed");
                 Ok(())
@@ -181,16 +189,22 @@ impl Backend {
                     return Err(FsError::Invalid("cannot move the root".into()));
                 };
                 let old_dir = self.store.dir(old_parent)?;
-                rustix::fs::renameat_with(
+                // Staged first, as a rename's (`crate::staging`).
+                let staged = self.store.stage_pointer(gfid, parent, name)?;
+                if let Err(e) = rustix::fs::renameat_with(
                     old_dir.as_fd(),
                     old_name.as_bytes(),
                     dfd,
                     name.as_bytes(),
                     rustix::fs::RenameFlags::NOREPLACE,
                 )
-                .os()?;
+                .os()
+                {
+                    self.store.discard(&staged);
+                    return Err(e);
+                }
+                self.store.install(gfid, &staged)?;
                 self.store.forget_dirs();
-                self.store.set_dir_pointer(gfid, parent, name)?;
                 tracing::info!(%old_parent, %old_name, %parent, %name, %gfid, "heal: moved directory");
             }
         }
@@ -206,11 +220,7 @@ impl Backend {
         let st = stat_at(dfd, name)?;
         let gfid = entry_gfid(dfd, name)?;
         if !is_dir(&st) {
-            rustix::fs::unlinkat(dfd, name.as_bytes(), AtFlags::empty()).os()?;
-            if let Some(g) = gfid {
-                self.store.drop_index_if_orphan(g)?;
-            }
-            return Ok(());
+            return self.remove_file_name(dfd, name, gfid, st.st_nlink as u64, false);
         }
         let sub = rustix::fs::openat(
             dfd,
@@ -237,10 +247,6 @@ impl Backend {
         for n in names {
             self.remove_tree(sub.as_fd(), &n, depth + 1)?;
         }
-        rustix::fs::unlinkat(dfd, name.as_bytes(), AtFlags::REMOVEDIR).os()?;
-        if let Some(g) = gfid {
-            self.store.remove_index(g)?;
-        }
-        Ok(())
+        self.remove_dir_name(dfd, name, gfid)
     }
 }

@@ -1,26 +1,32 @@
 //! brickd: stores one brick of a volume as plain files under a directory and
 //! serves it over tarpc (the `proto::Brick` service).
 //!
-//! Map: `server` (listener, connections, tarpc glue) → `ops` (posix backend,
-//! one function per fop) → `store` (gfid index, safe resolution),
-//! `changelog` (pending counters, heal index, dirty set), `locks` (inodelks,
-//! record locks), `attr` (stat → wire attributes), `error`.
+//! Map: `daemon` (the brickd command line) → `server` (listener,
+//! connections, tarpc glue) → `ops` (posix backend, one function per fop) →
+//! `store` (gfid index, safe resolution), `staging` (crash safety: objects
+//! made off to the side, recovery at start), `changelog` (pending counters,
+//! heal index, dirty set), `locks` (inodelks, record locks), `attr` (stat →
+//! wire attributes), `failpoints` (crash tests only), `error`.
 //!
 //! Architecture invariants: no syscall resolves a client-chosen path outside
 //! the brick directory (see `store`); every lock a connection holds ends with
-//! the connection.
+//! the connection; a brick killed at any instant restarts consistent, and no
+//! object is ever visible without its gfid (see `staging`).
 
 mod attr;
 mod changelog;
+pub mod daemon;
 mod data;
 mod dirty;
 pub mod error;
+pub mod failpoints;
 mod heal;
 mod limits;
 mod locks;
 mod ops;
 mod orphans;
 mod server;
+mod staging;
 mod store;
 
 pub use error::BrickError;

@@ -2,6 +2,11 @@
 //! function over the store, with the changelog folded in (dirty mark and
 //! blame are written before the operation, so a crash in between still
 //! leaves a trace for heal). Called from blocking threads by the server.
+//!
+//! Entry operations take the steps `crate::staging` prescribes (objects
+//! complete before they get a name, index entries parked while their last
+//! name goes), with a failpoint (`crate::failpoints`) between every two,
+//! so a brick killed anywhere restarts consistent.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
@@ -19,8 +24,10 @@ use rustix::fs::{
 use crate::attr::{attr_from_stat, is_dir, kind_of};
 use crate::changelog::Changelog;
 use crate::error::{BrickError, OsResult};
+use crate::failpoints::failpoint;
 use crate::locks::{ConnId, InodeLocks, RecordLocks};
 use crate::orphans::Orphans;
+use crate::staging::{foreign_entry, remove_leftover, Tag};
 use crate::store::{
     entry_gfid, entry_target, proc_fd, stat_at, xget, xlist, xremove, xset, Obj, Store, Target,
     DHT_XATTR_PREFIX, GFID_XATTR, PRIVATE_XATTR_PREFIX,
@@ -103,28 +110,14 @@ fn utime(t: Option<TimeSet>) -> FsResult<rustix::fs::Timespec> {
     })
 }
 
-/// chmod without following a symlink at the last component: open the entry
-/// `O_PATH|O_NOFOLLOW`, refuse symlinks, then chmod through the magic link,
-/// which pins the inode (fchmod does not work on `O_PATH` fds).
-fn chmod_entry(dirfd: BorrowedFd<'_>, name: &Name, perm: u32) -> FsResult<()> {
-    let fd = rustix::fs::openat(
-        dirfd,
-        name.as_bytes(),
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .os()?;
-    let st = rustix::fs::fstat(&fd).os()?;
-    if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
-        return Err(FsError::NotSupported("mode of a symlink".into()));
+/// The failpoints' name for making an object of `kind`.
+fn create_op(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::File => "create",
+        FileKind::Dir => "mkdir",
+        FileKind::Symlink => "symlink",
+        FileKind::Fifo | FileKind::Socket | FileKind::CharDev | FileKind::BlockDev => "mknod",
     }
-    rustix::fs::chmodat(
-        CWD,
-        proc_fd(fd.as_fd()),
-        Mode::from_raw_mode(perm),
-        AtFlags::empty(),
-    )
-    .os()
 }
 
 fn same_inode(a: &Stat, b: &Stat) -> bool {
@@ -138,6 +131,9 @@ impl Backend {
             .map_err(|e| BrickError::io("load changelog indices", e))?;
         let orphans = Orphans::open(store.private_path(), &store)
             .map_err(|e| BrickError::io("purge open-unlinked files", e))?;
+        // After a restart every mark is unconfirmed: these directories are
+        // where the operations of the previous run may have stopped.
+        crate::staging::repair_dirs(&store, &changelog.unowned_dirty());
         Ok(Backend {
             store,
             changelog,
@@ -165,11 +161,20 @@ impl Backend {
         })
     }
 
-    /// Pre-op of an entry operation on directory `parent`.
-    fn pre_entry(&self, txn: &Txn, parent: Gfid, dirfd: BorrowedFd<'_>) -> FsResult<()> {
+    /// Pre-op of entry operation `op` on directory `parent`.
+    fn pre_entry(
+        &self,
+        txn: &Txn,
+        parent: Gfid,
+        dirfd: BorrowedFd<'_>,
+        op: &'static str,
+    ) -> FsResult<()> {
         self.mark_dirty(parent)?;
+        failpoint!(op, "after_dirty");
         self.changelog
-            .blame(parent, &dir_target(dirfd), &txn.blame, PendingKind::Entry)
+            .blame(parent, &dir_target(dirfd), &txn.blame, PendingKind::Entry)?;
+        failpoint!(op, "after_blame");
+        Ok(())
     }
 
     pub fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Looked> {
@@ -208,7 +213,13 @@ impl Backend {
             last_modification: utime(set.mtime)?,
         };
         let t = obj.target();
+        let op = if set.size.is_some() {
+            "truncate"
+        } else {
+            "setattr"
+        };
         self.mark_dirty(gfid)?;
+        failpoint!(op, "after_dirty");
         if set.size.is_some() {
             self.changelog
                 .blame(gfid, &t, &txn.blame, PendingKind::Data)?;
@@ -222,6 +233,7 @@ impl Backend {
             self.changelog
                 .blame(gfid, &t, &txn.blame, PendingKind::Metadata)?;
         }
+        failpoint!(op, "after_blame");
         // chown clears setuid/setgid, so it goes before chmod; times last,
         // since every other change bumps them.
         if set.uid.is_some() || set.gid.is_some() {
@@ -233,16 +245,20 @@ impl Backend {
                 nofollow(&t),
             )
             .os()?;
+            failpoint!("setattr", "after_owner");
         }
         if let Some(perm) = set.perm {
             // Never a symlink here (checked above), so following is harmless.
             rustix::fs::chmodat(CWD, &t.path, Mode::from_raw_mode(perm), AtFlags::empty()).os()?;
+            failpoint!("setattr", "after_mode");
         }
         if let Some(size) = set.size {
             self.store.file(gfid)?.set_len(size)?;
+            failpoint!("truncate", "after_size");
         }
         if set.atime.is_some() || set.mtime.is_some() {
             rustix::fs::utimensat(CWD, &t.path, &times, nofollow(&t)).os()?;
+            failpoint!("setattr", "after_times");
         }
         Ok(attr_from_stat(gfid, &obj.stat()?))
     }
@@ -257,88 +273,51 @@ impl Backend {
         }
         let dirfd = self.store.dir(parent)?;
         let dfd = dirfd.as_fd();
-        self.pre_entry(txn, parent, dfd)?;
+        self.pre_entry(txn, parent, dfd, create_op(new.kind))?;
         // The parent's mark covers the entry; the new object needs its own
         // only when its creator takes its lock (and so will post-op it).
         if new.lock {
             self.changelog.mark_dirty(new.gfid, Some(conn))?;
         }
-        let made = match self.make(dfd, new) {
-            Ok(made) => made,
+        let st = match self.make_object(dfd, parent, new) {
+            Ok(st) => st,
             Err(FsError::Exists) => {
                 // A retry of a create that already happened here succeeds.
                 if entry_gfid(dfd, &new.name)? != Some(new.gfid) {
                     return Err(FsError::Exists);
                 }
-                if new.lock {
-                    self.inodelks.try_acquire(new.gfid, conn);
-                }
-                return Ok(attr_from_stat(new.gfid, &stat_at(dfd, &new.name)?));
+                stat_at(dfd, &new.name)?
             }
             Err(e) => return Err(e),
         };
-        if let Err(e) = self.finish_create(dfd, parent, new, made) {
-            tracing::warn!(%parent, name = %new.name, error = %e, "create failed half-way; removing the entry");
-            let flags = if new.kind == FileKind::Dir {
-                AtFlags::REMOVEDIR
-            } else {
-                AtFlags::empty()
-            };
-            if let Err(e) = rustix::fs::unlinkat(dfd, new.name.as_bytes(), flags) {
-                tracing::error!(%parent, name = %new.name, error = %e, "cannot remove half-created entry");
-            }
-            return Err(e);
-        }
         if new.lock {
             self.inodelks.try_acquire(new.gfid, conn);
         }
-        Ok(attr_from_stat(new.gfid, &stat_at(dfd, &new.name)?))
+        Ok(attr_from_stat(new.gfid, &st))
     }
 
-    /// Creates the bare object; returns the fd of a new regular file.
-    pub(crate) fn make(&self, dirfd: BorrowedFd<'_>, new: &NewObject) -> FsResult<Option<OwnedFd>> {
-        let name = new.name.as_bytes();
-        // Private modes until owner and gfid are in place.
-        let mode = Mode::from_raw_mode(0o600);
-        match new.kind {
-            FileKind::File => {
-                let flags = OFlags::CREATE
-                    | OFlags::EXCL
-                    | OFlags::WRONLY
-                    | OFlags::CLOEXEC
-                    | OFlags::NOFOLLOW;
-                return rustix::fs::openat(dirfd, name, flags, mode).os().map(Some);
-            }
-            FileKind::Dir => rustix::fs::mkdirat(dirfd, name, Mode::from_raw_mode(0o700)).os()?,
-            FileKind::Symlink => {
-                let target = new
-                    .target
-                    .as_ref()
-                    .ok_or_else(|| FsError::Invalid("symlink without target".into()))?;
-                if target.is_empty() || target.len() > SYMLINK_MAX || target.contains(&0) {
-                    return Err(FsError::Invalid("bad symlink target".into()));
-                }
-                rustix::fs::symlinkat(target.as_slice(), dirfd, name).os()?
-            }
-            FileKind::Fifo => rustix::fs::mknodat(dirfd, name, FileType::Fifo, mode, 0).os()?,
-            FileKind::Socket => rustix::fs::mknodat(dirfd, name, FileType::Socket, mode, 0).os()?,
-            FileKind::CharDev => {
-                rustix::fs::mknodat(dirfd, name, FileType::CharacterDevice, mode, new.rdev).os()?
-            }
-            FileKind::BlockDev => {
-                rustix::fs::mknodat(dirfd, name, FileType::BlockDevice, mode, new.rdev).os()?
-            }
-        }
-        Ok(None)
-    }
-
-    pub(crate) fn finish_create(
+    /// Makes `new` at `dirfd/name` the crash-safe way (`crate::staging`):
+    /// complete in the staging directory (owner, mode, xattrs, gfid), then
+    /// linked at its name in one step and indexed. `Exists` if the name is
+    /// taken (by anything but the leftover of an interrupted create).
+    pub(crate) fn make_object(
         &self,
         dirfd: BorrowedFd<'_>,
         parent: Gfid,
         new: &NewObject,
-        file: Option<OwnedFd>,
-    ) -> FsResult<()> {
+    ) -> FsResult<Stat> {
+        for (name, _) in &new.xattrs {
+            check_xattr_name(name, FsError::Perm)?;
+        }
+        if new.kind == FileKind::Symlink {
+            let target = new
+                .target
+                .as_ref()
+                .ok_or_else(|| FsError::Invalid("symlink without target".into()))?;
+            if target.is_empty() || target.len() > SYMLINK_MAX || target.contains(&0) {
+                return Err(FsError::Invalid("bad symlink target".into()));
+            }
+        }
         let pst = rustix::fs::fstat(dirfd).os()?;
         let mut perm = new.perm;
         let mut gid = new.gid;
@@ -348,34 +327,279 @@ impl Backend {
                 perm |= libc::S_ISGID;
             }
         }
-        rustix::fs::chownat(
+        let staged = self.store.staging.name(Tag::New, new.gfid);
+        let file = self.stage_object(&staged, new, perm)?;
+        failpoint!(create_op(new.kind), "after_stage");
+        if let Err(e) = self.fill_staged(&staged, file.as_ref(), new, perm, gid) {
+            self.unstage(&staged, new.kind);
+            return Err(e);
+        }
+        let mut removed_leftover = false;
+        loop {
+            let placed = if new.kind == FileKind::Dir {
+                self.place_dir(dirfd, parent, new, &staged)
+            } else {
+                self.place_other(dirfd, new, &staged)
+            };
+            match placed {
+                Ok(()) => break,
+                Err(FsError::Exists) if !removed_leftover => {
+                    let taken = match entry_gfid(dirfd, &new.name) {
+                        Ok(None) => Some(remove_leftover(dirfd, &new.name)),
+                        _ => None,
+                    };
+                    match taken {
+                        Some(Ok(true)) => removed_leftover = true,
+                        Some(Ok(false)) => {
+                            self.unstage(&staged, new.kind);
+                            return Err(foreign_entry(&new.name));
+                        }
+                        Some(Err(e)) => {
+                            self.unstage(&staged, new.kind);
+                            return Err(e);
+                        }
+                        None => {
+                            self.unstage(&staged, new.kind);
+                            return Err(FsError::Exists);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.unstage(&staged, new.kind);
+                    return Err(e);
+                }
+            }
+        }
+        match &file {
+            Some(fd) => rustix::fs::fstat(fd).os(),
+            None => stat_at(dirfd, &new.name),
+        }
+    }
+
+    /// The bare object in the staging directory, with its final mode as far
+    /// as the umask lets it; the fd of a regular file.
+    fn stage_object(&self, staged: &str, new: &NewObject, perm: u32) -> FsResult<Option<OwnedFd>> {
+        let sfd = self.store.staging.fd();
+        let mode = Mode::from_raw_mode(perm & 0o777);
+        match new.kind {
+            FileKind::File => {
+                let flags = OFlags::CREATE
+                    | OFlags::EXCL
+                    | OFlags::WRONLY
+                    | OFlags::CLOEXEC
+                    | OFlags::NOFOLLOW;
+                return rustix::fs::openat(sfd, staged, flags, mode).os().map(Some);
+            }
+            FileKind::Dir => rustix::fs::mkdirat(sfd, staged, mode).os()?,
+            FileKind::Symlink => {
+                let target: &[u8] = new.target.as_ref().map_or(&[], |t| t.as_slice());
+                rustix::fs::symlinkat(target, sfd, staged).os()?
+            }
+            FileKind::Fifo => rustix::fs::mknodat(sfd, staged, FileType::Fifo, mode, 0).os()?,
+            FileKind::Socket => rustix::fs::mknodat(sfd, staged, FileType::Socket, mode, 0).os()?,
+            FileKind::CharDev => {
+                rustix::fs::mknodat(sfd, staged, FileType::CharacterDevice, mode, new.rdev).os()?
+            }
+            FileKind::BlockDev => {
+                rustix::fs::mknodat(sfd, staged, FileType::BlockDevice, mode, new.rdev).os()?
+            }
+        }
+        Ok(None)
+    }
+
+    /// Owner, mode, initial xattrs and gfid of a staged object.
+    fn fill_staged(
+        &self,
+        staged: &str,
+        file: Option<&OwnedFd>,
+        new: &NewObject,
+        perm: u32,
+        gid: u32,
+    ) -> FsResult<()> {
+        let op = create_op(new.kind);
+        let sfd = self.store.staging.fd();
+        let chown = new.uid != self.store.euid || gid != self.store.egid;
+        if chown {
+            let (uid, gid) = (Some(Uid::from_raw(new.uid)), Some(Gid::from_raw(gid)));
+            match file {
+                Some(fd) => rustix::fs::fchown(fd, uid, gid).os()?,
+                None => {
+                    rustix::fs::chownat(sfd, staged, uid, gid, AtFlags::SYMLINK_NOFOLLOW).os()?
+                }
+            }
+        }
+        failpoint!(op, "after_owner");
+        // The umask took bits, or chown cleared setuid/setgid.
+        let made = self.store.umask.map(|u| perm & 0o777 & !u);
+        if new.kind != FileKind::Symlink && made != Some(perm) {
+            let mode = Mode::from_raw_mode(perm);
+            match file {
+                Some(fd) => rustix::fs::fchmod(fd, mode).os()?,
+                // Our own staged name: not a symlink, so following is harmless.
+                None => rustix::fs::chmodat(sfd, staged, mode, AtFlags::empty()).os()?,
+            }
+        }
+        failpoint!(op, "after_mode");
+        let target = Target {
+            path: self.store.staging.path(staged),
+            follow: false,
+        };
+        let set = |name: &[u8], value: &[u8]| match file {
+            Some(fd) => {
+                rustix::fs::fsetxattr(fd, name, value, rustix::fs::XattrFlags::empty()).os()
+            }
+            None => xset(&target, name, value, 0),
+        };
+        for (name, value) in &new.xattrs {
+            set(name.as_bytes(), value)?;
+        }
+        failpoint!(op, "after_xattrs");
+        set(GFID_XATTR.as_bytes(), &new.gfid.0)?;
+        failpoint!(op, "after_gfid");
+        Ok(())
+    }
+
+    /// A staged non-directory: linked at its name (atomic, fails if the name
+    /// is taken), then its staged name becomes its index link.
+    fn place_other(&self, dirfd: BorrowedFd<'_>, new: &NewObject, staged: &str) -> FsResult<()> {
+        let op = create_op(new.kind);
+        let sfd = self.store.staging.fd();
+        rustix::fs::linkat(sfd, staged, dirfd, new.name.as_bytes(), AtFlags::empty()).os()?;
+        failpoint!(op, "after_name");
+        if let Err(e) = self.store.install(new.gfid, staged) {
+            // Unreachable by gfid: the name must not stay.
+            if let Err(e) = rustix::fs::unlinkat(dirfd, new.name.as_bytes(), AtFlags::empty()) {
+                tracing::error!(name = %new.name, error = %e, "cannot take back a half-made entry");
+            }
+            return Err(e);
+        }
+        failpoint!(op, "after_index");
+        Ok(())
+    }
+
+    /// A staged directory: its pointer first (a directory must never be at
+    /// its name unreachable by gfid), then moved to its name in one step.
+    fn place_dir(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        parent: Gfid,
+        new: &NewObject,
+        staged: &str,
+    ) -> FsResult<()> {
+        let op = create_op(new.kind);
+        // Placers of directories run one at a time: a heal creating the
+        // same gfid as a client (on the blocking pool, beside the runtime
+        // thread) would otherwise see the other's pointer before its
+        // directory and take it for a stale one.
+        let _alone = self.store.placing_dir();
+        match self.store.write_new_pointer(new.gfid, parent, &new.name) {
+            Ok(()) => {}
+            // This gfid lives here already (a retried create, which the
+            // caller tells apart).
+            Err(FsError::Exists) if self.store.resolve(new.gfid).is_ok() => {
+                return Err(FsError::Exists)
+            }
+            // A pointer leading nowhere (recovery removes those; an older
+            // brickd could leave one behind).
+            Err(FsError::Exists) => self.store.set_dir_pointer(new.gfid, parent, &new.name)?,
+            Err(e) => return Err(e),
+        }
+        failpoint!(op, "after_pointer");
+        if let Err(e) = rustix::fs::renameat_with(
+            self.store.staging.fd(),
+            staged,
             dirfd,
             new.name.as_bytes(),
-            Some(Uid::from_raw(new.uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
+            RenameFlags::NOREPLACE,
         )
-        .os()?;
-        match (&file, new.kind) {
-            (_, FileKind::Symlink) => {}
-            (Some(fd), _) => rustix::fs::fchmod(fd, Mode::from_raw_mode(perm)).os()?,
-            (None, _) => chmod_entry(dirfd, &new.name, perm)?,
+        .os()
+        {
+            // The name may hold this very directory (made by another
+            // placer): only a pointer that leads nowhere goes.
+            if let Err(FsError::Stale(_)) = self.store.resolve(new.gfid) {
+                self.store.remove_index(new.gfid)?;
+            }
+            return Err(e);
         }
-        for (name, value) in &new.xattrs {
-            check_xattr_name(name, FsError::Perm)?;
-            xset(&entry_target(dirfd, &new.name), name.as_bytes(), value, 0)?;
-        }
-        xset(
-            &entry_target(dirfd, &new.name),
-            GFID_XATTR.as_bytes(),
-            &new.gfid.0,
-            0,
-        )?;
-        if new.kind == FileKind::Dir {
-            self.store.set_dir_pointer(new.gfid, parent, &new.name)
+        failpoint!(op, "after_place");
+        Ok(())
+    }
+
+    /// Removes a staged object that will not be placed (best effort: what
+    /// is left, the next start's recovery removes).
+    fn unstage(&self, staged: &str, kind: FileKind) {
+        let flags = if kind == FileKind::Dir {
+            AtFlags::REMOVEDIR
         } else {
-            self.store.add_file_index(new.gfid, dirfd, &new.name)
+            AtFlags::empty()
+        };
+        if let Err(e) = rustix::fs::unlinkat(self.store.staging.fd(), staged, flags) {
+            tracing::warn!(staged, error = %e, "cannot remove a staged object");
         }
+    }
+
+    /// Removes the non-directory name `dirfd/name` of `gfid`, which has
+    /// `nlink` links counting its index link. The index link of a last name
+    /// is parked first (`crate::staging`), so no kill leaves it behind
+    /// unnamed; `keep_index` keeps it (the object lives on by gfid).
+    pub(crate) fn remove_file_name(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        name: &Name,
+        gfid: Option<Gfid>,
+        nlink: u64,
+        keep_index: bool,
+    ) -> FsResult<()> {
+        let op = "unlink";
+        let parked = match gfid {
+            Some(g) if !keep_index && nlink <= 2 => self.store.park(g, Tag::Unlinked)?,
+            _ => None,
+        };
+        failpoint!(op, "after_park");
+        if let Err(e) = rustix::fs::unlinkat(dirfd, name.as_bytes(), AtFlags::empty()).os() {
+            if let (Some(g), Some(p)) = (gfid, &parked) {
+                self.store.install(g, p)?;
+            }
+            return Err(e);
+        }
+        failpoint!(op, "after_name");
+        match (gfid, parked) {
+            (Some(g), Some(p)) => self.store.settle_unlinked(g, &p)?,
+            // Another name may have gone meanwhile: the last one drops it.
+            (Some(g), None) if !keep_index => self.store.drop_index_if_orphan(g)?,
+            _ => {}
+        }
+        failpoint!(op, "after_drop");
+        Ok(())
+    }
+
+    /// Removes the empty directory `dirfd/name` of `gfid` and its pointer,
+    /// parked while the directory goes.
+    pub(crate) fn remove_dir_name(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        name: &Name,
+        gfid: Option<Gfid>,
+    ) -> FsResult<()> {
+        let op = "rmdir";
+        let parked = match gfid {
+            Some(g) => self.store.park(g, Tag::Rmdir)?.map(|p| (g, p)),
+            None => None,
+        };
+        failpoint!(op, "after_park");
+        if let Err(e) = rustix::fs::unlinkat(dirfd, name.as_bytes(), AtFlags::REMOVEDIR).os() {
+            if let Some((g, p)) = &parked {
+                self.store.install(*g, p)?;
+            }
+            return Err(e);
+        }
+        failpoint!(op, "after_remove");
+        self.store.forget_dirs();
+        if let Some((_, p)) = parked {
+            self.store.discard(&p);
+        }
+        failpoint!(op, "after_drop");
+        Ok(())
     }
 
     /// Removes a name. With `keep_for` (the caller has the file open), a
@@ -399,26 +623,27 @@ impl Backend {
             (false, true) => return Err(FsError::IsDir),
             _ => {}
         }
-        self.pre_entry(txn, parent, dfd)?;
         if want_dir {
-            rustix::fs::unlinkat(dfd, name.as_bytes(), AtFlags::REMOVEDIR).os()?;
-            self.store.forget_dirs();
-            if let Some(g) = gfid {
-                self.store.remove_index(g)?;
-            }
-        } else {
-            rustix::fs::unlinkat(dfd, name.as_bytes(), AtFlags::empty()).os()?;
-            if let Some(g) = gfid {
-                let nameless = st.st_nlink <= 2;
-                match keep_for {
-                    Some(client) if nameless => {
-                        self.orphans.keep(g, client)?;
-                        return Ok(Some(g));
-                    }
-                    _ => self.store.drop_index_if_orphan(g)?,
-                }
-            }
+            self.pre_entry(txn, parent, dfd, "rmdir")?;
+            self.remove_dir_name(dfd, name, gfid)?;
+            return Ok(None);
         }
+        self.pre_entry(txn, parent, dfd, "unlink")?;
+        // The name plus the index link: this is the last name.
+        let nameless = st.st_nlink <= 2;
+        if let (Some(g), Some(client), true) = (gfid, keep_for, nameless) {
+            // The marker first: a restart purges every marked file that
+            // lost its name, and keeps one that still has it.
+            self.orphans.keep(g, client)?;
+            failpoint!("unlink", "after_keep");
+            if let Err(e) = rustix::fs::unlinkat(dfd, name.as_bytes(), AtFlags::empty()).os() {
+                self.orphans.forget(g);
+                return Err(e);
+            }
+            failpoint!("unlink", "after_name");
+            return Ok(Some(g));
+        }
+        self.remove_file_name(dfd, name, gfid, st.st_nlink as u64, false)?;
         Ok(None)
     }
 
@@ -473,50 +698,104 @@ impl Backend {
             Err(FsError::NotFound) => None,
             Err(e) => return Err(e),
         };
-        self.pre_entry(txn, req.parent, sfd)?;
+        let op = "rename";
+        self.pre_entry(txn, req.parent, sfd, op)?;
         if other_dir.is_some() {
-            self.pre_entry(txn, req.new_parent, dfd)?;
+            self.pre_entry(txn, req.new_parent, dfd, op)?;
         }
-        rustix::fs::renameat_with(
+        let src_is_dir = is_dir(&src_st);
+        let dst_is_dir = dst.as_ref().is_some_and(|(st, _)| is_dir(st));
+        // Renaming one hard link over another does nothing.
+        let same = dst.as_ref().is_some_and(|(st, _)| same_inode(&src_st, st));
+        let dst_gfid = dst.as_ref().and_then(|(_, g)| *g);
+        // The new pointers of the directories that move, staged until they
+        // have moved.
+        let mut staged: Vec<(Gfid, String)> = Vec::new();
+        let mut moving = Vec::new();
+        if !same {
+            if let (true, Some(g)) = (src_is_dir, src_gfid) {
+                moving.push((g, req.new_parent, &req.new_name));
+            }
+            if let (true, true, Some(g)) = (exchange, dst_is_dir, dst_gfid) {
+                moving.push((g, req.parent, &req.name));
+            }
+        }
+        for (g, parent, name) in moving {
+            match self.store.stage_pointer(g, parent, name) {
+                Ok(p) => staged.push((g, p)),
+                Err(e) => {
+                    self.discard_all(&staged);
+                    return Err(e);
+                }
+            }
+        }
+        failpoint!(op, "after_stage");
+        // The index entry of a target that loses its last name, parked
+        // while it goes.
+        let park = match (&dst, dst_gfid) {
+            (Some((st, _)), Some(g))
+                if !exchange && !same && !flags.contains(RenameFlags::NOREPLACE) =>
+            {
+                if is_dir(st) {
+                    Some((g, Tag::Rmdir))
+                } else if st.st_nlink <= 2 {
+                    Some((g, Tag::Unlinked))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let parked = match park.map(|(g, tag)| self.store.park(g, tag)) {
+            Some(Ok(Some(p))) => park.map(|(g, tag)| (g, tag, p)),
+            Some(Ok(None)) | None => None,
+            Some(Err(e)) => {
+                self.discard_all(&staged);
+                return Err(e);
+            }
+        };
+        failpoint!(op, "after_park");
+        if let Err(e) = rustix::fs::renameat_with(
             sfd,
             req.name.as_bytes(),
             dfd,
             req.new_name.as_bytes(),
             flags,
         )
-        .os()?;
-        let src_is_dir = is_dir(&src_st);
-        let dst_is_dir = dst.as_ref().is_some_and(|(st, _)| is_dir(st));
+        .os()
+        {
+            self.discard_all(&staged);
+            if let Some((g, _, p)) = &parked {
+                self.store.install(*g, p)?;
+            }
+            return Err(e);
+        }
+        failpoint!(op, "after_rename");
+        // Pointers first: until the cached paths are dropped, lookups in
+        // the moved tree still reach it through cached fds.
+        for (g, p) in &staged {
+            self.store.install(*g, p)?;
+        }
         if src_is_dir || dst_is_dir {
             self.store.forget_dirs();
         }
-        if src_is_dir {
-            if let Some(g) = src_gfid {
-                self.store
-                    .set_dir_pointer(g, req.new_parent, &req.new_name)?;
+        failpoint!(op, "after_pointer");
+        match (parked, dst_gfid) {
+            (Some((_, Tag::Rmdir, p)), _) => self.store.discard(&p),
+            (Some((g, _, p)), _) => self.store.settle_unlinked(g, &p)?,
+            (None, Some(g)) if !exchange && !same && !dst_is_dir => {
+                self.store.drop_index_if_orphan(g)?
             }
+            _ => {}
         }
-        let Some((dst_st, dst_gfid)) = dst else {
-            return Ok(());
-        };
-        if same_inode(&src_st, &dst_st) {
-            // Renaming one hard link over another does nothing.
-            return Ok(());
-        }
-        let Some(dst_gfid) = dst_gfid else {
-            return Ok(());
-        };
-        if exchange {
-            if dst_is_dir {
-                self.store
-                    .set_dir_pointer(dst_gfid, req.parent, &req.name)?;
-            }
-        } else if dst_is_dir {
-            self.store.remove_index(dst_gfid)?;
-        } else {
-            self.store.drop_index_if_orphan(dst_gfid)?;
-        }
+        failpoint!(op, "after_drop");
         Ok(())
+    }
+
+    fn discard_all(&self, staged: &[(Gfid, String)]) {
+        for (_, p) in staged {
+            self.store.discard(p);
+        }
     }
 
     pub fn link(&self, txn: &Txn, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr> {
@@ -527,13 +806,14 @@ impl Backend {
         let dirfd = self.store.dir(parent)?;
         let dfd = dirfd.as_fd();
         // The parent's mark (pre_entry) covers the new name.
-        self.pre_entry(txn, parent, dfd)?;
+        self.pre_entry(txn, parent, dfd, "link")?;
         match rustix::fs::linkat(CWD, &idx, dfd, name.as_bytes(), AtFlags::empty()).os() {
             Ok(()) => {}
             // A retried link that already happened.
             Err(FsError::Exists) if entry_gfid(dfd, name)? == Some(gfid) => {}
             Err(e) => return Err(e),
         }
+        failpoint!("link", "after_name");
         Ok(attr_from_stat(gfid, &rustix::fs::lstat(&idx).os()?))
     }
 
@@ -579,7 +859,7 @@ impl Backend {
             )));
         }
         let file = self.store.file(gfid)?;
-        self.data_pre_op(txn, gfid)?;
+        self.data_pre_op(txn, gfid, "write")?;
         let offset = match at {
             WriteAt::Offset(o) => o,
             // The size cannot change between the fstat and the write: the
@@ -588,17 +868,21 @@ impl Backend {
             WriteAt::End => rustix::fs::fstat(&*file).os()?.st_size.max(0) as u64,
         };
         file.write_all_at(data, offset)?;
+        failpoint!("write", "after_write");
         Ok(attr_from_stat(gfid, &rustix::fs::fstat(&*file).os()?))
     }
 
-    fn data_pre_op(&self, txn: &Txn, gfid: Gfid) -> FsResult<()> {
+    fn data_pre_op(&self, txn: &Txn, gfid: Gfid, op: &'static str) -> FsResult<()> {
         self.mark_dirty(gfid)?;
+        failpoint!(op, "after_dirty");
         let t = Target {
             path: self.store.index_path(gfid),
             follow: false,
         };
         self.changelog
-            .blame(gfid, &t, &txn.blame, PendingKind::Data)
+            .blame(gfid, &t, &txn.blame, PendingKind::Data)?;
+        failpoint!(op, "after_blame");
+        Ok(())
     }
 
     pub fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
@@ -630,9 +914,10 @@ impl Backend {
         len: u64,
     ) -> FsResult<Attr> {
         let file = self.store.file(gfid)?;
-        self.data_pre_op(txn, gfid)?;
+        self.data_pre_op(txn, gfid, "fallocate")?;
         let flags = FallocateFlags::from_bits_retain(mode as u32);
         rustix::fs::fallocate(&*file, flags, offset, len).os()?;
+        failpoint!("fallocate", "after_fallocate");
         Ok(attr_from_stat(gfid, &rustix::fs::fstat(&*file).os()?))
     }
 
@@ -727,9 +1012,13 @@ impl Backend {
         let obj = self.store.resolve(gfid)?;
         let t = obj.target();
         self.mark_dirty(gfid)?;
+        failpoint!("setxattr", "after_dirty");
         self.changelog
             .blame(gfid, &t, &txn.blame, PendingKind::Metadata)?;
-        xset(&t, name.as_bytes(), value, flags)
+        failpoint!("setxattr", "after_blame");
+        xset(&t, name.as_bytes(), value, flags)?;
+        failpoint!("setxattr", "after_set");
+        Ok(())
     }
 
     pub fn removexattr(&self, txn: &Txn, gfid: Gfid, name: &Name) -> FsResult<()> {
@@ -737,9 +1026,13 @@ impl Backend {
         let obj = self.store.resolve(gfid)?;
         let t = obj.target();
         self.mark_dirty(gfid)?;
+        failpoint!("removexattr", "after_dirty");
         self.changelog
             .blame(gfid, &t, &txn.blame, PendingKind::Metadata)?;
-        xremove(&t, name.as_bytes())
+        failpoint!("removexattr", "after_blame");
+        xremove(&t, name.as_bytes())?;
+        failpoint!("removexattr", "after_remove");
+        Ok(())
     }
 
     pub fn mark_pending(

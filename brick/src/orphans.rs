@@ -53,6 +53,14 @@ impl Orphans {
         Ok(())
     }
 
+    /// The unlink `keep` was for did not happen: the file keeps its name.
+    pub fn forget(&self, gfid: Gfid) {
+        self.lock().remove(&gfid);
+        if let Err(e) = std::fs::remove_file(self.dir.join(gfid.to_hex())) {
+            tracing::warn!(%gfid, error = %e, "cannot remove an open-unlinked marker");
+        }
+    }
+
     /// `client` closed the file: it goes now.
     pub fn purge(&self, store: &Store, gfid: Gfid, client: ClientId) -> FsResult<()> {
         let mine = {

@@ -635,4 +635,9 @@ impl Brick for Conn {
     async fn locate(self, _: Context, gfid: Gfid) -> FsResult<Option<(Gfid, Name)>> {
         self.run("locate", gfid, move |b| b.locate(gfid)).await
     }
+
+    async fn heal_note(self, _: Context, gfid: Gfid, note: String) -> FsResult<()> {
+        self.run("heal_note", gfid, move |b| b.heal_note(gfid, note))
+            .await
+    }
 }

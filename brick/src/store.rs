@@ -24,6 +24,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, XattrFlags
 use rustix::io::Errno;
 
 use crate::error::{BrickError, OsResult};
+use crate::staging::Staging;
 
 pub const GFID_XATTR: &str = "trusted.brickfs.gfid";
 /// Xattrs under this prefix are the brick's own and invisible to clients.
@@ -85,6 +86,8 @@ pub struct Store {
     private: PathBuf,
     gfid_dir: PathBuf,
     volume_lock: Mutex<()>,
+    /// Held while a new directory is placed (`Backend::place_dir`).
+    placing_dir: Mutex<()>,
     /// gfid → path relative to the root, for directories only.
     dirs: Mutex<HashMap<Gfid, Vec<u8>>>,
     /// Verified `O_PATH` fds of recently used directories. An fd pins the
@@ -93,6 +96,16 @@ pub struct Store {
     /// `openat2` + `getxattr` on every op addressed to a directory.
     dir_fds: Mutex<HashMap<Gfid, Arc<OwnedFd>>>,
     files: Mutex<HashMap<Gfid, Arc<File>>>,
+    /// Where objects are made and index entries wait while they change
+    /// (`crate::staging`).
+    pub(crate) staging: Staging,
+    /// Owner and file-mode creation mask of what this process makes: a new
+    /// object that already has the wanted owner or mode needs no
+    /// chown/chmod.
+    pub(crate) euid: u32,
+    pub(crate) egid: u32,
+    /// `None` when unknown (then every create sets its mode).
+    pub(crate) umask: Option<u32>,
 }
 
 /// A poisoned cache lock only means another request panicked; the maps stay
@@ -197,17 +210,29 @@ impl Store {
                 })
             }
         }
-        Ok(Store {
+        let staging = Staging::open(&private)?;
+        let store = Store {
             id,
             root_path,
             root,
             private,
             gfid_dir,
             volume_lock: Mutex::new(()),
+            placing_dir: Mutex::new(()),
             dirs: Mutex::new(HashMap::new()),
             dir_fds: Mutex::new(HashMap::new()),
             files: Mutex::new(HashMap::new()),
-        })
+            staging,
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            umask: read_umask(),
+        };
+        crate::staging::recover(&store)?;
+        Ok(store)
+    }
+
+    pub(crate) fn placing_dir(&self) -> MutexGuard<'_, ()> {
+        lock(&self.placing_dir)
     }
 
     pub fn root_path(&self) -> &Path {
@@ -381,14 +406,7 @@ impl Store {
             Err(Errno::NOENT | Errno::INVAL) => return Err(stale()),
             Err(e) => return Err(FsError::from_errno(e.raw_os_error())),
         };
-        let parsed = target.iter().position(|&b| b == b'/').and_then(|slash| {
-            let parent = std::str::from_utf8(&target[..slash])
-                .ok()
-                .and_then(Gfid::from_hex)?;
-            let name = Name::new(&target[slash + 1..]);
-            name.validate().ok()?;
-            Some((parent, name.0))
-        });
+        let parsed = parse_pointer(&target).map(|(parent, name)| (parent, name.0));
         parsed.ok_or_else(|| {
             tracing::warn!(%gfid, "corrupt directory pointer in gfid index");
             stale()
@@ -426,16 +444,13 @@ impl Store {
     }
 
     /// Points the index entry of directory `gfid` at `parent/name`, replacing
-    /// any previous pointer atomically.
+    /// any previous pointer atomically (staged first: a kill in between
+    /// leaves a staged pointer that recovery settles).
     pub fn set_dir_pointer(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<()> {
-        let path = self.index_parent(gfid)?;
-        let mut content = format!("{}/", parent.to_hex()).into_bytes();
-        content.extend_from_slice(name.as_bytes());
-        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        rustix::fs::symlinkat(content.as_slice(), CWD, &tmp).os()?;
-        if let Err(e) = rustix::fs::renameat(CWD, &tmp, CWD, &path) {
-            let _ = rustix::fs::unlinkat(CWD, &tmp, AtFlags::empty());
-            return Err(FsError::from_errno(e.raw_os_error()));
+        let staged = self.stage_pointer(gfid, parent, name)?;
+        if let Err(e) = self.install(gfid, &staged) {
+            self.discard(&staged);
+            return Err(e);
         }
         Ok(())
     }
@@ -454,10 +469,14 @@ impl Store {
         }
     }
 
-    pub fn remove_index(&self, gfid: Gfid) -> FsResult<()> {
-        // An object gone from the index is gone: a cached open file must
-        // not keep serving it by gfid (its handles are stale now).
+    /// An object gone from the index is gone: a cached open file must not
+    /// keep serving it by gfid (its handles are stale now).
+    pub(crate) fn forget_file(&self, gfid: Gfid) {
         lock(&self.files).remove(&gfid);
+    }
+
+    pub fn remove_index(&self, gfid: Gfid) -> FsResult<()> {
+        self.forget_file(gfid);
         match rustix::fs::unlinkat(CWD, self.index_path(gfid), AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(FsError::from_errno(e.raw_os_error())),
@@ -510,6 +529,31 @@ impl Store {
         files.insert(gfid, file.clone());
         Ok(file)
     }
+}
+
+/// The content of a directory pointer: `<parent-hex>/<name>`.
+pub(crate) fn pointer_content(parent: Gfid, name: &Name) -> Vec<u8> {
+    let mut content = format!("{}/", parent.to_hex()).into_bytes();
+    content.extend_from_slice(name.as_bytes());
+    content
+}
+
+pub(crate) fn parse_pointer(target: &[u8]) -> Option<(Gfid, Name)> {
+    let slash = target.iter().position(|&b| b == b'/')?;
+    let parent = std::str::from_utf8(&target[..slash])
+        .ok()
+        .and_then(Gfid::from_hex)?;
+    let name = Name::new(&target[slash + 1..]);
+    name.validate().ok()?;
+    Some((parent, name))
+}
+
+/// The process's umask, from `/proc/self/status` (reading it with
+/// umask(2) would change it for a moment under other threads).
+fn read_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8).ok()
 }
 
 /// The gfid of a directory fd.

@@ -662,3 +662,470 @@ fn cached_directory_handles_follow_renames_and_die_with_rmdir() {
         .create(&none(), d, &obj("c", FileKind::File), C)
         .is_err());
 }
+
+// Crash recovery (`crate::staging`): each test builds, by hand, what a kill
+// at one failpoint leaves on disk, restarts the brick and checks the state
+// it comes back in. (`crash_sweep` below, with the `failpoints` feature,
+// kills an operation at every failpoint for real.)
+
+fn reopen(t: Brick) -> Brick {
+    let Brick { _tmp, dir, b } = t;
+    drop(b);
+    let b = Backend::open(&dir).expect("reopen brick");
+    Brick { _tmp, dir, b }
+}
+
+fn staging(t: &Brick) -> PathBuf {
+    t.dir.join(".brickfs/staging")
+}
+
+fn staged(t: &Brick, tag: &str, g: Gfid) -> PathBuf {
+    staging(t).join(format!("{tag}.{}.7", g.to_hex()))
+}
+
+/// What is inconsistent in brick directory `dir` (empty when nothing): a
+/// staged leftover, an entry without gfid, a missing or wrong index link or
+/// pointer, an index entry nothing names, a link count that is not the
+/// names plus the index link.
+fn inconsistencies(dir: &std::path::Path) -> Vec<String> {
+    use std::collections::HashMap;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir.join(".brickfs/staging")).expect("staging") {
+        out.push(format!("staged: {:?}", e.expect("entry").file_name()));
+    }
+    let index = |hex: &str| dir.join(".brickfs/gfid").join(&hex[..2]).join(hex);
+    let gfid_of = |p: &std::path::Path| {
+        let t = crate::store::Target {
+            path: p.to_path_buf(),
+            follow: false,
+        };
+        crate::store::xget(&t, crate::store::GFID_XATTR.as_bytes())
+            .ok()
+            .and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok())
+            .map(|b| Gfid(b).to_hex())
+    };
+    let mut files: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut dirs = Vec::new();
+    let mut todo = vec![(dir.to_path_buf(), Gfid::ROOT.to_hex())];
+    while let Some((d, parent)) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("list") {
+            let e = e.expect("entry");
+            let p = e.path();
+            if d == dir && e.file_name() == ".brickfs" {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&p).expect("lstat");
+            let Some(hex) = gfid_of(&p) else {
+                out.push(format!("no gfid: {}", p.display()));
+                continue;
+            };
+            if md.is_dir() {
+                let want = format!("{parent}/{}", e.file_name().to_string_lossy());
+                match std::fs::read_link(index(&hex)) {
+                    Ok(t) if t.to_string_lossy() == want => {}
+                    other => out.push(format!("pointer of {}: {other:?}", p.display())),
+                }
+                dirs.push(hex.clone());
+                todo.push((p, hex));
+            } else {
+                match std::fs::symlink_metadata(index(&hex)) {
+                    Ok(i) if i.ino() == md.ino() => {}
+                    other => out.push(format!("index link of {}: {other:?}", p.display())),
+                }
+                files.entry(hex).or_insert((md.nlink(), 0)).1 += 1;
+            }
+        }
+    }
+    for (hex, (nlink, names)) in &files {
+        if *nlink != names + 1 {
+            out.push(format!("{hex}: {nlink} links, {names} names"));
+        }
+    }
+    for fan in std::fs::read_dir(dir.join(".brickfs/gfid")).expect("index") {
+        for e in std::fs::read_dir(fan.expect("fan").path()).expect("fan dir") {
+            let e = e.expect("entry");
+            let hex = e.file_name().to_string_lossy().into_owned();
+            if !files.contains_key(&hex) && !dirs.contains(&hex) {
+                out.push(format!("index entry {hex} named by nothing"));
+            }
+        }
+    }
+    out
+}
+
+fn assert_consistent(t: &Brick) {
+    let found = inconsistencies(&t.dir);
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn recovery_drops_objects_staged_but_never_named() {
+    // create/mknod/symlink/mkdir killed after `stage` … `gfid`.
+    let t = brick();
+    let (f, p, d) = (Gfid::random(), Gfid::random(), Gfid::random());
+    std::fs::write(staged(&t, "new", f), b"").expect("stage file");
+    std::os::unix::fs::symlink("x", staged(&t, "new", p)).expect("stage symlink");
+    std::fs::create_dir(staged(&t, "new", d)).expect("stage dir");
+    let t = reopen(t);
+    assert_consistent(&t);
+    for g in [f, p, d] {
+        assert!(matches!(t.b.getattr(g), Err(FsError::Stale(_))));
+    }
+}
+
+#[test]
+fn recovery_completes_a_create_killed_after_its_name() {
+    // create/mknod/symlink killed after `name`: named, with gfid, no index
+    // link yet (its staged name is the second link).
+    let t = brick();
+    let f = t.create(Gfid::ROOT, "f", FileKind::File);
+    let p = t.create(Gfid::ROOT, "p", FileKind::Fifo);
+    for g in [f, p] {
+        std::fs::rename(t.index(g), staged(&t, "new", g)).expect("unindex");
+    }
+    let t = reopen(t);
+    assert_consistent(&t);
+    assert_eq!(t.b.getattr(f).expect("by gfid").attr.nlink, 1);
+    assert_eq!(t.b.getattr(p).expect("by gfid").attr.kind, FileKind::Fifo);
+}
+
+#[test]
+fn recovery_undoes_a_mkdir_killed_after_its_pointer() {
+    let t = brick();
+    let d = Gfid::random();
+    std::fs::create_dir(staged(&t, "new", d)).expect("stage dir");
+    t.b.store
+        .write_new_pointer(d, Gfid::ROOT, &Name::from("d"))
+        .expect("pointer");
+    let t = reopen(t);
+    assert_consistent(&t);
+    assert!(std::fs::symlink_metadata(t.index(d)).is_err());
+    // The name is free for heal to make.
+    t.b.create(&none(), Gfid::ROOT, &obj("d", FileKind::Dir), C)
+        .expect("mkdir again");
+}
+
+#[test]
+fn recovery_settles_index_links_parked_by_an_unlink() {
+    let t = brick();
+    // Killed after `park`: the name is still there.
+    let kept = t.create(Gfid::ROOT, "kept", FileKind::File);
+    std::fs::rename(t.index(kept), staged(&t, "unlinked", kept)).expect("park");
+    // Killed after `name`: the name is gone.
+    let gone = t.create(Gfid::ROOT, "gone", FileKind::File);
+    std::fs::rename(t.index(gone), staged(&t, "unlinked", gone)).expect("park");
+    std::fs::remove_file(t.dir.join("gone")).expect("unlink name");
+    let t = reopen(t);
+    assert_consistent(&t);
+    assert_eq!(t.b.getattr(kept).expect("kept").attr.gfid, kept);
+    assert!(matches!(t.b.getattr(gone), Err(FsError::Stale(_))));
+}
+
+#[test]
+fn recovery_settles_pointers_of_rmdir_and_rename() {
+    let t = brick();
+    // rmdir killed after `park`: the directory is still there.
+    let kept = t.create(Gfid::ROOT, "kept", FileKind::Dir);
+    std::fs::rename(t.index(kept), staged(&t, "rmdir", kept)).expect("park");
+    // rmdir killed after `remove`.
+    let gone = t.create(Gfid::ROOT, "gone", FileKind::Dir);
+    std::fs::rename(t.index(gone), staged(&t, "rmdir", gone)).expect("park");
+    std::fs::remove_dir(t.dir.join("gone")).expect("rmdir");
+    // rename killed after `stage`: nothing moved.
+    let still = t.create(Gfid::ROOT, "still", FileKind::Dir);
+    t.create(still, "in", FileKind::File);
+    t.b.store
+        .stage_pointer(still, Gfid::ROOT, &Name::from("elsewhere"))
+        .expect("stage pointer");
+    // rename killed after `rename`, a directory and its subdirectory both
+    // renamed (their new pointers staged, the child's naming the parent).
+    let outer = t.create(Gfid::ROOT, "outer", FileKind::Dir);
+    let inner = t.create(outer, "inner", FileKind::Dir);
+    let leaf = t.create(inner, "leaf", FileKind::File);
+    std::fs::rename(t.dir.join("outer"), t.dir.join("outer2")).expect("mv outer");
+    std::fs::rename(t.dir.join("outer2/inner"), t.dir.join("outer2/inner2")).expect("mv inner");
+    t.b.store
+        .stage_pointer(inner, outer, &Name::from("inner2"))
+        .expect("stage");
+    t.b.store
+        .stage_pointer(outer, Gfid::ROOT, &Name::from("outer2"))
+        .expect("stage");
+    let t = reopen(t);
+    assert_consistent(&t);
+    assert_eq!(t.names(kept), Vec::<String>::new());
+    assert!(matches!(t.b.getattr(gone), Err(FsError::Stale(_))));
+    assert_eq!(t.names(still), vec!["in"]);
+    assert_eq!(t.names(inner), vec!["leaf"]);
+    assert_eq!(
+        t.b.store.locate(inner).expect("locate"),
+        Some((outer, Name::from("inner2")))
+    );
+    assert!(t.b.getattr(leaf).is_ok());
+}
+
+#[test]
+fn restart_repairs_the_directories_of_unconfirmed_operations() {
+    // What an older brickd (objects made at their name first) left in a
+    // directory whose operation it never confirmed.
+    let t = brick();
+    let d = t.create(Gfid::ROOT, "d", FileKind::Dir);
+    t.b.changelog.mark_dirty(d, None).expect("dirty");
+    let dd = t.dir.join("d");
+    std::fs::write(dd.join(".B-11.tmp"), b"").expect("empty leftover");
+    std::fs::create_dir(dd.join("dir-leftover")).expect("dir leftover");
+    std::fs::write(dd.join("stranger"), b"data").expect("stranger");
+    // Killed between the gfid xattr and the index entry.
+    let f = t.create(d, "f", FileKind::File);
+    std::fs::remove_file(t.index(f)).expect("drop index link");
+    let sub = t.create(d, "sub", FileKind::Dir);
+    std::fs::remove_file(t.index(sub)).expect("drop pointer");
+    let t = reopen(t);
+    let mut left: Vec<String> = std::fs::read_dir(&dd)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["f", "stranger", "sub"]);
+    assert!(t.b.getattr(f).is_ok());
+    assert!(t.b.getattr(sub).is_ok());
+    // The stranger holds data brickfs did not make: left alone, invisible.
+    assert_eq!(t.names(d), vec!["f", "sub"]);
+}
+
+#[test]
+fn a_retried_mkdir_keeps_the_directory_and_its_pointer() {
+    let t = brick();
+    let d = obj("d", FileKind::Dir);
+    t.b.create(&none(), Gfid::ROOT, &d, C).expect("mkdir");
+    t.create(d.gfid, "in", FileKind::File);
+    // The same directory again (a retry, or heal beside a client): the
+    // one in place stays reachable.
+    assert_eq!(
+        t.b.create(&none(), Gfid::ROOT, &d, C).expect("retry").gfid,
+        d.gfid
+    );
+    // Another gfid at the taken name: refused, and the pointer it wrote
+    // for itself is gone.
+    let other = obj("d", FileKind::Dir);
+    assert_eq!(
+        t.b.create(&none(), Gfid::ROOT, &other, C).err(),
+        Some(FsError::Exists)
+    );
+    assert!(std::fs::symlink_metadata(t.index(other.gfid)).is_err());
+    assert_eq!(t.names(d.gfid), vec!["in"]);
+    assert_consistent(&t);
+}
+
+#[test]
+fn a_create_replaces_an_empty_leftover_without_gfid_but_not_data() {
+    let t = brick();
+    std::fs::write(t.dir.join("x"), b"").expect("leftover");
+    let g = t.create(Gfid::ROOT, "x", FileKind::File);
+    assert_eq!(
+        t.b.lookup(Gfid::ROOT, &Name::from("x"))
+            .expect("x")
+            .attr
+            .gfid,
+        g
+    );
+    std::fs::write(t.dir.join("y"), b"data").expect("stranger");
+    let err =
+        t.b.create(&none(), Gfid::ROOT, &obj("y", FileKind::File), C)
+            .expect_err("data without gfid");
+    assert_eq!(err.errno(), libc::EEXIST);
+    assert!(err.to_string().contains("without a gfid"), "{err}");
+    assert_eq!(std::fs::read(t.dir.join("y")).expect("y"), b"data");
+    assert_eq!(std::fs::read_dir(staging(&t)).expect("staging").count(), 0);
+}
+
+/// With the `failpoints` feature: every operation, a client's or heal's,
+/// killed (a panic, in process) at each of its failpoints leaves a brick
+/// that reopens consistent.
+#[cfg(feature = "failpoints")]
+mod crash_sweep {
+    use super::*;
+    use proto::EntryFix;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    /// Runs one operation of the kind `point` belongs to; `variant` picks
+    /// among those that reach it.
+    fn op(t: &Brick, point: &str, variant: usize) -> proto::FsResult<()> {
+        let (kind, step) = point.split_once("::").expect("op::step");
+        if variant == HEAL {
+            return heal_op(t, kind);
+        }
+        let root = Gfid::ROOT;
+        let n = |s: &str| Name::from(s);
+        let file = |name: &str| t.create(root, name, FileKind::File);
+        let mv = |a: &str, b: &str| RenameReq {
+            parent: root,
+            name: n(a),
+            new_parent: root,
+            new_name: n(b),
+            flags: 0,
+        };
+        let make = |k: FileKind| {
+            let mut o = obj("new", k);
+            o.target = (k == FileKind::Symlink).then(|| proto::Bytes::from(b"t".to_vec()));
+            // user.* xattrs are for files and directories only.
+            if matches!(k, FileKind::File | FileKind::Dir) {
+                o.xattrs = vec![(n("user.born"), proto::Bytes::from(b"1".to_vec()))];
+            }
+            o.uid = 4242;
+            o.perm = 0o4755 & if k == FileKind::Dir { 0o7777 } else { 0o777 };
+            t.b.create(&none(), root, &o, C).map(drop)
+        };
+        match kind {
+            "create" => make(FileKind::File),
+            "mknod" => make(FileKind::Fifo),
+            "symlink" => {
+                let mut o = obj("new", FileKind::Symlink);
+                o.target = Some(proto::Bytes::from(b"t".to_vec()));
+                t.b.create(&none(), root, &o, C).map(drop)
+            }
+            "mkdir" => make(FileKind::Dir),
+            "link" => {
+                let g = file("f");
+                t.b.link(&none(), g, root, &n("f2")).map(drop)
+            }
+            "unlink" if step == "after_keep" || variant == 1 => {
+                file("f");
+                t.b.unlink(&none(), root, &n("f"), false, Some(7)).map(drop)
+            }
+            "unlink" => {
+                file("f");
+                t.b.unlink(&none(), root, &n("f"), false, None).map(drop)
+            }
+            "rmdir" => {
+                t.create(root, "d", FileKind::Dir);
+                t.b.unlink(&none(), root, &n("d"), true, None).map(drop)
+            }
+            "rename" if variant == 0 => {
+                file("a");
+                file("b");
+                t.b.rename(&none(), &mv("a", "b"))
+            }
+            "rename" => {
+                let a = t.create(root, "a", FileKind::Dir);
+                t.create(a, "in", FileKind::File);
+                t.create(root, "b", FileKind::Dir);
+                t.b.rename(&none(), &mv("a", "b"))
+            }
+            "setattr" | "truncate" => {
+                let g = file("f");
+                let set = match step {
+                    "after_owner" => SetAttr {
+                        uid: Some(9),
+                        ..Default::default()
+                    },
+                    "after_times" => SetAttr {
+                        mtime: Some(proto::TimeSet::Now),
+                        ..Default::default()
+                    },
+                    _ if kind == "truncate" => SetAttr {
+                        size: Some(3),
+                        ..Default::default()
+                    },
+                    _ => SetAttr {
+                        perm: Some(0o600),
+                        ..Default::default()
+                    },
+                };
+                t.b.setattr(&none(), g, &set).map(drop)
+            }
+            "setxattr" => {
+                let g = file("f");
+                t.b.setxattr(&none(), g, &n("user.k"), b"v", 0)
+            }
+            "removexattr" => {
+                let g = file("f");
+                t.b.setxattr(&none(), g, &n("user.k"), b"v", 0)?;
+                t.b.removexattr(&none(), g, &n("user.k"))
+            }
+            "write" => {
+                let g = file("f");
+                t.b.write(&none(), g, 0, b"data").map(drop)
+            }
+            "fallocate" => {
+                let g = file("f");
+                t.b.fallocate(&none(), g, 0, 0, 4096).map(drop)
+            }
+            other => panic!("no operation for {other}"),
+        }
+    }
+
+    /// Heal's own changes (`heal_entry`) go through the same steps, without
+    /// the pre-op of a client's transaction.
+    const HEAL: usize = 2;
+
+    fn variants(point: &str) -> Vec<usize> {
+        let (kind, step) = point.split_once("::").expect("op::step");
+        let mut v = vec![0];
+        if kind == "rename" || point == "unlink::after_name" {
+            v.push(1);
+        }
+        let heal_kind = matches!(
+            kind,
+            "create" | "mknod" | "symlink" | "mkdir" | "unlink" | "rmdir"
+        );
+        if heal_kind && !matches!(step, "after_dirty" | "after_blame" | "after_keep") {
+            v.push(HEAL);
+        }
+        v
+    }
+
+    fn heal_op(t: &Brick, kind: &str) -> proto::FsResult<()> {
+        let root = Gfid::ROOT;
+        let fix = |name: &str, fix: EntryFix| t.b.heal_entry(root, &Name::from(name), &fix);
+        let create = |k: FileKind| {
+            let mut o = obj("new", k);
+            o.target = (k == FileKind::Symlink).then(|| proto::Bytes::from(b"t".to_vec()));
+            fix("new", EntryFix::Create(o))
+        };
+        match kind {
+            "create" => create(FileKind::File),
+            "mknod" => create(FileKind::Socket),
+            "symlink" => create(FileKind::Symlink),
+            "mkdir" => create(FileKind::Dir),
+            "unlink" => {
+                let gfid = t.create(root, "f", FileKind::File);
+                fix("f", EntryFix::Remove { gfid, keep: false })
+            }
+            "rmdir" => {
+                let gfid = t.create(root, "d", FileKind::Dir);
+                let sub = t.create(gfid, "sub", FileKind::Dir);
+                t.create(sub, "f", FileKind::File);
+                fix("d", EntryFix::Remove { gfid, keep: false })
+            }
+            other => panic!("heal does not {other}"),
+        }
+    }
+
+    #[test]
+    fn every_failpoint_leaves_a_brick_that_reopens_consistent() {
+        for point in crate::failpoints::ALL {
+            for variant in variants(point) {
+                let t = brick();
+                let me = std::thread::current().id();
+                let name = point.to_string();
+                // Only this thread's operations die: other tests run beside.
+                fail::cfg_callback(*point, move || {
+                    if std::thread::current().id() == me {
+                        panic!("killed at {name}");
+                    }
+                })
+                .expect("arm");
+                let died = catch_unwind(AssertUnwindSafe(|| op(&t, point, variant)));
+                fail::remove(*point);
+                assert!(
+                    died.is_err(),
+                    "{point} (variant {variant}) was not reached: {died:?}"
+                );
+                let t = reopen(t);
+                let found = inconsistencies(&t.dir);
+                assert!(found.is_empty(), "{point} (variant {variant}): {found:#?}");
+            }
+        }
+        assert_eq!(crate::failpoints::unknown(), Vec::<String>::new());
+    }
+}

@@ -103,4 +103,9 @@ pub trait Brick {
     async fn heal_done(gfid: Gfid, seen: Vec<(ReplicaIndex, PendingCounts)>) -> FsResult<()>;
     /// Where a directory is (parent and name); `None` for other objects.
     async fn locate(gfid: Gfid) -> FsResult<Option<(Gfid, Name)>>;
+    /// Why a heal of `gfid` did not finish, from the healer: listed with
+    /// the entry by `heal_index` (so `volume heal NAME info` says why) until
+    /// a heal of it is done. Kept in memory only: after a restart the next
+    /// heal attempt says it again.
+    async fn heal_note(gfid: Gfid, note: String) -> FsResult<()>;
 }

@@ -427,6 +427,9 @@ pub struct HealEntry {
     pub dirty: bool,
     /// The object is a directory (heal its entries before other objects).
     pub dir: bool,
+    /// Why the last heal of it did not finish, as the healer told this
+    /// brick (`heal_note`); `None` until a heal tried.
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

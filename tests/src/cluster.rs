@@ -143,8 +143,14 @@ impl TestCluster {
             let dir = cluster.root_path.join(format!("b{i}"));
             std::fs::create_dir_all(&dir).expect("creating brick dir");
             let log = cluster.root_path.join("logs").join(format!("brick{i}.log"));
-            let (child, addr) =
-                cluster.spawn_brick(&dir, &log, "127.0.0.1:0".parse().unwrap(), START_TIMEOUT);
+            let (child, addr) = cluster.spawn_brick(
+                &cluster.bins.brickd,
+                &[],
+                &dir,
+                &log,
+                "127.0.0.1:0".parse().unwrap(),
+                START_TIMEOUT,
+            );
             cluster.lock_bricks().push(BrickProc {
                 dir,
                 log,
@@ -158,6 +164,8 @@ impl TestCluster {
 
     fn spawn_brick(
         &self,
+        program: &Path,
+        env: &[(&str, &str)],
         dir: &Path,
         log: &Path,
         listen: SocketAddr,
@@ -165,7 +173,8 @@ impl TestCluster {
     ) -> (Child, SocketAddr) {
         let deadline = Instant::now() + bind_retry;
         loop {
-            let mut cmd = Command::new(&self.bins.brickd);
+            let mut cmd = Command::new(program);
+            cmd.envs(env.iter().copied());
             cmd.arg("--dir")
                 .arg(dir)
                 .arg("--listen")
@@ -355,6 +364,13 @@ impl TestCluster {
     /// Starts brick `i` again with the same dir on the same port (killing it
     /// first if it still runs). Retries the bind for a few seconds.
     pub fn restart_brick(&self, i: usize) {
+        let brickd = self.bins.brickd.clone();
+        self.restart_brick_with(i, &brickd, &[]);
+    }
+
+    /// As [`restart_brick`](Self::restart_brick), running `program` (a
+    /// brickd built otherwise, e.g. with failpoints) with `env` added.
+    pub fn restart_brick_with(&self, i: usize, program: &Path, env: &[(&str, &str)]) {
         let (dir, log, addr) = self.with_brick(i, |b| {
             if let Some(mut child) = b.child.take() {
                 proc::kill_and_reap(&mut child);
@@ -362,7 +378,8 @@ impl TestCluster {
             b.stopped = false;
             (b.dir.clone(), b.log.clone(), b.addr)
         });
-        let (child, new_addr) = self.spawn_brick(&dir, &log, addr, RESTART_BIND_RETRY);
+        let (child, new_addr) =
+            self.spawn_brick(program, env, &dir, &log, addr, RESTART_BIND_RETRY);
         assert_eq!(
             new_addr, addr,
             "restarted brick {i} listens on another address"

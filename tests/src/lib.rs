@@ -7,6 +7,8 @@
 //!   for bad-input tests.
 //! - [`heal`]: the heal daemon and heal CLI run against a test cluster.
 //! - [`tree`]: a digest of the user-visible tree of a brick directory.
+//! - [`failpoints`]: bricks that die at a chosen failpoint
+//!   (`brickd-failpoints`), and a consistency check of a brick directory.
 //! - [`nfs`]: the NFS gateway (`brickfs-nfs`) in front of a test cluster,
 //!   the libnfs command-line tools, and a hand-written ONC RPC client.
 //! - [`volume`]: volumes in a cluster store, made and changed with the
@@ -22,6 +24,7 @@ pub mod cluster;
 pub mod data;
 pub mod etcd;
 pub mod extra_brick;
+pub mod failpoints;
 pub mod heal;
 pub mod nfs;
 mod proc;

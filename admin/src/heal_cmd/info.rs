@@ -86,6 +86,11 @@ async fn per_brick(healer: &Healer) -> Result<()> {
             } else {
                 println!("<gfid:{}>", e.gfid);
             }
+            // Why the last heal of it did not finish: an entry that stays
+            // is never just a number.
+            if let Some(why) = &e.note {
+                println!("    not healed: {why}");
+            }
         }
         if b.entries.len() > LIST_MAX {
             println!("... and {} more", b.entries.len() - LIST_MAX);

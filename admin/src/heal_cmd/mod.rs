@@ -20,6 +20,9 @@ use client::StackConfig;
 
 use crate::error::{Error, FsContext, IoContext, Result};
 
+/// Unhealed entries a heal run lists after its summary.
+const STUCK_SHOWN: usize = 20;
+
 /// The heal subcommands of `brickfs volume` (flattened into
 /// `crate::volume_cmd::VolumeCmd`).
 #[derive(Subcommand, Debug)]
@@ -125,6 +128,16 @@ async fn heal(healers: &[Arc<Healer>], volume: &str, full: bool) -> Result<ExitC
         let which = set_name(volume, i, healers.len());
         let report = report.fs_ctx(|| format!("heal of {which}"))?;
         println!("heal of {which}: {}", summary(&report));
+        // What is left is said with why (as `heal info` does).
+        for (gfid, why) in report.stuck.iter().take(STUCK_SHOWN) {
+            println!("  not healed: {}: {why}", healers[i].path_of(*gfid).await);
+        }
+        if report.stuck.len() > STUCK_SHOWN {
+            println!(
+                "  ... and {} more (see `volume heal {volume} info`)",
+                report.stuck.len() - STUCK_SHOWN
+            );
+        }
         let c = &report.counts;
         failed |= report.left > 0 && c.split_brain + c.failed > 0;
     }
@@ -201,6 +214,7 @@ mod tests {
                 checksum_bytes: 512 * 1024,
                 ..HealCounts::default()
             },
+            stuck: Vec::new(),
         };
         assert_eq!(
             summary(&r),

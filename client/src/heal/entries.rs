@@ -86,9 +86,13 @@ impl Healer {
                 continue;
             }
             changed = true;
-            if let Err(e) = self.apply(gfid, &plan).await {
-                tracing::info!(dir = %gfid, sink = plan.sink, "entry heal incomplete: {e}");
-                postponed.get_or_insert(e.to_string());
+            if let Err(why) = self.apply(gfid, &plan).await {
+                let why = format!(
+                    "entry heal on brick {} incomplete: {why}",
+                    self.bricks[plan.sink].addr
+                );
+                tracing::info!(dir = %gfid, sink = plan.sink, "{why}");
+                postponed.get_or_insert(why);
             }
         }
         Ok(match postponed {
@@ -198,15 +202,23 @@ impl Healer {
         Ok(plans.into_values().collect())
     }
 
-    async fn apply(&self, dir: Gfid, plan: &Plan) -> FsResult<()> {
+    /// Makes the sink's names the plan's; the first failure, with the name
+    /// it was about.
+    async fn apply(&self, dir: Gfid, plan: &Plan) -> Result<(), String> {
         let sink = plan.sink;
         // Removals first: a name may be removed and made again with
         // another gfid (deleted and recreated while the sink was away).
         for (name, attr, judge) in &plan.remove {
-            self.remove_entry(sink, dir, name, attr, *judge).await?;
+            self.remove_entry(sink, dir, name, attr, *judge)
+                .await
+                .map_err(|e| format!("removing {name}: {e}"))?;
         }
-        let results: Vec<FsResult<()>> = futures::stream::iter(plan.want.iter())
-            .map(|(name, attr, source)| self.make_entry(sink, dir, name, attr, *source))
+        let results: Vec<Result<(), String>> = futures::stream::iter(plan.want.iter())
+            .map(|(name, attr, source)| async move {
+                self.make_entry(sink, dir, name, attr, *source)
+                    .await
+                    .map_err(|e| format!("making {name}: {e}"))
+            })
             .buffer_unordered(ENTRY_WORKERS)
             .collect()
             .await;

@@ -22,9 +22,9 @@ mod object;
 mod on_access;
 mod roles;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -45,6 +45,8 @@ const WORKERS: usize = 16;
 /// leave work for a later pass (an object moved into a directory healed
 /// after its old one).
 const MAX_PASSES: usize = 8;
+/// Entries named in heald's log line when heal leaves some.
+const STUCK_LOGGED: usize = 5;
 
 /// What the healer has done since it started (all monotonic).
 #[derive(Default)]
@@ -115,6 +117,9 @@ pub struct HealReport {
     pub left: u64,
     pub elapsed: Duration,
     pub counts: HealCounts,
+    /// Entries still listed that a heal tried and could not finish, with
+    /// why (what `volume heal NAME info` shows), in gfid order.
+    pub stuck: Vec<(Gfid, String)>,
 }
 
 /// What decides whether the daemon tries again after a pass that left work.
@@ -129,6 +134,9 @@ pub struct Healer {
     bricks: Vec<Arc<BrickConn>>,
     quorum: usize,
     pub stats: HealStats,
+    /// Why the last heal of an object did not finish, until one does, and
+    /// the bricks' connection generations when the bricks were told.
+    stuck: Mutex<HashMap<Gfid, (String, u64)>>,
 }
 
 impl Healer {
@@ -141,6 +149,7 @@ impl Healer {
             bricks,
             quorum,
             stats: HealStats::default(),
+            stuck: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -209,7 +218,7 @@ impl Healer {
             // need nothing more.
             for d in dirs {
                 let res = self.heal_gfid(d, false).await;
-                self.note(d, &res);
+                self.note(d, &res).await;
             }
             let files: Vec<Gfid> = self
                 .list_index()
@@ -246,7 +255,7 @@ impl Healer {
                 return Err(FsError::Invalid("directory tree too deep".into()));
             }
             let res = self.heal_gfid(dir, true).await;
-            self.note(dir, &res);
+            self.note(dir, &res).await;
             res?;
             let listing = self.read_listing_any(dir).await?;
             let mut files = Vec::new();
@@ -266,33 +275,75 @@ impl Healer {
         futures::stream::iter(gfids)
             .for_each_concurrent(WORKERS, |g| async move {
                 let res = self.heal_gfid(g, full).await;
-                self.note(g, &res);
+                self.note(g, &res).await;
             })
             .await;
     }
 
-    fn note(&self, gfid: Gfid, res: &FsResult<Outcome>) {
+    /// Counts an outcome; one that leaves the object unhealed is logged
+    /// and told to the bricks with why, so that `volume heal NAME info`
+    /// lists the reason with the entry instead of a bare pending count.
+    async fn note(&self, gfid: Gfid, res: &FsResult<Outcome>) {
         self.stats.count(res);
-        match res {
+        let why = match res {
             Ok(Outcome::SplitBrain) => {
-                warn!(%gfid, "split-brain: not healed; resolve it with `volume heal NAME split-brain`")
+                warn!(%gfid, "split-brain: not healed; resolve it with `volume heal NAME split-brain`");
+                "split-brain: its replicas blame each other; pick the good copy with \
+                 `volume heal NAME split-brain`"
+                    .to_string()
             }
-            Ok(Outcome::Postponed(why)) => info!(%gfid, why, "heal postponed"),
-            Err(e) => warn!(%gfid, "heal failed: {e}"),
-            _ => {}
+            Ok(Outcome::Postponed(why)) => {
+                info!(%gfid, why, "heal postponed");
+                why.clone()
+            }
+            Err(e) => {
+                warn!(%gfid, "heal failed: {e}");
+                format!("heal failed: {e}")
+            }
+            Ok(_) => {
+                self.stuck_map().remove(&gfid);
+                return;
+            }
+        };
+        // Bricks keep notes in memory: tell them again after a reconnect.
+        let generations = self.trigger_state().generations;
+        let told = (why.clone(), generations);
+        if self.stuck_map().insert(gfid, told.clone()) == Some(told) {
+            return;
         }
+        // Best effort: a brick that misses it shows the entry without why.
+        crate::quorum::fan_out(&self.bricks, self.up_mask(), |b| {
+            let why = why.clone();
+            async move {
+                b.call(|c, ctx| async move { c.heal_note(ctx, gfid, why).await })
+                    .await
+            }
+        })
+        .await;
+    }
+
+    fn stuck_map(&self) -> std::sync::MutexGuard<'_, HashMap<Gfid, (String, u64)>> {
+        self.stuck.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn report(&self, passes: usize, started: Instant) -> HealReport {
-        let left = match self.list_index().await {
-            Ok(l) => l.len() as u64,
-            Err(_) => self.pending_now(),
+        let (left, stuck) = match self.list_index().await {
+            Ok(l) => {
+                let mut stuck = self.stuck_map();
+                stuck.retain(|g, _| l.contains_key(g));
+                let mut listed: Vec<(Gfid, String)> =
+                    stuck.iter().map(|(g, (w, _))| (*g, w.clone())).collect();
+                listed.sort();
+                (l.len() as u64, listed)
+            }
+            Err(_) => (self.pending_now(), Vec::new()),
         };
         HealReport {
             passes,
             left,
             elapsed: started.elapsed(),
             counts: self.stats.snapshot(),
+            stuck,
         }
     }
 
@@ -315,6 +366,7 @@ impl Healer {
     /// with a new identity (wiped or replaced).
     pub async fn run(self: Arc<Self>, retry: impl Fn() -> Duration) {
         let mut last_failed_at: Option<(Instant, TriggerState)> = None;
+        let mut last_stuck: Vec<(Gfid, String)> = Vec::new();
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             if count(self.up_mask()) < 2 {
@@ -350,9 +402,32 @@ impl Healer {
                 Ok(r) if r.left == 0 => {
                     info!(passes = r.passes, elapsed = ?r.elapsed, bytes = r.counts.bytes_copied, "heal index empty");
                     last_failed_at = None;
+                    last_stuck.clear();
                 }
                 Ok(r) => {
-                    info!(left = r.left, "heal left entries for later");
+                    // What cannot be healed is said with why, loudly each
+                    // time the reasons change (and listed by `heal info`).
+                    if r.stuck != last_stuck && !r.stuck.is_empty() {
+                        let first: Vec<String> = r
+                            .stuck
+                            .iter()
+                            .take(STUCK_LOGGED)
+                            .map(|(g, why)| format!("{g}: {why}"))
+                            .collect();
+                        warn!(
+                            left = r.left,
+                            not_healed = r.stuck.len(),
+                            "heal left entries for later; {}",
+                            first.join("; ")
+                        );
+                    } else {
+                        info!(
+                            left = r.left,
+                            not_healed = r.stuck.len(),
+                            "heal left entries for later"
+                        );
+                    }
+                    last_stuck = r.stuck;
                     last_failed_at = Some((Instant::now(), self.trigger_state()));
                 }
                 Err(e) => {

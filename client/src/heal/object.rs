@@ -154,15 +154,27 @@ impl Healer {
                 _ => {
                     self.record(gfid, lock.held, &survey, &kinds_done).await?;
                     let have = survey.have();
-                    let absent_blamed = survey.present.iter().any(|(_, l)| {
-                        l.pending
-                            .iter()
-                            .any(|(i, c)| !c.is_zero() && have & bit(*i as usize) == 0)
-                    });
-                    Ok(if absent_blamed {
+                    let absent_blamed: Vec<String> =
+                        indices(survey.present.iter().fold(0, |m, (_, l)| {
+                            l.pending
+                                .iter()
+                                .filter(|(i, c)| !c.is_zero() && have & bit(*i as usize) == 0)
+                                .fold(m, |m, (i, _)| m | bit(*i as usize))
+                        }))
+                        .map(|i| {
+                            self.bricks
+                                .get(i)
+                                .map_or(format!("#{i}"), |b| b.addr.to_string())
+                        })
+                        .collect();
+                    Ok(if !absent_blamed.is_empty() {
                         // Blame against a replica that is down (or does not
                         // have the object yet) is for a later pass.
-                        Outcome::Postponed("a blamed replica is down or lacks the object".into())
+                        Outcome::Postponed(format!(
+                            "blamed on brick {}, which is down or lacks it (its directory's \
+                             entry heal makes it there)",
+                            absent_blamed.join(", ")
+                        ))
                     } else if healed {
                         Outcome::Healed
                     } else {

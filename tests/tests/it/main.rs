@@ -9,6 +9,7 @@
 mod add_brick;
 mod bad_input;
 mod coherence;
+mod crash;
 mod dev;
 mod distribute;
 mod distribute_edge;
