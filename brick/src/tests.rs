@@ -1044,7 +1044,7 @@ mod crash_sweep {
             }
             "write" => {
                 let g = file("f");
-                t.b.write(&none(), g, 0, b"data").map(drop)
+                t.b.write(&none(), g, WriteAt::Offset(0), b"data").map(drop)
             }
             "fallocate" => {
                 let g = file("f");
