@@ -181,6 +181,17 @@ impl BrickConn {
         self.index_changes.load(Ordering::Acquire)
     }
 
+    /// This client just made the brick blame another one: until its next
+    /// ping answer says so itself, count its heal index as not empty, so
+    /// nobody takes the replicas for clean in between.
+    pub fn note_blame_made(&self) {
+        let _ = self
+            .heal_entries
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n == 0).then_some(1)
+            });
+    }
+
     fn note_pong(&self, pong: proto::Pong) {
         self.index_changes
             .store(pong.index_changes, Ordering::Release);

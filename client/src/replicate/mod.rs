@@ -113,6 +113,13 @@ impl Replicate {
         );
         self.blame_after(Gfid::ROOT, others, replaced, PendingKind::Entry)
             .await;
+        // The replaced brick stops being left out of reads just below; the
+        // blame must count from now on, not from the next ping answer
+        // (until then, replicas nobody validated would look clean and an
+        // empty, half-healed copy could be read).
+        for i in crate::quorum::indices(others) {
+            self.bricks[i].note_blame_made();
+        }
         for i in crate::quorum::indices(replaced) {
             self.bricks[i].clear_replaced();
         }

@@ -215,8 +215,9 @@ impl Replicate {
         })
         .await;
         for (i, res) in answers {
-            if let Err(e) = res {
-                warn!(brick = i, ?gfid, "could not record blame: {e}");
+            match res {
+                Ok(_) => self.bricks[i].note_blame_made(),
+                Err(e) => warn!(brick = i, ?gfid, "could not record blame: {e}"),
             }
         }
     }
