@@ -32,6 +32,8 @@ pub struct Sessions {
     map: Mutex<HashMap<u64, ConnId>>,
     /// The client (mount or gateway process) behind each RPC connection.
     clients: Mutex<HashMap<ConnId, proto::ClientId>>,
+    /// RPC connections that said `Purpose::Maintenance` (heal, rebalance).
+    maintenance: Mutex<std::collections::HashSet<ConnId>>,
 }
 
 impl Sessions {
@@ -47,11 +49,35 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn open(&self, conn: ConnId, client: proto::ClientId) -> u64 {
+    pub fn open(&self, conn: ConnId, client: proto::ClientId, purpose: proto::Purpose) -> u64 {
         let token = uuid::Uuid::new_v4().as_u64_pair().0;
         self.lock().insert(token, conn);
         self.clients().insert(conn, client);
+        let mut m = self
+            .maintenance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if purpose == proto::Purpose::Maintenance {
+            m.insert(conn);
+        } else {
+            m.remove(&conn);
+        }
         token
+    }
+
+    /// True for a connection of heal or rebalance: quotas count its
+    /// changes but never refuse them.
+    pub fn is_maintenance(&self, conn: ConnId) -> bool {
+        self.maintenance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&conn)
+    }
+
+    /// `txn` as this connection may run it.
+    pub fn stamp(&self, conn: ConnId, mut txn: Txn) -> Txn {
+        txn.maintenance = self.is_maintenance(conn);
+        txn
     }
 
     pub fn client_of(&self, conn: ConnId) -> Option<proto::ClientId> {
@@ -66,6 +92,10 @@ impl Sessions {
     /// client's last connection here.
     pub fn close(&self, conn: ConnId) -> Option<proto::ClientId> {
         self.lock().retain(|_, c| *c != conn);
+        self.maintenance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&conn);
         let client = self.clients().remove(&conn)?;
         (!self.has_client(client)).then_some(client)
     }
@@ -142,10 +172,11 @@ pub async fn connection(
             };
             let backend = backend.clone();
             let tx = tx.clone();
+            let maintenance = sessions.is_maintenance(conn);
             inflight.spawn(async move {
                 let _slot = slot;
                 let id = header.id;
-                let res = handle(&backend, conn, header, payload).await;
+                let res = handle(&backend, conn, maintenance, header, payload).await;
                 let response = match res {
                     Ok(body) => Response {
                         header: data::response_header(id, data::STATUS_OK, body.len()),
@@ -202,6 +233,7 @@ async fn read_request(
 async fn handle(
     backend: &Arc<Backend>,
     conn: ConnId,
+    maintenance: bool,
     header: RequestHeader,
     payload: Vec<u8>,
 ) -> FsResult<Vec<u8>> {
@@ -210,6 +242,7 @@ async fn handle(
         OP_WRITE | OP_APPEND => {
             let txn = Txn {
                 blame: header.blame,
+                maintenance,
             };
             let at = match header.op {
                 OP_APPEND => WriteAt::End,
@@ -273,8 +306,8 @@ mod tests {
     #[test]
     fn a_client_is_gone_only_with_its_last_connection() {
         let s = Sessions::default();
-        let t1 = s.open(1, 7);
-        let _t2 = s.open(2, 7);
+        let t1 = s.open(1, 7, proto::Purpose::Client);
+        let _t2 = s.open(2, 7, proto::Purpose::Client);
         assert_eq!(s.find(t1), Some(1));
         assert_eq!(
             s.close(1),

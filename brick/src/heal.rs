@@ -128,7 +128,7 @@ impl Backend {
                 if new.gfid.is_root() || new.perm & !0o7777 != 0 {
                     return Err(FsError::Invalid("bad object to create".into()));
                 }
-                match self.make_object(dfd, parent, new) {
+                match self.make_object(dfd, parent, new, true) {
                     Ok(_) => {}
                     Err(FsError::Exists) => {
                         return match entry_gfid(dfd, name)? {

@@ -5,7 +5,8 @@
 //! connections, tarpc glue) → `ops` (posix backend, one function per fop) →
 //! `store` (gfid index, safe resolution), `staging` (crash safety: objects
 //! made off to the side, recovery at start), `changelog` (pending counters,
-//! heal index, dirty set), `locks` (inodelks, record locks), `attr` (stat →
+//! heal index, dirty set), `locks` (inodelks, record locks), `quota`
+//! (sub-volume usage and limits), `attr` (stat →
 //! wire attributes), `failpoints` (crash tests only), `error`.
 //!
 //! Architecture invariants: no syscall resolves a client-chosen path outside
@@ -25,6 +26,7 @@ mod limits;
 mod locks;
 mod ops;
 mod orphans;
+mod quota;
 mod server;
 mod staging;
 mod store;

@@ -15,7 +15,8 @@ use std::path::Path;
 use proto::data::WriteAt;
 use proto::{
     Attr, BrickInfo, DirEntry, DirPage, FileKind, FsError, FsResult, Gfid, Looked, Name, NewObject,
-    PendingKind, RenameReq, ReplicaIndex, SetAttr, StatFs, TimeSet, Txn, MAX_IO, PRIVATE_DIR,
+    PendingKind, QuotaLimit, RenameReq, ReplicaIndex, SetAttr, StatFs, TimeSet, Txn, MAX_IO,
+    PRIVATE_DIR, QUOTA_XATTR,
 };
 use rustix::fs::{
     AtFlags, FallocateFlags, FileType, Gid, Mode, OFlags, RenameFlags, Stat, Timestamps, Uid, CWD,
@@ -27,10 +28,11 @@ use crate::error::{BrickError, OsResult};
 use crate::failpoints::failpoint;
 use crate::locks::{ConnId, InodeLocks, RecordLocks};
 use crate::orphans::Orphans;
+use crate::quota::{Quotas, SUBVOL_XATTR};
 use crate::staging::{foreign_entry, remove_leftover, Tag};
 use crate::store::{
     entry_gfid, entry_target, proc_fd, stat_at, xget, xlist, xremove, xset, Obj, Store, Target,
-    DHT_XATTR_PREFIX, GFID_XATTR, PRIVATE_XATTR_PREFIX,
+    GFID_XATTR, PRIVATE_XATTR_PREFIX,
 };
 
 /// Longest symlink target accepted (Linux PATH_MAX less the NUL).
@@ -44,6 +46,7 @@ pub struct Backend {
     pub orphans: Orphans,
     pub inodelks: InodeLocks,
     pub records: RecordLocks,
+    pub quotas: Quotas,
 }
 
 /// Rejects names that are not one plain component, and the private
@@ -64,7 +67,7 @@ fn check_xattr_name(name: &Name, private: FsError) -> FsResult<()> {
     if b.len() > XATTR_NAME_MAX {
         return Err(FsError::Range);
     }
-    if b.starts_with(PRIVATE_XATTR_PREFIX) && !b.starts_with(DHT_XATTR_PREFIX) {
+    if b.starts_with(PRIVATE_XATTR_PREFIX) && !proto::is_shared_private_xattr(b) {
         return Err(private);
     }
     Ok(())
@@ -134,12 +137,15 @@ impl Backend {
         // After a restart every mark is unconfirmed: these directories are
         // where the operations of the previous run may have stopped.
         crate::staging::repair_dirs(&store, &changelog.unowned_dirty());
+        let quotas =
+            Quotas::open(&store).map_err(|e| BrickError::io("count sub-volume usage", e))?;
         Ok(Backend {
             store,
             changelog,
             orphans,
             inodelks: InodeLocks::default(),
             records: RecordLocks::default(),
+            quotas,
         })
     }
 
@@ -253,7 +259,8 @@ impl Backend {
             failpoint!("setattr", "after_mode");
         }
         if let Some(size) = set.size {
-            self.store.file(gfid)?.set_len(size)?;
+            let file = self.store.file(gfid)?;
+            self.sized(txn, gfid, &file, |_| size, || Ok(file.set_len(size)?))?;
             failpoint!("truncate", "after_size");
         }
         if set.atime.is_some() || set.mtime.is_some() {
@@ -279,7 +286,7 @@ impl Backend {
         if new.lock {
             self.changelog.mark_dirty(new.gfid, Some(conn))?;
         }
-        let st = match self.make_object(dfd, parent, new) {
+        let st = match self.make_object(dfd, parent, new, txn.maintenance) {
             Ok(st) => st,
             Err(FsError::Exists) => {
                 // A retry of a create that already happened here succeeds.
@@ -300,15 +307,48 @@ impl Backend {
     /// complete in the staging directory (owner, mode, xattrs, gfid), then
     /// linked at its name in one step and indexed. `Exists` if the name is
     /// taken (by anything but the leftover of an interrupted create).
+    /// The new object counts against its sub-volume's limits unless
+    /// `exempt` (heal, maintenance connections).
     pub(crate) fn make_object(
         &self,
         dirfd: BorrowedFd<'_>,
         parent: Gfid,
         new: &NewObject,
+        exempt: bool,
     ) -> FsResult<Stat> {
         for (name, _) in &new.xattrs {
             check_xattr_name(name, FsError::Perm)?;
         }
+        let limit = match new.xattrs.iter().find(|(n, _)| n.as_bytes() == QUOTA_XATTR) {
+            Some((_, v)) if new.kind == FileKind::Dir => Some(
+                QuotaLimit::decode(v).ok_or_else(|| FsError::Invalid("bad quota value".into()))?,
+            ),
+            Some(_) => return Err(FsError::Invalid("quota on a non-directory".into())),
+            None => None,
+        };
+        let subvol = self.quotas.subvol_for_new(parent, dirfd);
+        if let Some(sv) = subvol {
+            self.quotas.reserve_inode(sv, exempt)?;
+        }
+        let made = self.make_tagged(dirfd, parent, new, subvol);
+        if let (Some(sv), Err(_)) = (subvol, &made) {
+            self.quotas.release(sv, 0, 1);
+        }
+        let st = made?;
+        if let Some(limit) = limit {
+            let fd = self.store.dir(new.gfid)?;
+            self.quotas.set_limit(new.gfid, fd.as_fd(), Some(limit))?;
+        }
+        Ok(st)
+    }
+
+    fn make_tagged(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        parent: Gfid,
+        new: &NewObject,
+        subvol: Option<Gfid>,
+    ) -> FsResult<Stat> {
         if new.kind == FileKind::Symlink {
             let target = new
                 .target
@@ -330,7 +370,7 @@ impl Backend {
         let staged = self.store.staging.name(Tag::New, new.gfid);
         let file = self.stage_object(&staged, new, perm)?;
         failpoint!(create_op(new.kind), "after_stage");
-        if let Err(e) = self.fill_staged(&staged, file.as_ref(), new, perm, gid) {
+        if let Err(e) = self.fill_staged(&staged, file.as_ref(), new, perm, gid, subvol) {
             self.unstage(&staged, new.kind);
             return Err(e);
         }
@@ -415,6 +455,7 @@ impl Backend {
         new: &NewObject,
         perm: u32,
         gid: u32,
+        subvol: Option<Gfid>,
     ) -> FsResult<()> {
         let op = create_op(new.kind);
         let sfd = self.store.staging.fd();
@@ -452,6 +493,9 @@ impl Backend {
         };
         for (name, value) in &new.xattrs {
             set(name.as_bytes(), value)?;
+        }
+        if let Some(sv) = subvol {
+            set(SUBVOL_XATTR, &sv.0)?;
         }
         failpoint!(op, "after_xattrs");
         set(GFID_XATTR.as_bytes(), &new.gfid.0)?;
@@ -551,6 +595,7 @@ impl Backend {
         keep_index: bool,
     ) -> FsResult<()> {
         let op = "unlink";
+        let leaving = self.leaving(dirfd, name, nlink);
         let parked = match gfid {
             Some(g) if !keep_index && nlink <= 2 => self.store.park(g, Tag::Unlinked)?,
             _ => None,
@@ -563,6 +608,7 @@ impl Backend {
             return Err(e);
         }
         failpoint!(op, "after_name");
+        self.left(leaving);
         match (gfid, parked) {
             (Some(g), Some(p)) => self.store.settle_unlinked(g, &p)?,
             // Another name may have gone meanwhile: the last one drops it.
@@ -582,6 +628,7 @@ impl Backend {
         gfid: Option<Gfid>,
     ) -> FsResult<()> {
         let op = "rmdir";
+        let leaving = self.leaving(dirfd, name, 0);
         let parked = match gfid {
             Some(g) => self.store.park(g, Tag::Rmdir)?.map(|p| (g, p)),
             None => None,
@@ -594,6 +641,10 @@ impl Backend {
             return Err(e);
         }
         failpoint!(op, "after_remove");
+        self.left(leaving);
+        if let Some(g) = gfid {
+            self.quotas.forget_root(g);
+        }
         self.store.forget_dirs();
         if let Some((_, p)) = parked {
             self.store.discard(&p);
@@ -636,10 +687,12 @@ impl Backend {
             // lost its name, and keeps one that still has it.
             self.orphans.keep(g, client)?;
             failpoint!("unlink", "after_keep");
+            let leaving = self.leaving(dfd, name, st.st_nlink as u64);
             if let Err(e) = rustix::fs::unlinkat(dfd, name.as_bytes(), AtFlags::empty()).os() {
                 self.orphans.forget(g);
                 return Err(e);
             }
+            self.left(leaving);
             failpoint!("unlink", "after_name");
             return Ok(Some(g));
         }
@@ -697,6 +750,17 @@ impl Backend {
             Ok(st) => Some((st, entry_gfid(dfd, &req.new_name)?)),
             Err(FsError::NotFound) => None,
             Err(e) => return Err(e),
+        };
+        if other_dir.is_some() {
+            self.quotas
+                .check_same((req.parent, sfd), (req.new_parent, dfd))?;
+        }
+        let replaced = match &dst {
+            Some((st, _)) if !exchange && !flags.contains(RenameFlags::NOREPLACE) => {
+                let nlink = if is_dir(st) { 0 } else { st.st_nlink };
+                self.leaving(dfd, &req.new_name, nlink)
+            }
+            _ => None,
         };
         let op = "rename";
         self.pre_entry(txn, req.parent, sfd, op)?;
@@ -771,6 +835,9 @@ impl Backend {
             return Err(e);
         }
         failpoint!(op, "after_rename");
+        if !same {
+            self.left(replaced);
+        }
         // Pointers first: until the cached paths are dropped, lookups in
         // the moved tree still reach it through cached fds.
         for (g, p) in &staged {
@@ -805,6 +872,13 @@ impl Backend {
         };
         let dirfd = self.store.dir(parent)?;
         let dfd = dirfd.as_fd();
+        if self.quotas.active() {
+            let file = self.store.file(gfid)?;
+            let of_file = self.quotas.subvol_counted(gfid, file.as_fd());
+            if of_file != self.quotas.subvol_for_new(parent, dfd) {
+                return Err(FsError::CrossSubvolume);
+            }
+        }
         // The parent's mark (pre_entry) covers the new name.
         self.pre_entry(txn, parent, dfd, "link")?;
         match rustix::fs::linkat(CWD, &idx, dfd, name.as_bytes(), AtFlags::empty()).os() {
@@ -859,16 +933,24 @@ impl Backend {
             )));
         }
         let file = self.store.file(gfid)?;
-        self.data_pre_op(txn, gfid, "write")?;
-        let offset = match at {
-            WriteAt::Offset(o) => o,
-            // The size cannot change between the fstat and the write: the
-            // client holds the inode's replication lock, so nobody else
-            // writes, and its own writes to the inode come one at a time.
-            WriteAt::End => rustix::fs::fstat(&*file).os()?.st_size.max(0) as u64,
+        let len = data.len() as u64;
+        let end = |size: u64| match at {
+            WriteAt::Offset(o) => o.saturating_add(len).max(size),
+            WriteAt::End => size.saturating_add(len),
         };
-        file.write_all_at(data, offset)?;
-        failpoint!("write", "after_write");
+        self.sized(txn, gfid, &file, end, || {
+            self.data_pre_op(txn, gfid, "write")?;
+            let offset = match at {
+                WriteAt::Offset(o) => o,
+                // The size cannot change between the fstat and the write: the
+                // client holds the inode's replication lock, so nobody else
+                // writes, and its own writes to the inode come one at a time.
+                WriteAt::End => rustix::fs::fstat(&*file).os()?.st_size.max(0) as u64,
+            };
+            file.write_all_at(data, offset)?;
+            failpoint!("write", "after_write");
+            Ok(())
+        })?;
         Ok(attr_from_stat(gfid, &rustix::fs::fstat(&*file).os()?))
     }
 
@@ -914,10 +996,23 @@ impl Backend {
         len: u64,
     ) -> FsResult<Attr> {
         let file = self.store.file(gfid)?;
-        self.data_pre_op(txn, gfid, "fallocate")?;
         let flags = FallocateFlags::from_bits_retain(mode as u32);
-        rustix::fs::fallocate(&*file, flags, offset, len).os()?;
-        failpoint!("fallocate", "after_fallocate");
+        // Usage is apparent size: only a fallocate that grows the file
+        // counts (KEEP_SIZE and hole punching leave the size).
+        let grows = !flags.intersects(FallocateFlags::KEEP_SIZE | FallocateFlags::PUNCH_HOLE);
+        let end = |size: u64| {
+            if grows {
+                offset.saturating_add(len).max(size)
+            } else {
+                size
+            }
+        };
+        self.sized(txn, gfid, &file, end, || {
+            self.data_pre_op(txn, gfid, "fallocate")?;
+            rustix::fs::fallocate(&*file, flags, offset, len).os()?;
+            failpoint!("fallocate", "after_fallocate");
+            Ok(())
+        })?;
         Ok(attr_from_stat(gfid, &rustix::fs::fstat(&*file).os()?))
     }
 
@@ -969,9 +1064,21 @@ impl Backend {
         Ok(DirPage { entries, eof })
     }
 
-    pub fn statfs(&self) -> FsResult<StatFs> {
+    pub fn statfs(&self, at: Gfid) -> FsResult<StatFs> {
         let s = rustix::fs::fstatvfs(self.store.root_fd()).os()?;
+        let quota = if self.quotas.active() && !at.is_root() {
+            match self.store.resolve(at)? {
+                Obj::Dir(fd) => self.quotas.usage_of(at, fd.as_fd()),
+                Obj::Other(_) => {
+                    let file = self.store.file(at)?;
+                    self.quotas.usage_of(at, file.as_fd())
+                }
+            }
+        } else {
+            None
+        };
         Ok(StatFs {
+            quota,
             blocks: s.f_blocks,
             bfree: s.f_bfree,
             bavail: s.f_bavail,
@@ -993,7 +1100,7 @@ impl Backend {
         let obj = self.store.resolve(gfid)?;
         Ok(xlist(&obj.target())?
             .into_iter()
-            .filter(|n| !n.starts_with(PRIVATE_XATTR_PREFIX) || n.starts_with(DHT_XATTR_PREFIX))
+            .filter(|n| !n.starts_with(PRIVATE_XATTR_PREFIX) || proto::is_shared_private_xattr(n))
             .map(Name)
             .collect())
     }
@@ -1010,6 +1117,17 @@ impl Backend {
         let flags =
             u32::try_from(flags).map_err(|_| FsError::Invalid(format!("xattr flags {flags}")))?;
         let obj = self.store.resolve(gfid)?;
+        let limit = if name.as_bytes() == QUOTA_XATTR {
+            if !matches!(obj, Obj::Dir(_)) {
+                return Err(FsError::Invalid("quota on a non-directory".into()));
+            }
+            Some(
+                QuotaLimit::decode(value)
+                    .ok_or_else(|| FsError::Invalid("bad quota value".into()))?,
+            )
+        } else {
+            None
+        };
         let t = obj.target();
         self.mark_dirty(gfid)?;
         failpoint!("setxattr", "after_dirty");
@@ -1018,6 +1136,9 @@ impl Backend {
         failpoint!("setxattr", "after_blame");
         xset(&t, name.as_bytes(), value, flags)?;
         failpoint!("setxattr", "after_set");
+        if let (Some(limit), Obj::Dir(fd)) = (limit, &obj) {
+            self.quotas.set_limit(gfid, fd.as_fd(), Some(limit))?;
+        }
         Ok(())
     }
 
@@ -1032,6 +1153,9 @@ impl Backend {
         failpoint!("removexattr", "after_blame");
         xremove(&t, name.as_bytes())?;
         failpoint!("removexattr", "after_remove");
+        if let (true, Obj::Dir(fd)) = (name.as_bytes() == QUOTA_XATTR, &obj) {
+            self.quotas.set_limit(gfid, fd.as_fd(), None)?;
+        }
         Ok(())
     }
 
@@ -1061,6 +1185,65 @@ impl Backend {
     /// replication lock (every client transaction runs under it).
     fn mark_dirty(&self, gfid: Gfid) -> FsResult<()> {
         self.changelog.mark_dirty(gfid, self.inodelks.holder(gfid))
+    }
+
+    /// Runs `op`, which changes the size of `file`, charged to the file's
+    /// sub-volume: `end` is the size the file asks for given its size now.
+    /// The charge is taken before `op` (refused past the limit unless the
+    /// connection is a maintenance one) and corrected by what `op` did.
+    fn sized(
+        &self,
+        txn: &Txn,
+        gfid: Gfid,
+        file: &std::fs::File,
+        end: impl FnOnce(u64) -> u64,
+        op: impl FnOnce() -> FsResult<()>,
+    ) -> FsResult<()> {
+        let Some(sv) = self.quotas.subvol_counted(gfid, file.as_fd()) else {
+            return op();
+        };
+        let st = rustix::fs::fstat(file).os()?;
+        // Open but unlinked: no longer in the sub-volume's tree.
+        if st.st_nlink < 2 {
+            return op();
+        }
+        let old = st.st_size.max(0) as u64;
+        let extra = end(old).saturating_sub(old);
+        self.quotas.reserve_bytes(sv, extra, txn.maintenance)?;
+        let result = op();
+        let new = rustix::fs::fstat(file).map_or(old, |s| s.st_size.max(0) as u64);
+        self.quotas
+            .adjust_bytes(sv, new as i64 - old as i64 - extra as i64);
+        result
+    }
+
+    /// What leaves a sub-volume's usage when the name `dirfd/name` goes:
+    /// a file with `nlink` links (its name and the index link) takes its
+    /// bytes and itself with its last name; a directory (`nlink` 0) itself.
+    fn leaving(&self, dirfd: BorrowedFd<'_>, name: &Name, nlink: u64) -> Option<(Gfid, u64, u64)> {
+        if !self.quotas.active() {
+            return None;
+        }
+        let sv = self.quotas.subvol_of_dirfd(dirfd)?;
+        match nlink {
+            0 => Some((sv, 0, 1)),
+            1 | 2 => {
+                let st = stat_at(dirfd, name).ok()?;
+                let bytes = if kind_of(st.st_mode) == FileKind::File {
+                    st.st_size.max(0) as u64
+                } else {
+                    0
+                };
+                Some((sv, bytes, 1))
+            }
+            _ => None,
+        }
+    }
+
+    fn left(&self, leaving: Option<(Gfid, u64, u64)>) {
+        if let Some((sv, bytes, inodes)) = leaving {
+            self.quotas.release(sv, bytes, inodes);
+        }
     }
 
     /// Drops everything a closed connection held.

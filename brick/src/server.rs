@@ -12,7 +12,8 @@ use futures::StreamExt;
 use proto::{
     Attr, Brick, BrickInfo, BrickRequest, BrickResponse, Bytes, Checksums, ClientId, DirPage, Done,
     EntryFix, FsError, FsResult, Gfid, HealPage, LockGrant, LockMode, Looked, Name, NewObject,
-    PendingCounts, PendingKind, Pong, RecordLock, RenameReq, ReplicaIndex, SetAttr, StatFs, Txn,
+    PendingCounts, PendingKind, Pong, Purpose, QuotaUse, RecordLock, RenameReq, ReplicaIndex,
+    SetAttr, StatFs, Txn,
 };
 use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
@@ -322,12 +323,18 @@ impl Conn {
 }
 
 impl Brick for Conn {
-    async fn hello(self, _: Context, client: ClientId, volume: String) -> FsResult<BrickInfo> {
-        tracing::info!(client = %format!("{client:032x}"), %volume, "hello");
+    async fn hello(
+        self,
+        _: Context,
+        client: ClientId,
+        volume: String,
+        purpose: Purpose,
+    ) -> FsResult<BrickInfo> {
+        tracing::info!(client = %format!("{client:032x}"), %volume, ?purpose, "hello");
         let mut info = self
             .run("hello", Gfid::ROOT, move |b| b.hello(&volume))
             .await?;
-        info.session = self.sessions.open(self.id, client);
+        info.session = self.sessions.open(self.id, client, purpose);
         Ok(info)
     }
 
@@ -352,6 +359,7 @@ impl Brick for Conn {
     }
 
     async fn setattr(self, _: Context, txn: Txn, gfid: Gfid, set: SetAttr) -> FsResult<Done<Attr>> {
+        let txn = self.sessions.stamp(self.id, txn);
         // Truncating a big file can take long: not on the connection thread.
         let heavy = set.size.is_some();
         let r = self
@@ -367,6 +375,7 @@ impl Brick for Conn {
         parent: Gfid,
         new: NewObject,
     ) -> FsResult<Done<Attr>> {
+        let txn = self.sessions.stamp(self.id, txn);
         let conn = self.id;
         let r = self
             .run("create", parent, move |b| {
@@ -386,6 +395,7 @@ impl Brick for Conn {
         is_dir: bool,
         keep_open: bool,
     ) -> FsResult<Done<Option<Gfid>>> {
+        let txn = self.sessions.stamp(self.id, txn);
         let keep_for = keep_open
             .then(|| self.sessions.client_of(self.id))
             .flatten();
@@ -408,6 +418,7 @@ impl Brick for Conn {
     }
 
     async fn rename(self, _: Context, txn: Txn, req: RenameReq) -> FsResult<Done<()>> {
+        let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run_as("rename", req.parent, true, move |b| {
                 b.rename(&txn, &req)?;
@@ -425,6 +436,7 @@ impl Brick for Conn {
         parent: Gfid,
         name: Name,
     ) -> FsResult<Done<Attr>> {
+        let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run("link", gfid, move |b| {
                 let attr = b.link(&txn, gfid, parent, &name)?;
@@ -454,6 +466,7 @@ impl Brick for Conn {
         offset: u64,
         data: Bytes,
     ) -> FsResult<Done<Attr>> {
+        let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run_as("write", gfid, data.len() > HEAVY_IO, move |b| {
                 b.write(&txn, gfid, proto::data::WriteAt::Offset(offset), &data)
@@ -476,6 +489,7 @@ impl Brick for Conn {
         offset: u64,
         len: u64,
     ) -> FsResult<Done<Attr>> {
+        let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run_as("fallocate", gfid, true, move |b| {
                 b.fallocate(&txn, gfid, mode, offset, len)
@@ -497,8 +511,17 @@ impl Brick for Conn {
         .await
     }
 
-    async fn statfs(self, _: Context) -> FsResult<StatFs> {
-        self.run("statfs", Gfid::ROOT, |b| b.statfs()).await
+    async fn statfs(self, _: Context, at: Gfid) -> FsResult<StatFs> {
+        self.run("statfs", at, move |b| b.statfs(at)).await
+    }
+
+    async fn quota_usage(self, _: Context) -> FsResult<Vec<QuotaUse>> {
+        Ok(self.backend.quotas.usages())
+    }
+
+    async fn quota_elsewhere(self, _: Context, others: Vec<QuotaUse>) -> FsResult<()> {
+        self.backend.quotas.set_elsewhere(&others);
+        Ok(())
     }
 
     async fn getxattr(self, _: Context, gfid: Gfid, name: Name) -> FsResult<Bytes> {
@@ -522,6 +545,7 @@ impl Brick for Conn {
         value: Bytes,
         flags: i32,
     ) -> FsResult<Done<()>> {
+        let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run("setxattr", gfid, move |b| {
                 b.setxattr(&txn, gfid, &name, &value, flags)
@@ -531,6 +555,7 @@ impl Brick for Conn {
     }
 
     async fn removexattr(self, _: Context, txn: Txn, gfid: Gfid, name: Name) -> FsResult<Done<()>> {
+        let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run("removexattr", gfid, move |b| {
                 b.removexattr(&txn, gfid, &name)

@@ -29,10 +29,6 @@ use crate::staging::Staging;
 pub const GFID_XATTR: &str = "trusted.brickfs.gfid";
 /// Xattrs under this prefix are the brick's own and invisible to clients.
 pub const PRIVATE_XATTR_PREFIX: &[u8] = b"trusted.brickfs.";
-/// The distribute layer's own attributes (directory layouts, link files):
-/// private to brickfs, but set through the client stack like user
-/// attributes, so they are replicated and healed with the object.
-pub use proto::DHT_XATTR_PREFIX;
 const DIR_CACHE_MAX: usize = 65536;
 const FD_CACHE_MAX: usize = 1024;
 /// Directory fds kept open. With `FD_CACHE_MAX` this needs more than the

@@ -379,7 +379,7 @@ fn blame_writes_pending_and_heal_index_and_unlock_clears_dirty() {
     let f = t.create(Gfid::ROOT, "f", FileKind::File);
     // Transactions run under the replication lock; the holder owns the marks.
     assert!(t.b.inodelks.try_acquire(f, C));
-    let blame = Txn { blame: vec![2] };
+    let blame = Txn::blaming(vec![2]);
     t.b.write(&blame, f, WriteAt::Offset(0), b"x")
         .expect("write");
     t.b.write(&blame, f, WriteAt::Offset(1), b"y")
@@ -1127,5 +1127,178 @@ mod crash_sweep {
             }
         }
         assert_eq!(crate::failpoints::unknown(), Vec::<String>::new());
+    }
+}
+
+mod quota {
+    use super::*;
+    use proto::{QuotaLimit, QUOTA_XATTR};
+
+    fn limit(bytes: u64, inodes: Option<u64>) -> Vec<u8> {
+        QuotaLimit { bytes, inodes }.encode()
+    }
+
+    fn used(t: &Brick, at: Gfid) -> (u64, u64) {
+        let q =
+            t.b.statfs(at)
+                .expect("statfs")
+                .quota
+                .expect("in a sub-volume");
+        (q.bytes, q.inodes)
+    }
+
+    fn write(t: &Brick, g: Gfid, at: u64, len: usize) -> Result<(), FsError> {
+        t.b.write(&none(), g, WriteAt::Offset(at), &vec![7u8; len])
+            .map(|_| ())
+    }
+
+    #[test]
+    fn writes_truncates_fallocates_and_creates_stop_at_the_limit() {
+        let t = brick();
+        let sv = t.create(Gfid::ROOT, "sv", FileKind::Dir);
+        let q = Name::new(QUOTA_XATTR);
+        t.b.setxattr(&none(), sv, &q, &limit(10_000, Some(3)), 0)
+            .expect("set quota");
+        let f = t.create(sv, "f", FileKind::File);
+        assert_eq!(used(&t, f), (0, 1));
+        write(&t, f, 0, 8000).expect("within the limit");
+        // Overwriting costs nothing; growing past the limit is refused whole.
+        write(&t, f, 0, 8000).expect("overwrite");
+        assert_eq!(write(&t, f, 8000, 2001).unwrap_err().errno(), libc::EDQUOT);
+        write(&t, f, 8000, 2000).expect("exactly to the limit");
+        assert_eq!(used(&t, sv), (10_000, 1));
+        let grow = SetAttr {
+            size: Some(10_001),
+            ..SetAttr::default()
+        };
+        assert_eq!(
+            t.b.setattr(&none(), f, &grow).unwrap_err().errno(),
+            libc::EDQUOT
+        );
+        assert_eq!(
+            t.b.fallocate(&none(), f, 0, 0, 20_000).unwrap_err().errno(),
+            libc::EDQUOT
+        );
+        let shrink = SetAttr {
+            size: Some(4000),
+            ..SetAttr::default()
+        };
+        t.b.setattr(&none(), f, &shrink).expect("shrink");
+        assert_eq!(used(&t, sv), (4000, 1));
+        // Objects: three allowed.
+        t.create(sv, "d", FileKind::Dir);
+        t.create(sv, "s", FileKind::File);
+        let err =
+            t.b.create(&none(), sv, &obj("x", FileKind::File), C)
+                .unwrap_err();
+        assert_eq!(err.errno(), libc::EDQUOT);
+        // Maintenance (heal) is counted, never refused.
+        let heal = Txn {
+            maintenance: true,
+            ..Txn::none()
+        };
+        t.b.write(&heal, f, WriteAt::Offset(0), &vec![1u8; 12_000])
+            .expect("heal write");
+        assert_eq!(used(&t, sv), (12_000, 3));
+        // Outside the sub-volume nothing is counted or refused.
+        let out = t.create(Gfid::ROOT, "out", FileKind::File);
+        write(&t, out, 0, 50_000).expect("outside");
+        assert!(t.b.statfs(out).expect("statfs").quota.is_none());
+    }
+
+    #[test]
+    fn unlink_rename_and_links_keep_the_count_and_cross_is_exdev() {
+        let t = brick();
+        let sv = t.create(Gfid::ROOT, "sv", FileKind::Dir);
+        let other = t.create(Gfid::ROOT, "other", FileKind::Dir);
+        let q = Name::new(QUOTA_XATTR);
+        t.b.setxattr(&none(), sv, &q, &limit(1 << 20, None), 0)
+            .expect("set quota");
+        t.b.setxattr(&none(), other, &q, &limit(1 << 20, None), 0)
+            .expect("set quota");
+        let a = t.create(sv, "a", FileKind::File);
+        let b = t.create(sv, "b", FileKind::File);
+        write(&t, a, 0, 1000).unwrap();
+        write(&t, b, 0, 300).unwrap();
+        assert_eq!(used(&t, sv), (1300, 2));
+        // A second name of `a`: one object, counted once.
+        t.b.link(&none(), a, sv, &Name::from("a2")).expect("link");
+        assert_eq!(used(&t, sv), (1300, 2));
+        // Out of the sub-volume: EXDEV, for rename and link alike.
+        let out = RenameReq {
+            parent: sv,
+            name: Name::from("a"),
+            new_parent: Gfid::ROOT,
+            new_name: Name::from("a"),
+            flags: 0,
+        };
+        assert_eq!(t.b.rename(&none(), &out).unwrap_err().errno(), libc::EXDEV);
+        let across = RenameReq {
+            new_parent: other,
+            ..out.clone()
+        };
+        assert_eq!(
+            t.b.rename(&none(), &across).unwrap_err().errno(),
+            libc::EXDEV
+        );
+        assert_eq!(
+            t.b.link(&none(), a, Gfid::ROOT, &Name::from("x"))
+                .unwrap_err()
+                .errno(),
+            libc::EXDEV
+        );
+        // `b` renamed over `a`: `a` keeps its other name, so nothing leaves.
+        let over = RenameReq {
+            parent: sv,
+            name: Name::from("b"),
+            new_parent: sv,
+            new_name: Name::from("a"),
+            flags: 0,
+        };
+        t.b.rename(&none(), &over).expect("rename over");
+        assert_eq!(used(&t, sv), (1300, 2));
+        t.b.unlink(&none(), sv, &Name::from("a2"), false, None)
+            .expect("unlink last name of a");
+        assert_eq!(used(&t, sv), (300, 1));
+        // The count survives a restart (recounted from the tree).
+        let dir = t.dir.clone();
+        let again = Backend::open(&dir).expect("reopen");
+        let u = again.statfs(sv).expect("statfs").quota.expect("quota");
+        assert_eq!((u.bytes, u.inodes), (300, 1));
+        // Moving a whole sub-volume (archiving it) is allowed.
+        let aside = RenameReq {
+            parent: Gfid::ROOT,
+            name: Name::from("sv"),
+            new_parent: Gfid::ROOT,
+            new_name: Name::from("sv.archived"),
+            flags: 0,
+        };
+        t.b.rename(&none(), &aside).expect("move the sub-volume");
+        // Users cannot see or set the brick's tag.
+        let tag = Name::new(crate::quota::SUBVOL_XATTR);
+        assert!(t.b.setxattr(&none(), b, &tag, &other.0, 0).is_err());
+        assert!(!t.b.listxattr(b).expect("list").contains(&tag));
+    }
+
+    #[test]
+    fn a_directory_given_limits_counts_what_it_already_holds() {
+        let t = brick();
+        let sv = t.create(Gfid::ROOT, "sv", FileKind::Dir);
+        let sub = t.create(sv, "sub", FileKind::Dir);
+        let f = t.create(sub, "f", FileKind::File);
+        write(&t, f, 0, 5000).unwrap();
+        let q = Name::new(QUOTA_XATTR);
+        t.b.setxattr(&none(), sv, &q, &limit(6000, None), 0)
+            .expect("set quota");
+        assert_eq!(used(&t, f), (5000, 2));
+        assert_eq!(write(&t, f, 5000, 1001).unwrap_err().errno(), libc::EDQUOT);
+        // Nested sub-volumes are refused.
+        let err =
+            t.b.setxattr(&none(), sub, &q, &limit(100, None), 0)
+                .unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        // Limits removed: nothing is refused any more.
+        t.b.removexattr(&none(), sv, &q).expect("remove");
+        write(&t, f, 5000, 5000).expect("no limit");
     }
 }

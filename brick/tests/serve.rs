@@ -48,13 +48,18 @@ async fn garbage_and_oversized_frames_only_drop_their_connection() {
     let client = BrickClient::new(tarpc::client::Config::default(), transport).spawn();
     client.ping(context::current()).await.expect("ping");
     let info = client
-        .hello(context::current(), 7, "vol".into())
+        .hello(context::current(), 7, "vol".into(), proto::Purpose::Client)
         .await
         .expect("rpc")
         .expect("hello");
     assert!(info.dir.ends_with("brick"));
     let refused = client
-        .hello(context::current(), 7, "other".into())
+        .hello(
+            context::current(),
+            7,
+            "other".into(),
+            proto::Purpose::Client,
+        )
         .await
         .expect("rpc");
     assert!(matches!(refused, Err(FsError::Refused(_))));

@@ -865,9 +865,13 @@ impl Filesystem for BrickFs {
         });
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let Some(gfid) = self.gfid(ino) else {
+            return reply.error(Errno::ESTALE);
+        };
         self.spawn(move |s| async move {
-            match s.layer.statfs().await {
+            // Inside a sub-volume: its limit and usage (`StatFs::as_seen`).
+            match s.layer.statfs(gfid).await.map(|st| st.as_seen()) {
                 Ok(st) => reply.statfs(
                     st.blocks, st.bfree, st.bavail, st.files, st.ffree, st.bsize, st.namelen,
                     st.frsize,

@@ -65,7 +65,18 @@ pub trait Layer: Send + Sync + 'static {
 
     /// Entries in name order after `after`, at most `max`.
     async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage>;
-    async fn statfs(&self) -> FsResult<StatFs>;
+    /// The file system `at` is on; for an object in a sub-volume, with the
+    /// sub-volume's limits and usage (`StatFs::quota`).
+    async fn statfs(&self, at: Gfid) -> FsResult<StatFs>;
+    /// Gives the directory `gfid` sub-volume limits (`None`: takes them
+    /// away). The admin's way to set `proto::QUOTA_XATTR`, which front-ends
+    /// never pass through.
+    async fn set_quota(&self, gfid: Gfid, limit: Option<proto::QuotaLimit>) -> FsResult<()> {
+        let _ = (gfid, limit);
+        Err(proto::FsError::NotSupported(
+            "sub-volume limits on this layer".into(),
+        ))
+    }
 
     async fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>>;
     async fn listxattr(&self, gfid: Gfid) -> FsResult<Vec<Name>>;

@@ -38,6 +38,9 @@ pub struct StackConfig {
     /// Bricks per replica set: `bricks` form sets this many at a time, in
     /// order (as in Gluster). 0 means all bricks are one set.
     pub replica: usize,
+    /// Heal and rebalance connect as `Maintenance`: bricks count what they
+    /// write against sub-volume limits but never refuse it.
+    pub purpose: proto::Purpose,
 }
 
 impl StackConfig {
@@ -74,6 +77,7 @@ impl Default for StackConfig {
             ping_interval: Duration::from_secs(1),
             brick_ids: None,
             replica: 0,
+            purpose: proto::Purpose::Client,
         }
     }
 }
@@ -115,6 +119,11 @@ pub async fn connect_distribute(
     }
     let distribute = distribute::Distribute::new(replicas);
     distribute.init_root_layout().await?;
+    if distribute.set_count() > 1 {
+        tokio::spawn(distribute::Distribute::run_quota_sync(Arc::downgrade(
+            &distribute,
+        )));
+    }
     Ok(distribute)
 }
 
@@ -150,6 +159,9 @@ pub async fn connect_bricks(
             )
         })
         .collect();
+    for b in &bricks {
+        b.set_purpose(config.purpose);
+    }
     let first = futures::future::join_all(bricks.iter().map(|b| b.connect_once())).await;
     let mut last_err = None;
     for (b, res) in bricks.iter().zip(first) {

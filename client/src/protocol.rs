@@ -29,6 +29,8 @@ pub struct BrickConn {
     pub addr: SocketAddr,
     volume: String,
     client_id: ClientId,
+    /// Said in every `hello` (set once, before the first connect).
+    maintenance: AtomicBool,
     /// Deadline of one operation, in microseconds (changed live when the
     /// volume's `network.op-timeout` option changes).
     op_timeout_us: AtomicU64,
@@ -61,6 +63,19 @@ pub struct BrickConn {
 }
 
 impl BrickConn {
+    pub fn set_purpose(&self, purpose: proto::Purpose) {
+        self.maintenance
+            .store(purpose == proto::Purpose::Maintenance, Ordering::Relaxed);
+    }
+
+    fn purpose(&self) -> proto::Purpose {
+        if self.maintenance.load(Ordering::Relaxed) {
+            proto::Purpose::Maintenance
+        } else {
+            proto::Purpose::Client
+        }
+    }
+
     pub fn new(
         index: ReplicaIndex,
         addr: SocketAddr,
@@ -75,6 +90,7 @@ impl BrickConn {
             addr,
             volume,
             client_id,
+            maintenance: AtomicBool::new(false),
             op_timeout_us: AtomicU64::new(op_timeout.as_micros().min(u128::from(u64::MAX)) as u64),
             ping_interval,
             client: RwLock::new(None),
@@ -229,6 +245,7 @@ impl BrickConn {
                 self.deadline(self.op_timeout()),
                 self.client_id,
                 self.volume.clone(),
+                self.purpose(),
             )
             .await
             .map_err(|e| self.rpc_error(e))??;

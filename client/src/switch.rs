@@ -208,9 +208,14 @@ impl Layer for Switch {
         g.layer.readdir(gfid, after, max).await
     }
 
-    async fn statfs(&self) -> FsResult<StatFs> {
+    async fn statfs(&self, at: Gfid) -> FsResult<StatFs> {
         let g = self.graph();
-        g.layer.statfs().await
+        g.layer.statfs(at).await
+    }
+
+    async fn set_quota(&self, gfid: Gfid, limit: Option<proto::QuotaLimit>) -> FsResult<()> {
+        let g = self.graph();
+        g.layer.set_quota(gfid, limit).await
     }
 
     async fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>> {
@@ -340,7 +345,7 @@ mod tests {
         async fn readdir(&self, _: Gfid, _: Option<Name>, _: u32) -> FsResult<DirPage> {
             no()
         }
-        async fn statfs(&self) -> FsResult<StatFs> {
+        async fn statfs(&self, _: Gfid) -> FsResult<StatFs> {
             no()
         }
         async fn getxattr(&self, _: Gfid, _: &Name) -> FsResult<Vec<u8>> {

@@ -979,8 +979,11 @@ impl Call<'_> {
 
     async fn fsstat(&self, a: FSSTAT3args) -> FSSTAT3res {
         let r: Res<proto::StatFs> = async {
-            self.open(&a.fsroot)?;
-            self.gw.layer.statfs().await.map_err(|e| fail(&e))
+            // Any handle: kubelet's volume stats and df may stat any file,
+            // and one inside a sub-volume answers with its limits.
+            let o = self.open(&a.fsroot)?;
+            let s = self.gw.layer.statfs(o.h.gfid).await.map_err(|e| fail(&e))?;
+            Ok(s.as_seen())
         }
         .await;
         match r {

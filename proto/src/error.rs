@@ -56,6 +56,10 @@ pub enum FsError {
     Refused(String),
     #[error("busy, try again later: {0}")]
     Busy(String),
+    #[error("disk quota exceeded: {0}")]
+    Quota(String),
+    #[error("cross-device link: source and target are in different sub-volumes")]
+    CrossSubvolume,
     #[error("{msg} (errno {errno})")]
     Os { errno: i32, msg: String },
 }
@@ -84,6 +88,8 @@ impl FsError {
             FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::Refused(_) => libc::EACCES,
             FsError::Busy(_) => libc::EBUSY,
+            FsError::Quota(_) => libc::EDQUOT,
+            FsError::CrossSubvolume => libc::EXDEV,
             FsError::Os { errno, .. } => *errno,
         }
     }
@@ -103,6 +109,8 @@ impl FsError {
             libc::ERANGE => FsError::Range,
             libc::ENAMETOOLONG => FsError::NameTooLong,
             libc::EAGAIN => FsError::WouldBlock,
+            libc::EDQUOT => FsError::Quota("disk quota exceeded".into()),
+            libc::EXDEV => FsError::CrossSubvolume,
             _ => FsError::Os {
                 errno,
                 msg: std::io::Error::from_raw_os_error(errno).to_string(),

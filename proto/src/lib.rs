@@ -22,7 +22,7 @@ pub use types::*;
 pub trait Brick {
     /// First call on every connection: the client names itself (its id scopes
     /// locks, which end with the connection) and learns the brick's identity.
-    async fn hello(client: ClientId, volume: String) -> FsResult<BrickInfo>;
+    async fn hello(client: ClientId, volume: String, purpose: Purpose) -> FsResult<BrickInfo>;
     /// Liveness check; answers with the state of the brick's heal index.
     async fn ping() -> Pong;
 
@@ -59,7 +59,14 @@ pub trait Brick {
 
     /// Entries of a directory in name order, starting after `after`.
     async fn readdir(gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage>;
-    async fn statfs() -> FsResult<StatFs>;
+    /// The file system of the brick; with the usage of the sub-volume `at`
+    /// is in, when it is in one.
+    async fn statfs(at: Gfid) -> FsResult<StatFs>;
+    /// Local usage of every sub-volume this brick holds.
+    async fn quota_usage() -> FsResult<Vec<QuotaUse>>;
+    /// What the volume's other replica sets hold of each sub-volume (the
+    /// distribute layer's periodic sum), added to local usage when checking.
+    async fn quota_elsewhere(others: Vec<QuotaUse>) -> FsResult<()>;
 
     async fn getxattr(gfid: Gfid, name: Name) -> FsResult<Bytes>;
     async fn listxattr(gfid: Gfid) -> FsResult<Vec<Name>>;

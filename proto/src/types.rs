@@ -268,11 +268,22 @@ pub struct Txn {
     /// the brick records that it holds blame against them (pending counters
     /// + heal index).
     pub blame: Vec<ReplicaIndex>,
+    /// Set by the brick, never read off the wire: the connection is a
+    /// maintenance one (`Purpose::Maintenance`), so quotas do not refuse.
+    #[serde(skip)]
+    pub maintenance: bool,
 }
 
 impl Txn {
     pub fn none() -> Txn {
-        Txn { blame: Vec::new() }
+        Txn::blaming(Vec::new())
+    }
+
+    pub fn blaming(blame: Vec<ReplicaIndex>) -> Txn {
+        Txn {
+            blame,
+            maintenance: false,
+        }
     }
 }
 
@@ -292,6 +303,60 @@ pub struct Done<T> {
 /// files): bricks accept them from clients although they are under the
 /// private `trusted.brickfs.` prefix; front-ends never pass them through.
 pub const DHT_XATTR_PREFIX: &[u8] = b"trusted.brickfs.dht.";
+
+/// The limits of a sub-volume, on its root directory (see `QuotaLimit`):
+/// like the distribute layer's attributes, set through the client stack so
+/// that replicate and heal carry it, and never passed through front-ends.
+pub const QUOTA_XATTR: &[u8] = b"trusted.brickfs.quota";
+
+/// Xattrs under the private prefix that clients may set and list (the
+/// brick keeps every other private name to itself).
+pub fn is_shared_private_xattr(name: &[u8]) -> bool {
+    name.starts_with(DHT_XATTR_PREFIX) || name == QUOTA_XATTR
+}
+
+/// Limits of a sub-volume: bytes (apparent file sizes) and, optionally,
+/// objects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaLimit {
+    pub bytes: u64,
+    pub inodes: Option<u64>,
+}
+
+impl QuotaLimit {
+    /// 16 bytes, little-endian: bytes, then objects (0: no object limit).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16);
+        out.extend_from_slice(&self.bytes.to_le_bytes());
+        out.extend_from_slice(&self.inodes.unwrap_or(0).to_le_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Option<QuotaLimit> {
+        if b.len() != 16 {
+            return None;
+        }
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[..8]);
+        let bytes = u64::from_le_bytes(x);
+        x.copy_from_slice(&b[8..]);
+        let inodes = u64::from_le_bytes(x);
+        Some(QuotaLimit {
+            bytes,
+            inodes: (inodes != 0).then_some(inodes),
+        })
+    }
+}
+
+/// A sub-volume's usage as one brick (or, summed, one volume) counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaUse {
+    /// The gfid of the sub-volume's root directory.
+    pub subvol: Gfid,
+    pub limit: QuotaLimit,
+    pub bytes: u64,
+    pub inodes: u64,
+}
 
 /// Everything needed to create one object identically on every replica.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -370,6 +435,43 @@ pub struct StatFs {
     pub bsize: u32,
     pub namelen: u32,
     pub frsize: u32,
+    /// The sub-volume the asked object is in, with its usage.
+    pub quota: Option<QuotaUse>,
+}
+
+impl StatFs {
+    /// What `df` should show: for an object in a sub-volume, size = limit,
+    /// used = usage, available = the rest but never more than the pool has.
+    pub fn as_seen(&self) -> StatFs {
+        let Some(q) = self.quota else {
+            return self.clone();
+        };
+        let frsize = u64::from(self.frsize.max(1));
+        let blocks = q.limit.bytes / frsize;
+        let used = q.bytes.div_ceil(frsize).min(blocks);
+        let free = (blocks - used).min(self.bavail);
+        let (files, ffree) = match q.limit.inodes {
+            Some(max) => (max, max.saturating_sub(q.inodes).min(self.ffree)),
+            None => (self.files, self.ffree),
+        };
+        StatFs {
+            blocks,
+            bfree: free,
+            bavail: free,
+            files,
+            ffree,
+            ..self.clone()
+        }
+    }
+}
+
+/// Why a client connects: maintenance connections (heal, rebalance) are
+/// counted against quotas but never refused by them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Purpose {
+    #[default]
+    Client,
+    Maintenance,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -59,7 +59,12 @@ impl Prober for TarpcProber {
         };
         let client_id = uuid::Uuid::new_v4().as_u128();
         let info = client
-            .hello(deadline(), client_id, volume.to_string())
+            .hello(
+                deadline(),
+                client_id,
+                volume.to_string(),
+                proto::Purpose::Client,
+            )
             .await
             .map_err(rpc)??;
         let pong = client.ping(deadline()).await.map_err(rpc)?;

@@ -25,6 +25,7 @@ mod cache;
 mod dirs;
 pub mod layout;
 mod links;
+mod quota;
 mod readdir;
 mod rename;
 
@@ -37,7 +38,6 @@ use futures::future::join_all;
 use proto::data::WriteAt;
 use proto::{
     Attr, DirPage, FileKind, FsError, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs,
-    DHT_XATTR_PREFIX,
 };
 
 use crate::layer::{Layer, NewEntry};
@@ -50,6 +50,8 @@ pub struct Distribute {
     sets: Vec<Arc<Replicate>>,
     locations: cache::Locations,
     layouts: cache::Layouts,
+    /// Set by `close`: background work (the quota sync) stops.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// Where a name was found.
@@ -81,7 +83,7 @@ fn is_unreachable(e: &FsError) -> bool {
 }
 
 fn private_name(name: &Name) -> bool {
-    name.as_bytes().starts_with(DHT_XATTR_PREFIX)
+    proto::is_shared_private_xattr(name.as_bytes())
 }
 
 impl Distribute {
@@ -90,7 +92,12 @@ impl Distribute {
             sets,
             locations: Default::default(),
             layouts: Default::default(),
+            closed: Default::default(),
         })
+    }
+
+    pub(crate) fn closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn set_count(&self) -> usize {
@@ -372,6 +379,8 @@ impl Layer for Distribute {
     }
 
     async fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         join_all(self.sets.iter().map(|s| s.close())).await;
     }
 
@@ -583,37 +592,23 @@ impl Layer for Distribute {
         self.merged_readdir(gfid, after, max).await
     }
 
-    async fn statfs(&self) -> FsResult<StatFs> {
+    async fn statfs(&self, at: Gfid) -> FsResult<StatFs> {
         if let Some(s) = self.single() {
-            return s.statfs().await;
+            return s.statfs(at).await;
         }
-        let answers = join_all(self.sets.iter().map(|s| s.statfs())).await;
-        let mut total: Option<StatFs> = None;
-        let mut error = None;
-        for answer in answers {
-            match answer {
-                Ok(s) => match &mut total {
-                    None => total = Some(s),
-                    Some(t) => {
-                        // Block counts are in each set's own fragment size.
-                        let scale = |v: u64| {
-                            v.saturating_mul(u64::from(s.frsize.max(1)))
-                                / u64::from(t.frsize.max(1))
-                        };
-                        t.blocks = t.blocks.saturating_add(scale(s.blocks));
-                        t.bfree = t.bfree.saturating_add(scale(s.bfree));
-                        t.bavail = t.bavail.saturating_add(scale(s.bavail));
-                        t.files = t.files.saturating_add(s.files);
-                        t.ffree = t.ffree.saturating_add(s.ffree);
-                        t.namelen = t.namelen.min(s.namelen);
-                    }
-                },
-                Err(e) => {
-                    error.get_or_insert(e);
-                }
-            }
+        let mut total = self.pool_statfs().await?;
+        if !at.is_root() {
+            total.quota = self.quota_of(at).await?;
         }
-        total.ok_or_else(|| error.unwrap_or(FsError::BrickDown("no replica set".into())))
+        Ok(total)
+    }
+
+    async fn set_quota(&self, gfid: Gfid, limit: Option<proto::QuotaLimit>) -> FsResult<()> {
+        if !self.is_dir(gfid).await? {
+            return Err(FsError::NotDir);
+        }
+        self.on_dir_all(|s| async move { s.set_quota(gfid, limit).await })
+            .await
     }
 
     async fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>> {

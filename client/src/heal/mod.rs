@@ -142,7 +142,8 @@ pub struct Healer {
 impl Healer {
     /// Connects to the bricks with connections of its own (its locks must
     /// not be confused with any mount's).
-    pub async fn connect(config: crate::StackConfig) -> FsResult<Arc<Healer>> {
+    pub async fn connect(mut config: crate::StackConfig) -> FsResult<Arc<Healer>> {
+        config.purpose = proto::Purpose::Maintenance;
         let bricks = crate::connect_bricks(&config).await?;
         let quorum = bricks.len() / 2 + 1;
         Ok(Arc::new(Healer {

@@ -86,7 +86,11 @@ pub async fn run(config: StackConfig, report: Report) -> FsResult<RebalanceProgr
         info!("one replica set: nothing to rebalance");
         return Ok(RebalanceProgress::default());
     }
-    let dht = crate::connect_distribute(config.clone(), false).await?;
+    let moving = crate::StackConfig {
+        purpose: proto::Purpose::Maintenance,
+        ..config.clone()
+    };
+    let dht = crate::connect_distribute(moving, false).await?;
     let mut lockers = Vec::with_capacity(sets.len());
     for set in &sets {
         lockers.push(Healer::connect(set.clone()).await?);

@@ -46,6 +46,38 @@ pub struct Replicate {
 }
 
 impl Replicate {
+    /// Local usage of every sub-volume, as the first brick that answers
+    /// counts it (the replicas of a set count alike).
+    pub async fn quota_usage(&self) -> FsResult<Vec<proto::QuotaUse>> {
+        let mut last = FsError::BrickDown("no brick of the set is up".into());
+        for b in self.bricks.iter().filter(|b| b.is_up()) {
+            match b
+                .call(|c, ctx| async move { c.quota_usage(ctx).await })
+                .await
+            {
+                Ok(u) => return Ok(u),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Tells every brick of the set what the other sets hold.
+    pub async fn quota_elsewhere(&self, others: Vec<proto::QuotaUse>) {
+        let sends = self.bricks.iter().filter(|b| b.is_up()).map(|b| {
+            let others = others.clone();
+            async move {
+                b.call(|c, ctx| async move { c.quota_elsewhere(ctx, others).await })
+                    .await
+            }
+        });
+        for r in futures::future::join_all(sends).await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "cannot tell a brick the other sets' usage");
+            }
+        }
+    }
+
     pub fn new(
         bricks: Vec<Arc<BrickConn>>,
         op_timeout: Duration,
@@ -667,9 +699,21 @@ impl Layer for Replicate {
         .await
     }
 
-    async fn statfs(&self) -> FsResult<StatFs> {
-        self.read_from(Gfid::ROOT, |b| async move {
-            b.call(|c, ctx| async move { c.statfs(ctx).await }).await
+    async fn set_quota(&self, gfid: Gfid, limit: Option<proto::QuotaLimit>) -> FsResult<()> {
+        let name = Name::new(proto::QUOTA_XATTR);
+        match limit {
+            Some(l) => self.setxattr(gfid, &name, l.encode(), 0).await,
+            None => match self.removexattr(gfid, &name).await {
+                Err(FsError::NoAttr) => Ok(()),
+                other => other,
+            },
+        }
+    }
+
+    async fn statfs(&self, at: Gfid) -> FsResult<StatFs> {
+        self.read_from(at, |b| async move {
+            b.call(|c, ctx| async move { c.statfs(ctx, at).await })
+                .await
         })
         .await
     }

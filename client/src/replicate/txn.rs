@@ -103,7 +103,7 @@ impl Replicate {
         let targets = self.acquire(&mut locked).await?;
         let all = self.all_mask();
         let blame: Vec<u8> = indices(all & !targets).map(|i| i as u8).collect();
-        let txn = Txn { blame };
+        let txn = Txn::blaming(blame);
         let answers = fan_out(&self.bricks, targets, |b| op(b, txn.clone())).await;
         let tally = Tally::new(answers);
         let now = Instant::now();

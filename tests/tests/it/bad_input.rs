@@ -43,7 +43,7 @@ async fn brick_rejects_bad_input_and_keeps_serving() {
     assert!(raw::answers_ping(addr, T).await, "brick stopped serving");
 
     let c = raw::connect(addr).await.unwrap();
-    c.hello(raw::context(T), 7, "test".into())
+    c.hello(raw::context(T), 7, "test".into(), proto::Purpose::Client)
         .await
         .unwrap()
         .unwrap();
@@ -146,7 +146,7 @@ async fn data_port_rejects_bad_frames_and_keeps_serving() {
     let addr = cluster.brick_addr(0);
     let c = raw::connect(addr).await.unwrap();
     let session = c
-        .hello(raw::context(T), 9, "test".into())
+        .hello(raw::context(T), 9, "test".into(), proto::Purpose::Client)
         .await
         .unwrap()
         .unwrap()
