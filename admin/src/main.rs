@@ -9,6 +9,7 @@ mod dev;
 mod error;
 mod heal_cmd;
 mod heald;
+mod subvolume_cmd;
 mod volume_cmd;
 
 use std::process::ExitCode;
@@ -61,6 +62,9 @@ enum Command {
     /// Volume administration: create, start, stop, delete, info, list,
     /// status, set, graph, replace-brick, add-brick, rebalance, heal.
     Volume(volume_cmd::VolumeArgs),
+    /// Sub-volumes: directories of a volume with limits the bricks
+    /// enforce (create, list, info, resize, delete, archive, purge).
+    Subvolume(subvolume_cmd::SubvolumeArgs),
     /// The background runner `volume rebalance NAME start` spawns.
     #[command(hide = true)]
     RebalanceRun(volume_cmd::rebalance::RunArgs),
@@ -69,7 +73,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Volume(_) => "warn",
+        Command::Volume(_) | Command::Subvolume(_) => "warn",
         Command::Dev(_) | Command::Heald(_) | Command::RebalanceRun(_) => "info",
     };
     if let Err(e) = supervise::logging::init(cli.log_level.as_deref(), default_level) {
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args, cli.log_level.as_deref()),
         Command::Heald(args) => heald::run(args, store),
         Command::Volume(args) => volume_cmd::run(args, store, cli.log_level.as_deref()),
+        Command::Subvolume(args) => subvolume_cmd::run(args, store),
         Command::RebalanceRun(args) => volume_cmd::rebalance::run_detached(args, store),
     };
     match result {

@@ -102,19 +102,24 @@ struct Args {
 }
 
 impl Args {
-    /// The volume source and the mountpoint.
-    fn target(&self) -> Result<(volume::Source, PathBuf), String> {
+    /// The volume source, the directory of it to mount (`VOLUME/SUBDIR`:
+    /// one sub-volume; empty: the whole volume) and the mountpoint.
+    fn target(&self) -> Result<(volume::Source, String, PathBuf), String> {
         let (name, mountpoint) = match self.positional.as_slice() {
             [volume, mountpoint] => (Some(volume.as_str()), mountpoint),
             [mountpoint] => (None, mountpoint),
             _ => return Err("give the volume name and the mountpoint".into()),
         };
         let name = self.volume_flag.pick(name).map_err(|e| e.to_string())?;
+        let (name, subdir) = match name.split_once('/') {
+            Some((v, sub)) => (v.to_string(), sub.trim_matches('/').to_string()),
+            None => (name, String::new()),
+        };
         let source = self
             .bricks
             .source(self.store.store.as_deref(), &name)
             .map_err(|e| e.to_string())?;
-        Ok((source, PathBuf::from(mountpoint)))
+        Ok((source, subdir, PathBuf::from(mountpoint)))
     }
 }
 
@@ -199,7 +204,7 @@ impl Stop {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let (source, mountpoint) = args.target()?;
+    let (source, subdir, mountpoint) = args.target()?;
     // Checked before connecting, so a typo fails at once.
     if !mountpoint.is_dir() {
         return Err(format!(
@@ -231,7 +236,18 @@ fn run(args: Args) -> Result<(), String> {
     let mut opened = rt
         .block_on(volume::open(&source, on_cache_times))
         .map_err(|e| e.to_string())?;
-    let volume_name = opened.plan.volume.clone();
+    let mut volume_name = opened.plan.volume.clone();
+    let mut layer = opened.layer.clone();
+    if !subdir.is_empty() {
+        let top = rt
+            .block_on(client::subtree::Subtree::resolve(&layer, &subdir))
+            .map_err(|e| format!("cannot mount {volume_name}/{subdir}: {e}"))?;
+        if top.kind != proto::FileKind::Dir {
+            return Err(format!("{volume_name}/{subdir} is not a directory"));
+        }
+        layer = client::subtree::Subtree::new(layer, top.gfid);
+        volume_name = format!("{volume_name}/{subdir}");
+    }
 
     let opts = MountOptions {
         volume: volume_name.clone(),
@@ -240,18 +256,13 @@ fn run(args: Args) -> Result<(), String> {
         allow_other: true,
         read_only: args.read_only,
     };
-    let handle = client_fuse::mount(
-        opened.layer.clone(),
-        rt.handle().clone(),
-        &mountpoint,
-        &opts,
-    )
-    .map_err(|e| {
-        format!(
-            "cannot mount volume {volume_name} at {}: {e}",
-            mountpoint.display()
-        )
-    })?;
+    let handle =
+        client_fuse::mount(layer, rt.handle().clone(), &mountpoint, &opts).map_err(|e| {
+            format!(
+                "cannot mount volume {volume_name} at {}: {e}",
+                mountpoint.display()
+            )
+        })?;
     info!("mounted {volume_name} at {}", handle.mountpoint().display());
     if args.announce_mounted {
         announce_line(&format!("MOUNTED {}", std::process::id()));

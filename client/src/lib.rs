@@ -11,6 +11,7 @@ pub mod protocol;
 pub mod quorum;
 pub mod rebalance;
 pub mod replicate;
+pub mod subtree;
 pub mod switch;
 
 pub use layer::{Layer, NewEntry};

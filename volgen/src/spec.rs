@@ -120,16 +120,27 @@ impl VolumeSpec {
     /// were validated on the way in, and the table's defaults parse.
     pub fn option_duration(&self, key: &str) -> std::time::Duration {
         let def = option_def(key).unwrap_or_else(|| panic!("{key} is not an option"));
-        let OptionKind::Secs(rule) = def.kind;
+        let OptionKind::Secs(rule) = def.kind else {
+            panic!("{key} is not an option in seconds")
+        };
         self.option(key)
             .and_then(|v| rule.parse(v).ok())
             .unwrap_or_else(|| panic!("{key} is not an option in seconds"))
     }
 
+    /// An option that is a ratio: what was set, else its default.
+    pub fn option_ratio(&self, key: &str) -> f64 {
+        self.option(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} is not a ratio option"))
+    }
+
     /// The default of an option in seconds.
     pub fn default_duration(key: &str) -> std::time::Duration {
         let def = option_def(key).unwrap_or_else(|| panic!("{key} is not an option"));
-        let OptionKind::Secs(rule) = def.kind;
+        let OptionKind::Secs(rule) = def.kind else {
+            panic!("{key} is not an option in seconds")
+        };
         rule.parse(def.default)
             .unwrap_or_else(|_| panic!("{key} has a bad default"))
     }
@@ -277,10 +288,12 @@ pub fn validate_bricks(replica: u8, addrs: &[&str]) -> Result<(), SpecError> {
 }
 
 /// What kind of value an option takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptionKind {
     /// Seconds, within the rule's bounds.
     Secs(crate::secs::Rule),
+    /// A decimal ratio, from `min` to `max`.
+    Ratio { min: f64, max: f64 },
 }
 
 /// One settable option.
@@ -321,6 +334,16 @@ pub const OPTIONS: &[OptionDef] = &[
         default: "60",
         help: "seconds between heald's retries of what could not be healed (heald, live)",
     },
+    OptionDef {
+        key: "subvolume.overcommit",
+        kind: OptionKind::Ratio {
+            min: 0.1,
+            max: 100.0,
+        },
+        default: "1",
+        help: "how far the sub-volumes' unused limits may exceed the volume's free space \
+               (brickfs subvolume create and resize, the management API)",
+    },
 ];
 
 /// Options older versions accepted that nothing reads; a stored spec that
@@ -356,6 +379,10 @@ pub fn validate_option(key: &str, value: &str) -> Result<String, SpecError> {
             let d = rule.parse(value).map_err(|why| bad(&why))?;
             Ok(crate::secs::canonical(d))
         }
+        OptionKind::Ratio { min, max } => match value.trim().parse::<f64>() {
+            Ok(r) if r.is_finite() && (min..=max).contains(&r) => Ok(r.to_string()),
+            _ => Err(bad(&format!("a ratio from {min} to {max}"))),
+        },
     }
 }
 

@@ -27,6 +27,8 @@ pub const NFSPROC3_READ: u32 = 6;
 pub const NFSPROC3_WRITE: u32 = 7;
 pub const NFSPROC3_CREATE: u32 = 8;
 pub const NFSPROC3_REMOVE: u32 = 12;
+pub const NFSPROC3_FSSTAT: u32 = 18;
+pub const NFS3ERR_DQUOT: u32 = 69;
 
 /// nfsstat3 values the tests look for.
 pub const NFS3_OK: u32 = 0;
@@ -587,6 +589,21 @@ impl Nfs3Client {
             NFS3_OK => Ok(Ok(Fattr3::decode(&mut r)?)),
             stat => Ok(Err(stat)),
         }
+    }
+
+    /// FSSTAT of the file system `fh` is on: (total, free, available)
+    /// bytes.
+    pub fn fsstat(&mut self, fh: &[u8]) -> ProcResult<(u64, u64, u64)> {
+        let mut a = XdrOut::new();
+        a.opaque(fh);
+        let body = self.call(PROG_NFS, NFSPROC3_FSSTAT, &a)?;
+        let mut r = XdrIn::new(&body);
+        let stat = r.u32()?;
+        post_op_attr(&mut r)?;
+        if stat != NFS3_OK {
+            return Ok(Err(stat));
+        }
+        Ok(Ok((r.u64()?, r.u64()?, r.u64()?)))
     }
 
     /// LOOKUP `name` in `dir`: the object's handle.

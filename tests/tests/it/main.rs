@@ -25,4 +25,5 @@ mod rebalance;
 mod replication;
 mod smoke;
 mod soak;
+mod subvolume;
 mod volumes;
