@@ -1,8 +1,9 @@
 //! Sub-volume usage across replica sets. Each set's bricks count and
 //! enforce their own share (`brick/src/quota.rs`); this layer sums the
-//! shares for `df`, and tells each set what the others hold once a
-//! second, so a limit holds across sets within what is written between two
-//! such updates.
+//! shares for `df`, and tells each set what the others hold every
+//! `QUOTA_SYNC` (while any sub-volume exists; every `QUOTA_IDLE` to find
+//! out otherwise), so a limit holds across sets within what is written
+//! between two such updates.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -13,8 +14,14 @@ use proto::{FsError, FsResult, Gfid, QuotaUse, StatFs};
 use super::Distribute;
 use crate::layer::Layer;
 
-/// How often every set hears what the others hold.
-pub const QUOTA_SYNC: Duration = Duration::from_secs(1);
+/// How often every set hears what the others hold, while the volume has
+/// sub-volumes: the overshoot on several sets is what they accept in this
+/// time (measured, 2 sets, 4 writers at ~85 MiB/s, 32 MiB limit: 1.2 MiB
+/// over; with 1 s and no first round at once the limit doubled). A few
+/// small RPCs per set each time.
+pub const QUOTA_SYNC: Duration = Duration::from_millis(100);
+/// How often a volume without sub-volumes is asked whether it has any.
+pub const QUOTA_IDLE: Duration = Duration::from_secs(1);
 
 impl Distribute {
     /// The pool: every set's file system summed.
@@ -74,34 +81,42 @@ impl Distribute {
         Ok(Some(sum))
     }
 
-    /// Once a second while the stack lives: every set's usage, and to each
-    /// set the sum of the others'.
+    /// While the stack lives: every set's usage, and to each set the sum
+    /// of the others'.
     pub async fn run_quota_sync(me: Weak<Distribute>) {
+        // The first round at once: a mount of a sub-volume writes from its
+        // first moment.
+        let mut pause = Duration::ZERO;
         loop {
-            tokio::time::sleep(QUOTA_SYNC).await;
+            tokio::time::sleep(pause).await;
             let Some(d) = me.upgrade() else {
                 return;
             };
             if d.closed() {
                 return;
             }
-            d.sync_quotas_once().await;
+            pause = if d.sync_quotas_once().await {
+                QUOTA_SYNC
+            } else {
+                QUOTA_IDLE
+            };
         }
     }
 
-    async fn sync_quotas_once(&self) {
+    /// One round; false when the volume has no sub-volume.
+    async fn sync_quotas_once(&self) -> bool {
         let shares = join_all(self.sets.iter().map(|s| s.quota_usage())).await;
         let shares: Vec<Vec<QuotaUse>> = match shares.into_iter().collect::<FsResult<_>>() {
             Ok(s) => s,
             // A set that cannot say: the others keep what they last heard
             // (its share only grows through its own bricks, which count it).
             Err(e) => {
-                tracing::debug!(error = %e, "sub-volume usage of a set unknown");
-                return;
+                tracing::warn!(error = %e, "sub-volume usage of a set unknown");
+                return true;
             }
         };
         if shares.iter().all(Vec::is_empty) {
-            return;
+            return false;
         }
         let sends = self.sets.iter().enumerate().map(|(i, set)| {
             let mut others: Vec<QuotaUse> = Vec::new();
@@ -133,5 +148,6 @@ impl Distribute {
             async move { set.quota_elsewhere(others).await }
         });
         join_all(sends).await;
+        true
     }
 }
