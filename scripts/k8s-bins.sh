@@ -111,6 +111,7 @@ active_sources() {
 # all the release's, with Types rewritten to deb-src. Other fields, including
 # multi-line ones such as an inline Signed-By key, are copied as they are.
 # With want=src it instead reports whether a deb-src stanza already exists.
+# shellcheck disable=SC2016  # awk program: its $ fields are awk's, not ours
 deb822_awk='
   function flush() {
     if (n > 0 && enabled && rel) {
@@ -141,6 +142,7 @@ deb822_awk='
   END { flush(); if (want == "src") exit(found ? 0 : 1) }
 '
 # One-line format: "deb [options] URI suite components..." -> deb-src.
+# shellcheck disable=SC2016
 oneline_awk='
   $1 == want {
     i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
