@@ -326,9 +326,12 @@ impl Backend {
             Some(_) => return Err(FsError::Invalid("quota on a non-directory".into())),
             None => None,
         };
-        let subvol = self.quotas.subvol_for_new(parent, dirfd);
+        let subvol = self.quotas.counted_subvol(parent, dirfd);
         if let Some(sv) = subvol {
             self.quotas.reserve_inode(sv, exempt)?;
+        }
+        if limit.is_some() {
+            self.quotas.list_root(new.gfid)?;
         }
         let made = self.make_tagged(dirfd, parent, new, subvol);
         if let (Some(sv), Err(_)) = (subvol, &made) {
@@ -874,8 +877,8 @@ impl Backend {
         let dfd = dirfd.as_fd();
         if self.quotas.active() {
             let file = self.store.file(gfid)?;
-            let of_file = self.quotas.subvol_counted(gfid, file.as_fd());
-            if of_file != self.quotas.subvol_for_new(parent, dfd) {
+            let of_file = self.quotas.counted_subvol(gfid, file.as_fd());
+            if of_file != self.quotas.counted_subvol(parent, dfd) {
                 return Err(FsError::CrossSubvolume);
             }
         }
@@ -938,7 +941,7 @@ impl Backend {
             WriteAt::Offset(o) => o.saturating_add(len).max(size),
             WriteAt::End => size.saturating_add(len),
         };
-        self.sized(txn, gfid, &file, end, || {
+        let st = self.sized(txn, gfid, &file, end, || {
             self.data_pre_op(txn, gfid, "write")?;
             let offset = match at {
                 WriteAt::Offset(o) => o,
@@ -951,7 +954,7 @@ impl Backend {
             failpoint!("write", "after_write");
             Ok(())
         })?;
-        Ok(attr_from_stat(gfid, &rustix::fs::fstat(&*file).os()?))
+        Ok(attr_from_stat(gfid, &st))
     }
 
     fn data_pre_op(&self, txn: &Txn, gfid: Gfid, op: &'static str) -> FsResult<()> {
@@ -1007,13 +1010,13 @@ impl Backend {
                 size
             }
         };
-        self.sized(txn, gfid, &file, end, || {
+        let st = self.sized(txn, gfid, &file, end, || {
             self.data_pre_op(txn, gfid, "fallocate")?;
             rustix::fs::fallocate(&*file, flags, offset, len).os()?;
             failpoint!("fallocate", "after_fallocate");
             Ok(())
         })?;
-        Ok(attr_from_stat(gfid, &rustix::fs::fstat(&*file).os()?))
+        Ok(attr_from_stat(gfid, &st))
     }
 
     pub fn readdir(&self, gfid: Gfid, after: Option<&Name>, max: u32) -> FsResult<DirPage> {
@@ -1121,10 +1124,10 @@ impl Backend {
             if !matches!(obj, Obj::Dir(_)) {
                 return Err(FsError::Invalid("quota on a non-directory".into()));
             }
-            Some(
-                QuotaLimit::decode(value)
-                    .ok_or_else(|| FsError::Invalid("bad quota value".into()))?,
-            )
+            let limit = QuotaLimit::decode(value)
+                .ok_or_else(|| FsError::Invalid("bad quota value".into()))?;
+            self.quotas.list_root(gfid)?;
+            Some(limit)
         } else {
             None
         };
@@ -1191,6 +1194,8 @@ impl Backend {
     /// sub-volume: `end` is the size the file asks for given its size now.
     /// The charge is taken before `op` (refused past the limit unless the
     /// connection is a maintenance one) and corrected by what `op` did.
+    /// Returns the file's stat after `op` (which callers answer with, so a
+    /// charged write costs one fstat more than an uncharged one, not two).
     fn sized(
         &self,
         txn: &Txn,
@@ -1198,33 +1203,35 @@ impl Backend {
         file: &std::fs::File,
         end: impl FnOnce(u64) -> u64,
         op: impl FnOnce() -> FsResult<()>,
-    ) -> FsResult<()> {
-        let Some(sv) = self.quotas.subvol_counted(gfid, file.as_fd()) else {
-            return op();
+    ) -> FsResult<Stat> {
+        let after = || rustix::fs::fstat(file).os();
+        let Some(sv) = self.quotas.counted_subvol(gfid, file.as_fd()) else {
+            op()?;
+            return after();
         };
-        let st = rustix::fs::fstat(file).os()?;
+        let st = after()?;
         // Open but unlinked: no longer in the sub-volume's tree.
         if st.st_nlink < 2 {
-            return op();
+            op()?;
+            return after();
         }
         let old = st.st_size.max(0) as u64;
         let extra = end(old).saturating_sub(old);
         self.quotas.reserve_bytes(sv, extra, txn.maintenance)?;
         let result = op();
-        let new = rustix::fs::fstat(file).map_or(old, |s| s.st_size.max(0) as u64);
+        let now = after();
+        let new = now.as_ref().map_or(old, |s| s.st_size.max(0) as u64);
         self.quotas
             .adjust_bytes(sv, new as i64 - old as i64 - extra as i64);
-        result
+        result?;
+        now
     }
 
     /// What leaves a sub-volume's usage when the name `dirfd/name` goes:
     /// a file with `nlink` links (its name and the index link) takes its
     /// bytes and itself with its last name; a directory (`nlink` 0) itself.
     fn leaving(&self, dirfd: BorrowedFd<'_>, name: &Name, nlink: u64) -> Option<(Gfid, u64, u64)> {
-        if !self.quotas.active() {
-            return None;
-        }
-        let sv = self.quotas.subvol_of_dirfd(dirfd)?;
+        let sv = self.quotas.counted_subvol_of_dir(dirfd)?;
         match nlink {
             0 => Some((sv, 0, 1)),
             1 | 2 => {

@@ -19,7 +19,9 @@
 //! rename or link between sub-volumes is refused with EXDEV (as XFS
 //! project quotas do). Counts live in memory and are recounted from the
 //! tree at start (always right after any crash, at the price of one walk
-//! of each sub-volume); the list of roots is a file under `.brickfs/`.
+//! of each sub-volume); the list of roots is a file under `.brickfs/`,
+//! written before a root's limits are (`list_root`), so a brick killed in
+//! between still finds the root at start.
 //!
 //! Heal and rebalance connections (`Purpose::Maintenance`) are counted but
 //! never refused: a replica catching up must reach what the others have.
@@ -29,19 +31,17 @@
 //! check adds it, so the limit holds across sets within what is written
 //! between two such updates.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::Write;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use proto::{FsError, FsResult, Gfid, QuotaLimit, QuotaUse, QUOTA_XATTR};
+use proto::{FsError, FsResult, Gfid, Name, QuotaLimit, QuotaUse, QUOTA_XATTR};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 
 use crate::error::OsResult;
-use crate::store::{proc_fd, Store};
+use crate::store::{entry_target, proc_fd, write_atomic, xget, xset, Store, Target};
 
 /// The sub-volume an object belongs to (16 bytes: the root's gfid). Under
 /// the private prefix: clients can neither see nor set it.
@@ -63,6 +63,9 @@ struct Account {
 
 pub struct Quotas {
     roots_file: PathBuf,
+    /// What `roots_file` says: every counted root, and roots whose limits
+    /// are being written.
+    listed: Mutex<BTreeSet<Gfid>>,
     any: AtomicBool,
     accounts: Mutex<HashMap<Gfid, Account>>,
     tags: Mutex<HashMap<Gfid, Option<Gfid>>>,
@@ -81,19 +84,21 @@ fn exceeded(what: &str, limit: u64, used: u64, want: u64) -> FsError {
 impl Quotas {
     /// Loads the roots this brick holds and counts each one's tree.
     pub fn open(store: &Store) -> std::io::Result<Quotas> {
+        let roots_file = store.private_path().join(ROOTS_FILE);
+        let listed: BTreeSet<Gfid> = match std::fs::read_to_string(&roots_file) {
+            Ok(s) => s.lines().filter_map(Gfid::from_hex).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) => return Err(e),
+        };
         let q = Quotas {
-            roots_file: store.private_path().join(ROOTS_FILE),
+            roots_file,
+            listed: Mutex::new(BTreeSet::new()),
             any: AtomicBool::new(false),
             accounts: Mutex::new(HashMap::new()),
             tags: Mutex::new(HashMap::new()),
         };
-        let listed = match std::fs::read_to_string(&q.roots_file) {
-            Ok(s) => s.lines().filter_map(Gfid::from_hex).collect::<Vec<_>>(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let mut kept = Vec::new();
-        for root in listed {
+        let mut kept = BTreeSet::new();
+        for &root in &listed {
             let Ok(dirfd) = store.dir(root) else {
                 continue;
             };
@@ -112,13 +117,16 @@ impl Quotas {
                             ..Account::default()
                         },
                     );
-                    kept.push(root);
+                    kept.insert(root);
                 }
                 Err(e) => tracing::error!(subvolume = %root, error = %e, "cannot count sub-volume"),
             }
         }
         q.any.store(!kept.is_empty(), Ordering::Release);
-        q.write_roots(&kept)?;
+        if kept != listed {
+            q.write_roots(&kept)?;
+        }
+        *lock(&q.listed) = kept;
         Ok(q)
     }
 
@@ -128,26 +136,36 @@ impl Quotas {
         self.any.load(Ordering::Acquire)
     }
 
-    fn write_roots(&self, roots: &[Gfid]) -> std::io::Result<()> {
-        let tmp = self.roots_file.with_extension("tmp");
-        let mut f = File::create(&tmp)?;
-        for r in roots {
-            writeln!(f, "{}", r.to_hex())?;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.roots_file)
+    fn write_roots(&self, roots: &BTreeSet<Gfid>) -> std::io::Result<()> {
+        let text: String = roots.iter().map(|r| format!("{}\n", r.to_hex())).collect();
+        write_atomic(&self.roots_file, text.as_bytes())
     }
 
-    fn persist(&self, accounts: &HashMap<Gfid, Account>) -> FsResult<()> {
-        let roots: Vec<Gfid> = accounts.keys().copied().collect();
-        self.write_roots(&roots)
-            .map_err(|e| FsError::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        self.any.store(!roots.is_empty(), Ordering::Release);
+    /// Records `gfid` as a root before its limits are written: a root
+    /// missing from the list would go uncounted after a restart, one
+    /// listed without limits is dropped at start.
+    pub fn list_root(&self, gfid: Gfid) -> FsResult<()> {
+        let mut listed = lock(&self.listed);
+        if listed.insert(gfid) {
+            if let Err(e) = self.write_roots(&listed) {
+                listed.remove(&gfid);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// `gfid` is no root any more.
+    fn unlist_root(&self, gfid: Gfid) -> FsResult<()> {
+        let mut listed = lock(&self.listed);
+        if listed.remove(&gfid) {
+            self.write_roots(&listed)?;
+        }
         Ok(())
     }
 
     /// The sub-volume of the object open as `fd` (a file or a directory).
-    pub fn subvol_of(&self, gfid: Gfid, fd: BorrowedFd<'_>) -> Option<Gfid> {
+    fn subvol_of(&self, gfid: Gfid, fd: BorrowedFd<'_>) -> Option<Gfid> {
         if let Some(t) = lock(&self.tags).get(&gfid) {
             return *t;
         }
@@ -214,26 +232,22 @@ impl Quotas {
         }
     }
 
-    /// The sub-volume of a new object in the directory `dirfd` (`parent`),
-    /// when its limits are counted.
-    pub fn subvol_for_new(&self, parent: Gfid, dirfd: BorrowedFd<'_>) -> Option<Gfid> {
-        if !self.active() {
-            return None;
-        }
-        self.counted(self.subvol_of(parent, dirfd))
-    }
-
-    /// The counted sub-volume of the directory open as `dirfd`, read afresh.
-    pub fn subvol_of_dirfd(&self, dirfd: BorrowedFd<'_>) -> Option<Gfid> {
-        self.counted(read_tag(dirfd))
-    }
-
-    /// The counted sub-volume of an existing object.
-    pub fn subvol_counted(&self, gfid: Gfid, fd: BorrowedFd<'_>) -> Option<Gfid> {
+    /// The sub-volume whose limits count for the object `gfid` open as `fd`
+    /// (for a directory: also for what is made in it).
+    pub fn counted_subvol(&self, gfid: Gfid, fd: BorrowedFd<'_>) -> Option<Gfid> {
         if !self.active() {
             return None;
         }
         self.counted(self.subvol_of(gfid, fd))
+    }
+
+    /// As `counted_subvol`, for a directory whose gfid is not at hand (read
+    /// afresh, not cached).
+    pub fn counted_subvol_of_dir(&self, dirfd: BorrowedFd<'_>) -> Option<Gfid> {
+        if !self.active() {
+            return None;
+        }
+        self.counted(read_tag(dirfd))
     }
 
     /// Refuses moving a name between two directories of different
@@ -258,11 +272,7 @@ impl Quotas {
         limit: Option<QuotaLimit>,
     ) -> FsResult<()> {
         let Some(limit) = limit else {
-            let mut accounts = lock(&self.accounts);
-            if accounts.remove(&gfid).is_some() {
-                tracing::info!(subvolume = %gfid, "sub-volume limits removed");
-                self.persist(&accounts)?;
-            }
+            self.forget_root(gfid);
             return Ok(());
         };
         {
@@ -280,15 +290,10 @@ impl Quotas {
                 )));
             }
         }
-        set_tag(dirfd, gfid).os()?;
-        lock(&self.tags).insert(gfid, Some(gfid));
-        // Listed before counted: a brick killed in between recounts at start.
-        let mut listed: Vec<Gfid> = lock(&self.accounts).keys().copied().collect();
-        listed.push(gfid);
-        self.write_roots(&listed)
-            .map_err(|e| FsError::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        let (bytes, inodes) = count_tree(dirfd, gfid)
-            .map_err(|e| FsError::from_errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        // Normally listed by the caller before the limits were written.
+        self.list_root(gfid)?;
+        let (bytes, inodes) = count_tree(dirfd, gfid)?;
+        // Objects below were untagged until now.
         lock(&self.tags).clear();
         let mut accounts = lock(&self.accounts);
         accounts.insert(
@@ -305,20 +310,24 @@ impl Quotas {
         Ok(())
     }
 
-    /// A root directory was removed.
+    /// `gfid` lost its limits or was removed.
     pub fn forget_root(&self, gfid: Gfid) {
         let mut accounts = lock(&self.accounts);
         if accounts.remove(&gfid).is_some() {
-            if let Err(e) = self.persist(&accounts) {
-                tracing::error!(subvolume = %gfid, error = %e, "cannot update the list of sub-volumes");
-            }
+            tracing::info!(subvolume = %gfid, "sub-volume limits removed");
+            self.any.store(!accounts.is_empty(), Ordering::Release);
+        }
+        drop(accounts);
+        // A root left listed is dropped at the next start.
+        if let Err(e) = self.unlist_root(gfid) {
+            tracing::warn!(subvolume = %gfid, error = %e, "cannot update the list of sub-volumes");
         }
     }
 
     /// The usage of the sub-volume `gfid` belongs to, as this brick counts
     /// it (its own share only).
     pub fn usage_of(&self, gfid: Gfid, fd: BorrowedFd<'_>) -> Option<QuotaUse> {
-        let s = self.subvol_counted(gfid, fd)?;
+        let s = self.counted_subvol(gfid, fd)?;
         let accounts = lock(&self.accounts);
         let a = accounts.get(&s)?;
         Some(QuotaUse {
@@ -354,35 +363,34 @@ impl Quotas {
     }
 }
 
-/// The limits a directory carries, if any.
-pub fn read_limit(dirfd: BorrowedFd<'_>) -> Option<QuotaLimit> {
-    let mut buf = [0u8; 64];
-    let n = rustix::fs::getxattr(proc_fd(dirfd), QUOTA_XATTR, &mut buf).ok()?;
-    QuotaLimit::decode(&buf[..n])
-}
-
-// Through /proc/self/fd: directory fds here are O_PATH ones, which the
-// f*xattr calls refuse; the magic link pins the inode all the same.
-fn read_tag(fd: BorrowedFd<'_>) -> Option<Gfid> {
-    let mut buf = [0u8; 16];
-    match rustix::fs::getxattr(proc_fd(fd), SUBVOL_XATTR, &mut buf) {
-        Ok(16) => Some(Gfid(buf)),
-        _ => None,
+/// An object open as `fd` (directory fds here are O_PATH ones, which the
+/// f*xattr calls refuse; the magic link pins the inode all the same).
+fn fd_target(fd: BorrowedFd<'_>) -> Target {
+    Target {
+        path: proc_fd(fd),
+        follow: true,
     }
 }
 
-fn set_tag(fd: BorrowedFd<'_>, subvol: Gfid) -> rustix::io::Result<()> {
-    rustix::fs::setxattr(
-        proc_fd(fd),
-        SUBVOL_XATTR,
-        &subvol.0,
-        rustix::fs::XattrFlags::empty(),
-    )
+/// The limits a directory carries, if any.
+fn read_limit(dirfd: BorrowedFd<'_>) -> Option<QuotaLimit> {
+    QuotaLimit::decode(&xget(&fd_target(dirfd), QUOTA_XATTR).ok()?)
+}
+
+fn read_tag(fd: BorrowedFd<'_>) -> Option<Gfid> {
+    let v = xget(&fd_target(fd), SUBVOL_XATTR).ok()?;
+    Some(Gfid(v.try_into().ok()?))
+}
+
+fn set_tag(fd: BorrowedFd<'_>, subvol: Gfid) -> FsResult<()> {
+    xset(&fd_target(fd), SUBVOL_XATTR, &subvol.0, 0)
 }
 
 /// Bytes (apparent sizes, each inode once) and objects below `root`,
-/// tagging every object with the root's gfid on the way.
-fn count_tree(root: BorrowedFd<'_>, subvol: Gfid) -> std::io::Result<(u64, u64)> {
+/// tagging the root and every object below it with the root's gfid on the
+/// way (a root found at start may have been listed but never tagged).
+fn count_tree(root: BorrowedFd<'_>, subvol: Gfid) -> FsResult<(u64, u64)> {
+    set_tag(root, subvol)?;
     let mut bytes = 0u64;
     let mut inodes = 0u64;
     let mut seen_links: HashSet<u64> = HashSet::new();
@@ -391,10 +399,11 @@ fn count_tree(root: BorrowedFd<'_>, subvol: Gfid) -> std::io::Result<(u64, u64)>
         ".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-    )?];
+    )
+    .os()?];
     while let Some(dir) = stack.pop() {
-        for entry in Dir::read_from(&dir)? {
-            let entry = entry?;
+        for entry in Dir::read_from(&dir).os()? {
+            let entry = entry.os()?;
             let name = entry.file_name().to_bytes();
             if name == b"." || name == b".." {
                 continue;
@@ -402,7 +411,7 @@ fn count_tree(root: BorrowedFd<'_>, subvol: Gfid) -> std::io::Result<(u64, u64)>
             let st = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 Err(rustix::io::Errno::NOENT) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(FsError::from_errno(e.raw_os_error())),
             };
             inodes += 1;
             let kind = FileType::from_raw_mode(st.st_mode);
@@ -413,8 +422,9 @@ fn count_tree(root: BorrowedFd<'_>, subvol: Gfid) -> std::io::Result<(u64, u64)>
                         name,
                         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                         Mode::empty(),
-                    )?;
-                    tag(sub.as_fd(), subvol);
+                    )
+                    .os()?;
+                    set_tag(sub.as_fd(), subvol)?;
                     stack.push(sub);
                 }
                 FileType::RegularFile => {
@@ -425,30 +435,22 @@ fn count_tree(root: BorrowedFd<'_>, subvol: Gfid) -> std::io::Result<(u64, u64)>
                     } else {
                         inodes -= 1;
                     }
-                    tag_at(&dir, name, subvol);
+                    tag_at(&dir, name, subvol)?;
                 }
-                _ => tag_at(&dir, name, subvol),
+                _ => tag_at(&dir, name, subvol)?,
             }
         }
     }
     Ok((bytes, inodes))
 }
 
-fn tag(fd: BorrowedFd<'_>, subvol: Gfid) {
-    if let Err(e) = set_tag(fd, subvol) {
-        tracing::warn!(%subvol, error = %e, "cannot tag a directory with its sub-volume");
-    }
-}
-
-fn tag_at(dir: &OwnedFd, name: &[u8], subvol: Gfid) {
-    use std::os::unix::ffi::OsStrExt;
-    let path = proc_fd(dir.as_fd()).join(std::ffi::OsStr::from_bytes(name));
-    if let Err(e) = rustix::fs::lsetxattr(
-        &path,
+/// Tags one object. A tag that cannot be written fails the adoption: writes
+/// to an untagged object would go uncharged.
+fn tag_at(dir: &OwnedFd, name: &[u8], subvol: Gfid) -> FsResult<()> {
+    xset(
+        &entry_target(dir.as_fd(), &Name::new(name)),
         SUBVOL_XATTR,
         &subvol.0,
-        rustix::fs::XattrFlags::empty(),
-    ) {
-        tracing::warn!(%subvol, error = %e, "cannot tag an object with its sub-volume");
-    }
+        0,
+    )
 }

@@ -127,7 +127,7 @@ pub fn entry_target(dirfd: BorrowedFd<'_>, name: &Name) -> Target {
     }
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp)?;

@@ -1302,3 +1302,69 @@ mod quota {
         write(&t, f, 5000, 5000).expect("no limit");
     }
 }
+
+/// A brick killed between writing a root's limits and counting it still
+/// enforces them after the restart (the root is listed first).
+#[cfg(feature = "failpoints")]
+mod quota_crash {
+    use super::*;
+    use proto::{EntryFix, QuotaLimit, QUOTA_XATTR};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    fn killed_at(point: &'static str, op: impl FnOnce()) {
+        let me = std::thread::current().id();
+        fail::cfg_callback(point, move || {
+            if std::thread::current().id() == me {
+                panic!("killed at {point}");
+            }
+        })
+        .expect("arm");
+        let died = catch_unwind(AssertUnwindSafe(op));
+        fail::remove(point);
+        assert!(died.is_err(), "{point} was not reached");
+    }
+
+    fn limited(t: &Brick, dir: Gfid) {
+        let f = t.create(dir, "f", FileKind::File);
+        let err =
+            t.b.write(&none(), f, WriteAt::Offset(0), &[0u8; 2000])
+                .unwrap_err();
+        assert_eq!(err.errno(), libc::EDQUOT);
+    }
+
+    #[test]
+    fn limits_set_by_setxattr_survive_a_kill_before_they_are_counted() {
+        let t = brick();
+        let sv = t.create(Gfid::ROOT, "sv", FileKind::Dir);
+        let value = QuotaLimit {
+            bytes: 1000,
+            inodes: None,
+        }
+        .encode();
+        killed_at("setxattr::after_set", || {
+            let _ =
+                t.b.setxattr(&none(), sv, &Name::new(QUOTA_XATTR), &value, 0);
+        });
+        let t = reopen(t);
+        limited(&t, sv);
+    }
+
+    #[test]
+    fn a_root_made_by_heal_survives_a_kill_before_it_is_counted() {
+        let t = brick();
+        let mut new = obj("sv", FileKind::Dir);
+        let value = QuotaLimit {
+            bytes: 1000,
+            inodes: None,
+        }
+        .encode();
+        new.xattrs = vec![(Name::new(QUOTA_XATTR), proto::Bytes::from(value))];
+        let sv = new.gfid;
+        killed_at("mkdir::after_place", || {
+            let _ =
+                t.b.heal_entry(Gfid::ROOT, &Name::from("sv"), &EntryFix::Create(new));
+        });
+        let t = reopen(t);
+        limited(&t, sv);
+    }
+}
