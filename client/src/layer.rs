@@ -78,6 +78,13 @@ pub trait Layer: Send + Sync + 'static {
         ))
     }
 
+    /// Every sub-volume's limits and usage (summed over replica sets).
+    async fn quota_usage(&self) -> FsResult<Vec<proto::QuotaUse>> {
+        Err(proto::FsError::NotSupported(
+            "sub-volume usage on this layer".into(),
+        ))
+    }
+
     async fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>>;
     async fn listxattr(&self, gfid: Gfid) -> FsResult<Vec<Name>>;
     async fn setxattr(&self, gfid: Gfid, name: &Name, value: Vec<u8>, flags: i32) -> FsResult<()>;

@@ -218,6 +218,11 @@ impl Layer for Switch {
         g.layer.set_quota(gfid, limit).await
     }
 
+    async fn quota_usage(&self) -> FsResult<Vec<proto::QuotaUse>> {
+        let g = self.graph();
+        g.layer.quota_usage().await
+    }
+
     async fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>> {
         let g = self.graph();
         g.layer.getxattr(gfid, name).await

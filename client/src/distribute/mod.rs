@@ -603,6 +603,15 @@ impl Layer for Distribute {
         Ok(total)
     }
 
+    async fn quota_usage(&self) -> FsResult<Vec<proto::QuotaUse>> {
+        if let Some(s) = self.single() {
+            return s.quota_usage().await;
+        }
+        let shares = join_all(self.sets.iter().map(|s| s.quota_usage())).await;
+        let shares: Vec<Vec<proto::QuotaUse>> = shares.into_iter().collect::<FsResult<_>>()?;
+        Ok(quota::sum(&shares))
+    }
+
     async fn set_quota(&self, gfid: Gfid, limit: Option<proto::QuotaLimit>) -> FsResult<()> {
         if !self.is_dir(gfid).await? {
             return Err(FsError::NotDir);

@@ -22,6 +22,8 @@ use crate::layer::Layer;
 pub const QUOTA_SYNC: Duration = Duration::from_millis(100);
 /// How often a volume without sub-volumes is asked whether it has any.
 pub const QUOTA_IDLE: Duration = Duration::from_secs(1);
+/// Rounds between two sends of unchanged shares (every second).
+const RESEND_EVERY: u32 = 10;
 
 impl Distribute {
     /// The pool: every set's file system summed.
@@ -87,6 +89,8 @@ impl Distribute {
         // The first round at once: a mount of a sub-volume writes from its
         // first moment.
         let mut pause = Duration::ZERO;
+        let mut sent: Vec<Vec<QuotaUse>> = Vec::new();
+        let mut round: u32 = 0;
         loop {
             tokio::time::sleep(pause).await;
             let Some(d) = me.upgrade() else {
@@ -95,7 +99,11 @@ impl Distribute {
             if d.closed() {
                 return;
             }
-            pause = if d.sync_quotas_once().await {
+            // What a set heard is resent now and then even when unchanged: a
+            // brick that restarted has forgotten it.
+            let resend = round.is_multiple_of(RESEND_EVERY);
+            round = round.wrapping_add(1);
+            pause = if d.sync_quotas_once(&mut sent, resend).await {
                 QUOTA_SYNC
             } else {
                 QUOTA_IDLE
@@ -103,51 +111,66 @@ impl Distribute {
         }
     }
 
-    /// One round; false when the volume has no sub-volume.
-    async fn sync_quotas_once(&self) -> bool {
+    /// Every set's share; `None` when a set cannot say (the others then
+    /// keep what they last heard: its share only grows through its own
+    /// bricks, which count it).
+    async fn shares(&self) -> Option<Vec<Vec<QuotaUse>>> {
         let shares = join_all(self.sets.iter().map(|s| s.quota_usage())).await;
-        let shares: Vec<Vec<QuotaUse>> = match shares.into_iter().collect::<FsResult<_>>() {
-            Ok(s) => s,
-            // A set that cannot say: the others keep what they last heard
-            // (its share only grows through its own bricks, which count it).
+        match shares.into_iter().collect::<FsResult<_>>() {
+            Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!(error = %e, "sub-volume usage of a set unknown");
-                return true;
+                None
             }
+        }
+    }
+
+    /// One round; false when the volume has no sub-volume. `sent` is what
+    /// each set was told last; only changes are sent unless `resend`.
+    async fn sync_quotas_once(&self, sent: &mut Vec<Vec<QuotaUse>>, resend: bool) -> bool {
+        let Some(shares) = self.shares().await else {
+            return true;
         };
         if shares.iter().all(Vec::is_empty) {
             return false;
         }
-        let sends = self.sets.iter().enumerate().map(|(i, set)| {
-            let mut others: Vec<QuotaUse> = Vec::new();
-            for (j, share) in shares.iter().enumerate() {
-                if i == j {
-                    continue;
-                }
-                for u in share {
-                    match others.iter_mut().find(|o| o.subvol == u.subvol) {
-                        Some(o) => {
-                            o.bytes = o.bytes.saturating_add(u.bytes);
-                            o.inodes = o.inodes.saturating_add(u.inodes);
-                        }
-                        None => others.push(*u),
+        let total = sum(&shares);
+        sent.resize(shares.len(), Vec::new());
+        let mut sends = Vec::new();
+        for (i, set) in self.sets.iter().enumerate() {
+            let others: Vec<QuotaUse> = total
+                .iter()
+                .map(|t| {
+                    let mine = shares[i].iter().find(|u| u.subvol == t.subvol);
+                    QuotaUse {
+                        bytes: t.bytes.saturating_sub(mine.map_or(0, |u| u.bytes)),
+                        inodes: t.inodes.saturating_sub(mine.map_or(0, |u| u.inodes)),
+                        ..*t
                     }
-                }
+                })
+                .collect();
+            if resend || sent[i] != others {
+                sent[i] = others.clone();
+                let set = set.clone();
+                sends.push(async move { set.quota_elsewhere(others).await });
             }
-            // A sub-volume this set holds but no other: nothing elsewhere.
-            for u in &shares[i] {
-                if !others.iter().any(|o| o.subvol == u.subvol) {
-                    others.push(QuotaUse {
-                        bytes: 0,
-                        inodes: 0,
-                        ..*u
-                    });
-                }
-            }
-            let set = set.clone();
-            async move { set.quota_elsewhere(others).await }
-        });
+        }
         join_all(sends).await;
         true
     }
+}
+
+/// Each sub-volume's usage summed over the sets' shares.
+pub(crate) fn sum(shares: &[Vec<QuotaUse>]) -> Vec<QuotaUse> {
+    let mut total: Vec<QuotaUse> = Vec::new();
+    for u in shares.iter().flatten() {
+        match total.iter_mut().find(|t| t.subvol == u.subvol) {
+            Some(t) => {
+                t.bytes = t.bytes.saturating_add(u.bytes);
+                t.inodes = t.inodes.saturating_add(u.inodes);
+            }
+            None => total.push(*u),
+        }
+    }
+    total
 }

@@ -46,22 +46,6 @@ pub struct Replicate {
 }
 
 impl Replicate {
-    /// Local usage of every sub-volume, as the first brick that answers
-    /// counts it (the replicas of a set count alike).
-    pub async fn quota_usage(&self) -> FsResult<Vec<proto::QuotaUse>> {
-        let mut last = FsError::BrickDown("no brick of the set is up".into());
-        for b in self.bricks.iter().filter(|b| b.is_up()) {
-            match b
-                .call(|c, ctx| async move { c.quota_usage(ctx).await })
-                .await
-            {
-                Ok(u) => return Ok(u),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
     /// Tells every brick of the set what the other sets hold.
     pub async fn quota_elsewhere(&self, others: Vec<proto::QuotaUse>) {
         let sends = self.bricks.iter().filter(|b| b.is_up()).map(|b| {
@@ -697,6 +681,22 @@ impl Layer for Replicate {
             }
         })
         .await
+    }
+
+    /// As the first brick that answers counts it (the replicas of a set
+    /// count alike).
+    async fn quota_usage(&self) -> FsResult<Vec<proto::QuotaUse>> {
+        let mut last = FsError::BrickDown("no brick of the set is up".into());
+        for b in self.bricks.iter().filter(|b| b.is_up()) {
+            match b
+                .call(|c, ctx| async move { c.quota_usage(ctx).await })
+                .await
+            {
+                Ok(u) => return Ok(u),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     async fn set_quota(&self, gfid: Gfid, limit: Option<proto::QuotaLimit>) -> FsResult<()> {
