@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use subvolume::size::{parse_bytes, show_bytes};
-use subvolume::{CreateReq, Manager, Subvolume};
+use subvolume::{CreateReq, Manager, Settings, Subvolume};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -40,16 +40,23 @@ enum SubvolumeCmd {
     Purge(VolumeOnly),
 }
 
+/// The limits `create` and `resize` take.
+#[derive(Args, Debug)]
+struct Limits {
+    /// Byte limit: 10Gi, 500M, 4096 …
+    #[arg(long, value_parser = parse_bytes)]
+    size: u64,
+    /// Limit on files, directories and other objects (for resize, 0: none).
+    #[arg(long)]
+    inodes: Option<u64>,
+}
+
 #[derive(Args, Debug)]
 struct CreateArgs {
     volume: String,
     name: String,
-    /// Byte limit: 10Gi, 500M, 4096 …
-    #[arg(long, value_parser = parse_bytes)]
-    size: u64,
-    /// Limit on files, directories and other objects.
-    #[arg(long)]
-    inodes: Option<u64>,
+    #[command(flatten)]
+    limits: Limits,
     /// Owning tenant (see `brickfs tenant`).
     #[arg(long)]
     tenant: Option<String>,
@@ -86,11 +93,8 @@ struct VolumeOnly {
 struct ResizeArgs {
     volume: String,
     name: String,
-    #[arg(long, value_parser = parse_bytes)]
-    size: u64,
-    /// New object limit (0: none).
-    #[arg(long)]
-    inodes: Option<u64>,
+    #[command(flatten)]
+    limits: Limits,
 }
 
 #[derive(Args, Debug)]
@@ -128,8 +132,8 @@ fn show(sub: &Subvolume) -> String {
         "{:<24} {:<9} {:>10} {:<12} {}",
         sub.name,
         format!("{:?}", sub.state).to_lowercase(),
-        show_bytes(sub.bytes),
-        sub.tenant.as_deref().unwrap_or("-"),
+        show_bytes(sub.settings.bytes),
+        sub.settings.tenant.as_deref().unwrap_or("-"),
         sub.path
     )
 }
@@ -168,19 +172,21 @@ async fn run_on(m: &Manager, cmd: SubvolumeCmd) -> Result<ExitCode> {
         SubvolumeCmd::Create(a) => {
             let req = CreateReq {
                 name: a.name,
-                tenant: a.tenant,
-                bytes: a.size,
-                inodes: a.inodes,
-                mode: a.mode,
-                uid: a.uid,
-                gid: a.gid,
+                settings: Settings {
+                    tenant: a.tenant,
+                    bytes: a.limits.size,
+                    inodes: a.limits.inodes,
+                    mode: a.mode,
+                    uid: a.uid,
+                    gid: a.gid,
+                },
             };
             let sub = m.create(&req).await.map_err(msg)?;
             println!(
                 "subvolume create: success: {}/{} ({}, path {})",
                 sub.volume,
                 sub.name,
-                show_bytes(sub.bytes),
+                show_bytes(sub.settings.bytes),
                 sub.path
             );
         }
@@ -204,30 +210,34 @@ async fn run_on(m: &Manager, cmd: SubvolumeCmd) -> Result<ExitCode> {
             let s = &w.sub;
             println!("Name: {}/{}", s.volume, s.name);
             println!("State: {:?}", s.state);
-            println!("Tenant: {}", s.tenant.as_deref().unwrap_or("-"));
+            let set = &s.settings;
+            println!("Tenant: {}", set.tenant.as_deref().unwrap_or("-"));
             println!("Path: {}", s.path);
-            println!("Limit: {} ({} bytes)", show_bytes(s.bytes), s.bytes);
-            match s.inodes {
+            println!("Limit: {} ({} bytes)", show_bytes(set.bytes), set.bytes);
+            match set.inodes {
                 Some(i) => println!("Object limit: {i}"),
                 None => println!("Object limit: none"),
             }
             match w.usage {
                 Some(u) => {
                     println!("Used: {} bytes, {} objects", u.bytes, u.inodes);
-                    println!("Available: {} bytes", s.bytes.saturating_sub(u.bytes));
+                    println!("Available: {} bytes", set.bytes.saturating_sub(u.bytes));
                 }
                 None => println!("Used: unknown (limits not on the bricks yet)"),
             }
-            println!("Mode: {:o}, owner {}:{}", s.mode, s.uid, s.gid);
+            println!("Mode: {:o}, owner {}:{}", set.mode, set.uid, set.gid);
         }
         SubvolumeCmd::Resize(a) => {
-            let inodes = a.inodes.map(|i| (i > 0).then_some(i));
-            let sub = m.resize(&a.name, a.size, inodes).await.map_err(msg)?;
+            let inodes = a.limits.inodes.map(|i| (i > 0).then_some(i));
+            let sub = m
+                .resize(&a.name, a.limits.size, inodes)
+                .await
+                .map_err(msg)?;
             println!(
                 "subvolume resize: success: {}/{} is {}",
                 sub.volume,
                 sub.name,
-                show_bytes(sub.bytes)
+                show_bytes(sub.settings.bytes)
             );
         }
         SubvolumeCmd::Delete(a) => {

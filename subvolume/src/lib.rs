@@ -14,4 +14,4 @@ mod tree;
 
 pub use error::SubvolError;
 pub use manager::{CreateReq, Manager, WithUsage};
-pub use record::{State, Subvolume};
+pub use record::{Settings, State, Subvolume};

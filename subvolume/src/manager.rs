@@ -15,19 +15,14 @@ use store::{Revision, Store};
 use volgen::spec::VolumeSpec;
 use volume::{Opened, Source};
 
-use crate::record::{self, State, Subvolume, ARCHIVE_DIR};
+use crate::record::{self, Settings, State, Subvolume, ARCHIVE_DIR};
 use crate::{tree, SubvolError};
 
 /// What `create` is asked for.
 #[derive(Clone, Debug)]
 pub struct CreateReq {
     pub name: String,
-    pub tenant: Option<String>,
-    pub bytes: u64,
-    pub inodes: Option<u64>,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
+    pub settings: Settings,
 }
 
 /// A sub-volume with its usage as the bricks count it now.
@@ -100,25 +95,28 @@ impl Manager {
 
     /// Every live sub-volume of the volume (of `tenant` only, if given).
     pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<Subvolume>, SubvolError> {
-        let prefix = format!("{}{}/", record::PREFIX, self.volume);
-        let mut out = Vec::new();
-        for e in self.store.list(&prefix).await? {
-            let sub = Subvolume::decode(&e.key, &e.value)?;
-            if tenant.is_none() || sub.tenant.as_deref() == tenant {
-                out.push(sub);
-            }
-        }
-        Ok(out)
+        let found = self.records(record::PREFIX, tenant).await?;
+        Ok(found.into_iter().map(|(sub, _)| sub).collect())
     }
 
     /// Archived sub-volumes (of `tenant` only, if given).
     pub async fn archives(&self, tenant: Option<&str>) -> Result<Vec<Subvolume>, SubvolError> {
-        let prefix = format!("{}{}/", record::ARCHIVE_PREFIX, self.volume);
+        let found = self.records(record::ARCHIVE_PREFIX, tenant).await?;
+        Ok(found.into_iter().map(|(sub, _)| sub).collect())
+    }
+
+    /// The records of this volume under `prefix`, with their store entries.
+    async fn records(
+        &self,
+        prefix: &str,
+        tenant: Option<&str>,
+    ) -> Result<Vec<(Subvolume, store::Entry)>, SubvolError> {
+        let prefix = format!("{prefix}{}/", self.volume);
         let mut out = Vec::new();
         for e in self.store.list(&prefix).await? {
             let sub = Subvolume::decode(&e.key, &e.value)?;
-            if tenant.is_none() || sub.tenant.as_deref() == tenant {
-                out.push(sub);
+            if tenant.is_none() || sub.settings.tenant.as_deref() == tenant {
+                out.push((sub, e));
             }
         }
         Ok(out)
@@ -162,13 +160,24 @@ impl Manager {
             .await
             .map_err(SubvolError::fs("free space of the volume"))?;
         let free = pool.bavail.saturating_mul(u64::from(pool.frsize.max(1)));
+        // Every sub-volume's usage in one round trip per set, whatever
+        // their number.
+        let usages = self
+            .layer()
+            .quota_usage()
+            .await
+            .map_err(SubvolError::fs("usage of the sub-volumes"))?;
         let mut unused: u64 = 0;
         for sub in self.list(None).await? {
             if sub.name == except || sub.state == State::Deleting {
                 continue;
             }
-            let used = self.usage(&sub).await?.map_or(0, |u| u.bytes);
-            unused = unused.saturating_add(sub.bytes.saturating_sub(used));
+            let id = sub.id.as_deref().and_then(Gfid::from_hex);
+            let used = usages
+                .iter()
+                .find(|u| Some(u.subvol) == id)
+                .map_or(0, |u| u.bytes);
+            unused = unused.saturating_add(sub.settings.bytes.saturating_sub(used));
         }
         let allowed = (free as f64 * ratio) as u64;
         let want = unused.saturating_add(more);
@@ -186,24 +195,21 @@ impl Manager {
     /// same request again returns the same sub-volume.
     pub async fn create(&self, req: &CreateReq) -> Result<Subvolume, SubvolError> {
         record::validate_name(&req.name)?;
-        if req.mode & !0o7777 != 0 {
-            return Err(SubvolError::Invalid(format!("mode {:o}", req.mode)));
+        if req.settings.mode & !0o7777 != 0 {
+            return Err(SubvolError::Invalid(format!(
+                "mode {:o}",
+                req.settings.mode
+            )));
         }
-        let (mut sub, mut rev) = match self.get(&req.name).await? {
+        let (mut sub, rev) = match self.get(&req.name).await? {
             Some((sub, rev)) => {
-                let same = sub.tenant == req.tenant
-                    && sub.bytes == req.bytes
-                    && sub.inodes == req.inodes
-                    && sub.mode == req.mode
-                    && sub.uid == req.uid
-                    && sub.gid == req.gid;
-                if !same || sub.state == State::Deleting {
+                if sub.settings != req.settings || sub.state == State::Deleting {
                     return Err(SubvolError::Exists {
                         volume: self.volume.clone(),
                         name: req.name.clone(),
                         what: format!(
                             "{:?}, tenant {:?}, {} bytes",
-                            sub.state, sub.tenant, sub.bytes
+                            sub.state, sub.settings.tenant, sub.settings.bytes
                         ),
                     });
                 }
@@ -213,16 +219,11 @@ impl Manager {
                 (sub, rev)
             }
             None => {
-                self.admit(req.bytes, &req.name).await?;
+                self.admit(req.settings.bytes, &req.name).await?;
                 let sub = Subvolume {
                     volume: self.volume.clone(),
                     name: req.name.clone(),
-                    tenant: req.tenant.clone(),
-                    bytes: req.bytes,
-                    inodes: req.inodes,
-                    mode: req.mode,
-                    uid: req.uid,
-                    gid: req.gid,
+                    settings: req.settings.clone(),
                     state: State::Creating,
                     path: format!("/{}", req.name),
                     id: None,
@@ -236,8 +237,8 @@ impl Manager {
         };
         let gfid = self.make_root(&sub).await?;
         let limit = QuotaLimit {
-            bytes: sub.bytes,
-            inodes: sub.inodes,
+            bytes: sub.settings.bytes,
+            inodes: sub.settings.inodes,
         };
         self.layer()
             .set_quota(gfid, Some(limit))
@@ -245,9 +246,8 @@ impl Manager {
             .map_err(SubvolError::fs(format!("limits of {}", sub.name)))?;
         sub.id = Some(gfid.to_hex());
         sub.state = State::Ready;
-        rev = self.put(&sub, Some(rev)).await?;
-        let _ = rev;
-        tracing::info!(volume = %self.volume, name = %sub.name, bytes = sub.bytes, "sub-volume created");
+        self.put(&sub, Some(rev)).await?;
+        tracing::info!(volume = %self.volume, name = %sub.name, bytes = sub.settings.bytes, "sub-volume created");
         Ok(sub)
     }
 
@@ -262,10 +262,10 @@ impl Manager {
                 NewEntry {
                     name: name.clone(),
                     kind: FileKind::Dir,
-                    perm: sub.mode,
+                    perm: sub.settings.mode,
                     rdev: 0,
-                    uid: sub.uid,
-                    gid: sub.gid,
+                    uid: sub.settings.uid,
+                    gid: sub.settings.gid,
                     target: None,
                 },
             )
@@ -287,9 +287,9 @@ impl Manager {
                 // A directory a stopped create made, or one the admin made
                 // to turn into a sub-volume: mode and owner as asked.
                 let set = SetAttr {
-                    perm: Some(sub.mode),
-                    uid: Some(sub.uid),
-                    gid: Some(sub.gid),
+                    perm: Some(sub.settings.mode),
+                    uid: Some(sub.settings.uid),
+                    gid: Some(sub.settings.gid),
                     ..SetAttr::default()
                 };
                 self.layer()
@@ -324,7 +324,7 @@ impl Manager {
                 "{name} holds {used} bytes; a limit of {bytes} is below that"
             )));
         }
-        let inodes = inodes.unwrap_or(sub.inodes);
+        let inodes = inodes.unwrap_or(sub.settings.inodes);
         if let (Some(max), Some(u)) = (inodes, usage) {
             if max < u.inodes {
                 return Err(SubvolError::BelowUsage(format!(
@@ -333,9 +333,9 @@ impl Manager {
                 )));
             }
         }
-        if bytes > sub.bytes {
-            self.admit(bytes - sub.bytes + sub.bytes.saturating_sub(used), name)
-                .await?;
+        if bytes > sub.settings.bytes {
+            // Its own unused part counts as the others' do.
+            self.admit(bytes.saturating_sub(used), name).await?;
         }
         let gfid =
             sub.id.as_deref().and_then(Gfid::from_hex).ok_or_else(|| {
@@ -345,8 +345,8 @@ impl Manager {
             .set_quota(gfid, Some(QuotaLimit { bytes, inodes }))
             .await
             .map_err(SubvolError::fs(format!("limits of {name}")))?;
-        sub.bytes = bytes;
-        sub.inodes = inodes;
+        sub.settings.bytes = bytes;
+        sub.settings.inodes = inodes;
         self.put(&sub, Some(rev)).await?;
         tracing::info!(volume = %self.volume, %name, bytes, "sub-volume resized");
         Ok(sub)
@@ -437,13 +437,17 @@ impl Manager {
     pub async fn purge_expired(&self) -> Result<usize, SubvolError> {
         let t = now();
         let mut purged = 0;
-        let prefix = format!("{}{}/", record::ARCHIVE_PREFIX, self.volume);
-        for e in self.store.list(&prefix).await? {
-            let sub = Subvolume::decode(&e.key, &e.value)?;
-            if sub.expires.is_none_or(|x| x > t) {
-                continue;
-            }
-            let dir = self.archive_dir().await?;
+        let expired: Vec<_> = self
+            .records(record::ARCHIVE_PREFIX, None)
+            .await?
+            .into_iter()
+            .filter(|(sub, _)| sub.expires.is_some_and(|x| x <= t))
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let dir = self.archive_dir().await?;
+        for (sub, e) in expired {
             let aside = sub.path.rsplit('/').next().unwrap_or_default();
             tree::remove(self.layer(), dir, &Name::from(aside))
                 .await

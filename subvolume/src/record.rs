@@ -18,10 +18,10 @@ pub enum State {
     Archived,
 }
 
+/// What a sub-volume is asked to be: `create` with the same settings again
+/// is a no-op, with others a conflict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subvolume {
-    pub volume: String,
-    pub name: String,
+pub struct Settings {
     /// The owner; `None` for the admin's own.
     pub tenant: Option<String>,
     /// Limit in bytes (apparent file sizes).
@@ -31,6 +31,14 @@ pub struct Subvolume {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subvolume {
+    pub volume: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub settings: Settings,
     pub state: State,
     /// Where it is in the volume: `/<name>`, or under `/.archive` once
     /// archived.

@@ -21,9 +21,10 @@ pub async fn remove(layer: &Arc<dyn Layer>, parent: Gfid, name: &Name) -> FsResu
         layer.unlink(parent, name, false).await?;
         return Ok(());
     }
-    // Depth first with an explicit stack: (directory, its parent, its name).
-    let mut stack = vec![(attr.gfid, parent, name.clone(), false)];
-    while let Some((dir, up, dir_name, emptied)) = stack.pop() {
+    // Depth first with an explicit stack of (directory, its parent, its
+    // name, its depth, emptied already).
+    let mut stack = vec![(attr.gfid, parent, name.clone(), 0usize, false)];
+    while let Some((dir, up, dir_name, depth, emptied)) = stack.pop() {
         if emptied {
             match layer.rmdir(up, &dir_name).await {
                 Ok(()) | Err(FsError::NotFound) => {}
@@ -31,16 +32,16 @@ pub async fn remove(layer: &Arc<dyn Layer>, parent: Gfid, name: &Name) -> FsResu
             }
             continue;
         }
-        if stack.len() > DEPTH_MAX {
+        if depth > DEPTH_MAX {
             return Err(FsError::Invalid("directory tree too deep to remove".into()));
         }
-        stack.push((dir, up, dir_name, true));
+        stack.push((dir, up, dir_name, depth, true));
         let mut after = None;
         loop {
             let page = layer.readdir(dir, after.clone(), PAGE).await?;
             for e in &page.entries {
                 if e.attr.kind == FileKind::Dir {
-                    stack.push((e.attr.gfid, dir, e.name.clone(), false));
+                    stack.push((e.attr.gfid, dir, e.name.clone(), depth + 1, false));
                 } else {
                     match layer.unlink(dir, &e.name, false).await {
                         Ok(_) | Err(FsError::NotFound) => {}
