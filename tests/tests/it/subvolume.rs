@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tests::nfs::rpc::{Nfs3Client, NFS3ERR_DQUOT};
-use tests::volume::StoreVolume;
+use tests::volume::{assert_refused, StoreVolume};
 use tests::{wait_until, TestCluster, NO_CACHE};
 
 const MIB: u64 = 1 << 20;
@@ -72,7 +72,7 @@ fn usage_line(v: &StoreVolume, name: &str) -> (u64, u64) {
 fn a_subvolume_is_created_listed_resized_archived_and_deleted() {
     let cluster = TestCluster::start(3);
     let v = StoreVolume::create(&cluster);
-    let out = v.ok(&[
+    let create_a = [
         "subvolume",
         "create",
         "test",
@@ -87,25 +87,11 @@ fn a_subvolume_is_created_listed_resized_archived_and_deleted() {
         "1000",
         "--tenant",
         "blue",
-    ]);
+    ];
+    let out = v.ok(&create_a);
     assert!(out.contains("success"), "{out}");
     // The same request again is a no-op; another one under the name is refused.
-    v.ok(&[
-        "subvolume",
-        "create",
-        "test",
-        "pvc-a",
-        "--size",
-        "4Mi",
-        "--mode",
-        "0770",
-        "--uid",
-        "1000",
-        "--gid",
-        "1000",
-        "--tenant",
-        "blue",
-    ]);
+    v.ok(&create_a);
     let other = v.cli(&["subvolume", "create", "test", "pvc-a", "--size", "8Mi"]);
     assert!(!other.ok, "a second create with other settings succeeded");
     assert!(other.err.contains("exists"), "{}", other.err);
@@ -391,4 +377,100 @@ fn on_two_sets_the_limit_holds_within_one_sync_interval() {
     assert!(wait_until(Duration::from_secs(5), || {
         std::fs::write(m1.path().join("late"), vec![0u8; 128 * 1024]).is_err()
     }));
+}
+
+#[test]
+fn bad_requests_change_nothing_and_say_why() {
+    let cluster = TestCluster::start(3);
+    let v = StoreVolume::create(&cluster);
+    v.ok(&["subvolume", "create", "test", "ok", "--size", "1Mi"]);
+    std::fs::write(
+        cluster
+            .mount_from_store_with_args(&v.url, "test/ok", &NO_CACHE)
+            .path()
+            .join("f"),
+        vec![0u8; 512 * 1024],
+    )
+    .unwrap();
+    let store_dir = cluster.root().join("store");
+    let refused: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["subvolume", "create", "test", ".hidden", "--size", "1Mi"],
+            "bad sub-volume name",
+        ),
+        (
+            vec!["subvolume", "create", "test", "a/b", "--size", "1Mi"],
+            "bad sub-volume name",
+        ),
+        (
+            vec!["subvolume", "create", "test", "x", "--size", "10Gb"],
+            "unknown unit",
+        ),
+        (
+            vec!["subvolume", "create", "test", "x", "--size", "0"],
+            "out of range",
+        ),
+        (
+            vec![
+                "subvolume",
+                "create",
+                "test",
+                "x",
+                "--size",
+                "1Mi",
+                "--mode",
+                "9",
+            ],
+            "octal",
+        ),
+        (
+            vec!["subvolume", "create", "nosuch", "x", "--size", "1Mi"],
+            "nosuch",
+        ),
+        (
+            vec!["subvolume", "resize", "test", "missing", "--size", "2Mi"],
+            "does not exist",
+        ),
+        (
+            vec!["subvolume", "resize", "test", "ok", "--size", "256Ki"],
+            "below",
+        ),
+        (
+            vec!["subvolume", "info", "test", "missing"],
+            "does not exist",
+        ),
+        (
+            vec!["subvolume", "archive", "test", "missing"],
+            "does not exist",
+        ),
+    ];
+    assert_refused(&cluster, &v.url, &store_dir, &refused);
+}
+
+/// A brick that was down while the limits were set gets them by heal:
+/// with another brick down afterwards the two that are up still refuse.
+#[test]
+fn limits_reach_a_brick_that_was_down_by_heal() {
+    let cluster = TestCluster::start(3);
+    let v = StoreVolume::create(&cluster);
+    cluster.kill_brick(2);
+    v.ok(&["subvolume", "create", "test", "late", "--size", "2Mi"]);
+    cluster.restart_brick(2);
+    let _heald = v.start_heald(1);
+    let limits_on = |i: usize| {
+        tests::xattr::get(&cluster.brick_dir(i).join("late"), "trusted.brickfs.quota").is_ok()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || limits_on(2)),
+        "heal did not carry the limits to brick 2"
+    );
+    cluster.kill_brick(0);
+    let m = cluster.mount_from_store_with_args(&v.url, "test/late", &NO_CACHE);
+    let (written, errno) = fill(&m.path().join("f"));
+    assert_eq!(errno, libc::EDQUOT);
+    assert!(
+        written <= 2 * MIB,
+        "{written} bytes past a 2 MiB limit with brick 0 down"
+    );
+    assert_eq!(df(m.path()).0, 2 * MIB);
 }
