@@ -596,11 +596,7 @@ impl Layer for Distribute {
         if let Some(s) = self.single() {
             return s.statfs(at).await;
         }
-        let mut total = self.pool_statfs().await?;
-        if !at.is_root() {
-            total.quota = self.quota_of(at).await?;
-        }
-        Ok(total)
+        self.summed_statfs(at).await
     }
 
     async fn quota_usage(&self) -> FsResult<Vec<proto::QuotaUse>> {

@@ -26,9 +26,28 @@ pub const QUOTA_IDLE: Duration = Duration::from_secs(1);
 const RESEND_EVERY: u32 = 10;
 
 impl Distribute {
-    /// The pool: every set's file system summed.
-    pub(crate) async fn pool_statfs(&self) -> FsResult<StatFs> {
-        let answers = join_all(self.sets.iter().map(|s| s.statfs(Gfid::ROOT))).await;
+    /// The file system `at` is on, every set's summed; in a sub-volume,
+    /// with its usage summed over the sets too. One round to every set,
+    /// asked at the sub-volume's root (a directory every set has), after
+    /// one to the set holding `at` when it is a file.
+    pub(crate) async fn summed_statfs(&self, at: Gfid) -> FsResult<StatFs> {
+        let ask = if at.is_root() || self.is_dir(at).await? {
+            at
+        } else {
+            let st = self
+                .on_file(at, |s| async move { s.statfs(at).await })
+                .await?;
+            st.quota.map_or(Gfid::ROOT, |q| q.subvol)
+        };
+        let answers = join_all(self.sets.iter().map(|s| async move {
+            match s.statfs(ask).await {
+                // A directory made before add-brick, not yet on this set:
+                // its share of the pool still counts.
+                Err(e) if super::is_gone(&e) => s.statfs(Gfid::ROOT).await,
+                other => other,
+            }
+        }))
+        .await;
         let mut total: Option<StatFs> = None;
         let mut error = None;
         for answer in answers {
@@ -47,6 +66,14 @@ impl Distribute {
                         t.files = t.files.saturating_add(s.files);
                         t.ffree = t.ffree.saturating_add(s.ffree);
                         t.namelen = t.namelen.min(s.namelen);
+                        t.quota = match (t.quota, s.quota) {
+                            (Some(a), Some(b)) => Some(QuotaUse {
+                                bytes: a.bytes.saturating_add(b.bytes),
+                                inodes: a.inodes.saturating_add(b.inodes),
+                                ..a
+                            }),
+                            (a, b) => a.or(b),
+                        };
                     }
                 },
                 Err(e) => {
@@ -55,32 +82,6 @@ impl Distribute {
             }
         }
         total.ok_or_else(|| error.unwrap_or(FsError::BrickDown("no replica set".into())))
-    }
-
-    /// The usage of the sub-volume `at` is in, summed over the sets.
-    pub(crate) async fn quota_of(&self, at: Gfid) -> FsResult<Option<QuotaUse>> {
-        let first = if self.is_dir(at).await? {
-            self.sets[0].statfs(at).await?
-        } else {
-            self.on_file(at, |s| async move { s.statfs(at).await })
-                .await?
-        };
-        let Some(q) = first.quota else {
-            return Ok(None);
-        };
-        let shares = join_all(self.sets.iter().map(|s| s.statfs(q.subvol))).await;
-        let mut sum = QuotaUse {
-            bytes: 0,
-            inodes: 0,
-            ..q
-        };
-        for share in shares {
-            if let Some(u) = share?.quota {
-                sum.bytes = sum.bytes.saturating_add(u.bytes);
-                sum.inodes = sum.inodes.saturating_add(u.inodes);
-            }
-        }
-        Ok(Some(sum))
     }
 
     /// While the stack lives: every set's usage, and to each set the sum
