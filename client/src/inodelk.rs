@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::{FsError, Gfid, LockMode};
+use proto::{FsError, FsResult, Gfid, LockMode};
 use rand::Rng;
 use tracing::debug;
 
@@ -153,16 +153,7 @@ async fn acquire_parallel<H: Holder>(
         if need == 0 {
             continue;
         }
-        let answers = fan_out(bricks, need, |b| async move {
-            let generation = b.generation();
-            b.call(|c, ctx| async move {
-                c.inodelk(ctx, gfid, LockMode::Acquire { wait_ms: 0 })
-                    .await
-            })
-            .await
-            .map(|g| (g.granted, generation))
-        })
-        .await;
+        let answers = fan_out(bricks, need, |b| async move { try_lock(&b, gfid, 0).await }).await;
         for (i, res) in answers {
             match res {
                 Ok((true, generation)) => h.grant(i, generation),
@@ -190,15 +181,9 @@ async fn acquire_serially<H: Holder>(
             if h.held() & bit(i) != 0 {
                 continue;
             }
-            let generation = b.generation();
-            let res =
-                b.call(|c, ctx| async move {
-                    c.inodelk(ctx, gfid, LockMode::Acquire { wait_ms }).await
-                })
-                .await;
-            match res {
-                Ok(g) if g.granted => h.grant(i, generation),
-                Ok(_) => return false,
+            match try_lock(b, gfid, wait_ms).await {
+                Ok((true, generation)) => h.grant(i, generation),
+                Ok((false, _)) => return false,
                 // A brick that fails now is down: the others may still
                 // make the quorum.
                 Err(e) => debug!(brick = i, "inodelk: {e}"),
@@ -206,6 +191,16 @@ async fn acquire_serially<H: Holder>(
         }
     }
     true
+}
+
+/// One try at `gfid`'s lock on `b`, waiting up to `wait_ms` there: whether
+/// it was granted, and the connection generation it was asked over (a lock
+/// is only as good as the connection that holds it).
+async fn try_lock(b: &BrickConn, gfid: Gfid, wait_ms: u32) -> FsResult<(bool, u64)> {
+    let generation = b.generation();
+    b.call(|c, ctx| async move { c.inodelk(ctx, gfid, LockMode::Acquire { wait_ms }).await })
+        .await
+        .map(|g| (g.granted, generation))
 }
 
 /// Lets go of every lock held on these inodes, clearing the dirty marks

@@ -96,6 +96,21 @@ impl Distribute {
         })
     }
 
+    /// A write or an append, on whichever set has the file. One buffer: a
+    /// write that must be retried on the file's new set is sent again from
+    /// it (the move's "no such gfid" comes before anything was written).
+    async fn write_at(&self, gfid: Gfid, at: WriteAt, data: Vec<u8>) -> FsResult<Attr> {
+        let data = Arc::new(data);
+        if let Some(s) = self.single() {
+            return s.write_shared(gfid, at, data).await;
+        }
+        self.on_file(gfid, |s| {
+            let data = data.clone();
+            async move { s.write_shared(gfid, at, data).await }
+        })
+        .await
+    }
+
     pub(crate) fn closed(&self) -> bool {
         self.closed.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -528,31 +543,11 @@ impl Layer for Distribute {
     }
 
     async fn write(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr> {
-        if let Some(s) = self.single() {
-            return s.write(gfid, offset, data).await;
-        }
-        // One buffer: a write that must be retried on the file's new set
-        // is sent again from it.
-        let data = Arc::new(data);
-        self.on_file(gfid, |s| {
-            let data = data.clone();
-            async move { s.write_shared(gfid, WriteAt::Offset(offset), data).await }
-        })
-        .await
+        self.write_at(gfid, WriteAt::Offset(offset), data).await
     }
 
     async fn append(&self, gfid: Gfid, data: Vec<u8>) -> FsResult<Attr> {
-        if let Some(s) = self.single() {
-            return s.append(gfid, data).await;
-        }
-        // Resent from the one buffer when the file moved set; the move's
-        // "no such gfid" comes before anything was written.
-        let data = Arc::new(data);
-        self.on_file(gfid, |s| {
-            let data = data.clone();
-            async move { s.write_shared(gfid, WriteAt::End, data).await }
-        })
-        .await
+        self.write_at(gfid, WriteAt::End, data).await
     }
 
     async fn flush(&self, gfid: Gfid) -> FsResult<()> {
