@@ -87,38 +87,15 @@ fn walk(dir: &Path, rel: &Path, top: bool, out: &mut Vec<String>) {
 
 /// `name=value` of every `user.` xattr, sorted, values in hex.
 fn user_xattrs(path: &Path) -> String {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+    let Ok(names) = crate::xattr::list_raw(path) else {
         return String::new();
     };
-    let mut names = vec![0u8; 64 * 1024];
-    // SAFETY: the buffer is valid for its length; the path is NUL-terminated.
-    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
-        return String::new();
-    }
-    names.truncate(n as usize);
     let mut out: Vec<String> = Vec::new();
-    for name in names.split(|b| *b == 0).filter(|n| n.starts_with(b"user.")) {
-        let Ok(cname) = std::ffi::CString::new(name) else {
+    for name in names.iter().filter(|n| n.starts_with(b"user.")) {
+        let Ok(value) = crate::xattr::get_raw(path, name) else {
             continue;
         };
-        let mut value = vec![0u8; 64 * 1024];
-        // SAFETY: as above.
-        let len = unsafe {
-            libc::lgetxattr(
-                c.as_ptr(),
-                cname.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        if len < 0 {
-            continue;
-        }
-        let hex: String = value[..len as usize]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
         out.push(format!("{}={hex}", String::from_utf8_lossy(name)));
     }
     out.sort();

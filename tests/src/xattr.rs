@@ -21,7 +21,13 @@ fn cname(name: &str) -> CString {
 
 /// `name`'s value (`ENODATA` when there is none).
 pub fn get(path: &Path, name: &str) -> io::Result<Vec<u8>> {
-    let (p, n) = (cpath(path), cname(name));
+    get_raw(path, name.as_bytes())
+}
+
+/// [`get`] of a name as the kernel lists it (not necessarily UTF-8).
+pub fn get_raw(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
+    let p = cpath(path);
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let mut buf = vec![0u8; BUF];
     // SAFETY: NUL-terminated strings and a buffer of the length given.
     let len =
@@ -64,19 +70,26 @@ pub fn remove(path: &Path, name: &str) -> io::Result<()> {
 
 /// The names listed for `path`, in the order given; panics if listing fails.
 pub fn list(path: &Path) -> Vec<String> {
+    list_raw(path)
+        .unwrap_or_else(|e| panic!("listxattr {}: {e}", path.display()))
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// The names listed for `path`, as the kernel gives them.
+pub fn list_raw(path: &Path) -> io::Result<Vec<Vec<u8>>> {
     let p = cpath(path);
     let mut buf = vec![0u8; BUF];
     // SAFETY: a NUL-terminated string and a buffer of the length given.
     let len = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(
-        len >= 0,
-        "listxattr {}: {}",
-        path.display(),
-        io::Error::last_os_error()
-    );
+    if len < 0 {
+        return Err(io::Error::last_os_error());
+    }
     buf.truncate(len as usize);
-    buf.split(|b| *b == 0)
+    Ok(buf
+        .split(|b| *b == 0)
         .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
+        .map(<[u8]>::to_vec)
+        .collect())
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tests::cluster::{TestCluster, VOLUME};
 use tests::etcd::Etcd;
 use tests::extra_brick::ExtraBrick;
-use tests::volume::{assert_refused, brickfs, create_volume};
+use tests::volume::{assert_refused, brickfs, create_volume, StoreVolume};
 
 fn addrs(cluster: &TestCluster) -> Vec<String> {
     cluster.brick_addrs(0..cluster.brick_count())
@@ -167,10 +167,8 @@ fn the_etcd_store_serves_the_same_volumes() {
 #[test]
 fn replace_brick_refills_a_new_brick_by_heal() {
     let cluster = TestCluster::start(3);
-    let store = format!("file://{}", cluster.root().join("store").display());
-    create(&cluster, &store);
-    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
-    let m = cluster.mount_from_store(&store, VOLUME);
+    let vol = StoreVolume::create(&cluster);
+    let m = vol.mount();
     for d in 0..3 {
         std::fs::create_dir(m.join(format!("d{d}"))).unwrap();
         for f in 0..20 {
@@ -183,11 +181,7 @@ fn replace_brick_refills_a_new_brick_by_heal() {
     let old = cluster.brick_addr(2).to_string();
     // A brick that still serves is not replaced: clients not yet switched
     // could write to it behind the new one's back.
-    let alive = brickfs(
-        &cluster,
-        &store,
-        &["volume", "replace-brick", VOLUME, &old, &new.addr],
-    );
+    let alive = vol.cli(&["volume", "replace-brick", VOLUME, &old, &new.addr]);
     assert!(
         !alive.ok && alive.err.contains("still serving"),
         "{}\n{}",
@@ -195,12 +189,7 @@ fn replace_brick_refills_a_new_brick_by_heal() {
         alive.err
     );
     cluster.kill_brick(2);
-    let out = brickfs(
-        &cluster,
-        &store,
-        &["volume", "replace-brick", VOLUME, &old, &new.addr],
-    )
-    .assert_ok();
+    let out = vol.ok(&["volume", "replace-brick", VOLUME, &old, &new.addr]);
     assert!(out.contains("0 entries left"), "{out}");
     assert_eq!(
         tests::tree::digest(&new_dir),
@@ -208,24 +197,18 @@ fn replace_brick_refills_a_new_brick_by_heal() {
         "the new brick does not hold the volume"
     );
     // Clients mounted from the new spec use the new brick.
-    let m = cluster.mount_from_store(&store, VOLUME);
+    let m = vol.mount();
     std::fs::write(m.join("after"), b"after").unwrap();
     assert_eq!(std::fs::read(new_dir.join("after")).unwrap(), b"after");
-    let again = brickfs(
-        &cluster,
-        &store,
-        &["volume", "replace-brick", VOLUME, &old, &new.addr],
-    );
+    let again = vol.cli(&["volume", "replace-brick", VOLUME, &old, &new.addr]);
     assert!(!again.ok, "replaced a brick the volume no longer has");
 }
 
 #[test]
 fn option_changes_reach_a_mount_while_it_writes() {
     let cluster = TestCluster::start(3);
-    let store = format!("file://{}", cluster.root().join("store").display());
-    create(&cluster, &store);
-    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
-    let m = cluster.mount_from_store(&store, VOLUME);
+    let vol = StoreVolume::create(&cluster);
+    let m = vol.mount();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
@@ -240,18 +223,8 @@ fn option_changes_reach_a_mount_while_it_writes() {
             n
         })
     };
-    brickfs(
-        &cluster,
-        &store,
-        &["volume", "set", VOLUME, "network.op-timeout", "3"],
-    )
-    .assert_ok();
-    brickfs(
-        &cluster,
-        &store,
-        &["volume", "set", VOLUME, "performance.attr-timeout", "0"],
-    )
-    .assert_ok();
+    vol.ok(&["volume", "set", VOLUME, "network.op-timeout", "3"]);
+    vol.ok(&["volume", "set", VOLUME, "performance.attr-timeout", "0"]);
     let applied = tests::wait_until(Duration::from_secs(15), || {
         std::fs::read_to_string(m.log()).is_ok_and(|l| {
             l.contains("volume option changed: network.op-timeout")
@@ -272,17 +245,15 @@ fn option_changes_reach_a_mount_while_it_writes() {
 #[test]
 fn the_nfs_gateway_and_heald_serve_a_volume_from_the_store() {
     let cluster = TestCluster::start(3);
-    let store = format!("file://{}", cluster.root().join("store").display());
-    create(&cluster, &store);
-    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
-    let gw = cluster.start_gateway_from_store(&store);
-    let m = cluster.mount_from_store(&store, VOLUME);
+    let vol = StoreVolume::create(&cluster);
+    let gw = cluster.start_gateway_from_store(&vol.url);
+    let m = vol.mount();
     std::fs::write(m.join("seen-by-nfs"), b"both ways").unwrap();
     let cat = tests::nfs::nfs_cat(&gw.url(&format!("{VOLUME}/seen-by-nfs")));
     assert_eq!(cat.stdout, b"both ways", "nfs-cat: {:?}", cat.stderr);
 
     // heald from the store heals a brick that missed writes.
-    let _heald = cluster.start_heald_from_store(&store, 2);
+    let _heald = vol.start_heald(2);
     cluster.kill_brick(0);
     std::fs::write(m.join("while-down"), b"missed").unwrap();
     assert!(
