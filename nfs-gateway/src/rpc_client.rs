@@ -11,6 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use nfs3_types::portmap::{
+    IPPROTO_TCP, PMAP_PROG, PROGRAM as PMAP_PROGRAM, VERSION as PMAP_VERSION,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -19,14 +22,6 @@ use crate::xdr::{XdrReader, XdrWriter};
 
 /// Replies to our calls are small (an `nlm4_res`, a port number).
 const MAX_REPLY: usize = 64 * 1024;
-
-pub const PMAP_PROGRAM: u32 = 100_000;
-pub const PMAP_VERSION: u32 = 2;
-pub const PMAPPROC_SET: u32 = 1;
-pub const PMAPPROC_UNSET: u32 = 2;
-pub const PMAPPROC_GETPORT: u32 = 3;
-pub const IPPROTO_TCP: u32 = 6;
-pub const IPPROTO_UDP: u32 = 17;
 
 /// The credential of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,7 +223,7 @@ pub async fn getport(
         rpcbind,
         PMAP_PROGRAM,
         PMAP_VERSION,
-        PMAPPROC_GETPORT,
+        PMAP_PROG::PMAPPROC_GETPORT as u32,
         Auth::Null,
         &a.into_bytes(),
         timeout,
