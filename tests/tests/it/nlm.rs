@@ -35,6 +35,12 @@ fn fuse_lock(f: &File, typ: libc::c_int, start: i64, len: i64, wait: bool) -> io
     }
 }
 
+/// Waits up to `within` for FUSE to take a whole-file write lock (and
+/// keeps it): what was held over NFS has been given back.
+fn fuse_gets_it(f: &File, within: Duration) -> bool {
+    wait_until(within, || fuse_lock(f, libc::F_WRLCK, 0, 0, false).is_ok())
+}
+
 #[track_caller]
 fn assert_would_block(r: io::Result<()>) {
     let e = r.expect_err("the lock should be refused");
@@ -240,14 +246,7 @@ fn blocked_lock_is_granted_by_callback_and_cancel_ends_the_wait() {
         .wait_granted(2, Duration::from_secs(10))
         .expect("a second callback");
     assert!(
-        wait_until(Duration::from_secs(5), || fuse_lock(
-            &f,
-            libc::F_WRLCK,
-            0,
-            0,
-            false
-        )
-        .is_ok()),
+        fuse_gets_it(&f, Duration::from_secs(5)),
         "the refused grant was given back"
     );
 }
@@ -351,14 +350,7 @@ fn hosts_that_go_silent_reboot_or_free_all_lose_their_locks() {
     // sm-notify sends over UDP: the gateway's port answers NSM there too.
     sm_notify_udp(&gw, "127.0.0.2".parse().expect("ip"), "delta", 3);
     assert!(
-        wait_until(Duration::from_secs(5), || fuse_lock(
-            &files[1],
-            libc::F_WRLCK,
-            0,
-            0,
-            false
-        )
-        .is_ok()),
+        fuse_gets_it(&files[1], Duration::from_secs(5)),
         "freed by SM_NOTIFY"
     );
 
@@ -368,14 +360,7 @@ fn hosts_that_go_silent_reboot_or_free_all_lose_their_locks() {
     assert_eq!(c.lock(&fl, true, false, false).expect("LOCK"), NLM4_GRANTED);
     c.free_all("epsilon").expect("FREE_ALL");
     assert!(
-        wait_until(Duration::from_secs(5), || fuse_lock(
-            &files[2],
-            libc::F_WRLCK,
-            0,
-            0,
-            false
-        )
-        .is_ok()),
+        fuse_gets_it(&files[2], Duration::from_secs(5)),
         "freed by FREE_ALL"
     );
 
@@ -393,14 +378,7 @@ fn hosts_that_go_silent_reboot_or_free_all_lose_their_locks() {
     lockd.stop();
     let stopped = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(10), || fuse_lock(
-            &files[0],
-            libc::F_WRLCK,
-            0,
-            0,
-            false
-        )
-        .is_ok()),
+        fuse_gets_it(&files[0], Duration::from_secs(10)),
         "freed after the host went silent"
     );
     eprintln!(
