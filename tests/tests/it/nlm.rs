@@ -252,6 +252,47 @@ fn blocked_lock_is_granted_by_callback_and_cancel_ends_the_wait() {
 }
 
 #[test]
+fn a_grant_whose_callback_cannot_be_delivered_waits_for_the_resent_lock() {
+    let cluster = TestCluster::start(3);
+    let mount = cluster.mount();
+    // Nothing answers there: the client host's portmapper and lockd are
+    // unreachable, so every GRANTED callback fails.
+    let unreachable = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let gw = cluster.start_gateway(&["--callback-rpcbind-port", &unreachable]);
+    let f = open_rw(&mount, "undelivered");
+    let fh = handle(&gw, "undelivered");
+    let mut c = nlm(&gw);
+    let l = NlmLock::new("eta", &fh, 71, 0, 0);
+    let other = NlmLock::new("eta", &fh, 72, 0, 0);
+
+    fuse_lock(&f, libc::F_WRLCK, 0, 0, false).expect("FUSE lock");
+    assert_eq!(c.lock(&l, true, true, false).expect("LOCK"), NLM4_BLOCKED);
+    fuse_lock(&f, libc::F_UNLCK, 0, 0, false).expect("FUSE unlock");
+    // The bricks grant it to the gateway for the waiting owner (TEST by
+    // another owner names it, without taking anything)...
+    let mut last = None;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            last = Some(c.test(&other, true).expect("TEST"));
+            matches!(&last, Some(Some((NLM4_DENIED, Some(h)))) if h.svid == 71)
+        }),
+        "the blocked lock was not taken for its owner: {last:?}"
+    );
+    // ...and keeps it for the client while the callbacks fail.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_would_block(fuse_lock(&f, libc::F_WRLCK, 0, 0, false));
+    // The client's resent LOCK picks it up.
+    assert_eq!(c.lock(&l, true, true, false).expect("LOCK"), NLM4_GRANTED);
+    assert_would_block(fuse_lock(&f, libc::F_WRLCK, 0, 0, false));
+    assert_eq!(c.unlock(&l).expect("UNLOCK"), NLM4_GRANTED);
+    fuse_lock(&f, libc::F_WRLCK, 0, 0, false).expect("FUSE lock after UNLOCK");
+}
+
+#[test]
 fn after_a_restart_clients_are_notified_and_only_reclaims_are_granted() {
     let cluster = TestCluster::start(3);
     let mount = cluster.mount();
