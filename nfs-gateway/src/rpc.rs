@@ -17,6 +17,7 @@ use nfs3_types::rpc::{accept_stat, auth_stat, msg_type, reject_stat, reply_stat,
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub use crate::xdr::XdrReader;
+use crate::xdr::XdrWriter;
 use crate::{Caller, Outcome};
 
 /// Largest record we accept: a 4 MiB WRITE plus room for its header.
@@ -340,45 +341,46 @@ impl Reply {
     }
 }
 
-fn put(buf: &mut Vec<u8>, v: u32) {
-    buf.extend_from_slice(&v.to_be_bytes());
+/// The record mark of a record sent as one fragment, the last; `None` if
+/// `len` cannot be one fragment (over 2 GiB; nothing we send is).
+pub(crate) fn single_fragment_mark(len: usize) -> Option<[u8; 4]> {
+    let len = u32::try_from(len).ok().filter(|l| *l <= FRAGMENT_LEN)?;
+    Some((LAST_FRAGMENT | len).to_be_bytes())
 }
 
 /// Head of a reply: a placeholder record mark (filled in by `finish`),
 /// xid, REPLY, and the reply status.
-fn reply_head(xid: u32, stat: reply_stat) -> Vec<u8> {
-    let mut h = Vec::with_capacity(40);
-    put(&mut h, 0);
-    put(&mut h, xid);
-    put(&mut h, msg_type::REPLY as u32);
-    put(&mut h, stat as u32);
+fn reply_head(xid: u32, stat: reply_stat) -> XdrWriter {
+    let mut h = XdrWriter::new();
+    h.u32(0)
+        .u32(xid)
+        .u32(msg_type::REPLY as u32)
+        .u32(stat as u32);
     h
 }
 
-/// Writes the record mark: one fragment, the last. `None` if the record
-/// cannot be one fragment (over 2 GiB; no handler produces that).
-fn finish(mut head: Vec<u8>, body: Vec<u8>) -> Option<Reply> {
-    let len = (head.len() - 4).checked_add(body.len())?;
-    let len = u32::try_from(len).ok().filter(|l| *l <= FRAGMENT_LEN)?;
-    head[..4].copy_from_slice(&(LAST_FRAGMENT | len).to_be_bytes());
+/// Writes the record mark over the placeholder.
+fn finish(head: XdrWriter, body: Vec<u8>) -> Option<Reply> {
+    let mut head = head.into_bytes();
+    let mark = single_fragment_mark((head.len() - 4).checked_add(body.len())?)?;
+    head[..4].copy_from_slice(&mark);
     Some(Reply { head, body })
 }
 
 /// MSG_ACCEPTED, verifier AUTH_NULL, and the accept status with its data.
 pub fn accepted(xid: u32, a: Accepted) -> Reply {
     let mut head = reply_head(xid, reply_stat::MSG_ACCEPTED);
-    put(&mut head, AUTH_NULL);
-    put(&mut head, 0);
+    head.u32(AUTH_NULL).u32(0);
     let body = match a {
         Accepted::Success(body) => {
-            put(&mut head, accept_stat::SUCCESS as u32);
+            head.u32(accept_stat::SUCCESS as u32);
             body
         }
         Accepted::ProgUnavail => status_only(&mut head, accept_stat::PROG_UNAVAIL),
         Accepted::ProgMismatch { low, high } => {
-            put(&mut head, accept_stat::PROG_MISMATCH as u32);
-            put(&mut head, low);
-            put(&mut head, high);
+            head.u32(accept_stat::PROG_MISMATCH as u32)
+                .u32(low)
+                .u32(high);
             Vec::new()
         }
         Accepted::ProcUnavail => status_only(&mut head, accept_stat::PROC_UNAVAIL),
@@ -391,8 +393,8 @@ pub fn accepted(xid: u32, a: Accepted) -> Reply {
     }
 }
 
-fn status_only(head: &mut Vec<u8>, stat: accept_stat) -> Vec<u8> {
-    put(head, stat as u32);
+fn status_only(head: &mut XdrWriter, stat: accept_stat) -> Vec<u8> {
+    head.u32(stat as u32);
     Vec::new()
 }
 
@@ -401,13 +403,12 @@ pub fn denied(xid: u32, why: Denial) -> Reply {
     let mut head = reply_head(xid, reply_stat::MSG_DENIED);
     match why {
         Denial::RpcMismatch => {
-            put(&mut head, reject_stat::RPC_MISMATCH as u32);
-            put(&mut head, RPC_VERSION_2);
-            put(&mut head, RPC_VERSION_2);
+            head.u32(reject_stat::RPC_MISMATCH as u32)
+                .u32(RPC_VERSION_2)
+                .u32(RPC_VERSION_2);
         }
         Denial::Auth(stat) => {
-            put(&mut head, reject_stat::AUTH_ERROR as u32);
-            put(&mut head, stat as u32);
+            head.u32(reject_stat::AUTH_ERROR as u32).u32(stat as u32);
         }
     }
     // A denial is a few words: always one fragment.

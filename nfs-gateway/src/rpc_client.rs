@@ -11,6 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use nfs3_types::portmap::{
+    IPPROTO_TCP, PMAP_PROG, PROGRAM as PMAP_PROGRAM, VERSION as PMAP_VERSION,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -19,14 +22,6 @@ use crate::xdr::{XdrReader, XdrWriter};
 
 /// Replies to our calls are small (an `nlm4_res`, a port number).
 const MAX_REPLY: usize = 64 * 1024;
-
-pub const PMAP_PROGRAM: u32 = 100_000;
-pub const PMAP_VERSION: u32 = 2;
-pub const PMAPPROC_SET: u32 = 1;
-pub const PMAPPROC_UNSET: u32 = 2;
-pub const PMAPPROC_GETPORT: u32 = 3;
-pub const IPPROTO_TCP: u32 = 6;
-pub const IPPROTO_UDP: u32 = 17;
 
 /// The credential of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,16 +67,19 @@ fn next_xid() -> u32 {
     NEXT_XID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The call message (no record mark).
-pub fn call_message(
+/// The call as one record: record mark, call header, `args`. Built in
+/// place, so the arguments are copied once, into the record.
+pub fn call_record(
     xid: u32,
     prog: u32,
     vers: u32,
     proc_: u32,
     auth: Auth,
     args: &[u8],
-) -> Vec<u8> {
+) -> Result<Vec<u8>, RpcError> {
     let mut w = XdrWriter::new();
+    // The record mark, written once the length is known.
+    w.u32(0);
     w.u32(xid).u32(0).u32(2).u32(prog).u32(vers).u32(proc_);
     match auth {
         Auth::Null => {
@@ -95,9 +93,12 @@ pub fn call_message(
         }
     }
     w.u32(AUTH_NULL).u32(0);
-    let mut m = w.into_bytes();
-    m.extend_from_slice(args);
-    m
+    let mut rec = w.into_bytes();
+    rec.extend_from_slice(args);
+    let len = rec.len() - 4;
+    let mark = rpc::single_fragment_mark(len).ok_or(RpcError::TooLarge(len))?;
+    rec[..4].copy_from_slice(&mark);
+    Ok(rec)
 }
 
 /// The procedure's result from a reply to `xid`.
@@ -199,10 +200,7 @@ pub async fn call(
         let mut s = connect(t).await?;
         let _ = s.set_nodelay(true);
         let xid = next_xid();
-        let msg = call_message(xid, prog, vers, proc_, auth, args);
-        let len = u32::try_from(msg.len()).map_err(|_| RpcError::TooLarge(msg.len()))?;
-        let mut rec = (0x8000_0000 | len).to_be_bytes().to_vec();
-        rec.extend_from_slice(&msg);
+        let rec = call_record(xid, prog, vers, proc_, auth, args)?;
         s.write_all(&rec).await?;
         let reply = rpc::read_record(&mut s, MAX_REPLY)
             .await?
@@ -228,7 +226,7 @@ pub async fn getport(
         rpcbind,
         PMAP_PROGRAM,
         PMAP_VERSION,
-        PMAPPROC_GETPORT,
+        PMAP_PROG::PMAPPROC_GETPORT as u32,
         Auth::Null,
         &a.into_bytes(),
         timeout,
@@ -272,10 +270,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn call_messages_decode_as_calls() {
+    fn call_records_decode_as_calls() {
         for auth in [Auth::Null, Auth::Root] {
-            let m = call_message(9, 100_021, 4, 5, auth, b"ARGS");
-            let Ok(rpc::Decoded::Call(h)) = rpc::decode_call(&m) else {
+            let rec = call_record(9, 100_021, 4, 5, auth, b"ARGS").expect("small");
+            let mark = u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]]);
+            assert_eq!(
+                mark,
+                0x8000_0000 | (rec.len() as u32 - 4),
+                "one last fragment"
+            );
+            let m = &rec[4..];
+            let Ok(rpc::Decoded::Call(h)) = rpc::decode_call(m) else {
                 panic!("not a call");
             };
             assert_eq!((h.xid, h.prog, h.vers, h.proc_), (9, 100_021, 4, 5));

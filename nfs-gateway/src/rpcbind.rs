@@ -13,10 +13,9 @@ use tracing::{info, warn};
 
 use crate::portmap::Served;
 use crate::rpc::RpcError;
-use crate::rpc_client::{
-    self, Auth, Target, PMAPPROC_SET, PMAPPROC_UNSET, PMAP_PROGRAM, PMAP_VERSION,
-};
+use crate::rpc_client::{self, Auth, Target};
 use crate::xdr::{XdrReader, XdrWriter};
+use nfs3_types::portmap::{PMAP_PROG, PROGRAM as PMAP_PROGRAM, VERSION as PMAP_VERSION};
 
 pub const DEFAULT: &str = "127.0.0.1:111";
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,7 +34,7 @@ pub async fn answers(at: SocketAddr) -> bool {
         target(at),
         PMAP_PROGRAM,
         PMAP_VERSION,
-        0,
+        PMAP_PROG::PMAPPROC_NULL as u32,
         Auth::Null,
         &[],
         TIMEOUT,
@@ -46,7 +45,7 @@ pub async fn answers(at: SocketAddr) -> bool {
 
 async fn set(
     at: SocketAddr,
-    proc_: u32,
+    proc_: PMAP_PROG,
     (prog, vers, prot): (u32, u32, u32),
     port: u16,
 ) -> Result<bool, RpcError> {
@@ -56,7 +55,7 @@ async fn set(
         target(at),
         PMAP_PROGRAM,
         PMAP_VERSION,
-        proc_,
+        proc_ as u32,
         Auth::Root,
         &a.into_bytes(),
         TIMEOUT,
@@ -75,7 +74,7 @@ pub async fn register(at: SocketAddr, served: &Served) -> Result<Vec<(u32, u32, 
         if entry.0 == PMAP_PROGRAM {
             continue;
         }
-        if set(at, PMAPPROC_SET, entry, served.port).await? {
+        if set(at, PMAP_PROG::PMAPPROC_SET, entry, served.port).await? {
             done.push(entry);
         } else {
             warn!(
@@ -93,7 +92,7 @@ pub async fn register(at: SocketAddr, served: &Served) -> Result<Vec<(u32, u32, 
 /// Takes back what `register` mapped.
 pub async fn unregister(at: SocketAddr, entries: &[(u32, u32, u32)], port: u16) {
     for &entry in entries {
-        if let Err(e) = set(at, PMAPPROC_UNSET, entry, port).await {
+        if let Err(e) = set(at, PMAP_PROG::PMAPPROC_UNSET, entry, port).await {
             warn!(%at, prog = entry.0, error = %e, "cannot unregister from rpcbind");
             return;
         }

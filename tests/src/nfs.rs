@@ -55,16 +55,7 @@ impl TestCluster {
     /// for portmap), waits for its `LISTENING` line and until it serves the
     /// volume root.
     pub fn start_gateway(&self, extra: &[&str]) -> Gateway {
-        let mut args = vec![
-            "--bricks".to_string(),
-            self.bricks_arg(),
-            "--volume".into(),
-            VOLUME.into(),
-            "--op-timeout".into(),
-            OP_TIMEOUT_SECS.to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        self.gateway_with(args, LOOPBACK)
+        self.start_gateway_on(LOOPBACK, extra)
     }
 
     /// [`start_gateway`](Self::start_gateway) listening on `listen`

@@ -74,13 +74,12 @@ impl LockManager {
                 Err(e) => debug!(error = %e, "bricks did not answer the lock; trying again"),
             }
         }
-        let range = (key.start, key.end);
         let granted = self.tables().grant(&key, id);
         match granted {
             Ok(true) => {}
             // Cancelled, or the host freed, while the bricks said yes.
             _ => {
-                self.give_back(key.owner, key.gfid, range).await;
+                self.give_back(key.owner, key.gfid, key.range()).await;
                 self.tables().forget_if_unused(key.owner);
                 return;
             }
@@ -119,9 +118,8 @@ impl LockManager {
                     // the way): the lock is not its to keep.
                     info!(?stat, "client refused the granted lock; giving it back");
                     if self.tables().unblock(&key, Some(id)).is_some() {
-                        let range = (key.start, key.end);
-                        self.give_back(key.owner, key.gfid, range).await;
-                        self.tables().release(key.owner, key.gfid, range);
+                        self.give_back(key.owner, key.gfid, key.range()).await;
+                        self.tables().release(key.owner, key.gfid, key.range());
                     }
                     return;
                 }

@@ -181,6 +181,12 @@ impl LockManager {
         let Some(dir) = self.state_dir.clone() else {
             return Ok(());
         };
+        // Most LOCKs come from a host recorded already: they need not wait
+        // behind another host's write and fsync. Only a write sets
+        // `recorded`, so it cannot be stale in that direction.
+        if self.tables().host(host).is_none_or(|h| h.recorded) {
+            return Ok(());
+        }
         let _order = self.records.lock().await;
         let server = match self.tables().host(host) {
             Some(h) if h.recorded => return Ok(()),

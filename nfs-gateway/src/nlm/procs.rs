@@ -263,7 +263,7 @@ impl LockManager {
         let okey = owner_key(caller, &a.lock);
         let host = okey.host.clone();
         let range = a.lock.range();
-        let (epoch, owner) = {
+        let (epoch, key) = {
             let mut t = self.tables();
             let epoch = match t.touch(&host, caller.local.ip(), now) {
                 Ok(e) => e,
@@ -282,13 +282,7 @@ impl LockManager {
                     return Stat::DeniedNoLocks;
                 }
             };
-            let key = BlockedKey {
-                owner,
-                gfid,
-                start: range.0,
-                end: range.1,
-                exclusive: a.exclusive,
-            };
+            let key = BlockedKey::new(owner, gfid, range, a.exclusive);
             // The same request again: the Linux client resends a blocked
             // LOCK every 30 s, and may have missed our callback.
             if let Some(b) = t.blocked(&key) {
@@ -305,8 +299,9 @@ impl LockManager {
                 t.forget_if_unused(owner);
                 return Stat::DeniedNoLocks;
             }
-            (epoch, owner)
+            (epoch, key)
         };
+        let owner = key.owner;
         if let Err(e) = self.ensure_recorded(&host).await {
             warn!(%host, error = %e, "NLM lock refused: the host cannot be recorded for notification after a restart");
             self.tables().forget_if_unused(owner);
@@ -331,13 +326,6 @@ impl LockManager {
                 }
             }
             Err(e) if a.block && (matches!(e, FsError::WouldBlock) || e.is_brick_trouble()) => {
-                let key = BlockedKey {
-                    owner,
-                    gfid,
-                    start: range.0,
-                    end: range.1,
-                    exclusive: a.exclusive,
-                };
                 let grant = xdr::TestArgs {
                     cookie: Vec::new(),
                     exclusive: a.exclusive,
@@ -393,13 +381,7 @@ impl LockManager {
             let Some(owner) = t.find_owner(&okey) else {
                 return Stat::Denied;
             };
-            let key = BlockedKey {
-                owner,
-                gfid,
-                start: range.0,
-                end: range.1,
-                exclusive: a.exclusive,
-            };
+            let key = BlockedKey::new(owner, gfid, range, a.exclusive);
             t.unblock(&key, None).map(|b| (owner, b))
         };
         let Some((owner, b)) = removed else {

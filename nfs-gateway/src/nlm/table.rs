@@ -83,6 +83,22 @@ pub struct BlockedKey {
     pub exclusive: bool,
 }
 
+impl BlockedKey {
+    pub fn new(owner: u64, gfid: Gfid, (start, end): (u64, u64), exclusive: bool) -> BlockedKey {
+        BlockedKey {
+            owner,
+            gfid,
+            start,
+            end,
+            exclusive,
+        }
+    }
+
+    pub fn range(&self) -> (u64, u64) {
+        (self.start, self.end)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Blocked {
     /// Tells this request from an earlier one with the same key.
@@ -321,7 +337,7 @@ impl Tables {
         let Some(epoch) = self.hosts.get(&b.host).map(|h| h.epoch) else {
             return Ok(false);
         };
-        if !self.hold(key.owner, key.gfid, (key.start, key.end), epoch)? {
+        if !self.hold(key.owner, key.gfid, key.range(), epoch)? {
             return Ok(false);
         }
         if let Some(b) = self.blocked.get_mut(key) {

@@ -8,14 +8,14 @@
 //!
 //! XDR as in [`super::rpc`]: written here, not shared with the gateway.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::rpc::{Auth, Reply, RpcClient, XdrIn, XdrOut};
+use super::rpc::{read_record, record, Auth, Reply, RpcClient, XdrIn, XdrOut};
 
 pub const PROG_NLM: u32 = 100_021;
 pub const PROG_NSM: u32 = 100_024;
@@ -386,25 +386,6 @@ impl Drop for FakeLockd {
     }
 }
 
-fn read_record(s: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let mut h = [0u8; 4];
-        s.read_exact(&mut h)?;
-        let h = u32::from_be_bytes(h);
-        let len = (h & 0x7fff_ffff) as usize;
-        if out.len() + len > 1 << 20 {
-            return Err(io::Error::other("record too large"));
-        }
-        let start = out.len();
-        out.resize(start + len, 0);
-        s.read_exact(&mut out[start..])?;
-        if h & 0x8000_0000 != 0 {
-            return Ok(out);
-        }
-    }
-}
-
 /// Serves one connection: portmap GETPORT (everything is on `port`), NLM
 /// NULL and GRANTED, NSM SM_NOTIFY.
 fn serve(
@@ -492,8 +473,6 @@ fn serve(
         reply.u32(if ok { 0 } else { 1 });
         let mut bytes = reply.into_bytes();
         bytes.extend_from_slice(res.bytes());
-        let mut rec = (0x8000_0000u32 | bytes.len() as u32).to_be_bytes().to_vec();
-        rec.extend_from_slice(&bytes);
-        s.write_all(&rec)?;
+        s.write_all(&record(&bytes))?;
     }
 }

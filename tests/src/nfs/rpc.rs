@@ -311,7 +311,10 @@ pub struct RpcClient {
 impl RpcClient {
     /// Connects; every later read and write gives up after `timeout`.
     pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<RpcClient> {
-        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        RpcClient::over(TcpStream::connect_timeout(&addr, timeout)?, timeout)
+    }
+
+    fn over(stream: TcpStream, timeout: Duration) -> io::Result<RpcClient> {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
@@ -349,13 +352,7 @@ impl RpcClient {
         })?;
         let stream = stream.into_std()?;
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        stream.set_nodelay(true)?;
-        Ok(RpcClient {
-            stream,
-            next_xid: 0x4e4c_4d01,
-        })
+        RpcClient::over(stream, timeout)
     }
 
     /// Calls `prog`/`vers`/`procedure` with XDR-encoded `args`.
@@ -382,21 +379,26 @@ impl RpcClient {
 
     /// Reads one whole record (all its fragments).
     pub fn read_record(&mut self) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        loop {
-            let mut h = [0u8; 4];
-            self.stream.read_exact(&mut h)?;
-            let h = u32::from_be_bytes(h);
-            let len = (h & !LAST_FRAGMENT) as usize;
-            if out.len() + len > MAX_RECORD {
-                return Err(bad(format!("reply record over {MAX_RECORD} bytes")));
-            }
-            let start = out.len();
-            out.resize(start + len, 0);
-            self.stream.read_exact(&mut out[start..])?;
-            if h & LAST_FRAGMENT != 0 {
-                return Ok(out);
-            }
+        read_record(&mut self.stream)
+    }
+}
+
+/// Reads one whole record (all its fragments) from `r`.
+pub fn read_record(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let mut h = [0u8; 4];
+        r.read_exact(&mut h)?;
+        let h = u32::from_be_bytes(h);
+        let len = (h & !LAST_FRAGMENT) as usize;
+        if out.len() + len > MAX_RECORD {
+            return Err(bad(format!("record over {MAX_RECORD} bytes")));
+        }
+        let start = out.len();
+        out.resize(start + len, 0);
+        r.read_exact(&mut out[start..])?;
+        if h & LAST_FRAGMENT != 0 {
+            return Ok(out);
         }
     }
 }

@@ -35,6 +35,12 @@ fn fuse_lock(f: &File, typ: libc::c_int, start: i64, len: i64, wait: bool) -> io
     }
 }
 
+/// Waits up to `within` for FUSE to take a whole-file write lock (and
+/// keeps it): what was held over NFS has been given back.
+fn fuse_gets_it(f: &File, within: Duration) -> bool {
+    wait_until(within, || fuse_lock(f, libc::F_WRLCK, 0, 0, false).is_ok())
+}
+
 #[track_caller]
 fn assert_would_block(r: io::Result<()>) {
     let e = r.expect_err("the lock should be refused");
@@ -240,16 +246,50 @@ fn blocked_lock_is_granted_by_callback_and_cancel_ends_the_wait() {
         .wait_granted(2, Duration::from_secs(10))
         .expect("a second callback");
     assert!(
-        wait_until(Duration::from_secs(5), || fuse_lock(
-            &f,
-            libc::F_WRLCK,
-            0,
-            0,
-            false
-        )
-        .is_ok()),
+        fuse_gets_it(&f, Duration::from_secs(5)),
         "the refused grant was given back"
     );
+}
+
+#[test]
+fn a_grant_whose_callback_cannot_be_delivered_waits_for_the_resent_lock() {
+    let cluster = TestCluster::start(3);
+    let mount = cluster.mount();
+    // Nothing answers there: the client host's portmapper and lockd are
+    // unreachable, so every GRANTED callback fails.
+    let unreachable = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let gw = cluster.start_gateway(&["--callback-rpcbind-port", &unreachable]);
+    let f = open_rw(&mount, "undelivered");
+    let fh = handle(&gw, "undelivered");
+    let mut c = nlm(&gw);
+    let l = NlmLock::new("eta", &fh, 71, 0, 0);
+    let other = NlmLock::new("eta", &fh, 72, 0, 0);
+
+    fuse_lock(&f, libc::F_WRLCK, 0, 0, false).expect("FUSE lock");
+    assert_eq!(c.lock(&l, true, true, false).expect("LOCK"), NLM4_BLOCKED);
+    fuse_lock(&f, libc::F_UNLCK, 0, 0, false).expect("FUSE unlock");
+    // The bricks grant it to the gateway for the waiting owner (TEST by
+    // another owner names it, without taking anything)...
+    let mut last = None;
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            last = Some(c.test(&other, true).expect("TEST"));
+            matches!(&last, Some(Some((NLM4_DENIED, Some(h)))) if h.svid == 71)
+        }),
+        "the blocked lock was not taken for its owner: {last:?}"
+    );
+    // ...and keeps it for the client while the callbacks fail.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_would_block(fuse_lock(&f, libc::F_WRLCK, 0, 0, false));
+    // The client's resent LOCK picks it up.
+    assert_eq!(c.lock(&l, true, true, false).expect("LOCK"), NLM4_GRANTED);
+    assert_would_block(fuse_lock(&f, libc::F_WRLCK, 0, 0, false));
+    assert_eq!(c.unlock(&l).expect("UNLOCK"), NLM4_GRANTED);
+    fuse_lock(&f, libc::F_WRLCK, 0, 0, false).expect("FUSE lock after UNLOCK");
 }
 
 #[test]
@@ -351,14 +391,7 @@ fn hosts_that_go_silent_reboot_or_free_all_lose_their_locks() {
     // sm-notify sends over UDP: the gateway's port answers NSM there too.
     sm_notify_udp(&gw, "127.0.0.2".parse().expect("ip"), "delta", 3);
     assert!(
-        wait_until(Duration::from_secs(5), || fuse_lock(
-            &files[1],
-            libc::F_WRLCK,
-            0,
-            0,
-            false
-        )
-        .is_ok()),
+        fuse_gets_it(&files[1], Duration::from_secs(5)),
         "freed by SM_NOTIFY"
     );
 
@@ -368,14 +401,7 @@ fn hosts_that_go_silent_reboot_or_free_all_lose_their_locks() {
     assert_eq!(c.lock(&fl, true, false, false).expect("LOCK"), NLM4_GRANTED);
     c.free_all("epsilon").expect("FREE_ALL");
     assert!(
-        wait_until(Duration::from_secs(5), || fuse_lock(
-            &files[2],
-            libc::F_WRLCK,
-            0,
-            0,
-            false
-        )
-        .is_ok()),
+        fuse_gets_it(&files[2], Duration::from_secs(5)),
         "freed by FREE_ALL"
     );
 
@@ -393,14 +419,7 @@ fn hosts_that_go_silent_reboot_or_free_all_lose_their_locks() {
     lockd.stop();
     let stopped = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(10), || fuse_lock(
-            &files[0],
-            libc::F_WRLCK,
-            0,
-            0,
-            false
-        )
-        .is_ok()),
+        fuse_gets_it(&files[0], Duration::from_secs(10)),
         "freed after the host went silent"
     );
     eprintln!(
