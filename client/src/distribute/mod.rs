@@ -82,6 +82,22 @@ fn is_unreachable(e: &FsError) -> bool {
     )
 }
 
+/// Why `lookup_everywhere` found no object.
+enum Missing {
+    /// Link files only, no file they point to.
+    OnlyLinks,
+    Error(FsError),
+}
+
+impl Missing {
+    fn into_error(self) -> FsError {
+        match self {
+            Missing::OnlyLinks => FsError::NotFound,
+            Missing::Error(e) => e,
+        }
+    }
+}
+
 fn private_name(name: &Name) -> bool {
     proto::is_shared_private_xattr(name.as_bytes())
 }
@@ -150,17 +166,26 @@ impl Distribute {
     /// `name` on `set`, following a link file to the set it names.
     async fn lookup_on(&self, set: usize, parent: Gfid, name: &Name) -> FsResult<(usize, Attr)> {
         let attr = self.sets[set].lookup(parent, name).await?;
-        match self.linkto(set, &attr).await? {
-            None => Ok((set, attr)),
-            Some(target) if target != set && target < self.sets.len() => {
-                let found = self.sets[target].lookup(parent, name).await?;
-                // Link files are never chained: one pointing at another is
-                // stale (its file moved on), as is one whose file is gone.
-                if self.linkto(target, &found).await?.is_some() {
-                    return Err(FsError::NotFound);
-                }
-                Ok((target, found))
+        let target = match self.linkto(set, &attr).await? {
+            None => return Ok((set, attr)),
+            Some(target) if target != set && target < self.sets.len() => target,
+            Some(_) => return Err(FsError::NotFound),
+        };
+        match self.sets[target].lookup(parent, name).await {
+            Ok(found) if self.linkto(target, &found).await?.is_none() => {
+                return Ok((target, found));
             }
+            Ok(_) | Err(FsError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        // Link files are never chained: one pointing at another is stale
+        // (its file moved on), as is one whose file is gone. Unless a move
+        // onto `set` finished between the two lookups: its copy there stops
+        // being a link file before the source goes, so one more look at
+        // `set` tells the two apart.
+        let again = self.sets[set].lookup(parent, name).await?;
+        match self.linkto(set, &again).await? {
+            None => Ok((set, again)),
             Some(_) => Err(FsError::NotFound),
         }
     }
@@ -168,6 +193,21 @@ impl Distribute {
     /// `name` looked up on every set: for directories whose layout does not
     /// yet say where every file is.
     async fn lookup_everywhere(&self, parent: Gfid, name: &Name) -> FsResult<(usize, Attr)> {
+        match self.lookup_everywhere_once(parent, name).await {
+            // Only link files answered: a move may have finished between
+            // the answers (the copy seen before it became the file, the
+            // source after it went); the sets answer again.
+            Err(Missing::OnlyLinks) => self.lookup_everywhere_once(parent, name).await,
+            other => other,
+        }
+        .map_err(Missing::into_error)
+    }
+
+    async fn lookup_everywhere_once(
+        &self,
+        parent: Gfid,
+        name: &Name,
+    ) -> Result<(usize, Attr), Missing> {
         let answers = join_all(
             self.sets
                 .iter()
@@ -175,12 +215,13 @@ impl Distribute {
         )
         .await;
         let mut error = None;
+        let mut links = false;
         for (i, answer) in answers.into_iter().enumerate() {
             match answer {
                 Ok(attr) if attr.kind == FileKind::Dir => return Ok((i, attr)),
                 Ok(attr) => match self.linkto(i, &attr).await {
                     Ok(None) => return Ok((i, attr)),
-                    Ok(Some(_)) => {}
+                    Ok(Some(_)) => links = true,
                     // Removed since the lookup answered.
                     Err(e) if is_gone(&e) => {}
                     Err(e) => {
@@ -194,7 +235,11 @@ impl Distribute {
                 }
             }
         }
-        Err(error.unwrap_or(FsError::NotFound))
+        Err(match error {
+            Some(e) => Missing::Error(e),
+            None if links => Missing::OnlyLinks,
+            None => Missing::Error(FsError::NotFound),
+        })
     }
 
     /// The hashed set of `name` in `parent`, and the layout it came from.

@@ -349,14 +349,18 @@ impl Run {
             },
         )
         .await?;
-        // The name must still be this file: a rename or an unlink is an
-        // entry change, which the file's lock does not hold off. Looked at
-        // last thing before each step, so that the window in which a
-        // client's rename onto the name could be undone by ours is a
-        // round trip.
+        // The name must still be this file, and its only name: a rename,
+        // an unlink or a hard link is an entry change, which the file's
+        // lock does not hold off. Looked at last thing before each step, so
+        // that the window in which a client's rename onto the name could be
+        // undone by ours, or its new link be left on the source with the
+        // file's gfid on two sets, is a round trip.
         let still_here = || async {
             match src.lookup(dir, name).await {
-                Ok(here) if here.gfid == gfid => Ok(()),
+                Ok(here) if here.gfid == gfid && here.nlink <= 1 => Ok(()),
+                Ok(here) if here.gfid == gfid => {
+                    Err(FsError::Busy("hard-linked while being moved".into()))
+                }
                 Ok(_) | Err(FsError::NotFound) => {
                     Err(FsError::Busy("renamed or removed while being moved".into()))
                 }
