@@ -261,3 +261,36 @@ fn an_open_sees_what_another_client_closed_before_it() {
     fs::write(a.join("f"), b"new").unwrap();
     assert_eq!(read(&b.join("f")).unwrap(), b"new");
 }
+
+/// Appends go on with one brick of three down, land once each, and the
+/// brick that missed them is healed to the same file.
+#[test]
+fn appends_go_on_with_a_brick_down_and_heal() {
+    use std::io::Write;
+    let cluster = TestCluster::start(3);
+    let a = cluster.mount();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(a.join("log"))
+        .unwrap();
+    f.write_all(b"before\n").unwrap();
+    cluster.kill_brick(0);
+    for i in 0..20 {
+        f.write_all(format!("down-{i}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("append {i} with one brick down: {e}"));
+    }
+    drop(f);
+    // Opened afresh while the brick is down, from another mount too.
+    let b = cluster.mount();
+    for m in [&a, &b] {
+        let mut g = fs::OpenOptions::new().append(true).open(m.join("log")).unwrap();
+        g.write_all(b"reopened\n")
+            .unwrap_or_else(|e| panic!("append after an open with one brick down: {e}"));
+    }
+    cluster.restart_brick(0);
+    let _heald = cluster.start_heald(1);
+    let text = fs::read_to_string(a.join("log")).unwrap();
+    assert_eq!(text.lines().count(), 23, "{text}");
+    cluster.assert_replicas_identical(SETTLE);
+}
