@@ -31,8 +31,8 @@ use crate::orphans::Orphans;
 use crate::quota::{Quotas, SUBVOL_XATTR};
 use crate::staging::{foreign_entry, remove_leftover, Tag};
 use crate::store::{
-    entry_gfid, entry_target, proc_fd, stat_at, xget, xlist, xremove, xset, Obj, Store, Target,
-    GFID_XATTR, PRIVATE_XATTR_PREFIX,
+    entry_gfid, entry_target, list_names, proc_fd, stat_at, xget, xlist, xremove, xset, Obj, Store,
+    Target, GFID_XATTR, PRIVATE_XATTR_PREFIX,
 };
 
 /// Longest symlink target accepted (Linux PATH_MAX less the NUL).
@@ -1019,25 +1019,10 @@ impl Backend {
     pub fn readdir(&self, gfid: Gfid, after: Option<&Name>, max: u32) -> FsResult<DirPage> {
         let dirfd = self.store.dir(gfid)?;
         let dfd = dirfd.as_fd();
-        let readable = rustix::fs::openat(
-            dfd,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .os()?;
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        for entry in rustix::fs::Dir::new(readable).os()? {
-            let entry = entry.os()?;
-            let n = entry.file_name().to_bytes();
-            if n == b"." || n == b".." || (gfid.is_root() && n == PRIVATE_DIR.as_bytes()) {
-                continue;
-            }
-            if after.is_some_and(|a| n <= a.as_bytes()) {
-                continue;
-            }
-            names.push(n.to_vec());
-        }
+        let mut names = list_names(dfd, |n| {
+            !(gfid.is_root() && n == PRIVATE_DIR.as_bytes())
+                && after.is_none_or(|a| n > a.as_bytes())
+        })?;
         names.sort_unstable();
         let max = max.clamp(1, READDIR_MAX) as usize;
         let eof = names.len() <= max;
