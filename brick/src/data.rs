@@ -30,10 +30,17 @@ const MAX_INFLIGHT: usize = 16;
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<u64, ConnId>>,
-    /// The client (mount or gateway process) behind each RPC connection.
-    clients: Mutex<HashMap<ConnId, proto::ClientId>>,
-    /// RPC connections that said `Purpose::Maintenance` (heal, rebalance).
-    maintenance: Mutex<std::collections::HashSet<ConnId>>,
+    /// Who is behind each RPC connection, as its `hello` said.
+    peers: Mutex<HashMap<ConnId, Peer>>,
+}
+
+#[derive(Clone, Copy)]
+struct Peer {
+    /// The client (mount or gateway process).
+    client: proto::ClientId,
+    /// Heal or rebalance (`Purpose::Maintenance`): quotas count its
+    /// changes but never refuse them.
+    maintenance: bool,
 }
 
 impl Sessions {
@@ -43,8 +50,8 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, proto::ClientId>> {
-        self.clients
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<ConnId, Peer>> {
+        self.peers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -52,26 +59,20 @@ impl Sessions {
     pub fn open(&self, conn: ConnId, client: proto::ClientId, purpose: proto::Purpose) -> u64 {
         let token = uuid::Uuid::new_v4().as_u64_pair().0;
         self.lock().insert(token, conn);
-        self.clients().insert(conn, client);
-        let mut m = self
-            .maintenance
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if purpose == proto::Purpose::Maintenance {
-            m.insert(conn);
-        } else {
-            m.remove(&conn);
-        }
+        let maintenance = purpose == proto::Purpose::Maintenance;
+        self.peers().insert(
+            conn,
+            Peer {
+                client,
+                maintenance,
+            },
+        );
         token
     }
 
-    /// True for a connection of heal or rebalance: quotas count its
-    /// changes but never refuse them.
+    /// True for a connection of heal or rebalance.
     pub fn is_maintenance(&self, conn: ConnId) -> bool {
-        self.maintenance
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&conn)
+        self.peers().get(&conn).is_some_and(|p| p.maintenance)
     }
 
     /// `txn` as this connection may run it.
@@ -81,22 +82,18 @@ impl Sessions {
     }
 
     pub fn client_of(&self, conn: ConnId) -> Option<proto::ClientId> {
-        self.clients().get(&conn).copied()
+        self.peers().get(&conn).map(|p| p.client)
     }
 
     pub fn has_client(&self, client: proto::ClientId) -> bool {
-        self.clients().values().any(|c| *c == client)
+        self.peers().values().any(|p| p.client == client)
     }
 
     /// Ends a connection's session; returns its client when that was the
     /// client's last connection here.
     pub fn close(&self, conn: ConnId) -> Option<proto::ClientId> {
         self.lock().retain(|_, c| *c != conn);
-        self.maintenance
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&conn);
-        let client = self.clients().remove(&conn)?;
+        let client = self.peers().remove(&conn)?.client;
         (!self.has_client(client)).then_some(client)
     }
 
@@ -137,6 +134,9 @@ pub async fn connection(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay");
     }
+    // Said by the hello that handed out the token, before this connection
+    // could open: no need to ask again for every request.
+    let maintenance = sessions.is_maintenance(conn);
     let span = tracing::info_span!("data", conn, peer = ?peer);
     async move {
         let (rd, wr) = stream.into_split();
@@ -172,7 +172,6 @@ pub async fn connection(
             };
             let backend = backend.clone();
             let tx = tx.clone();
-            let maintenance = sessions.is_maintenance(conn);
             inflight.spawn(async move {
                 let _slot = slot;
                 let id = header.id;
@@ -318,5 +317,22 @@ mod tests {
         assert_eq!(s.find(t1), None);
         assert_eq!(s.close(2), Some(7));
         assert!(!s.has_client(7));
+    }
+
+    #[test]
+    fn only_the_connection_says_it_is_maintenance_never_the_wire() {
+        let s = Sessions::default();
+        s.open(1, 7, proto::Purpose::Client);
+        s.open(2, 8, proto::Purpose::Maintenance);
+        let claims = |maintenance| Txn {
+            maintenance,
+            ..Txn::none()
+        };
+        assert!(!s.stamp(1, claims(true)).maintenance);
+        assert!(s.stamp(2, claims(false)).maintenance);
+        // A connection that has not said hello (or has closed) is no heal.
+        assert!(!s.stamp(3, claims(true)).maintenance);
+        s.close(2);
+        assert!(!s.stamp(2, claims(true)).maintenance);
     }
 }

@@ -19,7 +19,7 @@
 //! refused at start, so a typo in a test cannot silently test nothing.
 
 /// Every failpoint, `<op>::after_<step>`. The crash test
-/// (`tests/tests/crash.rs`) kills a brick at each of them in turn. `create`
+/// (`tests/tests/it/crash.rs`) kills a brick at each of them in turn. `create`
 /// is a regular file, `mknod` a fifo, socket or device; `truncate` is a
 /// setattr that changes the size (its owner, mode and times steps are the
 /// `setattr` ones).

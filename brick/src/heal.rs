@@ -14,7 +14,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 use crate::attr::is_dir;
 use crate::error::OsResult;
 use crate::ops::{check_name, Backend};
-use crate::store::{entry_gfid, stat_at, Obj};
+use crate::store::{entry_gfid, list_names, stat_at, Obj};
 
 /// Largest page of the heal index one call returns.
 const PAGE_MAX: u32 = 4096;
@@ -229,23 +229,8 @@ impl Backend {
             Mode::empty(),
         )
         .os()?;
-        let mut names = Vec::new();
-        let listing = rustix::fs::openat(
-            &sub,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .os()?;
-        for entry in rustix::fs::Dir::new(listing).os()? {
-            let entry = entry.os()?;
-            let n = entry.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                names.push(Name::new(n));
-            }
-        }
-        for n in names {
-            self.remove_tree(sub.as_fd(), &n, depth + 1)?;
+        for n in list_names(sub.as_fd(), |_| true)? {
+            self.remove_tree(sub.as_fd(), &Name(n), depth + 1)?;
         }
         self.remove_dir_name(dfd, name, gfid)
     }

@@ -31,8 +31,8 @@ use crate::orphans::Orphans;
 use crate::quota::{Quotas, SUBVOL_XATTR};
 use crate::staging::{foreign_entry, remove_leftover, Tag};
 use crate::store::{
-    entry_gfid, entry_target, proc_fd, stat_at, xget, xlist, xremove, xset, Obj, Store, Target,
-    GFID_XATTR, PRIVATE_XATTR_PREFIX,
+    entry_gfid, entry_target, list_names, proc_fd, stat_at, xget, xlist, xremove, xset, Obj, Store,
+    Target, GFID_XATTR, PRIVATE_XATTR_PREFIX,
 };
 
 /// Longest symlink target accepted (Linux PATH_MAX less the NUL).
@@ -373,49 +373,46 @@ impl Backend {
         let staged = self.store.staging.name(Tag::New, new.gfid);
         let file = self.stage_object(&staged, new, perm)?;
         failpoint!(create_op(new.kind), "after_stage");
-        if let Err(e) = self.fill_staged(&staged, file.as_ref(), new, perm, gid, subvol) {
+        let placed = self
+            .fill_staged(&staged, file.as_ref(), new, perm, gid, subvol)
+            .and_then(|()| self.place_over_leftover(dirfd, parent, new, &staged));
+        if let Err(e) = placed {
             self.unstage(&staged, new.kind);
             return Err(e);
-        }
-        let mut removed_leftover = false;
-        loop {
-            let placed = if new.kind == FileKind::Dir {
-                self.place_dir(dirfd, parent, new, &staged)
-            } else {
-                self.place_other(dirfd, new, &staged)
-            };
-            match placed {
-                Ok(()) => break,
-                Err(FsError::Exists) if !removed_leftover => {
-                    let taken = match entry_gfid(dirfd, &new.name) {
-                        Ok(None) => Some(remove_leftover(dirfd, &new.name)),
-                        _ => None,
-                    };
-                    match taken {
-                        Some(Ok(true)) => removed_leftover = true,
-                        Some(Ok(false)) => {
-                            self.unstage(&staged, new.kind);
-                            return Err(foreign_entry(&new.name));
-                        }
-                        Some(Err(e)) => {
-                            self.unstage(&staged, new.kind);
-                            return Err(e);
-                        }
-                        None => {
-                            self.unstage(&staged, new.kind);
-                            return Err(FsError::Exists);
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.unstage(&staged, new.kind);
-                    return Err(e);
-                }
-            }
         }
         match &file {
             Some(fd) => rustix::fs::fstat(fd).os(),
             None => stat_at(dirfd, &new.name),
+        }
+    }
+
+    /// Places a filled staged object at its name. A name taken by an entry
+    /// without a gfid is an interrupted create's leftover (an older
+    /// brickd's) if it holds nothing: removed, and the placing tried once
+    /// more. One that holds data is not brickfs's to remove.
+    fn place_over_leftover(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        parent: Gfid,
+        new: &NewObject,
+        staged: &str,
+    ) -> FsResult<()> {
+        let place = || {
+            if new.kind == FileKind::Dir {
+                self.place_dir(dirfd, parent, new, staged)
+            } else {
+                self.place_other(dirfd, new, staged)
+            }
+        };
+        match place() {
+            Err(FsError::Exists) if matches!(entry_gfid(dirfd, &new.name), Ok(None)) => {
+                if remove_leftover(dirfd, &new.name)? {
+                    place()
+                } else {
+                    Err(foreign_entry(&new.name))
+                }
+            }
+            placed => placed,
         }
     }
 
@@ -1022,25 +1019,10 @@ impl Backend {
     pub fn readdir(&self, gfid: Gfid, after: Option<&Name>, max: u32) -> FsResult<DirPage> {
         let dirfd = self.store.dir(gfid)?;
         let dfd = dirfd.as_fd();
-        let readable = rustix::fs::openat(
-            dfd,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .os()?;
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        for entry in rustix::fs::Dir::new(readable).os()? {
-            let entry = entry.os()?;
-            let n = entry.file_name().to_bytes();
-            if n == b"." || n == b".." || (gfid.is_root() && n == PRIVATE_DIR.as_bytes()) {
-                continue;
-            }
-            if after.is_some_and(|a| n <= a.as_bytes()) {
-                continue;
-            }
-            names.push(n.to_vec());
-        }
+        let mut names = list_names(dfd, |n| {
+            !(gfid.is_root() && n == PRIVATE_DIR.as_bytes())
+                && after.is_none_or(|a| n > a.as_bytes())
+        })?;
         names.sort_unstable();
         let max = max.clamp(1, READDIR_MAX) as usize;
         let eof = names.len() <= max;

@@ -82,7 +82,9 @@ use rustix::io::Errno;
 
 use crate::attr::is_dir;
 use crate::error::{BrickError, OsResult};
-use crate::store::{entry_gfid, fd_gfid, parse_pointer, pointer_content, stat_at, Obj, Store};
+use crate::store::{
+    entry_gfid, fd_gfid, list_names, parse_pointer, pointer_content, stat_at, Obj, Store,
+};
 
 const STAGING_DIR: &str = "staging";
 
@@ -462,7 +464,9 @@ pub(crate) fn repair_dirs(store: &Store, dirs: &[Gfid]) {
     let mut indexed = 0usize;
     for &dir in dirs {
         let Ok(dfd) = store.dir(dir) else { continue };
-        let names = match list(dfd.as_fd()) {
+        let names = match list_names(dfd.as_fd(), |n| {
+            !(dir.is_root() && n == PRIVATE_DIR.as_bytes())
+        }) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(%dir, error = %e, "cannot list a dirty directory");
@@ -470,9 +474,6 @@ pub(crate) fn repair_dirs(store: &Store, dirs: &[Gfid]) {
             }
         };
         for n in names {
-            if dir.is_root() && n == PRIVATE_DIR.as_bytes() {
-                continue;
-            }
             let name = Name(n);
             match entry_gfid(dfd.as_fd(), &name) {
                 Ok(None) => match remove_leftover(dfd.as_fd(), &name) {
@@ -536,23 +537,4 @@ fn ensure_indexed(
             Err(e) => Err(FsError::from_errno(e.raw_os_error())),
         }
     }
-}
-
-fn list(dfd: BorrowedFd<'_>) -> FsResult<Vec<Vec<u8>>> {
-    let readable = rustix::fs::openat(
-        dfd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .os()?;
-    let mut out = Vec::new();
-    for entry in rustix::fs::Dir::new(readable).os()? {
-        let entry = entry.os()?;
-        let n = entry.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            out.push(n.to_vec());
-        }
-    }
-    Ok(out)
 }

@@ -580,6 +580,33 @@ fn read_gfid(t: &Target) -> FsResult<Option<Gfid>> {
     }
 }
 
+/// The names in directory `dfd` (not `.` and `..`) that `keep` wants,
+/// copied out as they are read: readdir, recovery and heal's tree removal
+/// read directories the same way.
+pub(crate) fn list_names(
+    dfd: BorrowedFd<'_>,
+    mut keep: impl FnMut(&[u8]) -> bool,
+) -> FsResult<Vec<Vec<u8>>> {
+    // `Dir` reads from an fd of its own: the `O_PATH` fds the store keeps
+    // cannot be read.
+    let readable = rustix::fs::openat(
+        dfd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .os()?;
+    let mut out = Vec::new();
+    for entry in rustix::fs::Dir::new(readable).os()? {
+        let entry = entry.os()?;
+        let n = entry.file_name().to_bytes();
+        if n != b"." && n != b".." && keep(n) {
+            out.push(n.to_vec());
+        }
+    }
+    Ok(out)
+}
+
 pub fn stat_at(dirfd: BorrowedFd<'_>, name: &Name) -> FsResult<Stat> {
     rustix::fs::statat(dirfd, name.as_bytes(), AtFlags::SYMLINK_NOFOLLOW).os()
 }

@@ -822,6 +822,34 @@ fn recovery_settles_index_links_parked_by_an_unlink() {
 }
 
 #[test]
+fn recovery_leaves_a_staged_link_claiming_a_taken_gfid_and_drops_strangers() {
+    let t = brick();
+    let a = t.create(Gfid::ROOT, "a", FileKind::File);
+    let b = t.create(Gfid::ROOT, "b", FileKind::File);
+    // A staged index link for a's gfid that is another object (b's inode):
+    // neither may lose its index entry, so it stays for an operator.
+    let claim = staged(&t, "unlinked", a);
+    std::fs::hard_link(t.dir.join("b"), &claim).expect("stage a false claim");
+    let stranger = staging(&t).join("not-a-staged-name");
+    std::fs::write(&stranger, b"").expect("stranger");
+    let t = reopen(t);
+    assert!(
+        claim.exists(),
+        "the claim was settled over the real index link"
+    );
+    assert!(!stranger.exists(), "a stranger stayed in staging");
+    let look = |name: &str| {
+        t.b.lookup(Gfid::ROOT, &Name::from(name))
+            .expect(name)
+            .attr
+            .gfid
+    };
+    assert_eq!((look("a"), look("b")), (a, b));
+    assert_eq!(t.b.getattr(a).expect("a by gfid").attr.nlink, 1);
+    assert_eq!(t.b.getattr(b).expect("b by gfid").attr.gfid, b);
+}
+
+#[test]
 fn recovery_settles_pointers_of_rmdir_and_rename() {
     let t = brick();
     // rmdir killed after `park`: the directory is still there.

@@ -10,13 +10,11 @@
 //! there.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use crate::cluster::{Binaries, TestCluster};
 
@@ -90,18 +88,6 @@ pub fn arm(cluster: &TestCluster, i: usize, point: &str) {
 /// The line brickd-failpoints logs as it kills itself at `point`.
 pub fn death_line(point: &str) -> String {
     format!("failpoint {point}: SIGKILL")
-}
-
-/// How many lines of the log at `path` contain `needle`.
-pub fn count_in_log(path: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(path)
-        .map(|s| s.lines().filter(|l| l.contains(needle)).count())
-        .unwrap_or(0)
-}
-
-/// Waits until the log at `path` has at least `n` lines containing `needle`.
-pub fn wait_log(path: &Path, needle: &str, n: usize, timeout: Duration) -> bool {
-    crate::wait_until(timeout, || count_in_log(path, needle) >= n)
 }
 
 /// What is wrong with the brick directory `dir`, one line per problem:
@@ -241,10 +227,6 @@ impl Check {
 
 /// The gfid xattr of `path` (not followed) in hex, if it has one.
 pub fn gfid_of(path: &Path) -> Option<String> {
-    let p = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let n = CString::new("trusted.brickfs.gfid").ok()?;
-    let mut buf = [0u8; 16];
-    // SAFETY: NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    (rc == 16).then(|| buf.iter().map(|b| format!("{b:02x}")).collect())
+    let gfid = crate::xattr::get(path, "trusted.brickfs.gfid").ok()?;
+    (gfid.len() == 16).then(|| gfid.iter().map(|b| format!("{b:02x}")).collect())
 }

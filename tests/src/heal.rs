@@ -52,34 +52,30 @@ impl TestCluster {
     /// Starts `brickfs heald` on this cluster's bricks (retrying what it
     /// cannot heal every `retry_secs`).
     pub fn start_heald(&self, retry_secs: u32) -> Heald {
-        let log = self.root().join("logs").join("heald.log");
-        let mut cmd = Command::new(&self.binaries().brickfs);
-        cmd.args(["--log-level", "info", "heald", "--bricks"])
-            .arg(self.bricks_arg())
-            .args(["--volume", VOLUME, "--op-timeout", "2", "--retry"])
-            .arg(retry_secs.to_string())
-            .stdin(Stdio::null())
-            .stdout(proc::open_log(&log))
-            .stderr(proc::open_log(&log));
-        let child = proc::spawn(cmd, libc::SIGKILL).expect("starting brickfs heald");
-        Heald {
-            child: Some(child),
-            log,
-        }
+        let bricks = self.bricks_arg();
+        let source = ["--bricks", bricks.as_str(), "--op-timeout", "2"];
+        self.spawn_heald("heald.log", &source, retry_secs)
     }
 
     /// Starts `brickfs heald --store URL --volume test`: the daemon that
     /// finds its volume (bricks, options) in the cluster store.
     pub fn start_heald_from_store(&self, url: &str, retry_secs: u32) -> Heald {
-        let log = self.root().join("logs").join("heald-store.log");
+        self.spawn_heald("heald-store.log", &["--store", url], retry_secs)
+    }
+
+    /// `brickfs heald` for the test volume, told where its bricks are by
+    /// `source`, logging to `logs/<log>`.
+    fn spawn_heald(&self, log: &str, source: &[&str], retry_secs: u32) -> Heald {
+        let log = self.root().join("logs").join(log);
         let mut cmd = Command::new(&self.binaries().brickfs);
-        cmd.args(["--log-level", "info", "heald", "--store", url])
+        cmd.args(["--log-level", "info", "heald"])
+            .args(source)
             .args(["--volume", VOLUME, "--retry"])
             .arg(retry_secs.to_string())
             .stdin(Stdio::null())
             .stdout(proc::open_log(&log))
             .stderr(proc::open_log(&log));
-        let child = proc::spawn(cmd, libc::SIGKILL).expect("starting brickfs heald --store");
+        let child = proc::spawn(cmd, libc::SIGKILL).expect("starting brickfs heald");
         Heald {
             child: Some(child),
             log,

@@ -49,7 +49,7 @@ impl Healer {
             // healed in between. Every entry op reached a quorum, so the
             // two replicas that applied a name's last op agree on it: a
             // majority of all replicas decides name by name.
-            Roles::SplitBrain { .. } if have == self.all_mask() && count(have) >= 3 => {
+            Roles::SplitBrain { .. } if self.majority_decides_entries(have) => {
                 let listings = self.listings(gfid, have).await?;
                 match self.by_majority(have, &listings) {
                     Ok(plans) => plans,
@@ -127,6 +127,13 @@ impl Healer {
             }
         }
         Err(last)
+    }
+
+    /// True when a directory whose replicas all blame each other for
+    /// entries heals by a majority of all replicas (`have` is all of them,
+    /// and there are at least three) rather than being a split-brain.
+    pub(super) fn majority_decides_entries(&self, have: Mask) -> bool {
+        have == self.all_mask() && count(have) >= 3
     }
 
     /// For directories nobody blamed: a name (with its gfid) held by a

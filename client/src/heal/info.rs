@@ -129,9 +129,9 @@ impl Healer {
             };
             let mut kinds = Vec::new();
             let mut blamed = 0;
-            // A directory every replica of which is here heals its entries
-            // by majority (`entries.rs`): not a split-brain.
-            let entries_vote = survey.have() == self.all_mask() && self.bricks.len() >= 3;
+            // Healed by a majority of all replicas (`entries.rs`): not a
+            // split-brain.
+            let entries_vote = self.majority_decides_entries(survey.have());
             for kind in [PendingKind::Data, PendingKind::Metadata, PendingKind::Entry] {
                 if kind == PendingKind::Entry && entries_vote {
                     continue;

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use tests::cluster::{Mount, TestCluster};
-use tests::failpoints::{arm, check_brick, count_in_log, death_line, wait_log};
-use tests::wait_until;
+use tests::failpoints::{arm, check_brick, death_line};
+use tests::{log_lines, wait_until, xattr};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -100,20 +100,6 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-fn set_xattr(p: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let n = CString::new(name).expect("name");
-    // SAFETY: NUL-terminated strings, a buffer of the given length.
-    check(unsafe {
-        libc::lsetxattr(
-            cstr(p).as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    })
-}
-
 /// What an operation works on, made before the brick is armed.
 struct Prepared {
     path: PathBuf,
@@ -140,7 +126,7 @@ fn prepare(op: Op, m: &Mount, k: usize) -> Prepared {
         | Op::Fallocate => fs::write(&path, &content).expect("prepare file"),
         Op::Removexattr => {
             fs::write(&path, &content).expect("prepare file");
-            set_xattr(&path, "user.crash", b"before").expect("prepare xattr");
+            xattr::set(&path, "user.crash", b"before").expect("prepare xattr");
         }
         Op::UnlinkOpen => {
             fs::write(&path, &content).expect("prepare file");
@@ -186,12 +172,8 @@ fn run(op: Op, p: &Prepared) -> io::Result<()> {
             .open(path)?
             .set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000)),
         Op::Truncate => OpenOptions::new().write(true).open(path)?.set_len(3),
-        Op::Setxattr => set_xattr(path, "user.crash", b"set at the crash"),
-        Op::Removexattr => {
-            let n = CString::new("user.crash").expect("name");
-            // SAFETY: NUL-terminated strings.
-            check(unsafe { libc::lremovexattr(cstr(path).as_ptr(), n.as_ptr()) })
-        }
+        Op::Setxattr => xattr::set(path, "user.crash", b"set at the crash"),
+        Op::Removexattr => xattr::remove(path, "user.crash"),
         Op::Write => {
             let mut f = OpenOptions::new().append(true).open(path)?;
             f.write_all(b"written at the crash\n")?;
@@ -229,10 +211,6 @@ impl Rig {
         }
     }
 
-    fn up_line(&self, i: usize) -> String {
-        format!("brick up brick={} ", self.cluster.brick_addr(i))
-    }
-
     /// Kills a brick at `point` during `op`, restarts and heals it, and
     /// checks everything.
     fn crash(&mut self, point: &str, op: Op) {
@@ -248,12 +226,12 @@ impl Rig {
             c.wait_healed(STEP_TIMEOUT),
             "{what}: not healed before arming"
         );
-        let mount_log = self.mount.log().to_path_buf();
-        let ups = count_in_log(&mount_log, &self.up_line(victim));
-        let deaths = count_in_log(&c.brick_log(victim), &death_line(point));
+        let addr = c.brick_addr(victim);
+        let ups = self.mount.brick_ups(addr);
+        let deaths = log_lines(&c.brick_log(victim), &[&death_line(point)]);
         arm(c, victim, point);
         assert!(
-            wait_log(&mount_log, &self.up_line(victim), ups + 1, STEP_TIMEOUT),
+            wait_until(STEP_TIMEOUT, || self.mount.brick_ups(addr) > ups),
             "{what}: the mount did not reconnect to the armed brick"
         );
         let res = run(op, &prepared);
@@ -262,7 +240,7 @@ impl Rig {
             "{what}: the brick never reached the failpoint"
         );
         assert_eq!(
-            count_in_log(&c.brick_log(victim), &death_line(point)),
+            log_lines(&c.brick_log(victim), &[&death_line(point)]),
             deaths + 1,
             "{what}: the brick died, but not at the failpoint"
         );
@@ -409,7 +387,10 @@ fn heal_info_says_why_an_entry_cannot_be_healed() {
     let heald = c.start_heald(1);
     // heald says what it leaves and why, not only how many.
     assert!(
-        wait_log(&heald.log, "without a gfid and holds data", 1, STEP_TIMEOUT),
+        wait_until(STEP_TIMEOUT, || log_lines(
+            &heald.log,
+            &["without a gfid and holds data"]
+        ) >= 1),
         "heald does not say why it left an entry"
     );
 
