@@ -284,7 +284,10 @@ fn appends_go_on_with_a_brick_down_and_heal() {
     // Opened afresh while the brick is down, from another mount too.
     let b = cluster.mount();
     for m in [&a, &b] {
-        let mut g = fs::OpenOptions::new().append(true).open(m.join("log")).unwrap();
+        let mut g = fs::OpenOptions::new()
+            .append(true)
+            .open(m.join("log"))
+            .unwrap();
         g.write_all(b"reopened\n")
             .unwrap_or_else(|e| panic!("append after an open with one brick down: {e}"));
     }
