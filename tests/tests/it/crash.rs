@@ -249,7 +249,14 @@ impl Rig {
             self.errors.push(format!("{what}: {e}"));
         }
         drop(prepared);
+        let ups = self.mount.brick_ups(addr);
         c.restart_brick(victim);
+        // The next preparation must reach all three bricks, or it leaves
+        // blame behind that nothing here heals.
+        assert!(
+            wait_until(STEP_TIMEOUT, || self.mount.brick_ups(addr) > ups),
+            "{what}: the mount did not reconnect to the restarted brick"
+        );
         self.heal(&what);
         assert!(self.mount.is_mounted(), "{what}: the mount is gone");
         eprintln!("{what}: ok in {:.2} s", started.elapsed().as_secs_f64());
