@@ -19,6 +19,7 @@
 //! - `nlm`: the NLM v4 lock manager over the bricks' record locks.
 //! - `nsm`: the status monitor: restart notification, the state directory.
 //! - `rpc_client`: the calls we make (callbacks, probes, notifications).
+//! - `tenancy`: tenants' sub-volumes served only to their networks.
 //! - `exports`: export rules (`/vol`, `/vol/sub/dir`, `ro`, `allow=CIDR`).
 //! - `nfs`: the NFS v3 program over the client stack.
 //! - `handles`: file handles from the volume and the gfid, stable across
@@ -45,6 +46,7 @@ pub mod rpc_client;
 pub mod rpcbind;
 pub mod server;
 pub mod shape;
+pub mod tenancy;
 pub mod udp;
 pub mod xdr;
 
@@ -118,6 +120,8 @@ pub struct Gateway {
     pub cookies: cookies::Cookies,
     /// The NLM lock manager (and the NSM state it depends on).
     pub locks: Arc<nlm::LockManager>,
+    /// Which networks may reach which tenant's sub-volumes.
+    pub tenancy: Arc<tenancy::Tenancy>,
 }
 
 impl Gateway {
@@ -135,6 +139,7 @@ impl Gateway {
             access: access::AccessCache::default(),
             cookies: cookies::Cookies::default(),
             locks,
+            tenancy: Arc::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ use nfs_gateway::exports::Exports;
 use nfs_gateway::nlm::{self, LockManager};
 use nfs_gateway::nsm::state_dir::StateDir;
 use nfs_gateway::server::Listeners;
-use nfs_gateway::{rpcbind, server, Gateway, GatewayError};
+use nfs_gateway::{rpcbind, server, tenancy, Gateway, GatewayError};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
@@ -157,6 +157,8 @@ enum StartError {
     Open(#[from] volume::OpenError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    #[error("reading tenants and sub-volumes from the store: {0}")]
+    Tenancy(String),
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -253,6 +255,21 @@ async fn run(args: Args) -> Result<(), StartError> {
         exports,
         locks.clone(),
     ));
+    if let volume::Source::Store { url, .. } = &source {
+        let store = store::open(url)
+            .await
+            .map_err(|e| StartError::Tenancy(e.to_string()))?;
+        let table = tenancy::load(store.as_ref(), &name)
+            .await
+            .map_err(StartError::Tenancy)?;
+        info!(
+            tenants = table.tenants(),
+            subvolumes = table.subvolumes(),
+            "tenant exports: each tenant's sub-volumes only to its networks"
+        );
+        gw.tenancy.set(table);
+        tokio::spawn(tenancy::refresh(gw.tenancy.clone(), store, name.clone()));
+    }
     let registered = match register {
         Some(at) => match rpcbind::register(at, &listeners.served()?).await {
             Ok(done) => Some((at, done)),

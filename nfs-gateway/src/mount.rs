@@ -13,6 +13,7 @@ use proto::{Attr, FileKind, FsError, FsResult, Gfid, Name};
 use tracing::info;
 
 use crate::exports::{ExportRule, Exports};
+use crate::handles::Handle;
 use crate::rpc::{XdrReader, AUTH_NULL, AUTH_UNIX};
 use crate::{Caller, Gateway, Outcome};
 
@@ -37,7 +38,11 @@ pub async fn handle_mount(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]
             Outcome::Reply(Vec::new())
         }
         MOUNT_PROGRAM::MOUNTPROC3_EXPORT => {
-            Outcome::encode(&export_list(&gw.exports, caller.peer.ip()))
+            let ip = caller.peer.ip();
+            match gw.tenancy.table().exports_for(ip) {
+                Some(own) => Outcome::encode(&tenant_export_list(&gw.volume, own)),
+                None => Outcome::encode(&export_list(&gw.exports, ip)),
+            }
         }
     }
 }
@@ -59,10 +64,10 @@ async fn mnt(gw: &Gateway, caller: &Caller, args: &[u8]) -> Outcome {
         return Outcome::GarbageArgs;
     };
     let res = match mount_path(gw, caller, path).await {
-        Ok((export, gfid)) => {
-            info!(peer = %caller.peer, path = %shown(path), export, "MNT: MNT3_OK");
+        Ok(h) => {
+            info!(peer = %caller.peer, path = %shown(path), export = h.export, subvol = ?h.subvol, "MNT: MNT3_OK");
             m::mountres3::Ok(m::mountres3_ok {
-                fhandle: m::fhandle3(crate::handles::encode(&gw.volume_key, export, gfid).data),
+                fhandle: m::fhandle3(crate::handles::encode(&gw.volume_key, h).data),
                 auth_flavors: vec![AUTH_UNIX, AUTH_NULL],
             })
         }
@@ -74,26 +79,55 @@ async fn mnt(gw: &Gateway, caller: &Caller, args: &[u8]) -> Outcome {
     Outcome::encode(&res)
 }
 
-/// The export index and the gfid of the directory `path` names.
-async fn mount_path(gw: &Gateway, caller: &Caller, path: &[u8]) -> Result<(u8, Gfid), mountstat3> {
+/// The handle of the directory `path` names: its export rule, and the
+/// sub-volume it lies in, whose tenant's networks the caller must be in
+/// (`tenancy`).
+async fn mount_path(gw: &Gateway, caller: &Caller, path: &[u8]) -> Result<Handle, mountstat3> {
     let (export, rule, names) = gw.exports.for_mount_path(path)?;
-    if !rule.allows(caller.peer.ip()) {
+    let ip = caller.peer.ip();
+    if !rule.allows(ip) {
         return Err(mountstat3::MNT3ERR_ACCES);
     }
-    let gfid = walk(&names, |dir, name| async move {
-        gw.layer.lookup(dir, &name).await
+    let table = gw.tenancy.table();
+    let lookup = |dir, name: Name| async move { gw.layer.lookup(dir, &name).await };
+    let in_subvol = names.first().and_then(|n| table.subvolume(&n.0));
+    let (subvol, gfid) = match in_subvol {
+        Some(owned) => {
+            table
+                .check_owned(ip, owned)
+                .map_err(|_| mountstat3::MNT3ERR_ACCES)?;
+            let root = walk(&names[..1], lookup).await?;
+            (Some(root), walk_from(root, &names[1..], lookup).await?)
+        }
+        None => {
+            table
+                .check(ip, None)
+                .map_err(|_| mountstat3::MNT3ERR_ACCES)?;
+            (None, walk(&names, lookup).await?)
+        }
+    };
+    Ok(Handle {
+        export,
+        gfid,
+        subvol,
     })
-    .await?;
-    Ok((export, gfid))
 }
 
 /// Looks `names` up from the volume root; every step must be a directory.
-async fn walk<F, Fut>(names: &[Name], mut lookup: F) -> Result<Gfid, mountstat3>
+async fn walk<F, Fut>(names: &[Name], lookup: F) -> Result<Gfid, mountstat3>
 where
     F: FnMut(Gfid, Name) -> Fut,
     Fut: Future<Output = FsResult<Attr>>,
 {
-    let mut dir = Gfid::ROOT;
+    walk_from(Gfid::ROOT, names, lookup).await
+}
+
+/// [`walk`] from directory `dir`.
+async fn walk_from<F, Fut>(mut dir: Gfid, names: &[Name], mut lookup: F) -> Result<Gfid, mountstat3>
+where
+    F: FnMut(Gfid, Name) -> Fut,
+    Fut: Future<Output = FsResult<Attr>>,
+{
     for name in names {
         let attr = lookup(dir, name.clone())
             .await
@@ -149,6 +183,25 @@ fn export_list(exports: &Exports, client: IpAddr) -> m::exports<'static, 'static
                     groups(r)
                         .into_iter()
                         .map(|g| m::name(Opaque::owned(g.into_bytes())))
+                        .collect(),
+                ),
+            })
+            .collect(),
+    )
+}
+
+/// A tenant's client sees its own sub-volumes only.
+fn tenant_export_list(
+    volume: &str,
+    own: Vec<(String, Vec<tenant::Cidr>)>,
+) -> m::exports<'static, 'static> {
+    List(
+        own.into_iter()
+            .map(|(name, nets)| m::export_node {
+                ex_dir: m::dirpath(Opaque::owned(format!("/{volume}/{name}").into_bytes())),
+                ex_groups: List(
+                    nets.iter()
+                        .map(|c| m::name(Opaque::owned(c.to_string().into_bytes())))
                         .collect(),
                 ),
             })

@@ -50,6 +50,10 @@ pub(crate) fn open_handle<'a>(gw: &'a Gateway, caller: &Caller, fh: &[u8]) -> Re
         tracing::warn!(peer = %caller.peer, export = %rule.path, "call from a network the export does not allow");
         return Err(nfsstat3::NFS3ERR_ACCES);
     }
+    if let Err(s) = gw.tenancy.table().check(caller.peer.ip(), h.subvol) {
+        tracing::warn!(peer = %caller.peer, subvol = ?h.subvol, "call from a network the sub-volume's tenant does not have");
+        return Err(s);
+    }
     let mut caller = caller.clone();
     if rule.root_squash && caller.uid == 0 {
         caller.uid = Caller::NOBODY;
@@ -108,7 +112,36 @@ impl<'a> Call<'a> {
     }
 
     fn handle(&self, o: &Opened<'_>, gfid: Gfid) -> nfs_fh3 {
-        handles::encode(&self.gw.volume_key, o.h.export, gfid)
+        handles::encode(
+            &self.gw.volume_key,
+            Handle {
+                export: o.h.export,
+                gfid,
+                subvol: o.h.subvol,
+            },
+        )
+    }
+
+    /// The handle of `name` in directory `o`: entering a sub-volume at the
+    /// volume root is where its tenant's networks are checked and its root
+    /// goes into the handle; `None` if the caller may not enter it.
+    fn child_handle(&self, o: &Opened<'_>, name: &[u8], gfid: Gfid) -> Option<nfs_fh3> {
+        if !o.h.gfid.is_root() {
+            return Some(self.handle(o, gfid));
+        }
+        let table = self.gw.tenancy.table();
+        let Some(owned) = table.subvolume(name) else {
+            return Some(self.handle(o, gfid));
+        };
+        table.check_owned(self.caller.peer.ip(), owned).ok()?;
+        Some(handles::encode(
+            &self.gw.volume_key,
+            Handle {
+                export: o.h.export,
+                gfid,
+                subvol: Some(gfid),
+            },
+        ))
     }
 
     async fn attr(&self, gfid: Gfid) -> Res<Attr> {
@@ -278,7 +311,10 @@ impl Call<'_> {
                 .await
                 .map_err(|e| fail(&e))?;
             self.gw.access.put(&attr);
-            Ok((self.handle(&o, attr.gfid), attr))
+            let fh = self
+                .child_handle(&o, raw, attr.gfid)
+                .ok_or(nfsstat3::NFS3ERR_ACCES)?;
+            Ok((fh, attr))
         }
         .await;
         match r {
@@ -949,7 +985,10 @@ impl Call<'_> {
                     name: filename3(Opaque::owned(e.name.0.clone())),
                     cookie,
                     name_attributes: post_op(Some(&e.attr), self.fsid()),
-                    name_handle: Nfs3Option::Some(self.handle(&o, e.attr.gfid)),
+                    name_handle: match self.child_handle(&o, &e.name.0, e.attr.gfid) {
+                        Some(fh) => Nfs3Option::Some(fh),
+                        None => Nfs3Option::None,
+                    },
                 };
                 let size = item.packed_size() + 4;
                 if used + size > budget && !out.is_empty() {

@@ -19,7 +19,10 @@
 #                                      10.77.IDX.1/24) <-> bfnlIDXn in NS on
 #                                      bridge br0 with tap0; prints
 #                                      "HOST_IP GUEST_IP"
-#   nlm-check.sh boot NS IDX PORT EXPORT
+#   nlm-check.sh boot NS IDX PORT EXPORT [KEY=VALUE...]
+#                                      (KEY=VALUE: knc.KEY=VALUE for the
+#                                      guest; mode=pv runs pv-guest.sh,
+#                                      kubelet's mount of a PV, instead)
 #                                      runs qemu in NS on tap0, its serial
 #                                      console on our stdin/stdout (the
 #                                      guest asks the host side over it:
@@ -116,7 +119,7 @@ rpcbind -f -d >/tmp/rpcbind.log 2>&1 &
 i=0; while ! rpcinfo -p >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 rpc.statd --no-notify -F -d >/tmp/statd.log 2>&1 &
 i=0; while ! rpcinfo -T tcp 127.0.0.1 100024 1 >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-sh /test.sh
+if [ "${KNC_MODE:-nlm}" = pv ]; then sh /pv-test.sh; else sh /test.sh; fi
 echo "KNC: BOOT test done at $(cut -d' ' -f1 /proc/uptime)s"
 poweroff -f
 EOF
@@ -135,7 +138,7 @@ copy_with_libs() {
 
 build_initramfs() {
     local key stage mods m b
-    key=$( { echo "$KVER"; cat "$0" "$HERE/nlm-guest.sh" "$HERE/knc-nlm.c"; sha256sum /bin/busybox "$CACHE/debroot/sbin/rpcbind" "$CACHE/debroot/sbin/rpc.statd"; } | sha256sum | cut -c1-16)
+    key=$( { echo "$KVER"; cat "$0" "$HERE/nlm-guest.sh" "$HERE/pv-guest.sh" "$HERE/knc-nlm.c"; sha256sum /bin/busybox "$CACHE/debroot/sbin/rpcbind" "$CACHE/debroot/sbin/rpc.statd"; } | sha256sum | cut -c1-16)
     INITRD=$CACHE/initrd-$KVER-$key.cpio.gz
     [ -s "$INITRD" ] && return 0
     say "building initramfs for $KVER -> $INITRD"
@@ -147,6 +150,7 @@ build_initramfs() {
     cp /bin/busybox "$stage/bin/busybox"
     write_init "$stage/init"; chmod 755 "$stage/init"
     cp "$HERE/nlm-guest.sh" "$stage/test.sh"
+    cp "$HERE/pv-guest.sh" "$stage/pv-test.sh"
     gcc -static -O2 -o "$stage/bin/knc-nlm" "$HERE/knc-nlm.c" || { say "cannot build knc-nlm"; exit 2; }
     copy_with_libs "$stage" "$CACHE/debroot/sbin/rpcbind" /sbin/rpcbind
     copy_with_libs "$stage" "$CACHE/debroot/sbin/rpc.statd" /sbin/rpc.statd
@@ -228,12 +232,18 @@ net_down() {
 }
 
 boot() {
-    local ns=$1 port=$3 export=$4 append
+    local ns=$1 port=$3 export=$4 append kv
     names "$@"
     find_kernel
     build_initramfs
     pick_accel
     append="console=ttyS0 quiet loglevel=4 panic=-1 knc.host=$HOST_IP knc.guest=$GUEST_IP knc.port=$port knc.path=$export"
+    # Extra KEY=VALUE pairs become knc.KEY=VALUE (e.g. mode=pv opts=…).
+    shift 4
+    for kv in "$@"; do
+        case "$kv" in *[[:space:]]*|"") say "bad guest parameter '$kv'"; exit 2;; esac
+        append="$append knc.$kv"
+    done
     say "booting $VMLINUZ (${ACCEL_ARGS[*]}) in netns $ns, guest $GUEST_IP, server $HOST_IP:$port$export"
     exec timeout -k 5 "${KNC_TIMEOUT:-300}" ip netns exec "$ns" qemu-system-x86_64 "${ACCEL_ARGS[@]}" \
         -m "${KNC_MEM:-512}" -smp "${KNC_SMP:-2}" -nodefaults -no-user-config -display none \
@@ -246,6 +256,6 @@ case "${1:-}" in
     prepare) ensure_pkgs; unpack_daemons; find_kernel; build_initramfs; echo "$INITRD";;
     net-up) [ $# -eq 3 ] || { say "usage: $0 net-up NS IDX"; exit 2; }; net_up "$2" "$3";;
     net-down) [ $# -eq 3 ] || { say "usage: $0 net-down NS IDX"; exit 2; }; net_down "$2" "$3";;
-    boot) [ $# -eq 5 ] || { say "usage: $0 boot NS IDX PORT EXPORT"; exit 2; }; boot "$2" "$3" "$4" "$5";;
+    boot) [ $# -ge 5 ] || { say "usage: $0 boot NS IDX PORT EXPORT [KEY=VALUE...]"; exit 2; }; shift; boot "$@";;
     *) say "usage: $0 prepare | net-up NS IDX | boot NS IDX PORT EXPORT | net-down NS IDX"; exit 2;;
 esac

@@ -28,6 +28,7 @@ pub mod extra_brick;
 pub mod failpoints;
 pub mod heal;
 pub mod http;
+pub mod kernel_nfs;
 pub mod nfs;
 mod proc;
 pub mod raw;

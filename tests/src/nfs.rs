@@ -76,8 +76,22 @@ impl TestCluster {
     /// A gateway serving the volume as the cluster store at `url` describes
     /// it (`brickfs-nfs --store URL --volume test`).
     pub fn start_gateway_from_store(&self, url: &str) -> Gateway {
-        let args = ["--store", url, "--volume", VOLUME].map(String::from);
-        self.gateway_with(args.to_vec(), LOOPBACK)
+        self.start_gateway_from_store_on(url, LOOPBACK, &[])
+    }
+
+    /// [`start_gateway_from_store`](Self::start_gateway_from_store) on
+    /// `listen`, with `extra` arguments.
+    pub fn start_gateway_from_store_on(
+        &self,
+        url: &str,
+        listen: SocketAddr,
+        extra: &[&str],
+    ) -> Gateway {
+        let mut args: Vec<String> = ["--store", url, "--volume", VOLUME]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.gateway_with(args, listen)
     }
 
     fn gateway_with(&self, mut args: Vec<String>, listen: SocketAddr) -> Gateway {

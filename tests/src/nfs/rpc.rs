@@ -542,6 +542,15 @@ impl Nfs3Client {
         })
     }
 
+    /// [`connect`](Self::connect) from local address `from` (another
+    /// loopback address stands for a host of another network).
+    pub fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> io::Result<Nfs3Client> {
+        Ok(Nfs3Client {
+            rpc: RpcClient::connect_from(addr, from, Duration::from_secs(10))?,
+            auth: Auth::root(),
+        })
+    }
+
     fn call(&mut self, prog: u32, procedure: u32, args: &XdrOut) -> io::Result<Vec<u8>> {
         match self
             .rpc

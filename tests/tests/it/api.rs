@@ -230,3 +230,105 @@ fn bad_requests_get_their_status_and_change_nothing() {
     let list = v.ok(&["tenant", "list"]);
     assert!(list.contains("team-a") && !list.contains(&a), "{list}");
 }
+
+/// The gateway serves a tenant's sub-volumes only to the tenant's networks
+/// (other loopback addresses stand for hosts of other networks): a client
+/// of one tenant can mount only its own, on every call, also with a handle
+/// copied from another tenant's client; the rest of the volume is not for
+/// tenants; and a revoked tenant loses access within the refresh.
+#[test]
+fn the_gateway_serves_each_tenants_subvolumes_only_to_its_networks() {
+    use tests::nfs::rpc::{Nfs3Client, MNT3ERR_ACCES, NFS3ERR_ACCES};
+    let cluster = TestCluster::start(3);
+    let v = StoreVolume::create(&cluster);
+    let api = v.start_api();
+    let a = v.tenant("team-a", &["127.1.0.0/16"], false);
+    let b = v.tenant("team-b", &["127.2.0.0/16"], false);
+    for (token, name) in [(&a, "pa"), (&b, "pb")] {
+        let r = api.call(
+            "POST",
+            SUBS,
+            token,
+            Some(&json!({"name": name, "bytes": 4 * MIB})),
+        );
+        assert_eq!(r.status, 201, "{}", r.raw);
+    }
+    let gw = cluster.start_gateway_from_store(&v.url);
+    let from =
+        |ip: &str| Nfs3Client::connect_from(gw.addr(), ip.parse().expect("ip")).expect("connect");
+    let (mut ca, mut cb, mut other) = (from("127.1.0.5"), from("127.2.0.5"), from("127.0.0.1"));
+
+    let pa = ca.mnt("/test/pa").expect("MNT").expect("a mounts its own");
+    let pb = cb.mnt("/test/pb").expect("MNT").expect("b mounts its own");
+    assert_eq!(ca.mnt("/test/pb").expect("MNT"), Err(MNT3ERR_ACCES));
+    assert_eq!(cb.mnt("/test/pa").expect("MNT"), Err(MNT3ERR_ACCES));
+    assert_eq!(
+        ca.mnt("/test").expect("MNT"),
+        Err(MNT3ERR_ACCES),
+        "a tenant mounted the volume"
+    );
+    // Outside every tenant's network: the volume, but no tenant's sub-volume.
+    assert_eq!(other.mnt("/test/pa").expect("MNT"), Err(MNT3ERR_ACCES));
+    let root = other.mnt("/test").expect("MNT").expect("the volume root");
+    assert_eq!(
+        other.lookup(&root, b"pa").expect("LOOKUP"),
+        Err(NFS3ERR_ACCES)
+    );
+
+    // Each works in its own; a handle of a's, copied to b, is refused on
+    // every call, and so is the volume root's handle for a tenant.
+    let fa = ca
+        .create(&pa, b"f", 0o644)
+        .expect("CREATE")
+        .expect("created")
+        .expect("handle");
+    assert_eq!(ca.write(&fa, 0, b"a's data").expect("WRITE"), Ok(8));
+    assert!(cb.create(&pb, b"g", 0o644).expect("CREATE").is_ok());
+    for fh in [&pa, &fa] {
+        assert_eq!(
+            cb.getattr(fh).expect("GETATTR").map(drop),
+            Err(NFS3ERR_ACCES)
+        );
+        assert_eq!(
+            other.getattr(fh).expect("GETATTR").map(drop),
+            Err(NFS3ERR_ACCES)
+        );
+    }
+    assert_eq!(cb.write(&fa, 0, b"b's").expect("WRITE"), Err(NFS3ERR_ACCES));
+    assert_eq!(
+        ca.getattr(&root).expect("GETATTR").map(drop),
+        Err(NFS3ERR_ACCES)
+    );
+    // FSSTAT inside shows the tenant's limit.
+    assert_eq!(ca.fsstat(&fa).expect("FSSTAT").expect("ok").0, 4 * MIB);
+
+    // A sub-volume made now is served within the refresh; a revoke ends
+    // access within it.
+    let r = api.call(
+        "POST",
+        SUBS,
+        &a,
+        Some(&json!({"name": "pa2", "bytes": MIB})),
+    );
+    assert_eq!(r.status, 201, "{}", r.raw);
+    assert!(
+        wait_until(Duration::from_secs(10), || ca
+            .mnt("/test/pa2")
+            .expect("MNT")
+            .is_ok()),
+        "a new sub-volume was never exported"
+    );
+    v.ok(&["tenant", "revoke", "team-a"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || ca
+            .getattr(&fa)
+            .expect("GETATTR")
+            .is_err()),
+        "a revoked tenant kept access"
+    );
+    assert_eq!(ca.mnt("/test/pa").expect("MNT"), Err(MNT3ERR_ACCES));
+    assert!(
+        cb.getattr(&pb).expect("GETATTR").is_ok(),
+        "b lost access with a's revoke"
+    );
+}

@@ -27,4 +27,5 @@ mod replication;
 mod smoke;
 mod soak;
 mod subvolume;
+mod subvolume_kernel;
 mod volumes;

@@ -498,11 +498,7 @@ fn bad_input_gets_errors_and_the_gateway_keeps_serving() {
     };
     let ours = nfs_gateway::handles::decode(&nfs_gateway::handles::volume_key("test"), &root_fh)
         .expect("MNT returned a handle the gateway's own layout decodes");
-    let foreign = nfs_gateway::handles::encode(
-        &nfs_gateway::handles::volume_key("other"),
-        ours.export,
-        ours.gfid,
-    );
+    let foreign = nfs_gateway::handles::encode(&nfs_gateway::handles::volume_key("other"), ours);
     let foreign: &[u8] = foreign.data.as_ref();
     assert_eq!(
         c.getattr(foreign).unwrap().map(drop),

@@ -12,22 +12,16 @@
 //! veth, qemu) is removed when the test ends, passed or not.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tests::kernel_nfs::{self, Net};
 use tests::TestCluster;
 
 /// The whole VM run, boot included (TCG: boot ~15 s, checks ~15 s).
 const VM_TIMEOUT: Duration = Duration::from_secs(280);
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("qemu-nfs/nlm-check.sh")
-}
 
 fn fuse_lock(f: &File, typ: libc::c_int) -> io::Result<()> {
     // SAFETY: plain data; all zeroes is valid.
@@ -43,85 +37,9 @@ fn fuse_lock(f: &File, typ: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// The namespace and veth of one run, removed on drop.
-struct Net {
-    ns: String,
-    idx: u32,
-    host: String,
-}
-
-impl Net {
-    /// Tries a few subnets 10.77.IDX.0/24 (a concurrent run may hold one).
-    fn up() -> Net {
-        let first = std::process::id() % 200 + 20;
-        let mut last = String::new();
-        for idx in (0..8).map(|i| (first + i * 17) % 230 + 20) {
-            let ns = format!("brickfs-nlm-{}-{idx}", std::process::id());
-            let out = Command::new(script())
-                .args(["net-up", &ns, &idx.to_string()])
-                .output()
-                .expect("run nlm-check.sh net-up");
-            if out.status.success() {
-                let line = String::from_utf8_lossy(&out.stdout).into_owned();
-                let host = line.split_whitespace().next().expect("host ip").to_string();
-                return Net { ns, idx, host };
-            }
-            last = String::from_utf8_lossy(&out.stderr).into_owned();
-        }
-        panic!("cannot set up a test network namespace: {last}");
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .args(["net-down", &self.ns, &self.idx.to_string()])
-            .status();
-    }
-}
-
-/// The VM: the script's process (qemu after its exec) and qemu's pid file;
-/// killed on drop.
-struct Vm {
-    child: Child,
-    pidfile: PathBuf,
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(&self.pidfile) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: kill(2) of the qemu we started, by its pid.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn linux_kernel_client_locks_exclude_fuse_locks_and_blocked_locks_are_granted_by_callback() {
-    assert_eq!(
-        // SAFETY: no preconditions.
-        unsafe { libc::geteuid() },
-        0,
-        "the kernel NLM test needs root (network namespaces, tap devices)"
-    );
-    assert!(
-        std::path::Path::new("/dev/net/tun").exists(),
-        "the kernel NLM test needs /dev/net/tun"
-    );
-    let prepared = Command::new(script())
-        .arg("prepare")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run nlm-check.sh prepare");
-    assert!(
-        prepared.status.success(),
-        "nlm-check.sh prepare failed (packages, kernel or initramfs)"
-    );
-
+    kernel_nfs::prepare();
     let cluster = TestCluster::start(3);
     let mount = cluster.mount();
     std::fs::write(mount.join("nlm-target"), b"locked by two worlds\n").expect("create the file");
@@ -143,96 +61,43 @@ fn linux_kernel_client_locks_exclude_fuse_locks_and_blocked_locks_are_granted_by
         gw.addr(),
         net.ns
     );
-
-    let pidfile = cluster.root().join("qemu.pid");
-    let child = Command::new(script())
-        .args([
-            "boot",
-            &net.ns,
-            &net.idx.to_string(),
-            &gw.port().to_string(),
-            "/test",
-        ])
-        .env("KNC_PIDFILE", &pidfile)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("boot the VM");
-    let mut vm = Vm { child, pidfile };
-    let mut console = vm.child.stdin.take().expect("console in");
-    let out = vm.child.stdout.take().expect("console out");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line.trim_end_matches('\r').to_string()).is_err() {
-                break;
-            }
-        }
-    });
-
-    let started = Instant::now();
-    let mut passes = Vec::new();
-    let mut fails = Vec::new();
-    let mut result = None;
-    let mut tail: Vec<String> = Vec::new();
-    while result.is_none() {
-        let left = VM_TIMEOUT.saturating_sub(started.elapsed());
-        let line = match rx.recv_timeout(left) {
-            Ok(l) => l,
-            Err(_) => break,
-        };
-        tail.push(line.clone());
-        if tail.len() > 40 {
-            tail.remove(0);
-        }
-        let Some(msg) = line.find("KNC: ").map(|i| line[i + 5..].to_string()) else {
-            continue;
-        };
-        eprintln!("[{:6.1}s] KNC: {msg}", started.elapsed().as_secs_f64());
-        if let Some(action) = msg.strip_prefix("ASK ") {
-            let answer = match action.trim() {
-                "fuse-lock" => match fuse_lock(&f, libc::F_WRLCK) {
-                    Ok(()) => "ok".to_string(),
-                    Err(e) => format!("error {e}"),
-                },
-                "fuse-unlock" => match fuse_lock(&f, libc::F_UNLCK) {
-                    Ok(()) => "ok".to_string(),
-                    Err(e) => format!("error {e}"),
-                },
-                "fuse-try" => match fuse_lock(&f, libc::F_WRLCK) {
-                    Ok(()) => {
-                        let _ = fuse_lock(&f, libc::F_UNLCK);
-                        "granted".to_string()
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => "EAGAIN".to_string(),
-                    Err(e) => format!("error {e}"),
-                },
-                other => format!("unknown action {other}"),
-            };
-            eprintln!("[{:6.1}s] host: {answer}", started.elapsed().as_secs_f64());
-            // The serial line: the guest reads it from /dev/console.
-            let _ = console.write_all(format!("{answer}\n").as_bytes());
-            let _ = console.flush();
-        } else if let Some(p) = msg.strip_prefix("PASS ") {
-            passes.push(p.to_string());
-        } else if let Some(p) = msg.strip_prefix("FAIL ") {
-            fails.push(p.to_string());
-        } else if let Some(r) = msg.strip_prefix("RESULT ") {
-            result = Some(r.to_string());
-        }
-    }
-    drop(vm);
-    let Some(result) = result else {
+    let run = kernel_nfs::run_guest(
+        &net,
+        gw.port(),
+        "/test",
+        &[],
+        cluster.root(),
+        VM_TIMEOUT,
+        |action| match action {
+            "fuse-lock" => match fuse_lock(&f, libc::F_WRLCK) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("error {e}"),
+            },
+            "fuse-unlock" => match fuse_lock(&f, libc::F_UNLCK) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("error {e}"),
+            },
+            "fuse-try" => match fuse_lock(&f, libc::F_WRLCK) {
+                Ok(()) => {
+                    let _ = fuse_lock(&f, libc::F_UNLCK);
+                    "granted".to_string()
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => "EAGAIN".to_string(),
+                Err(e) => format!("error {e}"),
+            },
+            other => format!("unknown action {other}"),
+        },
+    );
+    let Some(result) = &run.result else {
         panic!(
             "no RESULT from the guest within {VM_TIMEOUT:?}; last console lines:\n{}",
-            tail.join("\n")
+            run.tail.join("\n")
         );
     };
     assert!(
-        fails.is_empty() && result.starts_with("PASS"),
-        "guest checks failed: {fails:#?}\nresult: {result}\ngateway log:\n{}",
+        run.passed(),
+        "guest checks failed: {:#?}\nresult: {result}\ngateway log:\n{}",
+        run.fails,
         std::fs::read_to_string(gw.log()).unwrap_or_default()
     );
     for want in [
@@ -243,8 +108,9 @@ fn linux_kernel_client_locks_exclude_fuse_locks_and_blocked_locks_are_granted_by
         "FUSE F_SETLK after the guest unlocked -> granted",
     ] {
         assert!(
-            passes.iter().any(|p| p.starts_with(want)),
-            "no PASS {want:?} among {passes:#?}"
+            run.has_pass(want),
+            "no PASS {want:?} among {:#?}",
+            run.passes
         );
     }
     let log = std::fs::read_to_string(gw.log()).unwrap_or_default();
