@@ -5,7 +5,9 @@
 //! (current brick addresses and UUIDs, started) in a file cluster store in
 //! `D/store` (`dev/registry.rs`), then starts the self-heal daemon
 //! (`brickfs heald`, this executable, log `D/logs/heald.log`), then the NFS
-//! gateway (`brickfs-nfs`, loopback, port 0, log `D/logs/nfs.log`), mounts
+//! gateway (`brickfs-nfs`, loopback, port 0, log `D/logs/nfs.log`), then
+//! the management API (`brickfs-api`, loopback, port 0, log
+//! `D/logs/api.log`, an admin tenant's token in `D/admin.token`), mounts
 //! the volume with `brickfs-mount` at `M` (with one set they are given the
 //! bricks; with several, the store, so they serve all sets), records all of it in
 //! `D/cluster.json` (with `"store": "file://D/store"`, the store URL for

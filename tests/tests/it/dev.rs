@@ -131,6 +131,33 @@ fn dev_children_follow_replace_brick_and_options_in_the_store() {
     )
     .expect("cluster.json is JSON");
     let store = format!("file://{}", state.path().join("store").display());
+    // The management API runs with an admin token in the state dir.
+    let api: std::net::SocketAddr = cluster["api"]
+        .as_str()
+        .expect("api address in cluster.json")
+        .parse()
+        .expect("api address");
+    let token = std::fs::read_to_string(state.path().join("admin.token")).expect("admin.token");
+    let token = token.trim();
+    let who = tests::http::request(api, "GET", "/v1/whoami", Some(token), None);
+    assert_eq!(
+        (who.status, &who.body["admin"]),
+        (200, &serde_json::json!(true)),
+        "{}",
+        who.raw
+    );
+    let made = tests::http::request(
+        api,
+        "POST",
+        "/v1/volumes/dev/subvolumes",
+        Some(token),
+        Some(&serde_json::json!({"name": "from-api", "bytes": 1 << 20})),
+    );
+    assert_eq!(made.status, 201, "{}", made.raw);
+    assert!(
+        wait_until(Duration::from_secs(10), || mnt.join("from-api").is_dir()),
+        "the API's sub-volume is not in the mount"
+    );
     let old_addr = cluster["bricks"][2]["addr"]
         .as_str()
         .expect("addr")
