@@ -13,6 +13,8 @@
 #    brickfs-mount, brickfs and brickfs-nfs as real processes) and
 #    brickd-failpoints (brickd with the `failpoints` feature, which only the
 #    crash tests run; the harness would build it on first use otherwise),
+#    Meanwhile scripts/k8s-bins.sh builds (or finds cached) the real
+#    kube-apiserver and kube-controller-manager of the Kubernetes tests.
 # 4. fmt and clippy (also of brick with failpoints),
 # 5. runs all tests, and brick's unit tests once more with failpoints (they
 #    kill every operation at each failpoint, in process). Extra arguments go
@@ -70,6 +72,17 @@ if [ ! -r /dev/fuse ] || [ ! -w /dev/fuse ]; then
 fi
 
 # --- 3-5. build, lint, test ------------------------------------------------
+# The real kube-apiserver and kube-controller-manager of the Kubernetes
+# tests (scripts/k8s-bins.sh: built from Debian's source package once, ~6
+# minutes, then cached) build beside the Rust build; waited for before the
+# tests.
+k8s_log=$(mktemp)
+out=$(mktemp)
+log "scripts/k8s-bins.sh (in the background; log $k8s_log)"
+scripts/k8s-bins.sh >"$k8s_log" 2>&1 &
+k8s_pid=$!
+# A failed build stops here; the background build must not outlive us.
+trap 'kill "$k8s_pid" 2>/dev/null; rm -f "$out" "$k8s_log"' EXIT
 log "cargo build --workspace"
 cargo build --workspace
 log "cargo build -p brick --features failpoints --bin brickd-failpoints"
@@ -80,11 +93,15 @@ log "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo clippy -p brick --all-targets --features failpoints -- -D warnings"
 cargo clippy -p brick --all-targets --features failpoints -- -D warnings
+log "waiting for scripts/k8s-bins.sh"
+if ! wait "$k8s_pid"; then
+  tail -40 "$k8s_log" >&2
+  log "scripts/k8s-bins.sh failed (log above): the Kubernetes tests cannot run"; exit 1
+fi
+log "Kubernetes binaries in $(tail -1 "$k8s_log")"
 log "cargo test --workspace"
 # No doctests in the workspace: leaving them out keeps the runner's last
 # lines about tests that ran. The totals line at the end sums every binary.
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
 set +e
 cargo test --workspace --no-fail-fast --lib --bins --tests "$@" -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
