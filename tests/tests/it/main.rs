@@ -17,6 +17,7 @@ mod distribute_edge;
 mod graph_switch;
 mod harness;
 mod heal;
+mod k8s_manifests;
 mod mount_helper;
 mod nfs;
 mod nlm;
