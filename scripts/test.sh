@@ -82,7 +82,7 @@ log "scripts/k8s-bins.sh (in the background; log $k8s_log)"
 scripts/k8s-bins.sh >"$k8s_log" 2>&1 &
 k8s_pid=$!
 # A failed build stops here; the background build must not outlive us.
-trap 'kill "$k8s_pid" 2>/dev/null; rm -f "$out" "$k8s_log"' EXIT
+trap 'kill "$k8s_pid" 2>/dev/null || true; rm -f "$out" "$k8s_log"' EXIT
 log "cargo build --workspace"
 cargo build --workspace
 log "cargo build -p brick --features failpoints --bin brickd-failpoints"

@@ -385,34 +385,46 @@ impl Manager {
 
     /// Moves a sub-volume's data aside under `/.archive` and keeps it
     /// (until `keep_secs` from now, if given); its name is free again.
+    /// Where it goes is recorded first, so an archive killed half-way is
+    /// finished by the next one at the same place.
     pub async fn archive(
         &self,
         name: &str,
         keep_secs: Option<u64>,
     ) -> Result<Subvolume, SubvolError> {
-        let (mut sub, rev) = self.get(name).await?.ok_or_else(|| self.not_found(name))?;
-        let at = now();
-        let archive_dir = self.archive_dir().await?;
+        let (mut sub, mut rev) = self.get(name).await?.ok_or_else(|| self.not_found(name))?;
+        let at = match (sub.state, sub.archived) {
+            (State::Archived, Some(at)) => at,
+            _ => now(),
+        };
         let aside = Name::from(format!("{}.{at}", sub.name).as_str());
+        if sub.state != State::Archived {
+            sub.state = State::Archived;
+            sub.archived = Some(at);
+            sub.expires = keep_secs.map(|k| at.saturating_add(k));
+            sub.path = format!("/{ARCHIVE_DIR}/{aside}");
+            rev = self.put(&sub, Some(rev)).await?;
+        }
+        let archive_dir = self.archive_dir().await?;
         let req = proto::RenameReq {
             parent: Gfid::ROOT,
             name: Name::from(sub.name.as_str()),
             new_parent: archive_dir,
-            new_name: aside.clone(),
+            new_name: aside,
             flags: 0,
         };
         match self.layer().rename(req).await {
             Ok(()) => {}
-            // Nothing to move (a create that never made its directory).
+            // Moved by the archive that stopped half-way, or nothing to
+            // move (a create that never made its directory).
             Err(FsError::NotFound) => {}
             Err(e) => return Err(SubvolError::fs(format!("moving /{} aside", sub.name))(e)),
         }
-        sub.state = State::Archived;
-        sub.archived = Some(at);
-        sub.expires = keep_secs.map(|k| at.saturating_add(k));
-        sub.path = format!("/{ARCHIVE_DIR}/{aside}");
         let key = record::archive_key(&self.volume, &sub.name, at);
-        self.store.put(&key, &sub.encode(), None).await?;
+        match self.store.put(&key, &sub.encode(), None).await {
+            Ok(_) | Err(store::StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         self.store
             .delete(&record::key(&self.volume, name), rev)
             .await?;
