@@ -110,9 +110,9 @@ pub struct Gateway {
     pub layer: Arc<dyn client::Layer>,
     /// Volume name: exports are `/<volume>` and directories below it.
     pub volume: String,
-    /// Derived from the volume name; in every file handle, so a handle of
-    /// another volume is refused.
-    pub volume_key: [u8; 8],
+    /// Makes and checks file handles (the volume's key and the cluster's
+    /// handle key: a handle of another volume is stale, a forged one bad).
+    pub handles: handles::Codec,
     pub exports: exports::Exports,
     /// Attributes for permission checks, briefly cached.
     pub access: access::AccessCache,
@@ -128,13 +128,14 @@ impl Gateway {
     pub fn new(
         layer: Arc<dyn client::Layer>,
         volume: &str,
+        handle_key: [u8; handles::KEY_LEN],
         exports: exports::Exports,
         locks: Arc<nlm::LockManager>,
     ) -> Gateway {
         Gateway {
             layer,
             volume: volume.to_string(),
-            volume_key: handles::volume_key(volume),
+            handles: handles::Codec::new(volume, handle_key),
             exports,
             access: access::AccessCache::default(),
             cookies: cookies::Cookies::default(),

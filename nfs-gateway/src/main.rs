@@ -15,7 +15,7 @@ use nfs_gateway::exports::Exports;
 use nfs_gateway::nlm::{self, LockManager};
 use nfs_gateway::nsm::state_dir::StateDir;
 use nfs_gateway::server::Listeners;
-use nfs_gateway::{rpcbind, server, tenancy, Gateway, GatewayError};
+use nfs_gateway::{handles, rpcbind, server, tenancy, Gateway, GatewayError};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
@@ -157,8 +157,8 @@ enum StartError {
     Open(#[from] volume::OpenError),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
-    #[error("reading tenants and sub-volumes from the store: {0}")]
-    Tenancy(String),
+    #[error("the cluster store: {0}")]
+    Store(String),
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -248,20 +248,33 @@ async fn run(args: Args) -> Result<(), StartError> {
         host_timeout_secs = args.nlm_host_timeout.as_secs_f64(),
         "lock manager"
     );
+    // The store, when the volume comes from one: the cluster's handle key
+    // and the tenants' exports are read from it.
+    let store = match &source {
+        volume::Source::Store { url, .. } => Some(
+            store::open(url)
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let handle_key = match &store {
+        Some(s) => handles::handle_key::from_store(s.as_ref()).await,
+        None => handles::handle_key::from_dir(state_dir.path()),
+    }
+    .map_err(StartError::Store)?;
     let locks = LockManager::new(opened.layer.clone(), cfg, Some(state_dir))?;
     let gw = Arc::new(Gateway::new(
         opened.layer.clone(),
         &name,
+        handle_key,
         exports,
         locks.clone(),
     ));
-    if let volume::Source::Store { url, .. } = &source {
-        let store = store::open(url)
-            .await
-            .map_err(|e| StartError::Tenancy(e.to_string()))?;
+    if let Some(store) = store {
         let table = tenancy::load(store.as_ref(), &name)
             .await
-            .map_err(StartError::Tenancy)?;
+            .map_err(StartError::Store)?;
         info!(
             tenants = table.tenants(),
             subvolumes = table.subvolumes(),

@@ -67,7 +67,7 @@ async fn mnt(gw: &Gateway, caller: &Caller, args: &[u8]) -> Outcome {
         Ok(h) => {
             info!(peer = %caller.peer, path = %shown(path), export = h.export, subvol = ?h.subvol, "MNT: MNT3_OK");
             m::mountres3::Ok(m::mountres3_ok {
-                fhandle: m::fhandle3(crate::handles::encode(&gw.volume_key, h).data),
+                fhandle: m::fhandle3(gw.handles.encode(h).data),
                 auth_flavors: vec![AUTH_UNIX, AUTH_NULL],
             })
         }

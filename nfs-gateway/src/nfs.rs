@@ -15,7 +15,7 @@ use crate::access::{self, EXEC, READ, WRITE};
 use crate::attrs::{self, fattr, post_op, wcc_after};
 use crate::error::nfsstat;
 use crate::exports::ExportRule;
-use crate::handles::{self, Handle};
+use crate::handles::Handle;
 use crate::{Caller, Gateway, Outcome};
 
 /// Largest READ or WRITE payload (advertised in FSINFO).
@@ -41,7 +41,7 @@ pub(crate) struct Opened<'a> {
 /// rule that allows the caller's network; root squashed if the rule says
 /// so. NLM opens its file handles the same way.
 pub(crate) fn open_handle<'a>(gw: &'a Gateway, caller: &Caller, fh: &[u8]) -> Res<Opened<'a>> {
-    let h = handles::decode_bytes(&gw.volume_key, fh)?;
+    let h = gw.handles.decode_bytes(fh)?;
     let rule = gw
         .exports
         .rule(h.export)
@@ -96,7 +96,7 @@ fn write_verifier() -> writeverf3 {
 
 impl<'a> Call<'a> {
     fn fsid(&self) -> u64 {
-        u64::from_be_bytes(self.gw.volume_key)
+        self.gw.handles.fsid()
     }
 
     fn open(&self, fh: &nfs_fh3) -> Res<Opened<'a>> {
@@ -112,14 +112,11 @@ impl<'a> Call<'a> {
     }
 
     fn handle(&self, o: &Opened<'_>, gfid: Gfid) -> nfs_fh3 {
-        handles::encode(
-            &self.gw.volume_key,
-            Handle {
-                export: o.h.export,
-                gfid,
-                subvol: o.h.subvol,
-            },
-        )
+        self.gw.handles.encode(Handle {
+            export: o.h.export,
+            gfid,
+            subvol: o.h.subvol,
+        })
     }
 
     /// The handle of `name` in directory `o`: entering a sub-volume at the
@@ -134,14 +131,11 @@ impl<'a> Call<'a> {
             return Some(self.handle(o, gfid));
         };
         table.check_owned(self.caller.peer.ip(), owned).ok()?;
-        Some(handles::encode(
-            &self.gw.volume_key,
-            Handle {
-                export: o.h.export,
-                gfid,
-                subvol: Some(gfid),
-            },
-        ))
+        Some(self.gw.handles.encode(Handle {
+            export: o.h.export,
+            gfid,
+            subvol: Some(gfid),
+        }))
     }
 
     async fn attr(&self, gfid: Gfid) -> Res<Attr> {
@@ -282,9 +276,7 @@ impl Call<'_> {
     }
 
     async fn lookup(&self, a: LOOKUP3args<'static>) -> LOOKUP3res {
-        let dir_gfid = handles::decode(&self.gw.volume_key, &a.what.dir)
-            .map(|h| h.gfid)
-            .ok();
+        let dir_gfid = self.gw.handles.decode(&a.what.dir).map(|h| h.gfid).ok();
         let r: Res<(nfs_fh3, Attr)> = async {
             let o = self.open(&a.what.dir)?;
             let dir = self.check(&o, o.h.gfid, EXEC).await?;
@@ -648,7 +640,7 @@ impl Call<'_> {
             Ok((self.handle(&o, attr.gfid), attr))
         }
         .await;
-        let dir_wcc = match handles::decode(&self.gw.volume_key, &dir_fh) {
+        let dir_wcc = match self.gw.handles.decode(&dir_fh) {
             Ok(h) => self.dir_wcc(h.gfid).await,
             Err(_) => wcc_data::default(),
         };
@@ -680,7 +672,7 @@ impl Call<'_> {
             Ok((self.handle(&o, attr.gfid), attr))
         }
         .await;
-        let wcc = match handles::decode(&self.gw.volume_key, dir) {
+        let wcc = match self.gw.handles.decode(dir) {
             Ok(h) => self.dir_wcc(h.gfid).await,
             Err(_) => wcc_data::default(),
         };
@@ -782,7 +774,7 @@ impl Call<'_> {
             res.map_err(|e| fail(&e))
         }
         .await;
-        let wcc = match handles::decode(&self.gw.volume_key, &what.dir) {
+        let wcc = match self.gw.handles.decode(&what.dir) {
             Ok(h) => self.dir_wcc(h.gfid).await,
             Err(_) => wcc_data::default(),
         };
@@ -840,11 +832,7 @@ impl Call<'_> {
             self.gw.layer.rename(req).await.map_err(|e| fail(&e))
         }
         .await;
-        let wcc = |fh: &nfs_fh3| {
-            handles::decode(&self.gw.volume_key, fh)
-                .ok()
-                .map(|h| h.gfid)
-        };
+        let wcc = |fh: &nfs_fh3| self.gw.handles.decode(fh).ok().map(|h| h.gfid);
         let fromdir_wcc = match wcc(&a.from.dir) {
             Some(g) => self.dir_wcc(g).await,
             None => wcc_data::default(),
@@ -887,7 +875,7 @@ impl Call<'_> {
             Ok(attr)
         }
         .await;
-        let linkdir_wcc = match handles::decode(&self.gw.volume_key, &a.link.dir) {
+        let linkdir_wcc = match self.gw.handles.decode(&a.link.dir) {
             Ok(h) => self.dir_wcc(h.gfid).await,
             Err(_) => wcc_data::default(),
         };

@@ -166,6 +166,17 @@ impl Gateway {
         self.addr.port()
     }
 
+    /// Its `--state-dir` (lock-manager state, the handle key without a
+    /// store).
+    pub fn state_dir(&self) -> PathBuf {
+        let at = self
+            .args
+            .iter()
+            .position(|a| a == "--state-dir")
+            .expect("the harness always gives --state-dir");
+        PathBuf::from(&self.args[at + 1])
+    }
+
     pub fn log(&self) -> &Path {
         &self.log
     }

@@ -496,14 +496,42 @@ fn bad_input_gets_errors_and_the_gateway_keeps_serving() {
     let root_fh = nfs3_types::nfs3::nfs_fh3 {
         data: nfs3_types::xdr_codec::Opaque::owned(root.clone()),
     };
-    let ours = nfs_gateway::handles::decode(&nfs_gateway::handles::volume_key("test"), &root_fh)
-        .expect("MNT returned a handle the gateway's own layout decodes");
-    let foreign = nfs_gateway::handles::encode(&nfs_gateway::handles::volume_key("other"), ours);
+    // The gateway's handle key is in its state directory (no store here).
+    let key = std::fs::read_to_string(
+        gw.state_dir()
+            .join(nfs_gateway::handles::handle_key::KEY_FILE),
+    )
+    .expect("the gateway's handle key");
+    let mut k = [0u8; nfs_gateway::handles::KEY_LEN];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&key.trim()[2 * i..2 * i + 2], 16).expect("hex");
+    }
+    let ours = nfs_gateway::handles::Codec::new("test", k)
+        .decode(&root_fh)
+        .expect("MNT returned a handle the gateway's own layout and key decode");
+    let foreign = nfs_gateway::handles::Codec::new("other", k).encode(ours);
     let foreign: &[u8] = foreign.data.as_ref();
     assert_eq!(
         c.getattr(foreign).unwrap().map(drop),
         Err(NFS3ERR_STALE),
         "GETATTR with another volume's handle"
+    );
+    // Guessed or altered handles: any byte of a real one changed, or the
+    // same handle under another cluster's key, is refused.
+    for i in 0..root.len() {
+        let mut changed = root.clone();
+        changed[i] ^= 0x80;
+        let r = c.getattr(&changed).unwrap().map(drop);
+        assert!(
+            r == Err(NFS3ERR_BADHANDLE) || r == Err(NFS3ERR_STALE),
+            "GETATTR with byte {i} of the root handle changed: {r:?}"
+        );
+    }
+    let other_key = nfs_gateway::handles::Codec::new("test", [0x42; 32]).encode(ours);
+    assert_eq!(
+        c.getattr(other_key.data.as_ref()).unwrap().map(drop),
+        Err(NFS3ERR_BADHANDLE),
+        "GETATTR with a handle made under another key"
     );
     assert_eq!(
         c.lookup(&root, &[b'n'; 256]).unwrap().map(drop),
