@@ -10,6 +10,7 @@ mod error;
 mod heal_cmd;
 mod heald;
 mod subvolume_cmd;
+mod tenant_cmd;
 mod volume_cmd;
 
 use std::process::ExitCode;
@@ -29,7 +30,10 @@ use clap::{Parser, Subcommand};
         h1:24101 h2:24101 h3:24101    (then volume start|info|status|set|graph|stop|delete)\n\n\
         Grow:        brickfs --store URL volume add-brick gv0 h4:24101 h5:24101 h6:24101, \
         then volume rebalance gv0 start|status|stop\n\n\
-        Self-heal:   brickfs --store URL volume heal NAME info    (URL as printed by brickfs dev)"
+        Self-heal:   brickfs --store URL volume heal NAME info    (URL as printed by brickfs dev)\n\n\
+        Tenants:     brickfs --store URL tenant create team-a --network 10.1.0.0/16    (prints \
+        its token for the management API, brickfs-api)\n\n\
+        Sub-volumes: brickfs --store URL subvolume create gv0 data --size 10Gi --tenant team-a"
 )]
 struct Cli {
     /// Log filter (error, warn, info, debug, trace or a tracing directive
@@ -65,6 +69,7 @@ enum Command {
     /// Sub-volumes: directories of a volume with limits the bricks
     /// enforce (create, list, info, resize, delete, archive, purge).
     Subvolume(subvolume_cmd::SubvolumeArgs),
+    Tenant(tenant_cmd::TenantArgs),
     /// The background runner `volume rebalance NAME start` spawns.
     #[command(hide = true)]
     RebalanceRun(volume_cmd::rebalance::RunArgs),
@@ -73,7 +78,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Volume(_) | Command::Subvolume(_) => "warn",
+        Command::Volume(_) | Command::Subvolume(_) | Command::Tenant(_) => "warn",
         Command::Dev(_) | Command::Heald(_) | Command::RebalanceRun(_) => "info",
     };
     if let Err(e) = supervise::logging::init(cli.log_level.as_deref(), default_level) {
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
         Command::Heald(args) => heald::run(args, store),
         Command::Volume(args) => volume_cmd::run(args, store, cli.log_level.as_deref()),
         Command::Subvolume(args) => subvolume_cmd::run(args, store),
+        Command::Tenant(args) => tenant_cmd::run(args, store),
         Command::RebalanceRun(args) => volume_cmd::rebalance::run_detached(args, store),
     };
     match result {

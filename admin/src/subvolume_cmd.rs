@@ -179,6 +179,7 @@ async fn run_on(m: &Manager, cmd: SubvolumeCmd) -> Result<ExitCode> {
                     mode: a.mode,
                     uid: a.uid,
                     gid: a.gid,
+                    labels: Default::default(),
                 },
             };
             let sub = m.create(&req).await.map_err(msg)?;

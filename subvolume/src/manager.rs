@@ -93,6 +93,16 @@ impl Manager {
         }
     }
 
+    /// The record of `name`, if there is one (no usage: no brick asked).
+    pub async fn record(&self, name: &str) -> Result<Option<Subvolume>, SubvolError> {
+        record::validate_name(name)?;
+        Ok(self.get(name).await?.map(|(sub, _)| sub))
+    }
+
+    pub fn volume(&self) -> &str {
+        &self.volume
+    }
+
     /// Every live sub-volume of the volume (of `tenant` only, if given).
     pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<Subvolume>, SubvolError> {
         let found = self.records(record::PREFIX, tenant).await?;

@@ -1,6 +1,8 @@
 //! The store's record of a sub-volume, at `subvolumes/<volume>/<name>`;
 //! archived ones at `archives/<volume>/<name>.<unix time>`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::SubvolError;
@@ -31,6 +33,11 @@ pub struct Settings {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// What the requester tags it with (the provisioner: the PVC and PV it
+    /// belongs to). Part of the settings, so two requesters that picked the
+    /// same name conflict instead of sharing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

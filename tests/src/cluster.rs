@@ -59,6 +59,8 @@ pub struct Binaries {
     pub brickfs: PathBuf,
     /// The NFS gateway (`nfs-gateway` crate).
     pub brickfs_nfs: PathBuf,
+    /// The management API (`api` crate).
+    pub brickfs_api: PathBuf,
 }
 
 impl Binaries {
@@ -90,6 +92,7 @@ impl Binaries {
             mount: find("brickfs-mount"),
             brickfs: find("brickfs"),
             brickfs_nfs: find("brickfs-nfs"),
+            brickfs_api: find("brickfs-api"),
         }
     }
 }

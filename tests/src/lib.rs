@@ -22,12 +22,14 @@
 //! (`scripts/test.sh` does). Everything started is stopped on drop, also
 //! when a test panics; then the logs' tails go to stderr.
 
+pub mod api;
 pub mod cluster;
 pub mod data;
 pub mod etcd;
 pub mod extra_brick;
 pub mod failpoints;
 pub mod heal;
+pub mod http;
 pub mod k8s;
 pub mod nfs;
 mod proc;

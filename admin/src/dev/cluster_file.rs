@@ -47,6 +47,9 @@ pub struct ClusterFile<'a> {
     /// The NFS gateway's address (`127.0.0.1:PORT`) while it runs.
     pub nfs: Option<String>,
     pub nfs_pid: Option<u32>,
+    /// The management API's address (`127.0.0.1:PORT`) while it runs.
+    pub api: Option<String>,
+    pub api_pid: Option<u32>,
     pub bricks: Vec<BrickEntry>,
 }
 
@@ -77,6 +80,8 @@ impl ClusterFile<'_> {
             "store": self.store,
             "nfs": self.nfs,
             "nfs_pid": self.nfs_pid,
+            "api": self.api,
+            "api_pid": self.api_pid,
         })
     }
 

@@ -27,6 +27,7 @@
 //! still be released, rather than seeing its bricks vanish in the middle of
 //! a heal.
 
+mod api_child;
 mod children;
 mod cluster_file;
 mod heald_child;
@@ -141,6 +142,8 @@ struct Dev {
     /// The NFS gateway and where it listens; `None` before it starts and
     /// after it exited.
     nfs: Option<(Child, SocketAddr)>,
+    /// The management API and where it listens, like `nfs`.
+    api: Option<(Child, SocketAddr)>,
     mount: Option<Child>,
     stopped: bool,
     /// flock on D/.lock: one `brickfs dev` per state dir. Released on exit.
@@ -154,6 +157,7 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
     let brickd = find_binary("brickd")?;
     let mounter = find_binary("brickfs-mount")?;
     let gateway = find_binary("brickfs-nfs")?;
+    let api = find_binary("brickfs-api")?;
 
     let cwd = std::env::current_dir().ctx(|| "reading the current directory".into())?;
     std::fs::create_dir_all(&args.state_dir)
@@ -181,6 +185,7 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
         bricks: Vec::new(),
         heald: None,
         nfs: None,
+        api: None,
         mount: None,
         stopped: false,
         _lock: lock,
@@ -199,6 +204,7 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
     let sets_before = registry::register(&dev.store_dir(), VOLUME, &known, args.op_timeout)?;
     dev.start_heald(log_level)?;
     dev.start_nfs(&gateway, log_level)?;
+    dev.start_api(&api, log_level)?;
     dev.start_mount(&mounter, log_level)?;
     dev.write_cluster_file()?;
     dev.print_summary();
@@ -343,6 +349,28 @@ impl Dev {
         Ok(())
     }
 
+    fn api_log(&self) -> PathBuf {
+        self.log_dir.join("api.log")
+    }
+
+    fn admin_token_file(&self) -> PathBuf {
+        self.state_dir.join("admin.token")
+    }
+
+    fn start_api(&mut self, bin: &Path, log_level: Option<&str>) -> Result<()> {
+        api_child::ensure_admin_token(&self.store_url(), &self.admin_token_file())?;
+        let (child, addr) = api_child::start(
+            bin,
+            &self.store_url(),
+            log_level,
+            &self.api_log(),
+            START_TIMEOUT,
+        )?;
+        info!(%addr, pid = child.id(), log = %self.api_log().display(), "management API up");
+        self.api = Some((child, addr));
+        Ok(())
+    }
+
     fn start_nfs(&mut self, gateway: &Path, log_level: Option<&str>) -> Result<()> {
         let (child, addr) = nfs_child::start(
             gateway,
@@ -430,6 +458,8 @@ impl Dev {
             heald_pid: self.heald.as_ref().map(Child::id),
             nfs: self.nfs.as_ref().map(|(_, addr)| addr.to_string()),
             nfs_pid: self.nfs.as_ref().map(|(child, _)| child.id()),
+            api: self.api.as_ref().map(|(_, addr)| addr.to_string()),
+            api_pid: self.api.as_ref().map(|(child, _)| child.id()),
             store: self.store_url(),
             bricks: self
                 .bricks
@@ -504,6 +534,14 @@ impl Dev {
                 nfs_child::libnfs_url(*addr, VOLUME)
             );
         }
+        if let Some((child, addr)) = &self.api {
+            println!(
+                "  api     http://{addr}  (brickfs-api pid {}; admin token in {}; log {})",
+                child.id(),
+                self.admin_token_file().display(),
+                self.api_log().display()
+            );
+        }
         let store = self.store_url();
         println!("  store   {store}   (brickfs --store {store} volume heal {VOLUME} info)");
         println!("  logs    {}", self.log_dir.display());
@@ -558,6 +596,17 @@ impl Dev {
             self.nfs = None;
             changed = true;
         }
+        if let Some(Ok(Some(status))) = self.api.as_mut().map(|(child, _)| child.try_wait()) {
+            warn!(
+                "the management API brickfs-api (pid {}) exited ({status}); not restarting it. \
+                 Last lines of {}:\n{}",
+                self.api.as_ref().map_or(0, |(child, _)| child.id()),
+                self.api_log().display(),
+                log_tail(&self.api_log(), 20)
+            );
+            self.api = None;
+            changed = true;
+        }
         if changed {
             self.write_cluster_file()?;
         }
@@ -597,6 +646,9 @@ impl Dev {
             if let Err(e) = umount_detach(&self.mount_point) {
                 warn!("{e}");
             }
+        }
+        if let Some((mut a, _)) = self.api.take() {
+            api_child::stop(&mut a, STOP_GRACE);
         }
         if let Some((mut n, _)) = self.nfs.take() {
             nfs_child::stop(&mut n, STOP_GRACE);

@@ -7,6 +7,7 @@
 //! in the harness (`tests/src`), not here.
 
 mod add_brick;
+mod api;
 mod bad_input;
 mod coherence;
 mod crash;

@@ -1,0 +1,93 @@
+//! `brickfs-api`: the management API daemon (`docs/api.md`). Serves until
+//! SIGINT/SIGTERM; announces `LISTENING <addr>` on stdout once it serves.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "brickfs-api",
+    version,
+    about = "brickfs management API: sub-volumes over HTTP/JSON for compute clusters",
+    long_about = "brickfs management API.\n\n\
+        Serves sub-volume create/get/list/resize/delete/archive over HTTP/JSON (see \
+        docs/api.md), each request authenticated by a tenant's token \
+        (`Authorization: Bearer <token>`, tokens from `brickfs tenant create`). A tenant sees \
+        and changes only its own sub-volumes; an admin token sees all. Compute clusters \
+        (the Kubernetes provisioner) need only this address, a token and the NFS gateway's \
+        address: never the bricks or the store.\n\n\
+        Example: brickfs-api --store etcd://10.0.0.5:2379 --listen 0.0.0.0:9240"
+)]
+struct Args {
+    #[command(flatten)]
+    store: volume::args::StoreArg,
+    /// Address to serve on (port 0: any free port, printed on stdout).
+    #[arg(long, default_value = "0.0.0.0:9240", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Log filter: error, warn, info, debug, trace, or tracing directives.
+    #[arg(long, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = supervise::logging::init(args.log_level.as_deref(), "info") {
+        eprintln!("brickfs-api: {e}");
+        return ExitCode::FAILURE;
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("brickfs-api: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("brickfs-api: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let url = args
+        .store
+        .store
+        .ok_or("no store: give --store URL (or BRICKFS_STORE), the cluster store of the volumes")?;
+    let store = store::open(&url).await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("local address: {e}"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let state = api::AppState::new(store, &url);
+    info!(%addr, store = %url, "management API listening");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "LISTENING {addr}")
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("write stdout: {e}"))?;
+    drop(out);
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM received"),
+            _ = int.recv() => info!("SIGINT received"),
+        }
+    };
+    api::serve(listener, state.clone(), shutdown)
+        .await
+        .map_err(|e| format!("serving: {e}"))?;
+    state.close().await;
+    info!("stopped");
+    Ok(())
+}
