@@ -23,6 +23,10 @@ pub struct Ctx {
     pub api: ApiClient,
     pub provisioner: String,
     pub recorder: Recorder,
+    /// The uid of the leader Lease: which cluster a sub-volume was made
+    /// for (label `k8s.cluster`), so the sweep of one cluster never takes
+    /// another's, even where two share a tenant.
+    pub cluster: String,
 }
 
 /// Slow retries for what needs the user (or the pool) to change first;
@@ -50,10 +54,10 @@ pub async fn run(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let mut stop = shutdown.clone();
-    tokio::select! {
+    let cluster = tokio::select! {
         r = lease::acquire(&client, &cfg.lease) => r?,
         _ = stop.wait_for(|s| *s) => return Ok(()),
-    }
+    };
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -66,6 +70,7 @@ pub async fn run(
         api,
         provisioner,
         recorder,
+        cluster,
     });
     let stopped = |rx: tokio::sync::watch::Receiver<bool>| async move {
         let mut rx = rx;

@@ -71,8 +71,8 @@ fn spec_for(cfg: &LeaseConfig, old: Option<&LeaseSpec>) -> LeaseSpec {
     }
 }
 
-/// Waits until this process holds the lease.
-pub async fn acquire(client: &Client, cfg: &LeaseConfig) -> Result<(), Error> {
+/// Waits until this process holds the lease; returns the Lease's uid.
+pub async fn acquire(client: &Client, cfg: &LeaseConfig) -> Result<String, Error> {
     let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
     // The resourceVersion last seen and when it was first seen.
     let mut observed: Option<(String, Instant)> = None;
@@ -81,7 +81,11 @@ pub async fn acquire(client: &Client, cfg: &LeaseConfig) -> Result<(), Error> {
         match try_acquire(&api, cfg, &mut observed).await {
             Ok(None) => {
                 tracing::info!(lease = %cfg.name, identity = %cfg.identity, "acquired the leader lease");
-                return Ok(());
+                let lease = api
+                    .get(&cfg.name)
+                    .await
+                    .map_err(Error::kube("reading the leader lease"))?;
+                return Ok(lease.metadata.uid.unwrap_or_default());
             }
             Ok(Some(holder)) => {
                 if logged_holder.as_ref() != Some(&holder) {

@@ -41,6 +41,8 @@ pub const LABEL_PV: &str = "k8s.pv";
 pub const LABEL_NAMESPACE: &str = "k8s.namespace";
 pub const LABEL_PVC: &str = "k8s.pvc";
 pub const LABEL_PROVISIONER: &str = "k8s.provisioner";
+/// The leader Lease's uid (see `Ctx::cluster`).
+pub const LABEL_CLUSTER: &str = "k8s.cluster";
 /// The PV's reclaim policy and the class's onDelete at provisioning: the
 /// sweep removes only what a reclaim would have removed.
 pub const LABEL_RECLAIM: &str = "k8s.reclaim";
@@ -190,6 +192,7 @@ async fn provision(claim: &PersistentVolumeClaim, ctx: &Ctx) -> Result<Action, E
         (LABEL_NAMESPACE.to_string(), ns.clone()),
         (LABEL_PVC.to_string(), claim.name_any()),
         (LABEL_PROVISIONER.to_string(), ctx.provisioner.clone()),
+        (LABEL_CLUSTER.to_string(), ctx.cluster.clone()),
         (LABEL_RECLAIM.to_string(), reclaim_policy.clone()),
         (
             LABEL_ON_DELETE.to_string(),

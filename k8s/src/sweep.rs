@@ -11,7 +11,8 @@
 //! deleted, and if its PV was made it is in the PV list. Only sub-volumes
 //! whose reclaim would have deleted them are swept (labels `k8s.reclaim`
 //! Delete and `k8s.on-delete` delete or archive): a Retain volume's data
-//! stays, even with its PV deleted by hand.
+//! stays, even with its PV deleted by hand. Only this cluster's (label
+//! `k8s.cluster`, the leader Lease's uid).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -37,9 +38,17 @@ pub struct Seen {
 }
 
 /// Whether `sub` (of `volume`) is a leftover to delete. Pure.
-pub fn is_leftover(volume: &str, sub: &Subvolume, provisioner: &str, seen: &Seen) -> bool {
+pub fn is_leftover(
+    volume: &str,
+    sub: &Subvolume,
+    provisioner: &str,
+    cluster: &str,
+    seen: &Seen,
+) -> bool {
     let l = &sub.labels;
     if l.get(LABEL_PROVISIONER).map(String::as_str) != Some(provisioner)
+        || cluster.is_empty()
+        || l.get(LABEL_CLUSTER).map(String::as_str) != Some(cluster)
         || sub.archived.as_ref().is_some_and(|a| !a.is_null())
         || !(sub.state.is_empty() || sub.state == "ready")
         || l.get(LABEL_RECLAIM).map(String::as_str) != Some("Delete")
@@ -123,7 +132,7 @@ pub async fn sweep(ctx: &Ctx) -> Result<Vec<String>, Error> {
     };
     let mut deleted = Vec::new();
     for (volume, sub) in subs {
-        if is_leftover(&volume, &sub, &ctx.provisioner, &seen) {
+        if is_leftover(&volume, &sub, &ctx.provisioner, &ctx.cluster, &seen) {
             ctx.api.delete(&volume, &sub.name).await?;
             tracing::info!(subvolume = %format!("{volume}/{}", sub.name), "sweep: deleted a sub-volume without claim or PV");
             deleted.push(format!("{volume}/{}", sub.name));
@@ -144,6 +153,7 @@ mod tests {
             bytes: 1,
             labels: BTreeMap::from([
                 (LABEL_PROVISIONER.to_string(), "p".to_string()),
+                (LABEL_CLUSTER.to_string(), "c1".to_string()),
                 (LABEL_PVC_UID.to_string(), uid.to_string()),
                 (LABEL_PV.to_string(), format!("pvc-{uid}")),
                 (LABEL_RECLAIM.to_string(), reclaim.to_string()),
@@ -230,8 +240,16 @@ mod tests {
             "q",
             &seen
         ));
+        // Another cluster's (the same tenant): kept.
+        assert!(!is_leftover(
+            "gv0",
+            &sub("x", "gone", "Delete", "delete"),
+            "p",
+            "c2",
+            &seen
+        ));
         let mut bare = sub("x", "gone", "Delete", "delete");
         bare.labels.clear();
-        assert!(!is_leftover("gv0", &bare, "", &seen));
+        assert!(!is_leftover("gv0", &bare, "", "c1", &seen));
     }
 }

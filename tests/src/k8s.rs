@@ -96,13 +96,18 @@ impl ControlPlane {
             .arg(&self.kubeconfig)
             .args(["--request-timeout", "20s"])
             .args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("running kubectl");
         if let Some(input) = stdin {
             let mut pipe = child.stdin.take().expect("kubectl stdin");
-            pipe.write_all(input.as_bytes()).expect("writing to kubectl");
+            pipe.write_all(input.as_bytes())
+                .expect("writing to kubectl");
         }
         let out = child.wait_with_output().expect("waiting for kubectl");
         Kubectl {
@@ -174,7 +179,10 @@ impl ControlPlane {
             last = self.get(kind, ns, name);
             last.as_ref().is_some_and(&mut cond)
         });
-        assert!(ok, "{kind} {ns}/{name}: not {what} within {timeout:?}; last: {last:#?}");
+        assert!(
+            ok,
+            "{kind} {ns}/{name}: not {what} within {timeout:?}; last: {last:#?}"
+        );
         last.expect("checked")
     }
 
@@ -194,7 +202,14 @@ impl ControlPlane {
             .filter(|e| e["involvedObject"]["name"] == name || e["regarding"]["name"] == name)
             .map(|e| {
                 let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-                (s("reason"), if e["message"].is_string() { s("message") } else { s("note") })
+                (
+                    s("reason"),
+                    if e["message"].is_string() {
+                        s("message")
+                    } else {
+                        s("note")
+                    },
+                )
             })
             .collect()
     }
@@ -202,7 +217,14 @@ impl ControlPlane {
     /// Waits for an Event about `name` with `reason` whose message holds
     /// `says`; returns the message.
     #[track_caller]
-    pub fn wait_event(&self, timeout: Duration, ns: &str, name: &str, reason: &str, says: &str) -> String {
+    pub fn wait_event(
+        &self,
+        timeout: Duration,
+        ns: &str,
+        name: &str,
+        reason: &str,
+        says: &str,
+    ) -> String {
         let mut seen = Vec::new();
         let mut found = None;
         let ok = wait_until(timeout, || {
@@ -221,7 +243,11 @@ impl ControlPlane {
     fn dump_logs(&self) {
         for name in ["kube-apiserver", "kube-controller-manager"] {
             let log = self.path.join("cp").join(format!("{name}.log"));
-            eprintln!("--- {} (tail) ---\n{}", log.display(), proc::log_tail(&log, 20));
+            eprintln!(
+                "--- {} (tail) ---\n{}",
+                log.display(),
+                proc::log_tail(&log, 20)
+            );
         }
     }
 }
@@ -252,14 +278,22 @@ pub fn provisioner_binary(bins: &Binaries, failpoints: bool) -> PathBuf {
     let dir = bins.brickd.parent().expect("binaries' dir").to_path_buf();
     if !failpoints {
         let p = dir.join("brickfs-provisioner");
-        assert!(p.is_file(), "{} not found: run `cargo build --workspace`", p.display());
+        assert!(
+            p.is_file(),
+            "{} not found: run `cargo build --workspace`",
+            p.display()
+        );
         return p;
     }
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let exe = dir.join("brickfs-provisioner-failpoints");
         if std::env::var_os("BRICKFS_BIN_DIR").is_some() {
-            return if exe.is_file() { Ok(exe) } else { Err(format!("{} not found", exe.display())) };
+            return if exe.is_file() {
+                Ok(exe)
+            } else {
+                Err(format!("{} not found", exe.display()))
+            };
         }
         let target = dir.parent().ok_or("the binaries' dir has no parent")?;
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
@@ -423,7 +457,11 @@ impl Drop for Provisioner {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("--- {} (tail) ---\n{}", self.log.display(), proc::log_tail(&self.log, 30));
+            eprintln!(
+                "--- {} (tail) ---\n{}",
+                self.log.display(),
+                proc::log_tail(&self.log, 30)
+            );
         }
     }
 }

@@ -36,7 +36,12 @@ impl<'a> Env<'a> {
         let api = vol.start_api();
         let admin = vol.tenant("admin", &[], true);
         let cp = ControlPlane::start();
-        Env { vol, api, admin, cp }
+        Env {
+            vol,
+            api,
+            admin,
+            cp,
+        }
     }
 
     fn api_url(&self) -> String {
@@ -68,9 +73,12 @@ impl<'a> Env<'a> {
 
     /// Every sub-volume of the volume (admin view).
     fn subvolumes(&self) -> Vec<Value> {
-        let a = self
-            .api
-            .call("GET", &format!("/v1/volumes/{VOL}/subvolumes"), &self.admin, None);
+        let a = self.api.call(
+            "GET",
+            &format!("/v1/volumes/{VOL}/subvolumes"),
+            &self.admin,
+            None,
+        );
         assert_eq!(a.status, 200, "listing sub-volumes: {}", a.raw);
         a.body.as_array().cloned().unwrap_or_default()
     }
@@ -85,9 +93,12 @@ impl<'a> Env<'a> {
     }
 
     fn subvolume(&self, name: &str, token: &str) -> Option<Value> {
-        let a = self
-            .api
-            .call("GET", &format!("/v1/volumes/{VOL}/subvolumes/{name}"), token, None);
+        let a = self.api.call(
+            "GET",
+            &format!("/v1/volumes/{VOL}/subvolumes/{name}"),
+            token,
+            None,
+        );
         match a.status {
             200 => Some(a.body),
             404 => None,
@@ -126,16 +137,25 @@ impl<'a> Env<'a> {
     }
 
     fn namespace(&self, ns: &str) {
-        self.cp
-            .apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string());
+        self.cp.apply(
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}).to_string(),
+        );
     }
 
     /// Waits until the claim is Bound; returns (claim, its PV).
     #[track_caller]
     fn bound(&self, ns: &str, name: &str) -> (Value, Value) {
-        let c = self.cp.wait_for(BOUND, "pvc", ns, name, "Bound", |c| c["status"]["phase"] == "Bound");
-        let pv_name = c["spec"]["volumeName"].as_str().expect("volumeName").to_string();
-        let pv = self.cp.get("pv", "", &pv_name).expect("the bound PV exists");
+        let c = self.cp.wait_for(BOUND, "pvc", ns, name, "Bound", |c| {
+            c["status"]["phase"] == "Bound"
+        });
+        let pv_name = c["spec"]["volumeName"]
+            .as_str()
+            .expect("volumeName")
+            .to_string();
+        let pv = self
+            .cp
+            .get("pv", "", &pv_name)
+            .expect("the bound PV exists");
         (c, pv)
     }
 
@@ -145,12 +165,14 @@ impl<'a> Env<'a> {
     }
 
     fn delete_claim(&self, ns: &str, name: &str) {
-        self.cp.kubectl_ok(&["delete", "pvc", "-n", ns, name, "--wait=false"]);
+        self.cp
+            .kubectl_ok(&["delete", "pvc", "-n", ns, name, "--wait=false"]);
     }
 
     fn resize_claim(&self, ns: &str, name: &str, size: &str) {
         let patch = json!({"spec": {"resources": {"requests": {"storage": size}}}}).to_string();
-        self.cp.kubectl_ok(&["patch", "pvc", "-n", ns, name, "-p", &patch]);
+        self.cp
+            .kubectl_ok(&["patch", "pvc", "-n", ns, name, "-p", &patch]);
     }
 }
 
@@ -171,12 +193,21 @@ fn claim_is_bound_to_a_pv_of_its_subvolume() {
         "Delete",
         false,
     );
-    env.claim("default", "data", "brickfs", "10Mi", json!({"brickfs.io/uid": "2000"}));
+    env.claim(
+        "default",
+        "data",
+        "brickfs",
+        "10Mi",
+        json!({"brickfs.io/uid": "2000"}),
+    );
     let (claim, pv) = env.bound("default", "data");
     let uid = claim["metadata"]["uid"].as_str().unwrap();
     let name = format!("default-data-pvc-{uid}");
     assert_eq!(pv["metadata"]["name"], format!("pvc-{uid}"));
-    assert_eq!(pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"], "brickfs.io/nfs");
+    assert_eq!(
+        pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"],
+        "brickfs.io/nfs"
+    );
     let spec = &pv["spec"];
     assert_eq!(spec["nfs"]["server"], "127.0.0.1");
     assert_eq!(spec["nfs"]["path"], format!("/{VOL}/{name}"));
@@ -188,16 +219,26 @@ fn claim_is_bound_to_a_pv_of_its_subvolume() {
     assert_eq!(spec["claimRef"]["uid"], uid);
     assert_eq!(claim["status"]["capacity"]["storage"], "10Mi");
 
-    let sub = env.subvolume(&name, &env.admin).expect("the sub-volume exists");
+    let sub = env
+        .subvolume(&name, &env.admin)
+        .expect("the sub-volume exists");
     assert_eq!(sub["tenant"], "t1");
     assert_eq!(sub["bytes"], 10 << 20);
-    assert_eq!((sub["mode"].as_u64(), sub["uid"].as_u64(), sub["gid"].as_u64()), (Some(0o770), Some(2000), Some(1000)));
+    assert_eq!(
+        (
+            sub["mode"].as_u64(),
+            sub["uid"].as_u64(),
+            sub["gid"].as_u64()
+        ),
+        (Some(0o770), Some(2000), Some(1000))
+    );
     let labels = &sub["labels"];
     assert_eq!(labels["k8s.pvc-uid"], uid);
     assert_eq!(labels["k8s.pv"], format!("pvc-{uid}"));
     assert_eq!(labels["k8s.namespace"], "default");
     assert_eq!(labels["k8s.pvc"], "data");
-    env.cp.wait_event(EVENT, "default", "data", "ProvisioningSucceeded", &name);
+    env.cp
+        .wait_event(EVENT, "default", "data", "ProvisioningSucceeded", &name);
 }
 
 #[test]
@@ -218,13 +259,27 @@ fn tenants_are_isolated() {
     env.claim("ns2", "b", "c2", "1Mi", json!({}));
     let (_, pv_a) = env.bound("ns1", "a");
     let (_, pv_b) = env.bound("ns2", "b");
-    let name = |pv: &Value| pv["spec"]["nfs"]["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let name = |pv: &Value| {
+        pv["spec"]["nfs"]["path"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
     let (a, b) = (name(&pv_a), name(&pv_b));
     assert_eq!(env.subvolume(&a, &env.admin).unwrap()["tenant"], "t1");
     assert_eq!(env.subvolume(&b, &env.admin).unwrap()["tenant"], "t2");
     let tok = |p: &PathBuf| std::fs::read_to_string(p).unwrap().trim().to_string();
-    assert!(env.subvolume(&a, &tok(&t2)).is_none(), "t2 sees t1's sub-volume");
-    assert!(env.subvolume(&b, &tok(&t1)).is_none(), "t1 sees t2's sub-volume");
+    assert!(
+        env.subvolume(&a, &tok(&t2)).is_none(),
+        "t2 sees t1's sub-volume"
+    );
+    assert!(
+        env.subvolume(&b, &tok(&t1)).is_none(),
+        "t1 sees t2's sub-volume"
+    );
     assert!(env.subvolume(&a, &tok(&t1)).is_some());
 }
 
@@ -239,14 +294,18 @@ fn claim_grows() {
     let (_, pv) = env.bound("default", "data");
     let pv_name = pv["metadata"]["name"].as_str().unwrap().to_string();
     env.resize_claim("default", "data", "20Mi");
-    env.cp.wait_for(BOUND, "pvc", "default", "data", "grown", |c| c["status"]["capacity"]["storage"] == "20Mi");
+    env.cp
+        .wait_for(BOUND, "pvc", "default", "data", "grown", |c| {
+            c["status"]["capacity"]["storage"] == "20Mi"
+        });
     let pv = env.cp.get("pv", "", &pv_name).unwrap();
     assert_eq!(pv["spec"]["capacity"]["storage"], "20Mi");
     let uid = env.uid("default", "data");
     let subs = env.subvolumes_of(&uid);
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0]["bytes"], 20 << 20);
-    env.cp.wait_event(EVENT, "default", "data", "VolumeResized", "20Mi");
+    env.cp
+        .wait_event(EVENT, "default", "data", "VolumeResized", "20Mi");
 }
 
 #[test]
@@ -257,7 +316,11 @@ fn reclaim_deletes_archives_or_retains() {
     let _p = env.acting(&opts(&env, &token));
     let cases = [
         ("del", json!({"onDelete": "delete"}), "Delete"),
-        ("arc", json!({"onDelete": "archive", "archiveKeep": "1h"}), "Delete"),
+        (
+            "arc",
+            json!({"onDelete": "archive", "archiveKeep": "1h"}),
+            "Delete",
+        ),
         ("ret", json!({"onDelete": "retain"}), "Delete"),
         ("keep", json!({}), "Retain"),
     ];
@@ -268,7 +331,10 @@ fn reclaim_deletes_archives_or_retains() {
     }
     for (class, _, _) in &cases {
         let (_, pv) = env.bound("default", class);
-        let sub = pv["metadata"]["annotations"]["brickfs.io/subvolume"].as_str().unwrap().to_string();
+        let sub = pv["metadata"]["annotations"]["brickfs.io/subvolume"]
+            .as_str()
+            .unwrap()
+            .to_string();
         made.push((pv["metadata"]["name"].as_str().unwrap().to_string(), sub));
         env.delete_claim("default", class);
     }
@@ -283,7 +349,10 @@ fn reclaim_deletes_archives_or_retains() {
     env.cp.wait_gone(gone, "pv", "", &made[2].0);
     assert!(env.subvolume(&made[2].1, &env.admin).is_some());
     // reclaimPolicy Retain: everything stays, the PV Released.
-    env.cp.wait_for(gone, "pv", "", &made[3].0, "Released", |p| p["status"]["phase"] == "Released");
+    env.cp
+        .wait_for(gone, "pv", "", &made[3].0, "Released", |p| {
+            p["status"]["phase"] == "Released"
+        });
     assert!(env.subvolume(&made[3].1, &env.admin).is_some());
 }
 
@@ -303,7 +372,10 @@ fn killed_at_every_step() {
     };
     let died = |p: &Provisioner, point: &str| {
         p.wait_exit(Duration::from_secs(60));
-        assert!(p.log_has(&format!("failpoint {point}: SIGKILL")), "died elsewhere");
+        assert!(
+            p.log_has(&format!("failpoint {point}: SIGKILL")),
+            "died elsewhere"
+        );
     };
     env.class("c", "brickfs.io/nfs", json!({}), "Delete", true);
 
@@ -334,7 +406,10 @@ fn killed_at_every_step() {
         env.resize_claim("default", claim, "2Mi");
         died(&p, point);
         let p = env.acting(&plain);
-        env.cp.wait_for(BOUND, "pvc", "default", claim, "grown", |c| c["status"]["capacity"]["storage"] == "2Mi");
+        env.cp
+            .wait_for(BOUND, "pvc", "default", claim, "grown", |c| {
+                c["status"]["capacity"]["storage"] == "2Mi"
+            });
         let uid = env.uid("default", claim);
         let pv = env.cp.get("pv", "", &format!("pvc-{uid}")).unwrap();
         assert_eq!(pv["spec"]["capacity"]["storage"], "2Mi");
@@ -368,7 +443,9 @@ fn killed_at_every_step() {
     sweeping.sweep_secs = 1;
     let _p = env.acting(&sweeping);
     assert!(
-        wait_until(Duration::from_secs(30), || env.subvolumes_of(&uid).is_empty()),
+        wait_until(Duration::from_secs(30), || env
+            .subvolumes_of(&uid)
+            .is_empty()),
         "the sweep left the sub-volume of a deleted claim"
     );
     assert!(env.cp.get("pv", "", &format!("pvc-{uid}")).is_none());
@@ -391,16 +468,29 @@ fn one_of_two_replicas_acts() {
         }),
         "no leader and standby"
     );
-    let (leader, standby) = if a.log_has("acquired the leader lease") { (a, b) } else { (b, a) };
+    let (leader, standby) = if a.log_has("acquired the leader lease") {
+        (a, b)
+    } else {
+        (b, a)
+    };
     assert!(!standby.log_has("acquired the leader lease"), "both lead");
     env.class("c", "brickfs.io/nfs", json!({}), "Delete", false);
     env.claim("default", "one", "c", "1Mi", json!({}));
     env.bound("default", "one");
     assert!(leader.log_has("sub-volume ready"));
     assert!(!standby.log_has("sub-volume ready"), "the standby acted");
-    let lease = env.cp.get("lease", "brickfs-system", "brickfs-provisioner").expect("lease");
-    let holder = lease["spec"]["holderIdentity"].as_str().unwrap().to_string();
-    assert!(holder.ends_with(&format!("_{}", leader.pid())), "holder {holder}");
+    let lease = env
+        .cp
+        .get("lease", "brickfs-system", "brickfs-provisioner")
+        .expect("lease");
+    let holder = lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        holder.ends_with(&format!("_{}", leader.pid())),
+        "holder {holder}"
+    );
 
     let killed = Instant::now();
     leader.kill();
@@ -409,8 +499,14 @@ fn one_of_two_replicas_acts() {
     eprintln!("standby took over {takeover:?} after the leader's SIGKILL (lease 3 s)");
     env.claim("default", "two", "c", "1Mi", json!({}));
     env.bound("default", "two");
-    let lease = env.cp.get("lease", "brickfs-system", "brickfs-provisioner").expect("lease");
-    assert!(lease["spec"]["holderIdentity"].as_str().unwrap().ends_with(&format!("_{}", standby.pid())));
+    let lease = env
+        .cp
+        .get("lease", "brickfs-system", "brickfs-provisioner")
+        .expect("lease");
+    assert!(lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("_{}", standby.pid())));
     // A clean stop hands the lease over at once.
     let c = env.provisioner(&o);
     c.wait_log(Duration::from_secs(30), "standing by");
@@ -424,38 +520,85 @@ fn refusals_become_events_on_the_claim() {
     let env = Env::start(&cluster);
     let token = env.tenant_token_file("t1");
     let _p = env.acting(&opts(&env, &token));
-    env.class("color", "brickfs.io/nfs", json!({"color": "red"}), "Delete", false);
-    env.class("mode", "brickfs.io/nfs", json!({"mode": "999"}), "Delete", false);
-    env.class("novol", "brickfs.io/nfs", json!({"volume": "nope"}), "Delete", false);
-    env.class("fixed", "brickfs.io/nfs", json!({"pathPattern": "shared"}), "Delete", false);
+    env.class(
+        "color",
+        "brickfs.io/nfs",
+        json!({"color": "red"}),
+        "Delete",
+        false,
+    );
+    env.class(
+        "mode",
+        "brickfs.io/nfs",
+        json!({"mode": "999"}),
+        "Delete",
+        false,
+    );
+    env.class(
+        "novol",
+        "brickfs.io/nfs",
+        json!({"volume": "nope"}),
+        "Delete",
+        false,
+    );
+    env.class(
+        "fixed",
+        "brickfs.io/nfs",
+        json!({"pathPattern": "shared"}),
+        "Delete",
+        false,
+    );
     env.class("ok", "brickfs.io/nfs", json!({}), "Delete", false);
     env.claim("default", "color", "color", "1Mi", json!({}));
     env.claim("default", "mode", "mode", "1Mi", json!({}));
     env.claim("default", "novol", "novol", "1Mi", json!({}));
     env.claim("default", "huge", "ok", "1000Pi", json!({}));
-    env.claim("default", "badann", "ok", "1Mi", json!({"brickfs.io/mode": "rwx"}));
+    env.claim(
+        "default",
+        "badann",
+        "ok",
+        "1Mi",
+        json!({"brickfs.io/mode": "rwx"}),
+    );
     env.claim("default", "first", "fixed", "1Mi", json!({}));
     env.bound("default", "first");
     env.claim("default", "second", "fixed", "1Mi", json!({}));
-    env.cp.wait_event(EVENT, "default", "color", "BadParameter", "\"color\"");
-    env.cp.wait_event(EVENT, "default", "mode", "BadParameter", "\"mode\"");
-    env.cp.wait_event(EVENT, "default", "badann", "BadParameter", "brickfs.io/mode");
-    env.cp.wait_event(EVENT, "default", "novol", "UnknownVolume", "nope");
+    env.cp
+        .wait_event(EVENT, "default", "color", "BadParameter", "\"color\"");
+    env.cp
+        .wait_event(EVENT, "default", "mode", "BadParameter", "\"mode\"");
+    env.cp.wait_event(
+        EVENT,
+        "default",
+        "badann",
+        "BadParameter",
+        "brickfs.io/mode",
+    );
+    env.cp
+        .wait_event(EVENT, "default", "novol", "UnknownVolume", "nope");
     env.cp.wait_event(EVENT, "default", "huge", "PoolFull", "");
-    env.cp.wait_event(EVENT, "default", "second", "NameCollision", "shared");
+    env.cp
+        .wait_event(EVENT, "default", "second", "NameCollision", "shared");
     for c in ["color", "mode", "novol", "huge", "badann", "second"] {
-        assert_eq!(env.cp.get("pvc", "default", c).unwrap()["status"]["phase"], "Pending");
+        assert_eq!(
+            env.cp.get("pvc", "default", c).unwrap()["status"]["phase"],
+            "Pending"
+        );
     }
 
     // A refused token.
-    let bad = env.token_file("bad", "bfs1.t1.0000000000000000000000000000000000000000000000000000000000000000");
+    let bad = env.token_file(
+        "bad",
+        "bfs1.t1.0000000000000000000000000000000000000000000000000000000000000000",
+    );
     let mut o = opts(&env, &bad);
     o.name = "bad.example/nfs".into();
     o.lease_name = "bad".into();
     let _b = env.acting(&o);
     env.class("badtoken", "bad.example/nfs", json!({}), "Delete", false);
     env.claim("default", "badtoken", "badtoken", "1Mi", json!({}));
-    env.cp.wait_event(EVENT, "default", "badtoken", "TokenRefused", "");
+    env.cp
+        .wait_event(EVENT, "default", "badtoken", "TokenRefused", "");
 }
 
 /// Latency and footprint, printed (`cargo test -p tests --test it --
@@ -474,7 +617,10 @@ fn measure() {
         let name = format!("seq-{i}");
         let t = Instant::now();
         env.claim("default", &name, "c", "1Mi", json!({}));
-        env.cp.wait_for(BOUND, "pvc", "default", &name, "Bound", |c| c["status"]["phase"] == "Bound");
+        env.cp
+            .wait_for(BOUND, "pvc", "default", &name, "Bound", |c| {
+                c["status"]["phase"] == "Bound"
+            });
         lat.push(t.elapsed());
     }
     lat.sort();
@@ -502,13 +648,20 @@ fn measure() {
         env.cp
             .list("pvc", "default")
             .iter()
-            .filter(|c| c["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("burst-")))
+            .filter(|c| {
+                c["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("burst-"))
+            })
             .filter(|c| c["status"]["phase"] == "Bound")
             .count()
             == 100
     });
     assert!(all, "100 claims not all Bound in 10 minutes");
-    eprintln!("MEASURE 100 claims at once: all Bound after {:?}", t.elapsed());
+    eprintln!(
+        "MEASURE 100 claims at once: all Bound after {:?}",
+        t.elapsed()
+    );
     eprintln!(
         "MEASURE provisioner RSS: {:?} KiB after 20 claims, peak {peak} KiB during 100, {:?} KiB after",
         rss_idle,
