@@ -26,7 +26,7 @@ use crate::controller::Ctx;
 use crate::error::Error;
 use crate::params::valid_volume_name;
 use crate::provision::{
-    LABEL_ON_DELETE, LABEL_PROVISIONER, LABEL_PV, LABEL_PVC_UID, LABEL_RECLAIM,
+    LABEL_CLUSTER, LABEL_ON_DELETE, LABEL_PROVISIONER, LABEL_PV, LABEL_PVC_UID, LABEL_RECLAIM,
 };
 use crate::pv;
 
@@ -185,12 +185,14 @@ mod tests {
             "gv0",
             &sub("x", "gone", "Delete", "delete"),
             "p",
+            "c1",
             &seen
         ));
         assert!(is_leftover(
             "gv0",
             &sub("x", "gone", "Delete", "archive"),
             "p",
+            "c1",
             &seen
         ));
         // Claim alive (its PV not made yet): kept.
@@ -198,6 +200,7 @@ mod tests {
             "gv0",
             &sub("x", "alive", "Delete", "delete"),
             "p",
+            "c1",
             &seen
         ));
         // Has its PV: kept.
@@ -205,6 +208,7 @@ mod tests {
             "gv0",
             &sub("b", "bound", "Delete", "delete"),
             "p",
+            "c1",
             &seen
         ));
         // Its PV records another sub-volume: swept.
@@ -212,12 +216,14 @@ mod tests {
             "gv0",
             &sub("old", "moved", "Delete", "delete"),
             "p",
+            "c1",
             &seen
         ));
         assert!(!is_leftover(
             "gv0",
             &sub("new", "moved", "Delete", "delete"),
             "p",
+            "c1",
             &seen
         ));
         // Data a reclaim would keep: kept.
@@ -225,12 +231,14 @@ mod tests {
             "gv0",
             &sub("x", "gone", "Retain", "delete"),
             "p",
+            "c1",
             &seen
         ));
         assert!(!is_leftover(
             "gv0",
             &sub("x", "gone", "Delete", "retain"),
             "p",
+            "c1",
             &seen
         ));
         // Another provisioner's, or not labelled: kept.
@@ -238,6 +246,7 @@ mod tests {
             "gv0",
             &sub("x", "gone", "Delete", "delete"),
             "q",
+            "c1",
             &seen
         ));
         // Another cluster's (the same tenant): kept.
