@@ -33,7 +33,8 @@ usage() {
 usage: $0 start DIR | stop DIR | --help
 
 start  runs etcd, kube-apiserver and kube-controller-manager
-       (--controllers=persistentvolume-binder,persistentvolume-expander)
+       (--controllers=persistentvolume-binder,persistentvolume-expander,
+       pvc-protection,pv-protection)
        on free 127.0.0.1 ports with all state in DIR; prints DIR/kubeconfig.
        The admin token (group system:masters) is in DIR/kubeconfig; the
        brickfs provisioner's (as ServiceAccount
@@ -254,7 +255,10 @@ start_once() {  # DIR BIN: starts all three and waits; non-zero if any failed
 
   log "kube-controller-manager (healthz on 127.0.0.1:$kcm_port)"
   # Only the PV/PVC controllers: they add the storage-provisioner
-  # annotation for external provisioners and bind claims to volumes.
+  # annotation for external provisioners and bind claims to volumes; the
+  # protection controllers remove the finalizers the API server's
+  # StorageObjectInUseProtection admission puts on every PVC and PV
+  # (without them a deleted claim or PV stays Terminating forever).
   # One instance, so no leader election (it would delay the first sync).
   # --port=0 turns off the deprecated plain-HTTP port (a fixed 10252).
   # No --authentication/authorization-kubeconfig: they make it read the
@@ -263,7 +267,7 @@ start_once() {  # DIR BIN: starts all three and waits; non-zero if any failed
   # answers only /healthz, which is all start needs.
   spawn "$dir" kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig="$dir/kcm.kubeconfig" \
-    --controllers=persistentvolume-binder,persistentvolume-expander \
+    --controllers=persistentvolume-binder,persistentvolume-expander,pvc-protection,pv-protection \
     --leader-elect=false \
     --bind-address=127.0.0.1 \
     --secure-port="$kcm_port" \

@@ -30,6 +30,12 @@ pub async fn reconcile(volume: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<A
         .spec
         .as_ref()
         .and_then(|s| s.persistent_volume_reclaim_policy.as_deref());
+    tracing::debug!(
+        ?phase,
+        ?policy,
+        on_delete = rec.on_delete.as_str(),
+        "PV of ours"
+    );
     if phase != Some("Released")
         || policy != Some("Delete")
         || volume.meta().deletion_timestamp.is_some()

@@ -189,9 +189,13 @@ impl ControlPlane {
     /// Polls until the object is gone.
     #[track_caller]
     pub fn wait_gone(&self, timeout: Duration, kind: &str, ns: &str, name: &str) {
+        let mut last = None;
         assert!(
-            wait_until(timeout, || self.get(kind, ns, name).is_none()),
-            "{kind} {ns}/{name} still there after {timeout:?}"
+            wait_until(timeout, || {
+                last = self.get(kind, ns, name);
+                last.is_none()
+            }),
+            "{kind} {ns}/{name} still there after {timeout:?}: {last:#?}"
         );
     }
 
