@@ -33,9 +33,13 @@ usage() {
 usage: $0 start DIR | stop DIR | --help
 
 start  runs etcd, kube-apiserver and kube-controller-manager
-       (--controllers=persistentvolume-binder,persistentvolume-expander)
+       (--controllers=persistentvolume-binder,persistentvolume-expander,
+       pvc-protection,pv-protection)
        on free 127.0.0.1 ports with all state in DIR; prints DIR/kubeconfig.
-       The admin token (group system:masters) is in DIR/kubeconfig; DIR/env
+       The admin token (group system:masters) is in DIR/kubeconfig; the
+       brickfs provisioner's (as ServiceAccount
+       brickfs-system/brickfs-provisioner, no rights until RBAC grants
+       them) in DIR/provisioner.kubeconfig; DIR/env
        has ETCD_URL, APISERVER_URL and KUBECONFIG for shell use.
 stop   stops the processes recorded in DIR/*.pid (and only those).
 
@@ -125,6 +129,16 @@ make_credentials() {
     } >"$dir/tokens.csv"
     echo "$admin" >"$dir/admin.token"
     echo "$kcm" >"$dir/kcm.token"
+  fi
+  if [ ! -f "$dir/provisioner.token" ]; then
+    # The brickfs provisioner authenticates as its ServiceAccount would in
+    # a cluster (user and groups of a service-account token), so the RBAC
+    # of k8s/deploy/provisioner-rbac.yaml applies to it unchanged. A static
+    # token, because this control plane runs no token controller.
+    local prov
+    prov=$(openssl rand -hex 16)
+    echo "$prov,system:serviceaccount:brickfs-system:brickfs-provisioner,brickfs-provisioner,\"system:serviceaccounts,system:serviceaccounts:brickfs-system,system:authenticated\"" >>"$dir/tokens.csv"
+    echo "$prov" >"$dir/provisioner.token"
   fi
   umask 022
 }
@@ -236,11 +250,15 @@ start_once() {  # DIR BIN: starts all three and waits; non-zero if any failed
   wait_for "$dir" "$deadline" "apiserver certificate" test -s "$ca" || return 1
   write_kubeconfig "$dir/kubeconfig" "$api_url" "$ca" "$(cat "$dir/admin.token")"
   write_kubeconfig "$dir/kcm.kubeconfig" "$api_url" "$ca" "$(cat "$dir/kcm.token")"
+  write_kubeconfig "$dir/provisioner.kubeconfig" "$api_url" "$ca" "$(cat "$dir/provisioner.token")"
   wait_for "$dir" "$deadline" "kube-apiserver /readyz" api_ready "$dir/kubeconfig" || return 1
 
   log "kube-controller-manager (healthz on 127.0.0.1:$kcm_port)"
   # Only the PV/PVC controllers: they add the storage-provisioner
-  # annotation for external provisioners and bind claims to volumes.
+  # annotation for external provisioners and bind claims to volumes; the
+  # protection controllers remove the finalizers the API server's
+  # StorageObjectInUseProtection admission puts on every PVC and PV
+  # (without them a deleted claim or PV stays Terminating forever).
   # One instance, so no leader election (it would delay the first sync).
   # --port=0 turns off the deprecated plain-HTTP port (a fixed 10252).
   # No --authentication/authorization-kubeconfig: they make it read the
@@ -249,7 +267,7 @@ start_once() {  # DIR BIN: starts all three and waits; non-zero if any failed
   # answers only /healthz, which is all start needs.
   spawn "$dir" kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig="$dir/kcm.kubeconfig" \
-    --controllers=persistentvolume-binder,persistentvolume-expander \
+    --controllers=persistentvolume-binder,persistentvolume-expander,pvc-protection,pv-protection \
     --leader-elect=false \
     --bind-address=127.0.0.1 \
     --secure-port="$kcm_port" \

@@ -12,7 +12,8 @@
 # 3. builds every binary (the integration tests run target/debug/brickd,
 #    brickfs-mount, brickfs and brickfs-nfs as real processes) and
 #    brickd-failpoints (brickd with the `failpoints` feature, which only the
-#    crash tests run; the harness would build it on first use otherwise),
+#    crash tests run; the harness would build it on first use otherwise)
+#    and brickfs-provisioner-failpoints (the same for the provisioner),
 #    Meanwhile scripts/k8s-bins.sh builds (or finds cached) the real
 #    kube-apiserver and kube-controller-manager of the Kubernetes tests.
 # 4. fmt and clippy (also of brick with failpoints),
@@ -87,12 +88,16 @@ log "cargo build --workspace"
 cargo build --workspace
 log "cargo build -p brick --features failpoints --bin brickd-failpoints"
 cargo build -p brick --features failpoints --bin brickd-failpoints
+log "cargo build -p k8s --features failpoints --bin brickfs-provisioner-failpoints"
+cargo build -p k8s --features failpoints --bin brickfs-provisioner-failpoints
 log "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 log "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo clippy -p brick --all-targets --features failpoints -- -D warnings"
 cargo clippy -p brick --all-targets --features failpoints -- -D warnings
+log "cargo clippy -p k8s --all-targets --features failpoints -- -D warnings"
+cargo clippy -p k8s --all-targets --features failpoints -- -D warnings
 log "waiting for scripts/k8s-bins.sh"
 if ! wait "$k8s_pid"; then
   tail -40 "$k8s_log" >&2

@@ -21,6 +21,8 @@ const MAC_LEN: usize = 16;
 const SIGNED_LEN: usize = 3 + 1 + 1 + 8 + 16 + 1 + 16;
 pub const HANDLE_LEN: usize = SIGNED_LEN + MAC_LEN;
 pub const KEY_LEN: usize = 32;
+// NFS3_FHSIZE.
+const _: () = assert!(HANDLE_LEN <= 64);
 
 /// What a handle names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,7 +222,6 @@ mod tests {
         };
         let fh = codec.encode(h);
         assert_eq!(fh.data.as_ref().len(), HANDLE_LEN);
-        assert!(HANDLE_LEN <= 64, "NFS3_FHSIZE");
         assert_eq!(codec.decode(&fh), Ok(h));
         let inside = Handle {
             subvol: Some(Gfid::random()),

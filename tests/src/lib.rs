@@ -13,6 +13,8 @@
 //!   the libnfs command-line tools, and a hand-written ONC RPC client.
 //! - [`volume`]: volumes in a cluster store, made and changed with the
 //!   `brickfs` CLI, and what their bricks hold.
+//! - [`k8s`]: a real Kubernetes control plane (apiserver, PV controllers)
+//!   and `brickfs-provisioner` processes against it.
 //! - [`etcd`]: a real etcd, for the store's tests and volumes kept in etcd.
 //! - [`xattr`], [`data`]: extended attributes of a path; test data.
 //!
@@ -28,6 +30,7 @@ pub mod extra_brick;
 pub mod failpoints;
 pub mod heal;
 pub mod http;
+pub mod k8s;
 pub mod kernel_nfs;
 pub mod nfs;
 mod proc;

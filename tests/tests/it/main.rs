@@ -23,6 +23,7 @@ mod nfs;
 mod nlm;
 mod nlm_kernel;
 mod posix;
+mod provisioner;
 mod rebalance;
 mod replication;
 mod smoke;
