@@ -668,3 +668,69 @@ fn measure() {
         rss_kib(p.pid())
     );
 }
+
+/// The whole path a pod's volume takes: a claim becomes a PV, and the real
+/// Linux kernel NFS client in a qemu guest (standing in for kubelet, from
+/// the network registered for the tenant) mounts the PV's nfs source with
+/// the PV's mountOptions, exactly as kubelet's `mount -t nfs -o …` would:
+/// df shows the claim's size, writing past it is EDQUOT, a lock works (no
+/// nolock in the options), freeing works.
+#[test]
+fn the_kernel_client_mounts_the_pv_as_kubelet_does_and_sees_its_quota() {
+    use tests::kernel_nfs::{self, Net};
+    kernel_nfs::prepare();
+    let cluster = TestCluster::start(3);
+    let env = Env::start(&cluster);
+    let net = Net::up();
+    let token = env.vol.tenant("compute-k", &[&net.guest_network()], false);
+    let token_file = env.token_file("compute-k", &token);
+    let listen = format!("{}:0", net.host).parse().expect("address");
+    let portmap = format!("{}:111", net.host);
+    let gw =
+        cluster.start_gateway_from_store_on(&env.vol.url, listen, &["--portmap-listen", &portmap]);
+    let port = gw.port();
+    let class = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "kernel"},
+        "provisioner": "brickfs.io/nfs",
+        "parameters": {"volume": VOL, "server": net.host, "mode": "0777"},
+        "reclaimPolicy": "Delete",
+        "mountOptions": ["vers=3", "proto=tcp", "mountproto=tcp", "hard",
+                         format!("port={port}"), format!("mountport={port}")]
+    });
+    env.cp.apply(&class.to_string());
+    let _p = env.acting(&opts(&env, &token_file));
+    env.namespace("apps");
+    env.claim("apps", "data", "kernel", "16Mi", json!({}));
+    let (_, pv) = env.bound("apps", "data");
+    let nfs = &pv["spec"]["nfs"];
+    let server = nfs["server"].as_str().expect("nfs.server");
+    let path = nfs["path"].as_str().expect("nfs.path");
+    let options: Vec<String> = pv["spec"]["mountOptions"]
+        .as_array()
+        .expect("the PV carries the class's mountOptions")
+        .iter()
+        .map(|o| o.as_str().expect("option").to_string())
+        .collect();
+    assert_eq!(server, net.host);
+    let run = kernel_nfs::check_pv(&net, server, path, &options, 16 << 20, cluster.root());
+    assert!(
+        run.passed(),
+        "guest checks failed: {:#?}\nresult: {:?}\nlast console lines:\n{}\ngateway log:\n{}",
+        run.fails,
+        run.result,
+        run.tail.join("\n"),
+        std::fs::read_to_string(gw.log()).unwrap_or_default()
+    );
+    for want in [
+        "df size = the limit",
+        "writing past the limit fails with EDQUOT",
+        "fcntl lock on the PV",
+    ] {
+        assert!(
+            run.has_pass(want),
+            "no PASS {want:?} among {:#?}",
+            run.passes
+        );
+    }
+}
