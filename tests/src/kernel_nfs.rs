@@ -138,6 +138,28 @@ impl GuestRun {
     pub fn has_pass(&self, prefix: &str) -> bool {
         self.passes.iter().any(|p| p.starts_with(prefix))
     }
+
+    /// Panics unless every check passed and each of `wanted` is among the
+    /// passes, with what the guest said and the server's `log`.
+    #[track_caller]
+    pub fn assert_passed(&self, wanted: &[&str], log: &Path) {
+        assert!(
+            self.passed(),
+            "guest checks failed: {:#?}\nresult: {:?}\nlast console lines:\n{}\nlog {}:\n{}",
+            self.fails,
+            self.result,
+            self.tail.join("\n"),
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        for want in wanted {
+            assert!(
+                self.has_pass(want),
+                "no PASS {want:?} among {:#?}",
+                self.passes
+            );
+        }
+    }
 }
 
 /// Boots the guest in `net` against the gateway's `port` and `export`,

@@ -714,23 +714,12 @@ fn the_kernel_client_mounts_the_pv_as_kubelet_does_and_sees_its_quota() {
         .collect();
     assert_eq!(server, net.host);
     let run = kernel_nfs::check_pv(&net, server, path, &options, 16 << 20, cluster.root());
-    assert!(
-        run.passed(),
-        "guest checks failed: {:#?}\nresult: {:?}\nlast console lines:\n{}\ngateway log:\n{}",
-        run.fails,
-        run.result,
-        run.tail.join("\n"),
-        std::fs::read_to_string(gw.log()).unwrap_or_default()
+    run.assert_passed(
+        &[
+            "df size = the limit",
+            "writing past the limit fails with EDQUOT",
+            "fcntl lock on the PV",
+        ],
+        gw.log(),
     );
-    for want in [
-        "df size = the limit",
-        "writing past the limit fails with EDQUOT",
-        "fcntl lock on the PV",
-    ] {
-        assert!(
-            run.has_pass(want),
-            "no PASS {want:?} among {:#?}",
-            run.passes
-        );
-    }
 }

@@ -41,25 +41,14 @@ fn the_kernel_client_sees_the_quota_in_df_and_gets_edquot_past_it() {
         format!("mountport={port}"),
     ];
     let run = kernel_nfs::check_pv(&net, &net.host, &export, &options, limit, cluster.root());
-    assert!(
-        run.passed(),
-        "guest checks failed: {:#?}\nresult: {:?}\nlast console lines:\n{}\ngateway log:\n{}",
-        run.fails,
-        run.result,
-        run.tail.join("\n"),
-        std::fs::read_to_string(gw.log()).unwrap_or_default()
+    run.assert_passed(
+        &[
+            "df size = the limit",
+            "writing past the limit fails with EDQUOT",
+            "usage",
+            "fcntl lock on the PV",
+            "removing the data frees it",
+        ],
+        gw.log(),
     );
-    for want in [
-        "df size = the limit",
-        "writing past the limit fails with EDQUOT",
-        "usage",
-        "fcntl lock on the PV",
-        "removing the data frees it",
-    ] {
-        assert!(
-            run.has_pass(want),
-            "no PASS {want:?} among {:#?}",
-            run.passes
-        );
-    }
 }
