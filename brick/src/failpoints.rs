@@ -146,42 +146,5 @@ pub fn unknown() -> Vec<String> {
 /// Arms the failpoints `FAILPOINTS` names; returns them.
 #[cfg(feature = "failpoints")]
 pub fn arm_from_env() -> Result<Vec<String>, String> {
-    match std::env::var("FAILPOINTS") {
-        Ok(spec) => arm(&spec),
-        Err(std::env::VarError::NotPresent) => Ok(Vec::new()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Arms `NAME=ACTION;NAME=ACTION…` (see the module docs).
-#[cfg(feature = "failpoints")]
-pub fn arm(spec: &str) -> Result<Vec<String>, String> {
-    let mut armed = Vec::new();
-    for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, action) = part
-            .split_once('=')
-            .ok_or_else(|| format!("{part:?}: expected NAME=ACTION"))?;
-        let (name, action) = (name.trim(), action.trim());
-        if !ALL.contains(&name) {
-            return Err(format!("unknown failpoint {name:?}"));
-        }
-        if action == "kill" {
-            let point = name.to_string();
-            fail::cfg_callback(name, move || kill_self(&point))?;
-        } else {
-            fail::cfg(name, action)?;
-        }
-        armed.push(format!("{name}={action}"));
-    }
-    Ok(armed)
-}
-
-#[cfg(feature = "failpoints")]
-fn kill_self(point: &str) {
-    // The test reads this line to tell this death from any other.
-    eprintln!("failpoint {point}: SIGKILL");
-    let me = rustix::process::getpid();
-    let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
-    // SIGKILL cannot be caught; should it be refused, stop all the same.
-    std::process::abort();
+    supervise::failpoints::arm_from_env(ALL)
 }

@@ -37,35 +37,5 @@ pub fn hit(name: &str) {
 /// Arms what `FAILPOINTS` names (`NAME=ACTION;…`).
 #[cfg(feature = "failpoints")]
 pub fn arm_from_env() -> Result<Vec<String>, String> {
-    let spec = match std::env::var("FAILPOINTS") {
-        Ok(s) => s,
-        Err(std::env::VarError::NotPresent) => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
-    };
-    let mut armed = Vec::new();
-    for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, action) = part
-            .split_once('=')
-            .ok_or_else(|| format!("{part:?}: expected NAME=ACTION"))?;
-        let (name, action) = (name.trim(), action.trim());
-        if !ALL.contains(&name) {
-            return Err(format!("unknown failpoint {name:?}"));
-        }
-        if action == "kill" {
-            let point = name.to_string();
-            fail::cfg_callback(name, move || {
-                // The crash test waits for this line.
-                eprintln!("failpoint {point}: SIGKILL");
-                // SAFETY: kill(2) on our own pid; no memory is touched.
-                unsafe {
-                    libc::kill(libc::getpid(), libc::SIGKILL);
-                }
-                std::process::abort();
-            })?;
-        } else {
-            fail::cfg(name, action)?;
-        }
-        armed.push(format!("{name}={action}"));
-    }
-    Ok(armed)
+    supervise::failpoints::arm_from_env(ALL)
 }

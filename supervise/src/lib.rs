@@ -8,5 +8,7 @@
 //! (`try_wait()` is `None`), so never to a recycled pid.
 
 pub mod children;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod logging;
 pub mod mounts;
