@@ -9,12 +9,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::children::{spawn_listening, terminate};
+use super::children::{spawn_listening, store_command, terminate};
 use super::Result;
 use crate::error::{Error, IoContext};
 
@@ -29,13 +29,8 @@ pub fn start(
     log: &Path,
     timeout: Duration,
 ) -> Result<(Child, SocketAddr)> {
-    let mut cmd = Command::new(bin);
-    if let Some(level) = log_level {
-        cmd.arg("--log-level").arg(level);
-    }
-    cmd.arg("--store")
-        .arg(store_url)
-        .args(["--listen", "127.0.0.1:0"]);
+    let mut cmd = store_command(bin, log_level, store_url);
+    cmd.args(["--listen", "127.0.0.1:0"]);
     spawn_listening(&mut cmd, log, timeout)
 }
 

@@ -50,6 +50,17 @@ fn is_executable(p: &Path) -> bool {
 /// Puts the child in its own process group (so the terminal's Ctrl-C reaches
 /// only brickfs, which then stops the children in order) and asks the kernel
 /// to SIGTERM it if brickfs dies without cleaning up.
+/// `BIN [--log-level L] --store URL`: the flags every child of `brickfs
+/// dev` starts with (the dev store names the volume and its bricks).
+pub fn store_command(bin: &Path, log_level: Option<&str>, store_url: &str) -> Command {
+    let mut cmd = Command::new(bin);
+    if let Some(level) = log_level {
+        cmd.arg("--log-level").arg(level);
+    }
+    cmd.arg("--store").arg(store_url);
+    cmd
+}
+
 pub fn detach_from_terminal(cmd: &mut Command) {
     let parent = std::process::id() as libc::pid_t;
     cmd.process_group(0);

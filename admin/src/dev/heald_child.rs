@@ -6,12 +6,12 @@
 //! `brickfs dev` warns and the volume goes on without self-heal.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use tracing::warn;
 
-use super::children::{detach_from_terminal, open_log, terminate};
+use super::children::{detach_from_terminal, open_log, store_command, terminate};
 use super::{IoContext, Result};
 
 /// Starts `brickfs [--log-level L] --store URL heald VOLUME`: bricks,
@@ -22,11 +22,8 @@ pub fn start(store_url: &str, volume: &str, log_level: Option<&str>, log: &Path)
     let err = out
         .try_clone()
         .ctx(|| format!("cloning {}", log.display()))?;
-    let mut cmd = Command::new(&exe);
-    if let Some(level) = log_level {
-        cmd.arg("--log-level").arg(level);
-    }
-    cmd.arg("--store").arg(store_url).arg("heald").arg(volume);
+    let mut cmd = store_command(&exe, log_level, store_url);
+    cmd.arg("heald").arg(volume);
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     detach_from_terminal(&mut cmd);
     cmd.spawn()

@@ -49,7 +49,8 @@ use tracing::{error, info, warn};
 use crate::error::{Error, IoContext, Result};
 
 use children::{
-    find_binary, is_mounted, log_tail, open_log, signal, spawn_listening, terminate, umount_detach,
+    find_binary, is_mounted, log_tail, open_log, signal, spawn_listening, store_command, terminate,
+    umount_detach,
 };
 use cluster_file::{BrickEntry, ClusterFile};
 
@@ -432,13 +433,8 @@ impl Dev {
         let err = out
             .try_clone()
             .ctx(|| format!("cloning {}", log.display()))?;
-        let mut cmd = Command::new(mounter);
-        if let Some(level) = log_level {
-            cmd.arg("--log-level").arg(level);
-        }
-        cmd.arg("--store")
-            .arg(self.store_url())
-            .arg(VOLUME)
+        let mut cmd = store_command(mounter, log_level, &self.store_url());
+        cmd.arg(VOLUME)
             .arg(&self.mount_point)
             .stdin(std::process::Stdio::null())
             .stdout(out)

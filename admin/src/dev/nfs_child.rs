@@ -9,12 +9,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
 use tracing::warn;
 
-use super::children::{spawn_listening, terminate};
+use super::children::{spawn_listening, store_command, terminate};
 use super::Result;
 
 /// Starts `brickfs-nfs [--log-level L] --store URL --listen 127.0.0.1:0
@@ -30,13 +30,8 @@ pub fn start(
     log: &Path,
     timeout: Duration,
 ) -> Result<(Child, SocketAddr)> {
-    let mut cmd = Command::new(bin);
-    if let Some(level) = log_level {
-        cmd.arg("--log-level").arg(level);
-    }
-    cmd.arg("--store")
-        .arg(store_url)
-        .arg("--state-dir")
+    let mut cmd = store_command(bin, log_level, store_url);
+    cmd.arg("--state-dir")
         .arg(state_dir)
         .args(["--listen", "127.0.0.1:0", volume]);
     spawn_listening(&mut cmd, log, timeout)
