@@ -90,11 +90,18 @@ fn not_found(m: &Manager, name: &str) -> ApiError {
     }
 }
 
-/// `name`'s record if the caller may see it; "not found" otherwise.
-async fn own(m: &Manager, caller: &Tenant, name: &str) -> ApiResult<Subvolume> {
+/// The manager of `vol` and `name`'s record, if the caller may see it;
+/// "not found" otherwise.
+async fn own(
+    st: &AppState,
+    caller: &Tenant,
+    vol: &str,
+    name: &str,
+) -> ApiResult<(Arc<Manager>, Subvolume)> {
+    let m = st.volumes.get(vol).await?;
     match m.record(name).await? {
-        Some(sub) if visible(caller, &sub) => Ok(sub),
-        _ => Err(not_found(m, name)),
+        Some(sub) if visible(caller, &sub) => Ok((m, sub)),
+        _ => Err(not_found(&m, name)),
     }
 }
 
@@ -132,14 +139,12 @@ async fn info(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let t = caller(&st, &headers).await?;
-    let m = st.volumes.get(&vol).await?;
-    own(&m, &t, &name).await?;
-    let w = m.info(&name).await?;
-    let usage = w.usage.map(|u| Usage {
+    let (m, sub) = own(&st, &t, &vol, &name).await?;
+    let usage = m.usage(&sub).await?.map(|u| Usage {
         bytes: u.bytes,
         inodes: u.inodes,
     });
-    Ok(Json(view(&w.sub, Some(usage))).into_response())
+    Ok(Json(view(&sub, Some(usage))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -257,8 +262,7 @@ async fn resize(
     if b.bytes == 0 {
         return Err(ApiError::BadRequest("bytes must be above 0".into()));
     }
-    let m = st.volumes.get(&vol).await?;
-    own(&m, &t, &name).await?;
+    let (m, _) = own(&st, &t, &vol, &name).await?;
     let inodes = b.inodes.map(|n| (n > 0).then_some(n));
     let sub = m.resize(&name, b.bytes, inodes).await?;
     Ok(Json(view(&sub, None)).into_response())
@@ -270,8 +274,7 @@ async fn delete(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let t = caller(&st, &headers).await?;
-    let m = st.volumes.get(&vol).await?;
-    own(&m, &t, &name).await?;
+    let (m, _) = own(&st, &t, &vol, &name).await?;
     m.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -295,8 +298,7 @@ async fn archive(
     } else {
         parse(&body)?
     };
-    let m = st.volumes.get(&vol).await?;
-    own(&m, &t, &name).await?;
+    let (m, _) = own(&st, &t, &vol, &name).await?;
     let sub = m.archive(&name, b.keep_seconds).await?;
     Ok(Json(view(&sub, None)).into_response())
 }

@@ -139,7 +139,9 @@ impl Manager {
         Ok(WithUsage { sub, usage })
     }
 
-    async fn usage(&self, sub: &Subvolume) -> Result<Option<QuotaUse>, SubvolError> {
+    /// `sub`'s usage as the bricks count it now (`None`: its directory is
+    /// not made yet).
+    pub async fn usage(&self, sub: &Subvolume) -> Result<Option<QuotaUse>, SubvolError> {
         let Some(id) = sub.id.as_deref().and_then(Gfid::from_hex) else {
             return Ok(None);
         };
