@@ -174,7 +174,10 @@ fn bad_requests_get_their_status_and_change_nothing() {
             r.raw
         );
     }
-    let forged = format!("{}0", &a[..a.len() - 1]);
+    // The real token with its last hex digit changed (to another digit:
+    // one that was already 0 made this a 1-in-16 pass with the real one).
+    let last = if a.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{}{last}", &a[..a.len() - 1]);
     assert_eq!(
         request_raw(api.addr, "GET", SUBS, Some(&forged), "").status,
         401
@@ -219,6 +222,45 @@ fn bad_requests_get_their_status_and_change_nothing() {
         names(&r.body),
         Vec::<String>::new(),
         "a refused request made something"
+    );
+    // Bricks that do not answer: 503 "unavailable", and the same request
+    // once they are back makes the sub-volume.
+    let req = r#"{"name": "later", "bytes": 1048576}"#;
+    assert_eq!(
+        request_raw(api.addr, "POST", SUBS, Some(&a), req).status,
+        201
+    );
+    for i in 0..3 {
+        cluster.kill_brick(i);
+    }
+    let r = request_raw(
+        api.addr,
+        "POST",
+        SUBS,
+        Some(&a),
+        r#"{"name": "while-down", "bytes": 1048576}"#,
+    );
+    assert_eq!((r.status, r.code()), (503, "unavailable"), "{}", r.raw);
+    let r = request_raw(api.addr, "GET", &format!("{SUBS}/later"), Some(&a), "");
+    assert_eq!((r.status, r.code()), (503, "unavailable"), "{}", r.raw);
+    for i in 0..3 {
+        cluster.restart_brick(i);
+    }
+    let mut last = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let r = request_raw(
+                api.addr,
+                "POST",
+                SUBS,
+                Some(&a),
+                r#"{"name": "while-down", "bytes": 1048576}"#,
+            );
+            let ok = matches!(r.status, 200 | 201);
+            last = Some(r);
+            ok
+        }),
+        "the sub-volume was never made once the bricks were back: {last:?}"
     );
     // A bad tenant on the command line is refused before anything is written.
     let r = v.cli(&["tenant", "create", "Bad_Name"]);
