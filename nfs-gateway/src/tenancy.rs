@@ -92,31 +92,27 @@ impl Table {
     pub fn check(&self, ip: IpAddr, subvol: Option<Gfid>) -> Result<(), nfsstat3> {
         let ok = match subvol {
             None => !self.confined(ip),
-            Some(root) => match self.by_root.get(&root) {
-                Some(Some(tenant)) => self.tenant_allows(tenant, ip),
-                Some(None) => !self.confined(ip),
+            Some(root) => self
+                .by_root
+                .get(&root)
                 // Deleted or never known: nobody's to reach.
-                None => false,
-            },
+                .is_some_and(|owner| self.owner_allows(owner.as_deref(), ip)),
         };
-        if ok {
-            Ok(())
-        } else {
-            Err(nfsstat3::NFS3ERR_ACCES)
-        }
+        verdict(ok)
     }
 
     /// [`check`](Self::check) of a sub-volume by its record, for entering
     /// it by name (MOUNT, LOOKUP at the volume root).
     pub fn check_owned(&self, ip: IpAddr, owned: &Owned) -> Result<(), nfsstat3> {
-        let ok = match &owned.tenant {
+        verdict(self.owner_allows(owned.tenant.as_deref(), ip))
+    }
+
+    /// A tenant's sub-volume is for its networks; the admin's own for
+    /// addresses in no tenant's network.
+    fn owner_allows(&self, owner: Option<&str>, ip: IpAddr) -> bool {
+        match owner {
             Some(t) => self.tenant_allows(t, ip),
             None => !self.confined(ip),
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(nfsstat3::NFS3ERR_ACCES)
         }
     }
 
@@ -145,6 +141,14 @@ impl Table {
 
     pub fn subvolumes(&self) -> usize {
         self.by_name.len()
+    }
+}
+
+fn verdict(ok: bool) -> Result<(), nfsstat3> {
+    if ok {
+        Ok(())
+    } else {
+        Err(nfsstat3::NFS3ERR_ACCES)
     }
 }
 
