@@ -70,32 +70,10 @@ pub fn request_raw(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{method} {path}: no status in {head:?}"));
-    let body_text = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+    // The API sends whole bodies with a Content-Length (never chunked).
     Answer {
         status,
-        body: serde_json::from_str(&body_text).unwrap_or(Value::Null),
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
         raw: text,
     }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
