@@ -79,15 +79,11 @@ pub async fn acquire(client: &Client, cfg: &LeaseConfig) -> Result<String, Error
     let mut logged_holder = None;
     loop {
         match try_acquire(&api, cfg, &mut observed).await {
-            Ok(None) => {
+            Ok(Attempt::Acquired(uid)) => {
                 tracing::info!(lease = %cfg.name, identity = %cfg.identity, "acquired the leader lease");
-                let lease = api
-                    .get(&cfg.name)
-                    .await
-                    .map_err(Error::kube("reading the leader lease"))?;
-                return Ok(lease.metadata.uid.unwrap_or_default());
+                return Ok(uid);
             }
-            Ok(Some(holder)) => {
+            Ok(Attempt::HeldBy(holder)) => {
                 if logged_holder.as_ref() != Some(&holder) {
                     tracing::info!(lease = %cfg.name, %holder, "standing by: another replica holds the lease");
                     logged_holder = Some(holder);
@@ -102,13 +98,22 @@ pub async fn acquire(client: &Client, cfg: &LeaseConfig) -> Result<String, Error
     }
 }
 
-/// One attempt: `Ok(None)` when we hold the lease now, `Ok(Some(holder))`
-/// when another holds it.
+/// What one attempt at the lease found.
+enum Attempt {
+    /// Ours now; the Lease's uid (what `acquire` returns).
+    Acquired(String),
+    /// Another replica's, with its identity.
+    HeldBy(String),
+}
+
+/// One attempt: create the Lease, or take it over if it is ours, free, or
+/// unrenewed for its duration (as observed here, not by clocks).
 async fn try_acquire(
     api: &Api<Lease>,
     cfg: &LeaseConfig,
     observed: &mut Option<(String, Instant)>,
-) -> Result<Option<String>, kube::Error> {
+) -> Result<Attempt, kube::Error> {
+    let acquired = |l: Lease| Attempt::Acquired(l.metadata.uid.unwrap_or_default());
     let Some(lease) = api.get_opt(&cfg.name).await? else {
         let lease = Lease {
             metadata: ObjectMeta {
@@ -118,8 +123,7 @@ async fn try_acquire(
             },
             spec: Some(spec_for(cfg, None)),
         };
-        api.create(&PostParams::default(), &lease).await?;
-        return Ok(None);
+        return Ok(acquired(api.create(&PostParams::default(), &lease).await?));
     };
     let rv = lease.metadata.resource_version.clone().unwrap_or_default();
     let now = Instant::now();
@@ -138,12 +142,13 @@ async fn try_acquire(
         .map_or(cfg.duration, Duration::from_secs);
     let free = holder.is_empty() || holder == cfg.identity || now.duration_since(since) >= duration;
     if !free {
-        return Ok(Some(holder));
+        return Ok(Attempt::HeldBy(holder));
     }
     let mut new = lease.clone();
     new.spec = Some(spec_for(cfg, Some(&spec)));
-    api.replace(&cfg.name, &PostParams::default(), &new).await?;
-    Ok(None)
+    Ok(acquired(
+        api.replace(&cfg.name, &PostParams::default(), &new).await?,
+    ))
 }
 
 /// Renews the lease for as long as it can; returns why it stopped
