@@ -26,6 +26,9 @@ pub enum Error {
     /// A volume could not be opened (unknown, not started, unreachable).
     #[error("{0}")]
     Open(#[from] volume::OpenError),
+    /// Certificates: making, reading or using them.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

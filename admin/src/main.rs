@@ -5,6 +5,7 @@
 //! store, `volume heal` heals on demand and shows heal status. The hidden
 //! `rebalance-run` is the background runner of `volume rebalance start`.
 
+mod ca_cmd;
 mod dev;
 mod error;
 mod heal_cmd;
@@ -46,6 +47,9 @@ struct Cli {
     #[command(flatten)]
     store: volume::args::StoreArg,
 
+    #[command(flatten)]
+    tls: tls::TlsArgs,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +74,10 @@ enum Command {
     /// enforce (create, list, info, resize, delete, archive, purge).
     Subvolume(subvolume_cmd::SubvolumeArgs),
     Tenant(tenant_cmd::TenantArgs),
+    /// The cluster CA and the certificates of every process (mutual TLS
+    /// between all of them): `ca init DIR`, `ca issue --ca DIR --role ROLE
+    /// NAME`.
+    Ca(ca_cmd::CaArgs),
     /// The background runner `volume rebalance NAME start` spawns.
     #[command(hide = true)]
     RebalanceRun(volume_cmd::rebalance::RunArgs),
@@ -78,12 +86,29 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Volume(_) | Command::Subvolume(_) | Command::Tenant(_) => "warn",
+        Command::Volume(_) | Command::Subvolume(_) | Command::Tenant(_) | Command::Ca(_) => {
+            "warn"
+        }
         Command::Dev(_) | Command::Heald(_) | Command::RebalanceRun(_) => "info",
     };
     if let Err(e) = supervise::logging::init(cli.log_level.as_deref(), default_level) {
         eprintln!("brickfs: {e}");
         return ExitCode::FAILURE;
+    }
+    // Each command talks to the bricks as what it is; `dev` makes its own
+    // credentials, `ca` makes credentials, `tenant` only reaches the store.
+    let role = match cli.command {
+        Command::Heald(_) => Some(tls::Role::Heal),
+        Command::Volume(_) | Command::Subvolume(_) | Command::RebalanceRun(_) => {
+            Some(tls::Role::Admin)
+        }
+        Command::Dev(_) | Command::Tenant(_) | Command::Ca(_) => None,
+    };
+    if let Some(role) = role {
+        if let Err(e) = cli.tls.install(role) {
+            eprintln!("brickfs: error: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     let store = cli.store.store.as_deref();
     let result = match cli.command {
@@ -92,6 +117,7 @@ fn main() -> ExitCode {
         Command::Volume(args) => volume_cmd::run(args, store, cli.log_level.as_deref()),
         Command::Subvolume(args) => subvolume_cmd::run(args, store),
         Command::Tenant(args) => tenant_cmd::run(args, store),
+        Command::Ca(args) => ca_cmd::run(args).map_err(error::Error::from),
         Command::RebalanceRun(args) => volume_cmd::rebalance::run_detached(args, store),
     };
     match result {

@@ -32,6 +32,10 @@ struct Args {
     /// Log filter: error, warn, info, debug, trace, or tracing directives.
     #[arg(long, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
     log_level: Option<String>,
+    /// The API reaches the bricks as an admin (ROLE.pem = admin.pem in
+    /// --tls-dir): it makes sub-volumes and sets their limits.
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    args.tls
+        .install(tls::Role::Admin)
+        .map_err(|e| e.to_string())?;
     let url = args
         .store
         .store

@@ -26,6 +26,8 @@ struct Args {
     /// directive such as "brick=debug,info"; RUST_LOG overrides it.
     #[arg(long, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
     log_level: Option<String>,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
 }
 
 /// `main` of `brickd` and `brickd-failpoints`.
@@ -81,6 +83,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), crate::BrickError> {
+    args.tls.install(tls::Role::Brick)?;
     let config = crate::BrickConfig {
         dir: args.dir,
         volume: args.volume.filter(|v| !v.is_empty()),

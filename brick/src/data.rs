@@ -9,9 +9,7 @@ use proto::data::{
     self, RequestHeader, WriteAt, OP_APPEND, OP_READ, OP_WRITE, REQ_FIXED, RESP_FIXED,
 };
 use proto::{Done, FsError, FsResult, Txn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -34,10 +32,13 @@ pub struct Sessions {
     peers: Mutex<HashMap<ConnId, Peer>>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Peer {
     /// The client (mount or gateway process).
     client: proto::ClientId,
+    /// Its certificate's identity: a data connection of this session must
+    /// present the same one.
+    who: Arc<tls::Peer>,
     /// Heal or rebalance (`Purpose::Maintenance`): quotas count its
     /// changes but never refuse them.
     maintenance: bool,
@@ -56,7 +57,13 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn open(&self, conn: ConnId, client: proto::ClientId, purpose: proto::Purpose) -> u64 {
+    pub fn open(
+        &self,
+        conn: ConnId,
+        client: proto::ClientId,
+        purpose: proto::Purpose,
+        who: Arc<tls::Peer>,
+    ) -> u64 {
         let token = uuid::Uuid::new_v4().as_u64_pair().0;
         self.lock().insert(token, conn);
         let maintenance = purpose == proto::Purpose::Maintenance;
@@ -64,6 +71,7 @@ impl Sessions {
             conn,
             Peer {
                 client,
+                who,
                 maintenance,
             },
         );
@@ -104,6 +112,10 @@ impl Sessions {
     fn find(&self, token: u64) -> Option<ConnId> {
         self.lock().get(&token).copied()
     }
+
+    fn who(&self, conn: ConnId) -> Option<Arc<tls::Peer>> {
+        self.peers().get(&conn).map(|p| p.who.clone())
+    }
 }
 
 struct Response {
@@ -115,31 +127,33 @@ struct Response {
 pub async fn connection(
     backend: Arc<Backend>,
     sessions: Arc<Sessions>,
-    mut stream: TcpStream,
+    mut stream: tls::BoxStream,
+    peer: std::net::SocketAddr,
+    who: Arc<tls::Peer>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let peer = stream.peer_addr().ok();
     let mut hello = [0u8; 12];
     let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut hello)).await;
     if !matches!(read, Ok(Ok(_))) {
-        tracing::warn!(?peer, "data connection closed before its handshake");
+        tracing::warn!(%peer, "data connection closed before its handshake");
         return;
     }
     let mut token = [0u8; 8];
     token.copy_from_slice(&hello[4..]);
     let Some(conn) = sessions.find(u64::from_le_bytes(token)) else {
-        tracing::warn!(?peer, "data connection with an unknown session; closing it");
+        tracing::warn!(%peer, "data connection with an unknown session; closing it");
         return;
     };
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "set_nodelay");
+    if sessions.who(conn).as_deref() != Some(&*who) {
+        tracing::warn!(%peer, %who, "data connection from another identity than its session's; closing it");
+        return;
     }
     // Said by the hello that handed out the token, before this connection
     // could open: no need to ask again for every request.
     let maintenance = sessions.is_maintenance(conn);
-    let span = tracing::info_span!("data", conn, peer = ?peer);
+    let span = tracing::info_span!("data", conn, %peer);
     async move {
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = tokio::io::split(stream);
         // A small request (header + 4 KiB) is one read, not four.
         let mut rd = BufReader::with_capacity(64 * 1024, rd);
         let (tx, rx) = mpsc::channel::<Response>(QUEUE);
@@ -203,7 +217,7 @@ pub async fn connection(
 
 /// One request frame; `None` at a clean end of stream.
 async fn read_request(
-    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    rd: &mut BufReader<ReadHalf<tls::BoxStream>>,
 ) -> FsResult<Option<(RequestHeader, Vec<u8>)>> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {
@@ -277,7 +291,7 @@ async fn handle(
     }
 }
 
-async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Response>) {
+async fn write_responses(mut wr: WriteHalf<tls::BoxStream>, mut rx: mpsc::Receiver<Response>) {
     while let Some(r) = rx.recv().await {
         let sent = if r.body.len() <= 64 * 1024 {
             // Small answers go out as one segment.
@@ -290,6 +304,11 @@ async fn write_responses(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Response
                 Ok(()) => wr.write_all(&r.body).await,
                 Err(e) => Err(e),
             }
+        };
+        // TLS may hold the end of a record back until flushed.
+        let sent = match sent {
+            Ok(()) => wr.flush().await,
+            Err(e) => Err(e),
         };
         if let Err(e) = sent {
             tracing::debug!(error = %e, "data connection write failed");
@@ -305,8 +324,8 @@ mod tests {
     #[test]
     fn a_client_is_gone_only_with_its_last_connection() {
         let s = Sessions::default();
-        let t1 = s.open(1, 7, proto::Purpose::Client);
-        let _t2 = s.open(2, 7, proto::Purpose::Client);
+        let t1 = s.open(1, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure));
+        let _t2 = s.open(2, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure));
         assert_eq!(s.find(t1), Some(1));
         assert_eq!(
             s.close(1),
@@ -322,8 +341,8 @@ mod tests {
     #[test]
     fn only_the_connection_says_it_is_maintenance_never_the_wire() {
         let s = Sessions::default();
-        s.open(1, 7, proto::Purpose::Client);
-        s.open(2, 8, proto::Purpose::Maintenance);
+        s.open(1, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure));
+        s.open(2, 8, proto::Purpose::Maintenance, Arc::new(tls::Peer::Insecure));
         let claims = |maintenance| Txn {
             maintenance,
             ..Txn::none()

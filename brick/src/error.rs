@@ -24,6 +24,8 @@ pub enum BrickError {
     Refused(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 impl BrickError {

@@ -149,8 +149,8 @@ impl Backend {
         })
     }
 
-    pub fn hello(&self, volume: &str) -> FsResult<BrickInfo> {
-        self.store.check_volume(volume)?;
+    pub fn hello(&self, volume: &str, may_bind: bool) -> FsResult<BrickInfo> {
+        self.store.check_volume(volume, may_bind)?;
         Ok(BrickInfo {
             id: self.store.id,
             session: 0,

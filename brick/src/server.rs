@@ -50,7 +50,7 @@ pub struct BrickConfig {
 }
 
 type ServerTransport = tarpc::serde_transport::Transport<
-    TcpStream,
+    tls::BoxStream,
     tarpc::ClientMessage<BrickRequest>,
     tarpc::Response<BrickResponse>,
     Bincode<tarpc::ClientMessage<BrickRequest>, tarpc::Response<BrickResponse>>,
@@ -139,8 +139,11 @@ fn forget_client_later(backend: Arc<Backend>, sessions: Arc<Sessions>, client: p
     });
 }
 
-/// Tells the two kinds of connection apart by their first four bytes: the
-/// data-path magic, or anything else for the RPC service.
+/// Admits one connection, in its own task: the TLS handshake (under a
+/// deadline, so a slow or garbled one holds nothing but itself), then the
+/// kind of connection: on TLS the protocol named in the handshake; in
+/// plaintext (`--insecure`) its first four bytes, the data-path magic or
+/// anything else for the RPC service.
 async fn classify(
     backend: Arc<Backend>,
     sessions: Arc<Sessions>,
@@ -149,6 +152,56 @@ async fn classify(
     stream: TcpStream,
     stop: watch::Receiver<bool>,
 ) {
+    let plain_kind = if tls::is_tls() {
+        None
+    } else {
+        match peek_kind(&stream).await {
+            Some(kind) => Some(kind),
+            None => {
+                tracing::debug!(%peer, "connection closed before saying anything");
+                return;
+            }
+        }
+    };
+    let accepted = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls::accept(stream)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "connection refused: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "connection refused: TLS handshake too slow");
+            return;
+        }
+    };
+    if !accepted.peer.may_use_files() {
+        tracing::warn!(%peer, who = %accepted.peer, "connection refused: this role does not use bricks");
+        return;
+    }
+    let kind = match (accepted.alpn, plain_kind) {
+        (_, Some(kind)) => kind,
+        (Some(tls::Alpn::BrickData), None) => tls::Alpn::BrickData,
+        (Some(tls::Alpn::BrickRpc), None) => tls::Alpn::BrickRpc,
+        (other, None) => {
+            tracing::warn!(%peer, protocol = ?other, "connection refused: not a brick protocol");
+            return;
+        }
+    };
+    let who = Arc::new(accepted.peer);
+    if kind == tls::Alpn::BrickData {
+        data::connection(backend, sessions, accepted.stream, peer, who, stop).await;
+        return;
+    }
+    let framed = tarpc::tokio_util::codec::LengthDelimitedCodec::builder()
+        .max_frame_length(proto::MAX_FRAME)
+        .new_framed(accepted.stream);
+    let transport = tarpc::serde_transport::new(framed, Bincode::default());
+    connection(backend, sessions, id, Some(peer), who, transport, stop).await;
+}
+
+/// A plaintext connection's kind from its first four bytes; `None` if it
+/// closed (or said nothing in time) first.
+async fn peek_kind(stream: &TcpStream) -> Option<tls::Alpn> {
     let mut first = [0u8; 4];
     let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         loop {
@@ -162,18 +215,13 @@ async fn classify(
     })
     .await;
     if peeked != Ok(true) {
-        tracing::debug!(%peer, "connection closed before saying anything");
-        return;
+        return None;
     }
-    if first == proto::data::MAGIC {
-        data::connection(backend, sessions, stream, stop).await;
-        return;
-    }
-    let framed = tarpc::tokio_util::codec::LengthDelimitedCodec::builder()
-        .max_frame_length(proto::MAX_FRAME)
-        .new_framed(stream);
-    let transport = tarpc::serde_transport::new(framed, Bincode::default());
-    connection(backend, sessions, id, Some(peer), transport, stop).await;
+    Some(if first == proto::data::MAGIC {
+        tls::Alpn::BrickData
+    } else {
+        tls::Alpn::BrickRpc
+    })
 }
 
 /// Opens (initialising on first start) the brick directory and checks that
@@ -186,7 +234,7 @@ pub fn check(config: &BrickConfig) -> Result<(), BrickError> {
 fn open_backend(config: &BrickConfig) -> Result<Backend, BrickError> {
     let backend = Backend::open(&config.dir)?;
     if let Some(volume) = config.volume.as_deref() {
-        backend.store.check_volume(volume).map_err(|e| match e {
+        backend.store.check_volume(volume, true).map_err(|e| match e {
             FsError::Refused(msg) => BrickError::Refused(msg),
             e => BrickError::BadDir {
                 dir: config.dir.display().to_string(),
@@ -202,16 +250,18 @@ async fn connection(
     sessions: Arc<Sessions>,
     id: ConnId,
     peer: Option<SocketAddr>,
+    who: Arc<tls::Peer>,
     transport: ServerTransport,
     mut stop: watch::Receiver<bool>,
 ) {
-    let span = tracing::info_span!("conn", conn = id, peer = ?peer);
+    let span = tracing::info_span!("conn", conn = id, peer = ?peer, who = %who);
     async move {
         tracing::debug!("connection accepted");
         let server = Conn {
             backend: backend.clone(),
             sessions: sessions.clone(),
             id,
+            who,
         };
         let mut requests = Box::pin(BaseChannel::with_defaults(transport).requests());
         let mut inflight = JoinSet::new();
@@ -262,6 +312,8 @@ struct Conn {
     backend: Arc<Backend>,
     sessions: Arc<Sessions>,
     id: ConnId,
+    /// Who is connected, from its certificate: what it may call.
+    who: Arc<tls::Peer>,
 }
 
 impl Conn {
@@ -309,6 +361,29 @@ impl Conn {
         res
     }
 
+    /// Refuses what the caller's role does not allow, and says so in the log
+    /// (the caller sees EPERM).
+    fn require(&self, allowed: bool, what: &str) -> FsResult<()> {
+        if allowed {
+            return Ok(());
+        }
+        tracing::warn!(who = %self.who, what, "refused: the caller's role does not allow it");
+        Err(FsError::Perm)
+    }
+
+    /// Heal RPCs are for heal and admin roles only.
+    fn maintainer(&self, what: &str) -> FsResult<()> {
+        self.require(self.who.may_maintain(), what)
+    }
+
+    /// A sub-volume's limit is the admin's to set.
+    fn limit_setter(&self, name: &Name) -> FsResult<()> {
+        if name.as_bytes() == proto::QUOTA_XATTR {
+            self.require(self.who.may_administer(), "set a sub-volume limit")?;
+        }
+        Ok(())
+    }
+
     fn done<T>(&self, res: FsResult<T>) -> FsResult<Done<T>> {
         self.done_with(res.map(|v| (v, Vec::new())))
     }
@@ -331,10 +406,16 @@ impl Brick for Conn {
         purpose: Purpose,
     ) -> FsResult<BrickInfo> {
         tracing::info!(client = %format!("{client:032x}"), %volume, ?purpose, "hello");
+        if purpose == Purpose::Maintenance {
+            self.require(self.who.may_maintain(), "connect for maintenance (heal, rebalance)")?;
+        }
+        let may_bind = self.who.may_administer();
         let mut info = self
-            .run("hello", Gfid::ROOT, move |b| b.hello(&volume))
+            .run("hello", Gfid::ROOT, move |b| b.hello(&volume, may_bind))
             .await?;
-        info.session = self.sessions.open(self.id, client, purpose);
+        info.session = self
+            .sessions
+            .open(self.id, client, purpose, self.who.clone());
         Ok(info)
     }
 
@@ -375,6 +456,9 @@ impl Brick for Conn {
         parent: Gfid,
         new: NewObject,
     ) -> FsResult<Done<Attr>> {
+        for (name, _) in &new.xattrs {
+            self.limit_setter(name)?;
+        }
         let txn = self.sessions.stamp(self.id, txn);
         let conn = self.id;
         let r = self
@@ -545,6 +629,7 @@ impl Brick for Conn {
         value: Bytes,
         flags: i32,
     ) -> FsResult<Done<()>> {
+        self.limit_setter(&name)?;
         let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run("setxattr", gfid, move |b| {
@@ -555,6 +640,7 @@ impl Brick for Conn {
     }
 
     async fn removexattr(self, _: Context, txn: Txn, gfid: Gfid, name: Name) -> FsResult<Done<()>> {
+        self.limit_setter(&name)?;
         let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run("removexattr", gfid, move |b| {
@@ -620,6 +706,7 @@ impl Brick for Conn {
     }
 
     async fn heal_index(self, _: Context, after: Option<Gfid>, max: u32) -> FsResult<HealPage> {
+        self.maintainer("heal_index")?;
         self.run_as("heal_index", Gfid::ROOT, true, move |b| {
             b.heal_index(after, max)
         })
@@ -634,6 +721,7 @@ impl Brick for Conn {
         block: u32,
         count: u32,
     ) -> FsResult<Checksums> {
+        self.maintainer("checksums")?;
         self.run_as("checksums", gfid, true, move |b| {
             b.checksums(gfid, offset, block, count)
         })
@@ -641,6 +729,7 @@ impl Brick for Conn {
     }
 
     async fn heal_entry(self, _: Context, parent: Gfid, name: Name, fix: EntryFix) -> FsResult<()> {
+        self.maintainer("heal_entry")?;
         self.run_as("heal_entry", parent, true, move |b| {
             b.heal_entry(parent, &name, &fix)
         })
@@ -653,15 +742,18 @@ impl Brick for Conn {
         gfid: Gfid,
         seen: Vec<(ReplicaIndex, PendingCounts)>,
     ) -> FsResult<()> {
+        self.maintainer("heal_done")?;
         self.run("heal_done", gfid, move |b| b.heal_done(gfid, &seen))
             .await
     }
 
     async fn locate(self, _: Context, gfid: Gfid) -> FsResult<Option<(Gfid, Name)>> {
+        self.maintainer("locate")?;
         self.run("locate", gfid, move |b| b.locate(gfid)).await
     }
 
     async fn heal_note(self, _: Context, gfid: Gfid, note: String) -> FsResult<()> {
+        self.maintainer("heal_note")?;
         self.run("heal_note", gfid, move |b| b.heal_note(gfid, note))
             .await
     }

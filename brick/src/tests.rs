@@ -622,11 +622,11 @@ fn symlinks_never_lead_outside_the_brick() {
 #[test]
 fn volume_binding() {
     let t = brick();
-    assert!(t.b.hello("").is_ok());
-    assert!(t.b.hello("vol1").is_ok());
-    assert!(t.b.hello("vol1").is_ok());
+    assert!(t.b.hello("", true).is_ok());
+    assert!(t.b.hello("vol1", true).is_ok());
+    assert!(t.b.hello("vol1", true).is_ok());
     assert_eq!(
-        t.b.hello("vol2").err(),
+        t.b.hello("vol2", true).err(),
         Some(FsError::Refused("brick belongs to volume vol1".into()))
     );
 }

@@ -19,6 +19,10 @@
 //! volume is found in the store of `-o store=URL`, else `$BRICKFS_STORE`,
 //! else `file:///var/lib/brickfs`.
 //!
+//! TLS credentials come from `-o tls-dir=DIR` (ca.pem, client.pem and
+//! client.key there), else `$BRICKFS_TLS_DIR`, else `/etc/brickfs/tls`;
+//! `-o insecure` mounts over plaintext.
+//!
 //! `brickfs-mount --install-helper [DIR]` puts the `mount.fuse.brickfs`
 //! symlink to the running binary into DIR (default /sbin).
 
@@ -34,6 +38,9 @@ use std::time::Duration;
 pub const NAME: &str = "mount.fuse.brickfs";
 /// The store when neither `-o store=` nor `BRICKFS_STORE` names one.
 pub const DEFAULT_STORE: &str = "file:///var/lib/brickfs";
+/// The TLS credentials when neither `-o tls-dir=` nor `BRICKFS_TLS_DIR`
+/// names them.
+pub const DEFAULT_TLS_DIR: &str = "/etc/brickfs/tls";
 /// Where logs go without `-o log-file=`: `<dir>/<mountpoint, '/' → '-'>.log`.
 pub const LOG_DIR: &str = "/var/log/brickfs";
 /// Longest wait for the child to mount (it reads the store and waits up to
@@ -88,6 +95,10 @@ pub struct Request {
     pub read_only: bool,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
+    /// `-o tls-dir=DIR`, or `None` for the environment's or the default.
+    pub tls_dir: Option<PathBuf>,
+    /// `-o insecure`: plaintext.
+    pub insecure: bool,
     /// `-f`: check everything, mount nothing.
     pub fake: bool,
     /// `-v`: say what was mounted.
@@ -167,7 +178,7 @@ pub fn parse(args: &[String], env_store: Option<String>) -> Result<Request, Stri
     }
     let [spec, mountpoint] = positional.as_slice() else {
         return Err(format!(
-            "usage: {NAME} VOLUME|HOST[:PORT]:/VOLUME MOUNTPOINT [-o store=URL,ro,log-level=LEVEL,log-file=FILE]"
+            "usage: {NAME} VOLUME|HOST[:PORT]:/VOLUME MOUNTPOINT [-o store=URL,ro,log-level=LEVEL,log-file=FILE,tls-dir=DIR,insecure]"
         ));
     };
     let (host, volume) = parse_spec(spec)?;
@@ -179,6 +190,8 @@ pub fn parse(args: &[String], env_store: Option<String>) -> Result<Request, Stri
         read_only: false,
         log_level: "info".into(),
         log_file: None,
+        tls_dir: None,
+        insecure: false,
         fake,
         verbose,
         ignored: Vec::new(),
@@ -199,16 +212,18 @@ pub fn parse(args: &[String], env_store: Option<String>) -> Result<Request, Stri
             ("rw", None) => req.read_only = false,
             ("log-level", Some(level)) if !level.is_empty() => req.log_level = level.to_string(),
             ("log-file", Some(file)) if !file.is_empty() => req.log_file = Some(file.into()),
+            ("tls-dir", Some(dir)) if !dir.is_empty() => req.tls_dir = Some(dir.into()),
+            ("insecure", None) => req.insecure = true,
             (k, None) if IGNORED.contains(&k) => {}
             (k, _) if k.starts_with("x-") || k == "comment" => {}
             _ if sloppy => req.ignored.push(opt.to_string()),
-            ("store" | "log-level" | "log-file", _) => {
+            ("store" | "log-level" | "log-file" | "tls-dir", _) => {
                 return Err(format!("mount option {key} needs a value: {key}=…"))
             }
             _ => {
                 return Err(format!(
                     "unknown mount option {opt:?} (brickfs knows store=URL, ro, log-level=LEVEL, \
-                     log-file=FILE and ignores the generic ones: defaults, _netdev, nofail, x-systemd.*, …)"
+                     log-file=FILE, tls-dir=DIR, insecure and ignores the generic ones: defaults, _netdev, nofail, x-systemd.*, …)"
                 ))
             }
         }
@@ -320,6 +335,15 @@ fn mount_in_background(req: &Request) -> Result<(), String> {
         .arg("--announce-mounted");
     if req.read_only {
         cmd.arg("--read-only");
+    }
+    if req.insecure {
+        cmd.arg("--insecure");
+    } else if let Some(dir) = &req.tls_dir {
+        cmd.arg("--tls-dir").arg(dir);
+    } else if std::env::var_os("BRICKFS_TLS_DIR").is_none()
+        && std::env::var_os("BRICKFS_INSECURE").is_none()
+    {
+        cmd.arg("--tls-dir").arg(DEFAULT_TLS_DIR);
     }
     cmd.arg(&req.volume)
         .arg(&mountpoint)

@@ -47,6 +47,9 @@ struct Args {
     #[command(flatten)]
     volume_flag: VolumeFlag,
 
+    #[command(flatten)]
+    tls: tls::TlsArgs,
+
     /// Seconds the kernel caches attributes (0 = ask every time) [default:
     /// the volume's performance.attr-timeout, 1]. Given here, it is fixed
     /// for this mount.
@@ -204,6 +207,9 @@ impl Stop {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    args.tls
+        .install(tls::Role::Client)
+        .map_err(|e| e.to_string())?;
     let (source, subdir, mountpoint) = args.target()?;
     // Checked before connecting, so a typo fails at once.
     if !mountpoint.is_dir() {

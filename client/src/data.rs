@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use proto::data::{self, RequestHeader, RESP_FIXED};
 use proto::{FsError, FsResult};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -35,7 +34,7 @@ impl Drop for Unfinished<'_> {
 
 pub struct DataConn {
     addr: SocketAddr,
-    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    writer: tokio::sync::Mutex<WriteHalf<tls::BoxStream>>,
     pending: Mutex<HashMap<u64, Waiter>>,
     next_id: AtomicU64,
     dead: AtomicBool,
@@ -50,19 +49,21 @@ impl DataConn {
         timeout: Duration,
         on_close: Box<dyn Fn() + Send + Sync>,
     ) -> FsResult<Arc<DataConn>> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| FsError::Timeout(addr.to_string()))?
-            .map_err(|e| FsError::BrickDown(format!("{addr}: {e}")))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| FsError::BrickDown(format!("{addr}: {e}")))?;
-        let (rd, mut wr) = stream.into_split();
+        let stream = tokio::time::timeout(timeout, async {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            tls::connect(tcp, addr, tls::Role::Brick, tls::Alpn::BrickData).await
+        })
+        .await
+        .map_err(|_| FsError::Timeout(addr.to_string()))?
+        .map_err(|e| FsError::BrickDown(format!("{addr}: {e}")))?;
+        let (rd, mut wr) = tokio::io::split(stream);
         let mut hello = Vec::with_capacity(12);
         hello.extend_from_slice(&data::MAGIC);
         hello.extend_from_slice(&session.to_le_bytes());
         wr.write_all(&hello)
             .await
+            .and(wr.flush().await)
             .map_err(|e| FsError::BrickDown(format!("{addr}: {e}")))?;
         let conn = Arc::new(DataConn {
             addr,
@@ -126,6 +127,11 @@ impl DataConn {
                     Err(e) => Err(e),
                 }
             };
+            // TLS may hold the end of a record back until flushed.
+            let r = match r {
+                Ok(()) => w.flush().await,
+                Err(e) => Err(e),
+            };
             unfinished.1 = false;
             r
         };
@@ -155,7 +161,7 @@ impl DataConn {
         }
     }
 
-    async fn read_responses(self: Arc<Self>, mut rd: BufReader<OwnedReadHalf>) {
+    async fn read_responses(self: Arc<Self>, mut rd: BufReader<ReadHalf<tls::BoxStream>>) {
         let why = loop {
             let mut len = [0u8; 4];
             if let Err(e) = rd.read_exact(&mut len).await {

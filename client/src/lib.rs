@@ -99,6 +99,9 @@ pub async fn connect_distribute(
     config: StackConfig,
     heal_on_access: bool,
 ) -> proto::FsResult<Arc<distribute::Distribute>> {
+    // The bricks refuse heal RPCs from a mount's or the gateway's
+    // certificate; heald heals what such a client finds stale.
+    let heal_on_access = heal_on_access && tls::me().may_maintain();
     let sets = config.sets();
     let connected = futures::future::join_all(sets.iter().map(connect_bricks)).await;
     let mut replicas = Vec::with_capacity(sets.len());

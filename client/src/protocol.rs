@@ -23,6 +23,27 @@ use tracing::{debug, info, warn};
 
 use crate::data::DataConn;
 
+/// The RPC connection to the brick at `addr` (TCP, then TLS per the
+/// process's mode), within `timeout`. Every tarpc client of a brick starts
+/// here.
+pub async fn connect_rpc(addr: SocketAddr, timeout: Duration) -> FsResult<BrickClient> {
+    let stream = tokio::time::timeout(timeout, async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(brick = %addr, "set_nodelay: {e}");
+        }
+        tls::connect(tcp, addr, tls::Role::Brick, tls::Alpn::BrickRpc).await
+    })
+    .await
+    .map_err(|_| FsError::Timeout(addr.to_string()))?
+    .map_err(|e| FsError::BrickDown(format!("{addr}: {e}")))?;
+    let framed = tarpc::tokio_util::codec::LengthDelimitedCodec::builder()
+        .max_frame_length(proto::MAX_FRAME)
+        .new_framed(stream);
+    let transport = tarpc::serde_transport::new(framed, Bincode::default());
+    Ok(BrickClient::new(tarpc::client::Config::default(), transport).spawn())
+}
+
 /// Connection to one brick of the replica set.
 pub struct BrickConn {
     pub index: ReplicaIndex,
@@ -229,17 +250,7 @@ impl BrickConn {
         if self.is_closed() {
             return Err(self.closed_error());
         }
-        let mut connect = tarpc::serde_transport::tcp::connect(self.addr, Bincode::default);
-        connect.config_mut().max_frame_length(proto::MAX_FRAME);
-        let transport = tokio::time::timeout(self.op_timeout(), connect)
-            .await
-            .map_err(|_| FsError::Timeout(self.addr.to_string()))?
-            .map_err(|e| FsError::BrickDown(format!("{}: {e}", self.addr)))?;
-        if let Err(e) = transport.get_ref().set_nodelay(true) {
-            debug!(brick = %self.addr, "set_nodelay: {e}");
-        }
-        let config = tarpc::client::Config::default();
-        let client = BrickClient::new(config, transport).spawn();
+        let client = connect_rpc(self.addr, self.op_timeout()).await?;
         let info = client
             .hello(
                 self.deadline(self.op_timeout()),

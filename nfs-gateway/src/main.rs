@@ -64,6 +64,9 @@ struct Args {
     #[command(flatten)]
     volume_flag: VolumeFlag,
 
+    #[command(flatten)]
+    tls: tls::TlsArgs,
+
     /// The volume to serve, exported as /VOLUME.
     #[arg(value_name = "VOLUME")]
     volume: Option<String>,
@@ -159,6 +162,8 @@ enum StartError {
     Gateway(#[from] GatewayError),
     #[error("the cluster store: {0}")]
     Store(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -203,6 +208,7 @@ async fn run(args: Args) -> Result<(), StartError> {
     if proto::Name::from(name.as_str()).validate().is_err() {
         return Err(StartError::BadVolume(name));
     }
+    args.tls.install(tls::Role::Gateway)?;
     let source = args.bricks.source(args.store.store.as_deref(), &name)?;
     let exports = Exports::parse(&name, &args.exports)?;
     let state_dir = args

@@ -105,6 +105,14 @@ pub fn mode() -> &'static Mode {
     MODE.get().unwrap_or(&Mode::Insecure)
 }
 
+/// This process as its peers see it.
+pub fn me() -> Peer {
+    match mode() {
+        Mode::Tls(tls) => tls.me(),
+        Mode::Insecure => Peer::Insecure,
+    }
+}
+
 pub fn is_tls() -> bool {
     matches!(mode(), Mode::Tls(_))
 }

@@ -58,7 +58,20 @@ pub fn store_command(bin: &Path, log_level: Option<&str>, store_url: &str) -> Co
         cmd.arg("--log-level").arg(level);
     }
     cmd.arg("--store").arg(store_url);
+    cmd.args(security_args());
     cmd
+}
+
+static SECURITY: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Sets, once, the TLS flags every child gets: `--tls-dir DIR` (each finds
+/// its role's certificate there) or `--insecure`.
+pub fn set_security(args: Vec<String>) {
+    let _ = SECURITY.set(args);
+}
+
+pub fn security_args() -> Vec<String> {
+    SECURITY.get().cloned().unwrap_or_default()
 }
 
 pub fn detach_from_terminal(cmd: &mut Command) {

@@ -44,6 +44,8 @@ pub struct ClusterFile<'a> {
     pub mount_pid: Option<u32>,
     pub heald_pid: Option<u32>,
     pub store: String,
+    /// The CA and certificates (`--tls-dir`); `None` with --insecure.
+    pub tls_dir: Option<&'a Path>,
     /// The NFS gateway's address (`127.0.0.1:PORT`) while it runs.
     pub nfs: Option<String>,
     pub nfs_pid: Option<u32>,
@@ -78,6 +80,7 @@ impl ClusterFile<'_> {
             "mount_pid": self.mount_pid,
             "heald_pid": self.heald_pid,
             "store": self.store,
+            "tls_dir": self.tls_dir.map(|d| d.to_string_lossy()),
             "nfs": self.nfs,
             "nfs_pid": self.nfs_pid,
             "api": self.api,

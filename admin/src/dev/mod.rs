@@ -90,6 +90,13 @@ pub struct DevArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..=16))]
     replica_sets: u8,
+
+    /// Plaintext between the processes, no certificates. By default the
+    /// dev cluster runs mutual TLS with a CA and one certificate per role
+    /// in <state-dir>/tls (made on the first run), which the other
+    /// commands take with --tls-dir <state-dir>/tls.
+    #[arg(long)]
+    insecure: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -135,6 +142,8 @@ struct Brick {
 
 struct Dev {
     state_dir: PathBuf,
+    /// The CA and certificates; `None` with --insecure.
+    tls_dir: Option<PathBuf>,
     /// Replica sets (3 bricks each).
     sets: usize,
     mount_point: PathBuf,
@@ -173,6 +182,19 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
     let log_dir = state_dir.join("logs");
     std::fs::create_dir_all(&log_dir).ctx(|| format!("creating {}", log_dir.display()))?;
     let lock = lock_state_dir(&state_dir)?;
+    let tls_dir = if args.insecure {
+        warn!("--insecure: the dev cluster's processes talk plaintext");
+        children::set_security(vec!["--insecure".into()]);
+        None
+    } else {
+        let dir = state_dir.join("tls");
+        if !dir.join(tls::ca::CA_CERT).exists() {
+            tls::ca::init_with_roles(&dir, &["127.0.0.1".into(), "localhost".into()])?;
+            info!(dir = %dir.display(), "made a CA and a certificate per role");
+        }
+        children::set_security(vec!["--tls-dir".into(), dir.to_string_lossy().into_owned()]);
+        Some(dir)
+    };
 
     if is_mounted(&mount_point) {
         warn!(mount = %mount_point.display(), "stale mount from an earlier run; unmounting it (lazy)");
@@ -182,6 +204,7 @@ pub fn run(args: DevArgs, log_level: Option<&str>) -> Result<ExitCode> {
 
     let mut dev = Dev {
         state_dir,
+        tls_dir,
         sets: usize::from(args.replica_sets),
         mount_point,
         log_dir,
@@ -397,7 +420,8 @@ impl Dev {
         let mut cmd = Command::new(brickd);
         cmd.arg("--dir")
             .arg(&dir)
-            .args(["--listen", "127.0.0.1:0", "--volume", VOLUME]);
+            .args(["--listen", "127.0.0.1:0", "--volume", VOLUME])
+            .args(children::security_args());
         let (mut child, addr) = spawn_listening(&mut cmd, &log, START_TIMEOUT)?;
         let id = match read_brick_id(&dir) {
             Ok(id) => id,
@@ -415,7 +439,10 @@ impl Dev {
             addr.clone(),
             "--volume".into(),
             VOLUME.into(),
-        ];
+        ]
+        .into_iter()
+        .chain(children::security_args())
+        .collect();
         Ok(Brick {
             name,
             id,
@@ -459,6 +486,7 @@ impl Dev {
             api: self.api.as_ref().map(|(_, addr)| addr.to_string()),
             api_pid: self.api.as_ref().map(|(child, _)| child.id()),
             store: self.store_url(),
+            tls_dir: self.tls_dir.as_deref(),
             bricks: self
                 .bricks
                 .iter()
@@ -541,7 +569,18 @@ impl Dev {
             );
         }
         let store = self.store_url();
-        println!("  store   {store}   (brickfs --store {store} volume heal {VOLUME} info)");
+        match &self.tls_dir {
+            Some(dir) => {
+                println!("  tls     {}  (mutual TLS: the CA and a certificate per role)", dir.display());
+                println!(
+                    "  store   {store}   (brickfs --store {store} --tls-dir {} volume heal {VOLUME} info)",
+                    dir.display()
+                );
+            }
+            None => println!(
+                "  store   {store}   (brickfs --store {store} --insecure volume heal {VOLUME} info)"
+            ),
+        }
         println!("  logs    {}", self.log_dir.display());
         println!(
             "  state   {}",

@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use proto::{BrickClient, FsError};
+use proto::FsError;
 use tarpc::client::RpcError;
 use tarpc::context::Context;
-use tarpc::tokio_serde::formats::Bincode;
 
 /// What a brick says about itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,13 +40,7 @@ impl Prober for TarpcProber {
             .map_err(|e| down(&e))?
             .next()
             .ok_or_else(|| down(&"resolves to no address"))?;
-        let mut connect = tarpc::serde_transport::tcp::connect(sock, Bincode::default);
-        connect.config_mut().max_frame_length(proto::MAX_FRAME);
-        let transport = tokio::time::timeout(t, connect)
-            .await
-            .map_err(|_| FsError::Timeout(addr.to_string()))?
-            .map_err(|e| down(&e))?;
-        let client = BrickClient::new(tarpc::client::Config::default(), transport).spawn();
+        let client = client::protocol::connect_rpc(sock, t).await?;
         let rpc = |e: RpcError| match e {
             RpcError::DeadlineExceeded => FsError::Timeout(addr.to_string()),
             other => down(&other),
