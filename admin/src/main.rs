@@ -86,9 +86,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Volume(_) | Command::Subvolume(_) | Command::Tenant(_) | Command::Ca(_) => {
-            "warn"
-        }
+        Command::Volume(_) | Command::Subvolume(_) | Command::Tenant(_) | Command::Ca(_) => "warn",
         Command::Dev(_) | Command::Heald(_) | Command::RebalanceRun(_) => "info",
     };
     if let Err(e) = supervise::logging::init(cli.log_level.as_deref(), default_level) {

@@ -342,7 +342,12 @@ mod tests {
     fn only_the_connection_says_it_is_maintenance_never_the_wire() {
         let s = Sessions::default();
         s.open(1, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure));
-        s.open(2, 8, proto::Purpose::Maintenance, Arc::new(tls::Peer::Insecure));
+        s.open(
+            2,
+            8,
+            proto::Purpose::Maintenance,
+            Arc::new(tls::Peer::Insecure),
+        );
         let claims = |maintenance| Txn {
             maintenance,
             ..Txn::none()

@@ -234,13 +234,16 @@ pub fn check(config: &BrickConfig) -> Result<(), BrickError> {
 fn open_backend(config: &BrickConfig) -> Result<Backend, BrickError> {
     let backend = Backend::open(&config.dir)?;
     if let Some(volume) = config.volume.as_deref() {
-        backend.store.check_volume(volume, true).map_err(|e| match e {
-            FsError::Refused(msg) => BrickError::Refused(msg),
-            e => BrickError::BadDir {
-                dir: config.dir.display().to_string(),
-                why: e.to_string(),
-            },
-        })?;
+        backend
+            .store
+            .check_volume(volume, true)
+            .map_err(|e| match e {
+                FsError::Refused(msg) => BrickError::Refused(msg),
+                e => BrickError::BadDir {
+                    dir: config.dir.display().to_string(),
+                    why: e.to_string(),
+                },
+            })?;
     }
     Ok(backend)
 }
@@ -407,7 +410,10 @@ impl Brick for Conn {
     ) -> FsResult<BrickInfo> {
         tracing::info!(client = %format!("{client:032x}"), %volume, ?purpose, "hello");
         if purpose == Purpose::Maintenance {
-            self.require(self.who.may_maintain(), "connect for maintenance (heal, rebalance)")?;
+            self.require(
+                self.who.may_maintain(),
+                "connect for maintenance (heal, rebalance)",
+            )?;
         }
         let may_bind = self.who.may_administer();
         let mut info = self

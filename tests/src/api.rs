@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ impl StoreVolume<'_> {
             .root()
             .join("logs")
             .join(format!("api-{n}.log"));
-        let mut cmd = Command::new(&self.cluster.binaries().brickfs_api);
+        let mut cmd = crate::tls::command(&self.cluster.binaries().brickfs_api);
         cmd.args(["--store", &self.url, "--listen", "127.0.0.1:0"])
             .env("BRICKFS_LOG_LEVEL", "info");
         match proc::spawn_listening(cmd, &log, Duration::from_secs(20)) {

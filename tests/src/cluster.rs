@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -68,6 +68,8 @@ impl Binaries {
     /// (`target/<profile>/deps/<test>` → `target/<profile>/`).
     /// `BRICKFS_BIN_DIR`, when set, overrides the directory.
     pub fn locate() -> Binaries {
+        // Every process the tests start, and their own clients, use TLS.
+        crate::tls::dir();
         let exe = std::env::current_exe().expect("current_exe");
         let deps = exe.parent().expect("test binary has a parent dir");
         let dir = match std::env::var_os("BRICKFS_BIN_DIR") {
@@ -176,7 +178,7 @@ impl TestCluster {
     ) -> (Child, SocketAddr) {
         let deadline = Instant::now() + bind_retry;
         loop {
-            let mut cmd = Command::new(program);
+            let mut cmd = crate::tls::command(program);
             cmd.envs(env.iter().copied());
             cmd.arg("--dir")
                 .arg(dir)
@@ -297,7 +299,7 @@ impl TestCluster {
         let log = self.root_path.join("logs").join(format!("mount{n}.log"));
         let out = proc::open_log(&log);
         let err = out.try_clone().expect("cloning log fd");
-        let mut cmd = Command::new(&self.bins.mount);
+        let mut cmd = crate::tls::command(&self.bins.mount);
         cmd.args(args)
             .arg(&path)
             .stdin(Stdio::null())

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cluster::{wait_until, Binaries, TestCluster};
 use crate::proc::{self, Listening};
+use crate::tls::Security;
 
 pub struct ExtraBrick {
     child: Child,
@@ -26,14 +27,21 @@ impl ExtraBrick {
             .root()
             .join("logs")
             .join(format!("extra-{name}.log"));
-        ExtraBrick::start_with(cluster.binaries(), dir, &log, volume)
+        ExtraBrick::start_with(cluster.binaries(), dir, &log, volume, &Security::Harness)
     }
 
     /// As [`ExtraBrick::start`], outside a test cluster: `log` is its log.
-    pub fn start_with(bins: &Binaries, dir: &Path, log: &Path, volume: Option<&str>) -> ExtraBrick {
+    pub fn start_with(
+        bins: &Binaries,
+        dir: &Path,
+        log: &Path,
+        volume: Option<&str>,
+        security: &Security,
+    ) -> ExtraBrick {
         std::fs::create_dir_all(dir).expect("brick dir");
         let log = log.to_path_buf();
         let mut cmd = Command::new(&bins.brickd);
+        security.apply(&mut cmd);
         cmd.arg("--dir").arg(dir).args(["--listen", "127.0.0.1:0"]);
         if let Some(v) = volume {
             cmd.args(["--volume", v]);

@@ -3,7 +3,7 @@
 //! left to heal (their ping answer, straight from each brick).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::cluster::{TestCluster, VOLUME};
@@ -67,7 +67,7 @@ impl TestCluster {
     /// `source`, logging to `logs/<log>`.
     fn spawn_heald(&self, log: &str, source: &[&str], retry_secs: u32) -> Heald {
         let log = self.root().join("logs").join(log);
-        let mut cmd = Command::new(&self.binaries().brickfs);
+        let mut cmd = crate::tls::command(&self.binaries().brickfs);
         cmd.args(["--log-level", "info", "heald"])
             .args(source)
             .args(["--volume", VOLUME, "--retry"])
@@ -84,7 +84,7 @@ impl TestCluster {
 
     /// Runs `brickfs volume heal test --bricks ... ARGS` to completion.
     pub fn heal_cli(&self, args: &[&str]) -> HealRun {
-        let out = Command::new(&self.binaries().brickfs)
+        let out = crate::tls::command(&self.binaries().brickfs)
             .args(["volume", "heal", VOLUME, "--bricks"])
             .arg(self.bricks_arg())
             .args(args)

@@ -35,6 +35,7 @@ pub mod kernel_nfs;
 pub mod nfs;
 mod proc;
 pub mod raw;
+pub mod tls;
 pub mod tree;
 pub mod volume;
 pub mod xattr;

@@ -133,7 +133,7 @@ fn spawn_gateway(
 ) -> (Child, SocketAddr) {
     let deadline = Instant::now() + bind_retry;
     loop {
-        let mut cmd = Command::new(bin);
+        let mut cmd = crate::tls::command(bin);
         cmd.args(args).arg("--listen").arg(listen.to_string());
         match proc::spawn_listening(cmd, log, START_TIMEOUT) {
             Listening::Up(child, addr) => return (child, addr),

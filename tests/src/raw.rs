@@ -1,5 +1,8 @@
 //! Straight to one brick's RPC port, bypassing the client stack: for
 //! bad-input tests (bad names, unknown gfids, garbage and oversized frames).
+//! Inside TLS with the harness's admin certificate (`crate::tls`), so the
+//! garbage reaches the brick's decoder, not just its handshake;
+//! [`send_plain`] sends it without TLS.
 //!
 //! The wire is tarpc over TCP with the Bincode codec, each frame prefixed by
 //! its length as a 4-byte big-endian integer (tokio-util's length-delimited
@@ -15,9 +18,17 @@ use tarpc::tokio_serde::formats::Bincode;
 /// A tarpc client for one brick. Needs a tokio runtime (`#[tokio::test]`).
 /// Call `hello` first, as the client stack does.
 pub async fn connect(addr: SocketAddr) -> io::Result<proto::BrickClient> {
-    let mut connect = tarpc::serde_transport::tcp::connect(addr, Bincode::default);
-    connect.config_mut().max_frame_length(proto::MAX_FRAME);
-    let transport = connect.await?;
+    connect_as(&crate::tls::identity(tls::Role::Admin), addr).await
+}
+
+/// As [`connect`], with the credentials `who`.
+pub async fn connect_as(who: &tls::Tls, addr: SocketAddr) -> io::Result<proto::BrickClient> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let stream = tls::connect_tls(who, tcp, addr, tls::Role::Brick, tls::Alpn::BrickRpc).await?;
+    let framed = tarpc::tokio_util::codec::LengthDelimitedCodec::builder()
+        .max_frame_length(proto::MAX_FRAME)
+        .new_framed(stream);
+    let transport = tarpc::serde_transport::new(framed, Bincode::default());
     Ok(proto::BrickClient::new(tarpc::client::Config::default(), transport).spawn())
 }
 
@@ -58,11 +69,46 @@ pub fn frame_header(len: u32) -> [u8; 4] {
 /// error after the brick hung up is not an error here (the brick may close
 /// as soon as it sees garbage); only failing to connect is.
 pub fn send_raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    send_raw_on(tls::Alpn::BrickRpc, addr, bytes, timeout)
+}
+
+/// As [`send_raw`], on the data connection.
+pub fn send_raw_data(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+    send_raw_on(tls::Alpn::BrickData, addr, bytes, timeout)
+}
+
+fn send_raw_on(
+    alpn: tls::Alpn,
+    addr: SocketAddr,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    let tcp = TcpStream::connect_timeout(&addr, timeout)?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    let config = crate::tls::identity(tls::Role::Admin)
+        .client_config(tls::Role::Brick, alpn)
+        .ok_or_else(|| io::Error::other("no client configuration"))?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let _ = s.write_all(bytes).and_then(|()| s.flush());
+    s.conn.send_close_notify();
+    let _ = s.flush();
+    read_all(s)
+}
+
+/// As [`send_raw`], in plaintext: what a client without TLS gets.
+pub fn send_plain(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     let _ = s.write_all(bytes);
     let _ = s.shutdown(Shutdown::Write);
+    read_all(s)
+}
+
+fn read_all(mut s: impl Read) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -77,7 +123,16 @@ pub fn send_raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> io::Result
             {
                 break
             }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::UnexpectedEof
+                        | io::ErrorKind::InvalidData
+                ) =>
+            {
+                break
+            }
             Err(e) => return Err(e),
         }
     }

@@ -6,7 +6,6 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::cluster::{wait_until, Mount, TestCluster, VOLUME};
@@ -39,7 +38,7 @@ impl CliRun {
 
 /// Runs `brickfs --store STORE ARGS…` to completion.
 pub fn brickfs(cluster: &TestCluster, store: &str, args: &[&str]) -> CliRun {
-    let out = Command::new(&cluster.binaries().brickfs)
+    let out = crate::tls::command(&cluster.binaries().brickfs)
         .args(["--store", store])
         .args(args)
         .output()

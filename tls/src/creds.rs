@@ -167,6 +167,11 @@ impl Tls {
         self.current().me.clone()
     }
 
+    /// The client configuration for servers of role `server`, as of now.
+    pub fn client_config(&self, server: Role, alpn: Alpn) -> Option<Arc<ClientConfig>> {
+        self.current().client(server, alpn)
+    }
+
     pub fn files(&self) -> &Files {
         &self.files
     }

@@ -571,7 +571,10 @@ impl Dev {
         let store = self.store_url();
         match &self.tls_dir {
             Some(dir) => {
-                println!("  tls     {}  (mutual TLS: the CA and a certificate per role)", dir.display());
+                println!(
+                    "  tls     {}  (mutual TLS: the CA and a certificate per role)",
+                    dir.display()
+                );
                 println!(
                     "  store   {store}   (brickfs --store {store} --tls-dir {} volume heal {VOLUME} info)",
                     dir.display()

@@ -156,7 +156,8 @@ async fn data_port_rejects_bad_frames_and_keeps_serving() {
         b.extend_from_slice(&token.to_le_bytes());
         b
     };
-    let send = |bytes: Vec<u8>| tokio::task::spawn_blocking(move || raw::send_raw(addr, &bytes, T));
+    let send =
+        |bytes: Vec<u8>| tokio::task::spawn_blocking(move || raw::send_raw_data(addr, &bytes, T));
 
     // A session the brick never handed out.
     let out = send(opening(session.wrapping_add(1)))

@@ -98,6 +98,7 @@ fn dev_with_two_replica_sets_serves_and_stops_cleanly() {
     assert_eq!(set0 + set1, 200, "{set0} + {set1}");
     assert!(set0 > 40 && set1 > 40, "{set0} / {set1}");
     let info = Command::new(&bins.brickfs)
+        .env("BRICKFS_TLS_DIR", state.path().join("tls"))
         .arg("--store")
         .arg(format!("file://{}", state.path().join("store").display()))
         .args(["volume", "info", "dev"])
@@ -172,9 +173,11 @@ fn dev_children_follow_replace_brick_and_options_in_the_store() {
         &new_dir,
         &state.path().join("logs").join("new-brick.log"),
         None,
+        &tests::tls::Security::Dir(state.path().join("tls")),
     );
     let brickfs = |args: &[&str]| {
         let o = Command::new(&bins.brickfs)
+            .env("BRICKFS_TLS_DIR", state.path().join("tls"))
             .arg("--store")
             .arg(&store)
             .args(args)

@@ -34,7 +34,7 @@ fn install_helper(cluster: &TestCluster) -> PathBuf {
 }
 
 fn helper(path: &Path, args: &[&str]) -> Output {
-    Command::new(path)
+    tests::tls::command(path)
         .args(args)
         .output()
         .expect("running mount.fuse.brickfs")

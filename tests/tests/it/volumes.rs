@@ -2,7 +2,6 @@
 //! create/start/info/list/set`, mounting by name, brick identities, and bad
 //! input that must leave the store as it was.
 
-use std::process::Command;
 use std::time::Duration;
 
 use tests::cluster::{TestCluster, VOLUME};
@@ -23,7 +22,7 @@ fn create(cluster: &TestCluster, store: &str) {
 fn mount_fails(cluster: &TestCluster, store: &str) -> String {
     let mnt = cluster.root().join("never-mounted");
     std::fs::create_dir_all(&mnt).unwrap();
-    let out = Command::new(&cluster.binaries().mount)
+    let out = tests::tls::command(&cluster.binaries().mount)
         .args(["--store", store, VOLUME])
         .arg(&mnt)
         .output()

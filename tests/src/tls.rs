@@ -1,0 +1,88 @@
+//! The credentials of the tests: one CA and one certificate per role,
+//! made once per target directory (`target/<profile>/test-tls`, beside the
+//! binaries, so it goes with `cargo clean`), given to every process the
+//! harness starts (`BRICKFS_TLS_DIR`) and used by the tests' own
+//! in-process clients, as an admin.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+/// How a process the harness starts is secured.
+#[derive(Clone, Debug)]
+pub enum Security {
+    /// The harness's CA (the default).
+    Harness,
+    /// Another credentials directory (e.g. a `brickfs dev` state dir's).
+    Dir(PathBuf),
+    /// `--insecure`.
+    Insecure,
+}
+
+impl Security {
+    pub fn apply(&self, cmd: &mut Command) {
+        match self {
+            Security::Harness => {
+                cmd.env("BRICKFS_TLS_DIR", dir());
+            }
+            Security::Dir(d) => {
+                cmd.env("BRICKFS_TLS_DIR", d);
+            }
+            Security::Insecure => {
+                cmd.env_remove("BRICKFS_TLS_DIR")
+                    .env("BRICKFS_INSECURE", "true");
+            }
+        }
+    }
+}
+
+/// A command for one of our binaries, with the harness's credentials.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    Security::Harness.apply(&mut cmd);
+    cmd
+}
+
+/// The harness's credentials directory, made on first use; also makes
+/// this test process's in-process clients use the admin certificate.
+pub fn dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        let deps = exe.parent().expect("test binary has a parent dir");
+        let base = if deps.file_name().is_some_and(|n| n == "deps") {
+            deps.parent().expect("deps has a parent")
+        } else {
+            deps
+        };
+        let dir = base.join("test-tls");
+        if !dir.join(tls::ca::BUNDLE).exists() {
+            // Made aside and renamed: test binaries running at once agree on one.
+            let tmp = base.join(format!("test-tls.tmp{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            tls::ca::init_with_roles(&tmp, &["127.0.0.1".into(), "localhost".into()])
+                .expect("making the tests' CA");
+            if std::fs::rename(&tmp, &dir).is_err() {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+        }
+        let admin = open(&dir, tls::Role::Admin);
+        tls::install(tls::Mode::Tls(admin));
+        dir
+    })
+}
+
+/// The credentials of `role` in `dir`.
+pub fn open(dir: &Path, role: tls::Role) -> Arc<tls::Tls> {
+    tls::Tls::open(tls::Files {
+        ca: dir.join(tls::ca::BUNDLE),
+        cert: dir.join(format!("{role}.pem")),
+        key: dir.join(format!("{role}.key")),
+    })
+    .expect("opening test credentials")
+}
+
+/// The harness's credentials of `role`.
+pub fn identity(role: tls::Role) -> Arc<tls::Tls> {
+    open(dir(), role)
+}
