@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -118,12 +118,19 @@ pub struct TestCluster {
     next_mount: AtomicUsize,
     /// Numbers the NFS gateways' logs (`logs/nfs-N.log`).
     pub(crate) next_gateway: AtomicUsize,
+    /// The credentials of its bricks and mounts.
+    security: crate::tls::Security,
 }
 
 impl TestCluster {
     /// Starts `n_bricks` bricks (`brickd --dir <tmp>/bN --listen 127.0.0.1:0
     /// --volume test`) and waits until each printed `LISTENING`.
     pub fn start(n_bricks: usize) -> TestCluster {
+        TestCluster::start_with_security(n_bricks, crate::tls::Security::Harness)
+    }
+
+    /// As [`start`](Self::start), the bricks and mounts with `security`.
+    pub fn start_with_security(n_bricks: usize, security: crate::tls::Security) -> TestCluster {
         let bins = Binaries::locate();
         let base = std::env::var_os("BRICKFS_TEST_DIR")
             .map(PathBuf::from)
@@ -143,6 +150,7 @@ impl TestCluster {
             mounts: Mutex::new(Vec::new()),
             next_mount: AtomicUsize::new(0),
             next_gateway: AtomicUsize::new(0),
+            security,
         };
         for i in 0..n_bricks {
             let dir = cluster.root_path.join(format!("b{i}"));
@@ -178,7 +186,8 @@ impl TestCluster {
     ) -> (Child, SocketAddr) {
         let deadline = Instant::now() + bind_retry;
         loop {
-            let mut cmd = crate::tls::command(program);
+            let mut cmd = Command::new(program);
+            self.security.apply(&mut cmd);
             cmd.envs(env.iter().copied());
             cmd.arg("--dir")
                 .arg(dir)
@@ -299,7 +308,8 @@ impl TestCluster {
         let log = self.root_path.join("logs").join(format!("mount{n}.log"));
         let out = proc::open_log(&log);
         let err = out.try_clone().expect("cloning log fd");
-        let mut cmd = crate::tls::command(&self.bins.mount);
+        let mut cmd = Command::new(&self.bins.mount);
+        self.security.apply(&mut cmd);
         cmd.args(args)
             .arg(&path)
             .stdin(Stdio::null())

@@ -26,6 +26,7 @@ mod posix;
 mod provisioner;
 mod rebalance;
 mod replication;
+mod security;
 mod smoke;
 mod soak;
 mod subvolume;
