@@ -379,10 +379,11 @@ impl Conn {
         self.require(self.who.may_maintain(), what)
     }
 
-    /// A sub-volume's limit is the admin's to set.
+    /// A sub-volume's limit is the admin's to set, and heal's to copy to a
+    /// replica that missed it.
     fn limit_setter(&self, name: &Name) -> FsResult<()> {
         if name.as_bytes() == proto::QUOTA_XATTR {
-            self.require(self.who.may_administer(), "set a sub-volume limit")?;
+            self.require(self.who.may_maintain(), "set a sub-volume limit")?;
         }
         Ok(())
     }

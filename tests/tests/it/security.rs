@@ -179,7 +179,7 @@ async fn each_role_calls_only_what_it_may() {
     for (role, may_heal, may_limit) in [
         (Role::Client, false, false),
         (Role::Gateway, false, false),
-        (Role::Heal, true, false),
+        (Role::Heal, true, true),
         (Role::Admin, true, true),
     ] {
         let who = harness::identity(role);
