@@ -774,7 +774,7 @@ fn json(out: &mut Out) {
     out.put(
         "tenant_token",
         "token-newline",
-        format!("{}\n", tenant::Token::generate("x_1")).as_bytes(),
+        format!("{}\n", tenant::Token::generate("x-1")).as_bytes(),
     );
 }
 
