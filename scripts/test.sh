@@ -18,7 +18,8 @@
 #    kube-apiserver and kube-controller-manager of the Kubernetes tests.
 # 4. fmt and clippy (also of brick with failpoints),
 # 5. runs all tests, and brick's unit tests once more with failpoints (they
-#    kill every operation at each failpoint, in process). Extra arguments go
+#    kill every operation at each failpoint, in process), then every fuzz
+#    target for a few seconds (scripts/fuzz.sh; FUZZ_SECONDS). Extra arguments go
 #    to `cargo test`, e.g. scripts/test.sh -p tests --test it smoke::
 # Env: TEST_THREADS (default 2: each FUSE test runs 3 bricks + mounts; the
 # machine has 2 cores), BRICKFS_TEST_KEEP=1 keeps a failed test's temp dir.
@@ -114,6 +115,14 @@ if [ $# -eq 0 ]; then
   log "cargo test -p brick --lib --features failpoints"
   cargo test -p brick --lib --features failpoints -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee -a "$out"
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+  # Every fuzz target for a few seconds (fuzz/README.md): a crash, panic,
+  # leak or allocation over a target's bound fails the run. Unoptimised
+  # (compiles in about half the time of the optimised build), in a target
+  # directory kept outside the clone, so runs after the first rebuild only
+  # the project's own crates.
+  log "scripts/fuzz.sh --dev --seconds ${FUZZ_SECONDS:-4}"
+  FUZZ_TARGET_DIR="${FUZZ_TARGET_DIR:-${BRICKFS_CACHE:-$HOME/.cache/brickfs}/fuzz-target}" \
+    scripts/fuzz.sh --dev --seconds "${FUZZ_SECONDS:-4}" || rc=1
 fi
 set -e
 passed=$(grep -E '^test result:' "$out" | sed -E 's/.* ([0-9]+) passed.*/\1/' | awk '{s+=$1} END {print s+0}')

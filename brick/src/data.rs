@@ -9,7 +9,7 @@ use proto::data::{
     self, RequestHeader, WriteAt, OP_APPEND, OP_READ, OP_WRITE, REQ_FIXED, RESP_FIXED,
 };
 use proto::{Done, FsError, FsResult, Txn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -215,9 +215,11 @@ pub async fn connection(
     .await
 }
 
-/// One request frame; `None` at a clean end of stream.
-async fn read_request(
-    rd: &mut BufReader<ReadHalf<tls::BoxStream>>,
+/// One request frame; `None` at a clean end of stream. Generic over the
+/// reader so the fuzz target (`fuzz/`) runs this very function on bytes
+/// in memory.
+pub async fn read_request<R: AsyncRead + Unpin>(
+    rd: &mut R,
 ) -> FsResult<Option<(RequestHeader, Vec<u8>)>> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {

@@ -34,5 +34,12 @@ mod store;
 pub use error::BrickError;
 pub use server::{check, serve, BrickConfig};
 
+/// Parsers of what arrives from the network, for the fuzz targets in
+/// `fuzz/` only: not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::data::read_request;
+}
+
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,6 @@ use proto::{
 };
 use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
-use tarpc::tokio_serde::formats::Bincode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -53,7 +52,8 @@ type ServerTransport = tarpc::serde_transport::Transport<
     tls::BoxStream,
     tarpc::ClientMessage<BrickRequest>,
     tarpc::Response<BrickResponse>,
-    Bincode<tarpc::ClientMessage<BrickRequest>, tarpc::Response<BrickResponse>>,
+    // tarpc's bincode plus the deadline check it lacks (proto::wire).
+    proto::wire::ServerCodec,
 >;
 
 /// Serves a brick on an already-bound listener until `shutdown` completes,
@@ -195,7 +195,7 @@ async fn classify(
     let framed = tarpc::tokio_util::codec::LengthDelimitedCodec::builder()
         .max_frame_length(proto::MAX_FRAME)
         .new_framed(accepted.stream);
-    let transport = tarpc::serde_transport::new(framed, Bincode::default());
+    let transport = tarpc::serde_transport::new(framed, proto::wire::ServerCodec::default());
     connection(backend, sessions, id, Some(peer), who, transport, stop).await;
 }
 

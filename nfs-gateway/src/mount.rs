@@ -49,8 +49,9 @@ pub async fn handle_mount(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]
 
 /// The `dirpath` argument. Its length is bounded by the record only, so
 /// that an over-long path gets MNT3ERR_NAMETOOLONG rather than
-/// GARBAGE_ARGS.
-fn dirpath(args: &[u8]) -> Option<&[u8]> {
+/// GARBAGE_ARGS. Public for the fuzz target in `fuzz/` only.
+#[doc(hidden)]
+pub fn dirpath(args: &[u8]) -> Option<&[u8]> {
     XdrReader::new(args).opaque(args.len())
 }
 

@@ -197,6 +197,48 @@ pub async fn handle_nfs(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]) 
     outcome
 }
 
+/// The argument decoding of [`handle_nfs`] alone, no call made: what the
+/// fuzz target in `fuzz/` runs. `None` for a procedure that does not
+/// exist, `Some(false)` where the call would be answered GARBAGE_ARGS.
+/// The types are those `dispatch` decodes, procedure by procedure.
+#[doc(hidden)]
+pub fn decode_args(proc_: u32, args: &[u8]) -> Option<bool> {
+    fn ok<T: Unpack>(args: &[u8]) -> bool {
+        decode::<T>(args).is_some()
+    }
+    if proc_ > 21 {
+        return None;
+    }
+    if !crate::shape::plausible(proc_, args) {
+        return Some(false);
+    }
+    Some(match proc_ {
+        1 => ok::<GETATTR3args>(args),
+        2 => ok::<SETATTR3args>(args),
+        3 => ok::<LOOKUP3args<'static>>(args),
+        4 => ok::<ACCESS3args>(args),
+        5 => ok::<READLINK3args>(args),
+        6 => ok::<READ3args>(args),
+        7 => ok::<WRITE3args<'static>>(args),
+        8 => ok::<CREATE3args<'static>>(args),
+        9 => ok::<MKDIR3args<'static>>(args),
+        10 => ok::<SYMLINK3args<'static>>(args),
+        11 => ok::<MKNOD3args<'static>>(args),
+        12 => ok::<REMOVE3args<'static>>(args),
+        13 => ok::<RMDIR3args<'static>>(args),
+        14 => ok::<RENAME3args<'static, 'static>>(args),
+        15 => ok::<LINK3args<'static>>(args),
+        16 => ok::<READDIR3args>(args),
+        17 => ok::<READDIRPLUS3args>(args),
+        18 => ok::<FSSTAT3args>(args),
+        19 => ok::<FSINFO3args>(args),
+        20 => ok::<PATHCONF3args>(args),
+        21 => ok::<COMMIT3args>(args),
+        // NULL takes no arguments.
+        _ => true,
+    })
+}
+
 async fn dispatch(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]) -> Outcome {
     let c = Call { gw, caller };
     match proc_ {

@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod data;
 pub mod error;
 pub mod types;
+pub mod wire;
 
 pub use error::{FsError, FsResult};
 pub use types::*;

@@ -34,7 +34,12 @@ impl Token {
         }
         let tenant = parts.next()?;
         let hex = parts.next()?;
-        if parts.next().is_some() || hex.len() != SECRET_BYTES * 2 {
+        // Hex digits only: `from_str_radix` alone also takes a sign ("+f"),
+        // which gave one secret several spellings.
+        if parts.next().is_some()
+            || hex.len() != SECRET_BYTES * 2
+            || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return None;
         }
         let mut secret = [0u8; SECRET_BYTES];
@@ -116,5 +121,19 @@ mod tests {
         ] {
             assert!(Token::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    /// Found by the `tenant_token` fuzz target: a "+" before a hex digit
+    /// parsed, so the same secret had more than one spelling.
+    #[test]
+    fn only_hex_digits_spell_a_secret() {
+        let s = Token::generate("a1").to_string();
+        let hex_at = "bfs1.a1.".len();
+        let signed = format!("{}+{}", &s[..hex_at], &s[hex_at + 1..]);
+        assert_eq!(signed.len(), s.len());
+        assert!(Token::parse(&signed).is_none(), "{signed}");
+        // Upper case is still the same token.
+        let upper = format!("{}{}", &s[..hex_at], s[hex_at..].to_ascii_uppercase());
+        assert_eq!(Token::parse(&upper), Token::parse(&s));
     }
 }
