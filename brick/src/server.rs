@@ -178,19 +178,17 @@ async fn classify(
         tracing::warn!(%peer, who = %accepted.peer, "connection refused: this role does not use bricks");
         return;
     }
-    let kind = match (accepted.alpn, plain_kind) {
-        (_, Some(kind)) => kind,
-        (Some(tls::Alpn::BrickData), None) => tls::Alpn::BrickData,
-        (Some(tls::Alpn::BrickRpc), None) => tls::Alpn::BrickRpc,
-        (other, None) => {
+    let who = Arc::new(accepted.peer);
+    match plain_kind.or(accepted.alpn) {
+        Some(tls::Alpn::BrickRpc) => {}
+        Some(tls::Alpn::BrickData) => {
+            data::connection(backend, sessions, accepted.stream, peer, who, stop).await;
+            return;
+        }
+        other => {
             tracing::warn!(%peer, protocol = ?other, "connection refused: not a brick protocol");
             return;
         }
-    };
-    let who = Arc::new(accepted.peer);
-    if kind == tls::Alpn::BrickData {
-        data::connection(backend, sessions, accepted.stream, peer, who, stop).await;
-        return;
     }
     let framed = tarpc::tokio_util::codec::LengthDelimitedCodec::builder()
         .max_frame_length(proto::MAX_FRAME)

@@ -243,9 +243,9 @@ impl Store {
         &self.private
     }
 
-    /// Binds the brick to a volume on first use and refuses any other volume.
-    /// Checks that the brick belongs to `volume`; an unbound brick is bound
-    /// to it if `may_bind` (an admin's `hello`, or `brickd --volume`).
+    /// Checks that the brick belongs to `volume` and refuses any other; an
+    /// unbound brick is bound to it if `may_bind` (an admin's `hello`, or
+    /// `brickd --volume`).
     pub fn check_volume(&self, volume: &str, may_bind: bool) -> FsResult<()> {
         if volume.is_empty() {
             return Ok(());
@@ -260,12 +260,13 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e.into()),
         };
-        if current.is_empty() && !may_bind {
-            Err(FsError::Refused(format!(
-                "brick is not bound to a volume yet and only an admin binds it \
-                 (brickfs volume create {volume} ...)"
-            )))
-        } else if current.is_empty() {
+        if current.is_empty() {
+            if !may_bind {
+                return Err(FsError::Refused(format!(
+                    "brick is not bound to a volume yet and only an admin binds it \
+                     (brickfs volume create {volume} ...)"
+                )));
+            }
             write_atomic(&path, format!("{volume}\n").as_bytes())?;
             tracing::info!(volume, "brick bound to volume");
             Ok(())

@@ -623,7 +623,9 @@ fn symlinks_never_lead_outside_the_brick() {
 fn volume_binding() {
     let t = brick();
     assert!(t.b.hello("", true).is_ok());
+    assert!(matches!(t.b.hello("vol1", false), Err(FsError::Refused(_))));
     assert!(t.b.hello("vol1", true).is_ok());
+    assert!(t.b.hello("vol1", false).is_ok());
     assert!(t.b.hello("vol1", true).is_ok());
     assert_eq!(
         t.b.hello("vol2", true).err(),
