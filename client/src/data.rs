@@ -11,7 +11,6 @@ use std::time::Duration;
 use proto::data::{self, RequestHeader, RESP_FIXED};
 use proto::{FsError, FsResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<FsResult<(u8, Vec<u8>)>>;
@@ -49,14 +48,7 @@ impl DataConn {
         timeout: Duration,
         on_close: Box<dyn Fn() + Send + Sync>,
     ) -> FsResult<Arc<DataConn>> {
-        let stream = tokio::time::timeout(timeout, async {
-            let tcp = TcpStream::connect(addr).await?;
-            tcp.set_nodelay(true)?;
-            tls::connect(tcp, addr, tls::Role::Brick, tls::Alpn::BrickData).await
-        })
-        .await
-        .map_err(|_| FsError::Timeout(addr.to_string()))?
-        .map_err(|e| FsError::BrickDown(format!("{addr}: {e}")))?;
+        let stream = crate::protocol::dial(addr, tls::Alpn::BrickData, timeout).await?;
         let (rd, mut wr) = tokio::io::split(stream);
         let mut hello = Vec::with_capacity(12);
         hello.extend_from_slice(&data::MAGIC);

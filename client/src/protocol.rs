@@ -27,21 +27,32 @@ use crate::data::DataConn;
 /// process's mode), within `timeout`. Every tarpc client of a brick starts
 /// here.
 pub async fn connect_rpc(addr: SocketAddr, timeout: Duration) -> FsResult<BrickClient> {
-    let stream = tokio::time::timeout(timeout, async move {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
-        if let Err(e) = tcp.set_nodelay(true) {
-            debug!(brick = %addr, "set_nodelay: {e}");
-        }
-        tls::connect(tcp, addr, tls::Role::Brick, tls::Alpn::BrickRpc).await
-    })
-    .await
-    .map_err(|_| FsError::Timeout(addr.to_string()))?
-    .map_err(|e| FsError::BrickDown(format!("{addr}: {e}")))?;
+    let stream = dial(addr, tls::Alpn::BrickRpc, timeout).await?;
     let framed = tarpc::tokio_util::codec::LengthDelimitedCodec::builder()
         .max_frame_length(proto::MAX_FRAME)
         .new_framed(stream);
     let transport = tarpc::serde_transport::new(framed, Bincode::default());
     Ok(BrickClient::new(tarpc::client::Config::default(), transport).spawn())
+}
+
+/// A connection to the brick at `addr` for `alpn`'s kind of traffic: TCP
+/// without Nagle (replies are small and latency-bound), then TLS per the
+/// process's mode, all within `timeout`.
+pub(crate) async fn dial(
+    addr: SocketAddr,
+    alpn: tls::Alpn,
+    timeout: Duration,
+) -> FsResult<tls::BoxStream> {
+    tokio::time::timeout(timeout, async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(brick = %addr, "set_nodelay: {e}");
+        }
+        tls::connect(tcp, addr, tls::Role::Brick, alpn).await
+    })
+    .await
+    .map_err(|_| FsError::Timeout(addr.to_string()))?
+    .map_err(|e| FsError::BrickDown(format!("{addr}: {e}")))
 }
 
 /// Connection to one brick of the replica set.
