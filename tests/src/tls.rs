@@ -82,7 +82,17 @@ pub fn open(dir: &Path, role: tls::Role) -> Arc<tls::Tls> {
     .expect("opening test credentials")
 }
 
-/// The harness's credentials of `role`.
+/// The harness's credentials of `role`, loaded once per test process
+/// (raw clients connect often; each load parses the files and starts a
+/// reload thread).
 pub fn identity(role: tls::Role) -> Arc<tls::Tls> {
-    open(dir(), role)
+    static LOADED: std::sync::Mutex<Vec<(tls::Role, Arc<tls::Tls>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, tls)) = loaded.iter().find(|(r, _)| *r == role) {
+        return tls.clone();
+    }
+    let tls = open(dir(), role);
+    loaded.push((role, tls.clone()));
+    tls
 }
