@@ -197,75 +197,59 @@ pub async fn handle_nfs(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]) 
     outcome
 }
 
-/// The argument decoding of [`handle_nfs`] alone, no call made: what the
-/// fuzz target in `fuzz/` runs. `None` for a procedure that does not
-/// exist, `Some(false)` where the call would be answered GARBAGE_ARGS.
-/// The types are those `dispatch` decodes, procedure by procedure.
-#[doc(hidden)]
-pub fn decode_args(proc_: u32, args: &[u8]) -> Option<bool> {
-    fn ok<T: Unpack>(args: &[u8]) -> bool {
-        decode::<T>(args).is_some()
-    }
-    if proc_ > 21 {
-        return None;
-    }
-    if !crate::shape::plausible(proc_, args) {
-        return Some(false);
-    }
-    Some(match proc_ {
-        1 => ok::<GETATTR3args>(args),
-        2 => ok::<SETATTR3args>(args),
-        3 => ok::<LOOKUP3args<'static>>(args),
-        4 => ok::<ACCESS3args>(args),
-        5 => ok::<READLINK3args>(args),
-        6 => ok::<READ3args>(args),
-        7 => ok::<WRITE3args<'static>>(args),
-        8 => ok::<CREATE3args<'static>>(args),
-        9 => ok::<MKDIR3args<'static>>(args),
-        10 => ok::<SYMLINK3args<'static>>(args),
-        11 => ok::<MKNOD3args<'static>>(args),
-        12 => ok::<REMOVE3args<'static>>(args),
-        13 => ok::<RMDIR3args<'static>>(args),
-        14 => ok::<RENAME3args<'static, 'static>>(args),
-        15 => ok::<LINK3args<'static>>(args),
-        16 => ok::<READDIR3args>(args),
-        17 => ok::<READDIRPLUS3args>(args),
-        18 => ok::<FSSTAT3args>(args),
-        19 => ok::<FSINFO3args>(args),
-        20 => ok::<PATHCONF3args>(args),
-        21 => ok::<COMMIT3args>(args),
-        // NULL takes no arguments.
-        _ => true,
-    })
+/// Every NFSv3 procedure with its argument type and handler, written once:
+/// `dispatch` (what the gateway runs) and `decode_args` (what the fuzz
+/// target runs) are both made from this list, so they cannot drift apart.
+macro_rules! procedures {
+    ($($num:literal => $args:ty, $handler:ident;)*) => {
+        async fn dispatch(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]) -> Outcome {
+            let c = Call { gw, caller };
+            match proc_ {
+                0 => Outcome::encode(&Void),
+                $($num => Outcome::encode(&c.$handler(args!($args, args)).await),)*
+                _ => Outcome::ProcUnavail,
+            }
+        }
+
+        /// The argument decoding of [`handle_nfs`] alone, no call made:
+        /// what the fuzz target in `fuzz/` runs. `None` for a procedure
+        /// that does not exist, `Some(false)` where the call would be
+        /// answered GARBAGE_ARGS.
+        #[doc(hidden)]
+        pub fn decode_args(proc_: u32, args: &[u8]) -> Option<bool> {
+            let decodes: fn(&[u8]) -> bool = match proc_ {
+                // NULL takes no arguments.
+                0 => |_| true,
+                $($num => |a| decode::<$args>(a).is_some(),)*
+                _ => return None,
+            };
+            Some(crate::shape::plausible(proc_, args) && decodes(args))
+        }
+    };
 }
 
-async fn dispatch(gw: &Gateway, caller: &Caller, proc_: u32, args: &[u8]) -> Outcome {
-    let c = Call { gw, caller };
-    match proc_ {
-        0 => Outcome::encode(&Void),
-        1 => Outcome::encode(&c.getattr(args!(GETATTR3args, args)).await),
-        2 => Outcome::encode(&c.setattr(args!(SETATTR3args, args)).await),
-        3 => Outcome::encode(&c.lookup(args!(LOOKUP3args<'static>, args)).await),
-        4 => Outcome::encode(&c.access(args!(ACCESS3args, args)).await),
-        5 => Outcome::encode(&c.readlink(args!(READLINK3args, args)).await),
-        6 => Outcome::encode(&c.read(args!(READ3args, args)).await),
-        7 => Outcome::encode(&c.write(args!(WRITE3args<'static>, args)).await),
-        8 => Outcome::encode(&c.create(args!(CREATE3args<'static>, args)).await),
-        9 => Outcome::encode(&c.mkdir(args!(MKDIR3args<'static>, args)).await),
-        10 => Outcome::encode(&c.symlink(args!(SYMLINK3args<'static>, args)).await),
-        11 => Outcome::encode(&c.mknod(args!(MKNOD3args<'static>, args)).await),
-        12 => Outcome::encode(&c.remove(args!(REMOVE3args<'static>, args)).await),
-        13 => Outcome::encode(&c.rmdir(args!(RMDIR3args<'static>, args)).await),
-        14 => Outcome::encode(&c.rename(args!(RENAME3args<'static, 'static>, args)).await),
-        15 => Outcome::encode(&c.link(args!(LINK3args<'static>, args)).await),
-        16 => Outcome::encode(&c.readdir(args!(READDIR3args, args)).await),
-        17 => Outcome::encode(&c.readdirplus(args!(READDIRPLUS3args, args)).await),
-        18 => Outcome::encode(&c.fsstat(args!(FSSTAT3args, args)).await),
-        19 => Outcome::encode(&c.fsinfo(args!(FSINFO3args, args)).await),
-        20 => Outcome::encode(&c.pathconf(args!(PATHCONF3args, args)).await),
-        21 => Outcome::encode(&c.commit(args!(COMMIT3args, args)).await),
-        _ => Outcome::ProcUnavail,
-    }
+procedures! {
+    1 => GETATTR3args, getattr;
+    2 => SETATTR3args, setattr;
+    3 => LOOKUP3args<'static>, lookup;
+    4 => ACCESS3args, access;
+    5 => READLINK3args, readlink;
+    6 => READ3args, read;
+    7 => WRITE3args<'static>, write;
+    8 => CREATE3args<'static>, create;
+    9 => MKDIR3args<'static>, mkdir;
+    10 => SYMLINK3args<'static>, symlink;
+    11 => MKNOD3args<'static>, mknod;
+    12 => REMOVE3args<'static>, remove;
+    13 => RMDIR3args<'static>, rmdir;
+    14 => RENAME3args<'static, 'static>, rename;
+    15 => LINK3args<'static>, link;
+    16 => READDIR3args, readdir;
+    17 => READDIRPLUS3args, readdirplus;
+    18 => FSSTAT3args, fsstat;
+    19 => FSINFO3args, fsinfo;
+    20 => PATHCONF3args, pathconf;
+    21 => COMMIT3args, commit;
 }
 
 impl Call<'_> {
