@@ -7,24 +7,45 @@ use tokio::net::{TcpListener, TcpStream};
 use super::*;
 use crate::ca::Request;
 
-fn issue(ca_dir: &Path, out: &Path, role: Role, name: &str, from_days: i64, days: u32) -> Files {
-    let req = Request {
-        role,
-        name: name.into(),
-        hosts: vec!["127.0.0.1".into()],
-        from_days,
-        days,
-    };
-    let cert = ca::issue(ca_dir, out, &req).unwrap();
-    Files {
-        ca: ca_dir.join(ca::BUNDLE),
-        cert,
-        key: out.join(format!("{name}.key")),
-    }
-}
+/// A CA in a temp dir, issuing into it.
+struct TestCa(tempfile::TempDir);
 
-fn new_ca(dir: &Path) {
-    ca::init(dir, "test CA", 30).unwrap();
+impl TestCa {
+    fn new() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        ca::init(dir.path(), "test CA", 30).unwrap();
+        TestCa(dir)
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// The files of a certificate valid from `from_days` for `days`.
+    fn files(&self, role: Role, name: &str, from_days: i64, days: u32) -> Files {
+        let req = Request {
+            role,
+            name: name.into(),
+            hosts: vec!["127.0.0.1".into()],
+            from_days,
+            days,
+        };
+        let cert = ca::issue(self.path(), self.path(), &req).unwrap();
+        Files {
+            ca: self.path().join(ca::BUNDLE),
+            cert,
+            key: self.path().join(format!("{name}.key")),
+        }
+    }
+
+    fn tls_dated(&self, role: Role, name: &str, from_days: i64, days: u32) -> Arc<Tls> {
+        open(self.files(role, name, from_days, days))
+    }
+
+    /// Credentials valid now.
+    fn tls(&self, role: Role, name: &str) -> Arc<Tls> {
+        self.tls_dated(role, name, 0, 5)
+    }
 }
 
 /// One handshake between `server` and `client` (who expects a server of
@@ -73,10 +94,9 @@ fn open(files: Files) -> Arc<Tls> {
 
 #[tokio::test]
 async fn peers_of_one_ca_meet_and_see_each_others_role() {
-    let d = tempfile::tempdir().unwrap();
-    new_ca(d.path());
-    let brick = open(issue(d.path(), d.path(), Role::Brick, "b1", 0, 5));
-    let client = open(issue(d.path(), d.path(), Role::Client, "m1", 0, 5));
+    let d = TestCa::new();
+    let brick = d.tls(Role::Brick, "b1");
+    let client = d.tls(Role::Client, "m1");
     let peer = handshake(&brick, &client, Role::Brick).await.unwrap();
     assert_eq!(
         peer,
@@ -89,14 +109,12 @@ async fn peers_of_one_ca_meet_and_see_each_others_role() {
 
 #[tokio::test]
 async fn another_cas_certificates_are_refused_both_ways() {
-    let d = tempfile::tempdir().unwrap();
-    let other = tempfile::tempdir().unwrap();
-    new_ca(d.path());
-    new_ca(other.path());
-    let brick = open(issue(d.path(), d.path(), Role::Brick, "b1", 0, 5));
-    let client = open(issue(d.path(), d.path(), Role::Client, "m1", 0, 5));
-    let stranger = open(issue(other.path(), other.path(), Role::Admin, "x", 0, 5));
-    let fake_brick = open(issue(other.path(), other.path(), Role::Brick, "fb", 0, 5));
+    let d = TestCa::new();
+    let other = TestCa::new();
+    let brick = d.tls(Role::Brick, "b1");
+    let client = d.tls(Role::Client, "m1");
+    let stranger = other.tls(Role::Admin, "x");
+    let fake_brick = other.tls(Role::Brick, "fb");
     let e = handshake(&brick, &stranger, Role::Brick).await.unwrap_err();
     assert!(e.contains("invalid peer certificate"), "{e}");
     let e = handshake(&fake_brick, &client, Role::Brick)
@@ -107,11 +125,10 @@ async fn another_cas_certificates_are_refused_both_ways() {
 
 #[tokio::test]
 async fn expired_and_not_yet_valid_certificates_are_refused() {
-    let d = tempfile::tempdir().unwrap();
-    new_ca(d.path());
-    let brick = open(issue(d.path(), d.path(), Role::Brick, "b1", 0, 5));
-    let expired = open(issue(d.path(), d.path(), Role::Client, "old", -10, 5));
-    let early = open(issue(d.path(), d.path(), Role::Client, "early", 3, 5));
+    let d = TestCa::new();
+    let brick = d.tls(Role::Brick, "b1");
+    let expired = d.tls_dated(Role::Client, "old", -10, 5);
+    let early = d.tls_dated(Role::Client, "early", 3, 5);
     for c in [&expired, &early] {
         let e = handshake(&brick, c, Role::Brick).await.unwrap_err();
         assert!(
@@ -122,8 +139,8 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
             "{e}"
         );
     }
-    let expired_brick = open(issue(d.path(), d.path(), Role::Brick, "ob", -10, 5));
-    let client = open(issue(d.path(), d.path(), Role::Client, "m1", 0, 5));
+    let expired_brick = d.tls_dated(Role::Brick, "ob", -10, 5);
+    let client = d.tls(Role::Client, "m1");
     let e = handshake(&expired_brick, &client, Role::Brick)
         .await
         .unwrap_err();
@@ -132,10 +149,9 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
 
 #[tokio::test]
 async fn a_server_of_another_role_is_not_taken_for_a_brick() {
-    let d = tempfile::tempdir().unwrap();
-    new_ca(d.path());
-    let imposter = open(issue(d.path(), d.path(), Role::Client, "m2", 0, 5));
-    let client = open(issue(d.path(), d.path(), Role::Client, "m1", 0, 5));
+    let d = TestCa::new();
+    let imposter = d.tls(Role::Client, "m2");
+    let client = d.tls(Role::Client, "m1");
     let e = handshake(&imposter, &client, Role::Brick)
         .await
         .unwrap_err();
@@ -144,9 +160,8 @@ async fn a_server_of_another_role_is_not_taken_for_a_brick() {
 
 #[tokio::test]
 async fn plaintext_to_a_tls_listener_gets_nothing() {
-    let d = tempfile::tempdir().unwrap();
-    new_ca(d.path());
-    let brick = open(issue(d.path(), d.path(), Role::Brick, "b1", 0, 5));
+    let d = TestCa::new();
+    let brick = d.tls(Role::Brick, "b1");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let client = async {
@@ -171,14 +186,12 @@ async fn plaintext_to_a_tls_listener_gets_nothing() {
 
 #[tokio::test]
 async fn a_ca_rotation_is_picked_up_without_a_restart() {
-    let d = tempfile::tempdir().unwrap();
-    let new = tempfile::tempdir().unwrap();
-    new_ca(d.path());
-    new_ca(new.path());
-    let brick_files = issue(d.path(), d.path(), Role::Brick, "b1", 0, 5);
+    let d = TestCa::new();
+    let new = TestCa::new();
+    let brick_files = d.files(Role::Brick, "b1", 0, 5);
     let brick = open(brick_files.clone());
-    let old_client = open(issue(d.path(), d.path(), Role::Client, "m1", 0, 5));
-    let new_client_files = issue(new.path(), new.path(), Role::Client, "m2", 0, 5);
+    let old_client = d.tls(Role::Client, "m1");
+    let new_client_files = new.files(Role::Client, "m2", 0, 5);
     // Before the bundle has the new CA, its clients are strangers.
     let new_client = open(Files {
         ca: d.path().join(ca::BUNDLE),
@@ -195,6 +208,39 @@ async fn a_ca_rotation_is_picked_up_without_a_restart() {
     brick.reload();
     handshake(&brick, &old_client, Role::Brick).await.unwrap();
     handshake(&brick, &new_client, Role::Brick).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_broken_set_of_files_keeps_the_one_in_use() {
+    let ca = TestCa::new();
+    let files = ca.files(Role::Brick, "b1", 0, 5);
+    let brick = open(files.clone());
+    let client = ca.tls(Role::Client, "m1");
+    // Half a rotation: a new certificate, still the old key beside it.
+    let old_key = std::fs::read(&files.key).unwrap();
+    ca.files(Role::Brick, "b1", 0, 5);
+    ca::write_whole(&files.key, &old_key, true).unwrap();
+    brick.reload();
+    handshake(&brick, &client, Role::Brick).await.unwrap();
+    // A certificate file that is no PEM at all.
+    let new_cert = std::fs::read(&files.cert).unwrap();
+    ca::write_whole(&files.cert, b"not a certificate", false).unwrap();
+    brick.reload();
+    handshake(&brick, &client, Role::Brick).await.unwrap();
+    // The rotation completes: the new pair is taken.
+    let new = ca.files(Role::Brick, "b2", 0, 5);
+    std::fs::copy(&new.key, &files.key).unwrap();
+    std::fs::copy(&new.cert, &files.cert).unwrap();
+    assert_ne!(std::fs::read(&files.cert).unwrap(), new_cert);
+    brick.reload();
+    assert_eq!(
+        brick.me(),
+        Peer::Certified {
+            role: Role::Brick,
+            name: "b2".into()
+        }
+    );
+    handshake(&brick, &client, Role::Brick).await.unwrap();
 }
 
 #[test]
