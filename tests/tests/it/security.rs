@@ -387,3 +387,46 @@ fn a_ca_rotation_under_a_streaming_writer_costs_the_writer_nothing() {
         .block_on(hello_as(&old_admin, addr, Purpose::Client))
         .is_err());
 }
+
+/// Connections that open and then say nothing (or half a handshake) hold
+/// only themselves: others are served at once, and the silent ones are
+/// closed after the brick's handshake deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_handshakes_do_not_stall_the_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = TestCluster::start(1);
+    let addr = cluster.brick_addr(0);
+    let mut silent = Vec::new();
+    for half in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00][..]] {
+        for _ in 0..3 {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(half).await.unwrap();
+            silent.push(s);
+        }
+    }
+    let admin = harness::identity(Role::Admin);
+    let served = tokio::time::timeout(T, hello_as(&admin, addr, Purpose::Client)).await;
+    assert!(
+        matches!(served, Ok(Ok(()))),
+        "a real client waited: {served:?}"
+    );
+    // Each silent connection is closed by the brick, within its deadline
+    // (10 s) and a margin.
+    for mut s in silent {
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a silent connection was kept open");
+    }
+    assert!(
+        log_count(&cluster.brick_log(0), "TLS handshake too slow") >= 6,
+        "the brick's log does not say why it closed them"
+    );
+}
