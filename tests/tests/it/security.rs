@@ -430,3 +430,54 @@ async fn slow_handshakes_do_not_stall_the_listener() {
         "the brick's log does not say why it closed them"
     );
 }
+
+/// A session number alone lets nobody in: a data connection must show the
+/// certificate of the RPC connection whose session it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_connection_must_show_its_sessions_certificate() {
+    use proto::data::{RequestHeader, MAGIC, OP_READ};
+    let cluster = TestCluster::start(1);
+    let addr = cluster.brick_addr(0);
+    let ask = |session: u64| {
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&session.to_le_bytes());
+        let read = RequestHeader {
+            id: 1,
+            op: OP_READ,
+            gfid: Gfid::random(),
+            offset: 0,
+            size: 16,
+            blame: vec![],
+        };
+        b.extend_from_slice(&read.encode(0));
+        b
+    };
+    let session_of = |who: Arc<Tls>| async move {
+        let c = raw::connect_as(&who, addr).await.unwrap();
+        let s = c
+            .hello(raw::context(T), 5, VOLUME.into(), Purpose::Client)
+            .await
+            .unwrap()
+            .unwrap()
+            .session;
+        (c, s)
+    };
+    // raw::send_raw_data speaks as the harness's admin.
+    let (_own, own) = session_of(harness::identity(Role::Admin)).await;
+    let (_other, other) = session_of(harness::identity(Role::Client)).await;
+    let answer =
+        |bytes: Vec<u8>| tokio::task::spawn_blocking(move || raw::send_raw_data(addr, &bytes, T));
+    let served = answer(ask(own)).await.unwrap().unwrap();
+    assert!(!served.is_empty(), "its own session was not served");
+    let refused = answer(ask(other)).await.unwrap().unwrap();
+    assert!(
+        refused.is_empty(),
+        "another certificate's session was served"
+    );
+    assert!(
+        log_count(
+            &cluster.brick_log(0),
+            "data connection from another identity than its session's"
+        ) >= 1
+    );
+}
