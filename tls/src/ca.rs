@@ -19,7 +19,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::role::{Role, ROLE_URI};
+use crate::role::{Role, ROLE_URI, TENANT_URI};
 use crate::TlsError;
 
 pub const CA_CERT: &str = "ca.crt";
@@ -37,10 +37,14 @@ pub struct Request {
     /// Valid from this many days from now (negative: in the past).
     pub from_days: i64,
     pub days: u32,
+    /// Role tenant: whose host it is (required for that role, refused for
+    /// the others).
+    pub tenant: Option<String>,
 }
 
-/// Makes a new CA in `dir` (created if missing). Refuses to overwrite one.
-pub fn init(dir: &Path, name: &str, days: u32) -> Result<(), TlsError> {
+/// Makes a new CA in `dir` (created if missing), and the management API's
+/// scope-token key for `cluster` (`scope.rs`). Refuses to overwrite a CA.
+pub fn init(dir: &Path, name: &str, cluster: &str, days: u32) -> Result<(), TlsError> {
     std::fs::create_dir_all(dir).map_err(|e| TlsError::io(dir, e))?;
     for f in [CA_CERT, CA_KEY] {
         let p = dir.join(f);
@@ -66,6 +70,9 @@ pub fn init(dir: &Path, name: &str, days: u32) -> Result<(), TlsError> {
     if !bundle.exists() {
         write_whole(&bundle, cert.pem().as_bytes(), false)?;
     }
+    if !dir.join(crate::scope::SIGNING_KEY).exists() {
+        crate::scope::generate(dir, cluster)?;
+    }
     Ok(())
 }
 
@@ -84,6 +91,26 @@ pub fn issue(ca_dir: &Path, out: &Path, req: &Request) -> Result<PathBuf, TlsErr
     params
         .subject_alt_names
         .push(SanType::URI(role_uri.try_into().map_err(TlsError::Issue)?));
+    match (req.role, &req.tenant) {
+        (Role::Tenant, Some(t)) => {
+            check_name(t)?;
+            let uri = format!("{TENANT_URI}{t}");
+            params
+                .subject_alt_names
+                .push(SanType::URI(uri.try_into().map_err(TlsError::Issue)?));
+        }
+        (Role::Tenant, None) => {
+            return Err(TlsError::Usage(
+                "a tenant certificate names its tenant: give --tenant".into(),
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(TlsError::Usage(
+                "--tenant is for --role tenant only".into(),
+            ))
+        }
+        (_, None) => {}
+    }
     for host in &req.hosts {
         params.subject_alt_names.push(match host.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
@@ -169,8 +196,12 @@ pub fn write_whole(path: &Path, bytes: &[u8], secret: bool) -> Result<(), TlsErr
 /// A CA and one certificate per role named after its role, in `dir`
 /// (`brickfs dev`, the test clusters): what `--tls-dir` finds by default.
 pub fn init_with_roles(dir: &Path, hosts: &[String]) -> Result<(), TlsError> {
-    init(dir, "brickfs dev CA", 3650)?;
+    init(dir, "brickfs dev CA", "dev", 3650)?;
     for role in crate::role::ALL_ROLES {
+        if role == Role::Tenant {
+            // Tenants are named: `ca issue --role tenant --tenant T`.
+            continue;
+        }
         issue(
             dir,
             dir,
@@ -180,6 +211,7 @@ pub fn init_with_roles(dir: &Path, hosts: &[String]) -> Result<(), TlsError> {
                 hosts: hosts.to_vec(),
                 from_days: 0,
                 days: 3650,
+                tenant: None,
             },
         )?;
     }

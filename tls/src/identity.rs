@@ -4,7 +4,7 @@ use rustls_pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::role::{Peer, Role, ROLE_URI};
+use crate::role::{Peer, Role, ROLE_URI, TENANT_URI};
 use crate::TlsError;
 
 /// The role (from the `urn:brickfs:role:` name) and the common name of
@@ -23,13 +23,15 @@ pub fn of_cert(cert: &CertificateDer<'_>) -> Result<Peer, TlsError> {
     let san = parsed
         .subject_alternative_name()
         .map_err(|e| TlsError::Identity(format!("bad subject alternative names: {e}")))?;
-    let mut roles = san
+    let uris: Vec<&str> = san
         .into_iter()
         .flat_map(|ext| ext.value.general_names.iter())
         .filter_map(|n| match n {
-            GeneralName::URI(uri) => uri.strip_prefix(ROLE_URI),
+            GeneralName::URI(uri) => Some(*uri),
             _ => None,
-        });
+        })
+        .collect();
+    let mut roles = uris.iter().filter_map(|u| u.strip_prefix(ROLE_URI));
     let role: Role = match (roles.next(), roles.next()) {
         (Some(r), None) => r.parse()?,
         (None, _) => {
@@ -43,5 +45,23 @@ pub fn of_cert(cert: &CertificateDer<'_>) -> Result<Peer, TlsError> {
             )))
         }
     };
-    Ok(Peer::Certified { role, name })
+    let tenants: Vec<&str> = uris
+        .iter()
+        .filter_map(|u| u.strip_prefix(TENANT_URI))
+        .collect();
+    let tenant = match (role, tenants.as_slice()) {
+        (Role::Tenant, [t]) if !t.is_empty() => Some(t.to_string()),
+        (Role::Tenant, _) => {
+            return Err(TlsError::Identity(format!(
+                "tenant certificate {name:?} does not name exactly one tenant"
+            )))
+        }
+        (_, []) => None,
+        (_, _) => {
+            return Err(TlsError::Identity(format!(
+                "certificate {name:?} names a tenant but its role is {role}"
+            )))
+        }
+    };
+    Ok(Peer::Certified { role, name, tenant })
 }

@@ -13,6 +13,7 @@ pub mod ca;
 pub mod creds;
 pub mod identity;
 pub mod role;
+pub mod scope;
 pub mod verify;
 
 use std::net::SocketAddr;
@@ -47,6 +48,8 @@ pub enum TlsError {
     Identity(String),
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    Scope(String),
 }
 
 impl TlsError {

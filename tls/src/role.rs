@@ -10,6 +10,8 @@ use crate::TlsError;
 
 /// The prefix of the URI name that carries the role.
 pub const ROLE_URI: &str = "urn:brickfs:role:";
+/// The prefix of the URI name that carries a tenant certificate's tenant.
+pub const TENANT_URI: &str = "urn:brickfs:tenant:";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -31,9 +33,13 @@ pub enum Role {
     Api,
     /// The cluster store's server certificate (etcd).
     Store,
+    /// A tenant's host (a FUSE mount in a tenant's cluster): files, but
+    /// only inside the sub-volumes a scope token of the management API
+    /// names, for the tenant the certificate names.
+    Tenant,
 }
 
-pub const ALL_ROLES: [Role; 8] = [
+pub const ALL_ROLES: [Role; 9] = [
     Role::Brick,
     Role::Client,
     Role::Gateway,
@@ -42,6 +48,7 @@ pub const ALL_ROLES: [Role; 8] = [
     Role::Provisioner,
     Role::Api,
     Role::Store,
+    Role::Tenant,
 ];
 
 impl Role {
@@ -55,6 +62,7 @@ impl Role {
             Role::Provisioner => "provisioner",
             Role::Api => "api",
             Role::Store => "store",
+            Role::Tenant => "tenant",
         }
     }
 
@@ -62,7 +70,7 @@ impl Role {
     pub fn may_use_files(self) -> bool {
         matches!(
             self,
-            Role::Client | Role::Gateway | Role::Heal | Role::Admin
+            Role::Client | Role::Gateway | Role::Heal | Role::Admin | Role::Tenant
         )
     }
 
@@ -102,7 +110,12 @@ impl FromStr for Role {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Peer {
     /// Authenticated by a certificate of the cluster CA.
-    Certified { role: Role, name: String },
+    Certified {
+        role: Role,
+        name: String,
+        /// For role tenant: whose host it is.
+        tenant: Option<String>,
+    },
     /// A plaintext connection (`--insecure`): nobody is authenticated, so
     /// everything is allowed, as before TLS.
     Insecure,
@@ -128,6 +141,20 @@ impl Peer {
         self.allows(Role::may_administer)
     }
 
+    /// The tenant a tenant certificate names.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Peer::Certified { tenant, .. } => tenant.as_deref(),
+            Peer::Insecure => None,
+        }
+    }
+
+    /// A tenant's host: its connections reach nothing until a scope token
+    /// says which sub-volumes.
+    pub fn needs_scope(&self) -> bool {
+        self.role() == Some(Role::Tenant)
+    }
+
     pub fn role(&self) -> Option<Role> {
         match self {
             Peer::Certified { role, .. } => Some(*role),
@@ -139,7 +166,12 @@ impl Peer {
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Peer::Certified { role, name } => write!(f, "{role} {name:?}"),
+            Peer::Certified {
+                role,
+                name,
+                tenant: Some(t),
+            } => write!(f, "{role} {name:?} of tenant {t:?}"),
+            Peer::Certified { role, name, .. } => write!(f, "{role} {name:?}"),
             Peer::Insecure => f.write_str("an unauthenticated (insecure) peer"),
         }
     }

@@ -13,7 +13,7 @@ struct TestCa(tempfile::TempDir);
 impl TestCa {
     fn new() -> TestCa {
         let dir = tempfile::tempdir().unwrap();
-        ca::init(dir.path(), "test CA", 30).unwrap();
+        ca::init(dir.path(), "test CA", "test", 30).unwrap();
         TestCa(dir)
     }
 
@@ -29,6 +29,7 @@ impl TestCa {
             hosts: vec!["127.0.0.1".into()],
             from_days,
             days,
+            tenant: None,
         };
         let cert = ca::issue(self.path(), self.path(), &req).unwrap();
         Files {
@@ -102,9 +103,41 @@ async fn peers_of_one_ca_meet_and_see_each_others_role() {
         peer,
         Peer::Certified {
             role: Role::Client,
-            name: "m1".into()
+            name: "m1".into(),
+            tenant: None,
         }
     );
+}
+
+#[tokio::test]
+async fn a_tenant_certificate_names_its_tenant_and_only_tenants_do() {
+    let d = TestCa::new();
+    let req = |role, tenant: Option<&str>| Request {
+        role,
+        name: "h1".into(),
+        hosts: vec!["127.0.0.1".into()],
+        from_days: 0,
+        days: 5,
+        tenant: tenant.map(str::to_string),
+    };
+    let cert = ca::issue(d.path(), d.path(), &req(Role::Tenant, Some("acme"))).unwrap();
+    let host = open(Files {
+        ca: d.path().join(ca::BUNDLE),
+        cert,
+        key: d.path().join("h1.key"),
+    });
+    let brick = d.tls(Role::Brick, "b1");
+    let peer = handshake(&brick, &host, Role::Brick).await.unwrap();
+    assert_eq!(peer.tenant(), Some("acme"));
+    assert!(peer.needs_scope() && peer.may_use_files());
+    assert!(!peer.may_maintain());
+
+    let no_tenant = ca::issue(d.path(), d.path(), &req(Role::Tenant, None));
+    assert!(no_tenant.unwrap_err().to_string().contains("--tenant"));
+    let client_with_tenant = ca::issue(d.path(), d.path(), &req(Role::Client, Some("acme")));
+    assert!(client_with_tenant.is_err());
+    let bad_name = ca::issue(d.path(), d.path(), &req(Role::Tenant, Some("a/b")));
+    assert!(bad_name.is_err());
 }
 
 #[tokio::test]
@@ -237,7 +270,8 @@ async fn a_broken_set_of_files_keeps_the_one_in_use() {
         brick.me(),
         Peer::Certified {
             role: Role::Brick,
-            name: "b2".into()
+            name: "b2".into(),
+            tenant: None,
         }
     );
     handshake(&brick, &client, Role::Brick).await.unwrap();
