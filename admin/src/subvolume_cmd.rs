@@ -67,6 +67,11 @@ struct CreateArgs {
     uid: u32,
     #[arg(long, default_value_t = 0)]
     gid: u32,
+    /// Root squash (owner 0 acts as nobody, 65534, over NFS and for
+    /// tenants' hosts on the bricks): true or false [default: true for a
+    /// tenant's sub-volume, false for the admin's own].
+    #[arg(long, value_name = "BOOL")]
+    root_squash: Option<bool>,
 }
 
 #[derive(Args, Debug)]
@@ -180,6 +185,7 @@ async fn run_on(m: &Manager, cmd: SubvolumeCmd) -> Result<ExitCode> {
                     uid: a.uid,
                     gid: a.gid,
                     labels: Default::default(),
+                    root_squash: a.root_squash,
                 },
             };
             let sub = m.create(&req).await.map_err(msg)?;
@@ -226,7 +232,12 @@ async fn run_on(m: &Manager, cmd: SubvolumeCmd) -> Result<ExitCode> {
                 }
                 None => println!("Used: unknown (limits not on the bricks yet)"),
             }
-            println!("Mode: {:o}, owner {}:{}", set.mode, set.uid, set.gid);
+            let (uid, gid) = set.root_owner();
+            println!("Mode: {:o}, owner {uid}:{gid}", set.mode);
+            println!(
+                "Root squash: {}",
+                if set.squashes_root() { "on" } else { "off" }
+            );
         }
         SubvolumeCmd::Resize(a) => {
             let inodes = a.limits.inodes.map(|i| (i > 0).then_some(i));

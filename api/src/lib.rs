@@ -4,12 +4,14 @@
 //! tenant sees only what it owns, and another tenant's sub-volume is "not
 //! found", exactly like one that does not exist.
 //!
-//! Map: `routes` (the handlers), `error` (status and code of each
+//! Map: `routes` (the handlers), `scope_token` (tokens that let a
+//! tenant's hosts reach its sub-volumes on the bricks), `error` (status and code of each
 //! failure), `volumes` (one open `subvolume::Manager` per volume, opened on
 //! first use), `trace` (a span per request).
 
 mod error;
 mod routes;
+mod scope_token;
 mod trace;
 mod volumes;
 
@@ -22,13 +24,21 @@ use store::Store;
 pub struct AppState {
     store: Arc<dyn Store>,
     volumes: volumes::Volumes,
+    /// Signs tenants' scope tokens for the bricks (`tls::scope`); without
+    /// it the API hands out none.
+    scope_signer: Option<tls::scope::Signer>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, store_url: &str) -> Arc<AppState> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        store_url: &str,
+        scope_signer: Option<tls::scope::Signer>,
+    ) -> Arc<AppState> {
         Arc::new(AppState {
             store,
             volumes: volumes::Volumes::new(store_url),
+            scope_signer,
         })
     }
 

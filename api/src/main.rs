@@ -36,6 +36,11 @@ struct Args {
     /// --tls-dir): it makes sub-volumes and sets their limits.
     #[command(flatten)]
     tls: tls::TlsArgs,
+    /// The key that signs tenants' scope tokens (as `brickfs ca init`
+    /// writes it) [default: scope-signing.json in --tls-dir, if there].
+    /// Without it the API hands out no scope tokens.
+    #[arg(long, env = "BRICKFS_SCOPE_SIGNING_KEY", value_name = "FILE")]
+    scope_signing_key: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -78,7 +83,22 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("local address: {e}"))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
-    let state = api::AppState::new(store, &url);
+    let signing = args.scope_signing_key.clone().or_else(|| {
+        let d = args.tls.tls_dir.as_ref()?.join(tls::scope::SIGNING_KEY);
+        d.exists().then_some(d)
+    });
+    let signer = match signing {
+        Some(path) => {
+            let s = tls::scope::Signer::load(&path).map_err(|e| e.to_string())?;
+            info!(key = %path.display(), cluster = %s.cluster(), "signing scope tokens");
+            Some(s)
+        }
+        None => {
+            info!("no scope signing key: no scope tokens for tenants' hosts");
+            None
+        }
+    };
+    let state = api::AppState::new(store, &url, signer);
     info!(%addr, store = %url, "management API listening");
     let mut out = std::io::stdout().lock();
     writeln!(out, "LISTENING {addr}")

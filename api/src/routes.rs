@@ -31,13 +31,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(info).patch(resize).delete(delete),
         )
         .route("/v1/volumes/{vol}/subvolumes/{name}/archive", post(archive))
+        .route(
+            "/v1/volumes/{vol}/scope-token",
+            post(crate::scope_token::issue),
+        )
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_string()) })
         .layer(axum::middleware::from_fn(crate::trace::per_request))
         .with_state(state)
 }
 
 /// The tenant whose token came with the request.
-async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Tenant> {
+pub(crate) async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Tenant> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -50,11 +54,11 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Tenant> {
     Ok(tenant)
 }
 
-fn visible(caller: &Tenant, sub: &Subvolume) -> bool {
+pub(crate) fn visible(caller: &Tenant, sub: &Subvolume) -> bool {
     caller.admin || sub.settings.tenant.as_deref() == Some(caller.name.as_str())
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))
 }
 
@@ -164,6 +168,8 @@ struct CreateBody {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     tenant: Option<String>,
+    #[serde(default)]
+    root_squash: Option<bool>,
 }
 
 /// Store writes are compare-and-swap: two identical creates racing for one
@@ -207,6 +213,7 @@ async fn create(
             uid: b.uid,
             gid: b.gid,
             labels: b.labels,
+            root_squash: b.root_squash,
         },
     };
     let m = st.volumes.get(&vol).await?;

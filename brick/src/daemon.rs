@@ -26,6 +26,11 @@ struct Args {
     /// directive such as "brick=debug,info"; RUST_LOG overrides it.
     #[arg(long, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
     log_level: Option<String>,
+    /// The management API's public keys for tenants' scope tokens
+    /// [default: scope-keys.json in --tls-dir, if there]. Without them a
+    /// tenant's host (certificate role tenant) is refused.
+    #[arg(long, env = "BRICKFS_SCOPE_KEYS", value_name = "FILE")]
+    scope_keys: Option<PathBuf>,
     #[command(flatten)]
     tls: tls::TlsArgs,
 }
@@ -84,9 +89,18 @@ pub fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), crate::BrickError> {
     args.tls.install(tls::Role::Brick)?;
+    let scope_keys = args.scope_keys.clone().or_else(|| {
+        let default = args.tls.tls_dir.as_ref()?.join(tls::scope::VERIFY_KEYS);
+        default.exists().then_some(default)
+    });
+    match &scope_keys {
+        Some(k) => tracing::info!(keys = %k.display(), "tenants' scope tokens checked"),
+        None => tracing::info!("no scope keys: tenants' hosts are refused"),
+    }
     let config = crate::BrickConfig {
         dir: args.dir,
         volume: args.volume.filter(|v| !v.is_empty()),
+        scope_keys,
     };
     let checked = config.clone();
     tokio::task::spawn_blocking(move || crate::check(&checked))

@@ -17,6 +17,7 @@ use tracing::Instrument;
 use crate::limits::{HANDSHAKE_TIMEOUT, HEAVY_IO};
 use crate::locks::ConnId;
 use crate::ops::Backend;
+use crate::scope::ScopeSlot;
 
 /// Responses queued for the socket before request handling waits.
 const QUEUE: usize = 64;
@@ -42,6 +43,8 @@ struct Peer {
     /// Heal or rebalance (`Purpose::Maintenance`): quotas count its
     /// changes but never refuse them.
     maintenance: bool,
+    /// What the session may reach (`scope.rs`).
+    scope: Arc<ScopeSlot>,
 }
 
 impl Sessions {
@@ -63,6 +66,7 @@ impl Sessions {
         client: proto::ClientId,
         purpose: proto::Purpose,
         who: Arc<tls::Peer>,
+        scope: Arc<ScopeSlot>,
     ) -> u64 {
         let token = uuid::Uuid::new_v4().as_u64_pair().0;
         self.lock().insert(token, conn);
@@ -73,6 +77,7 @@ impl Sessions {
                 client,
                 who,
                 maintenance,
+                scope,
             },
         );
         token
@@ -116,6 +121,10 @@ impl Sessions {
     fn who(&self, conn: ConnId) -> Option<Arc<tls::Peer>> {
         self.peers().get(&conn).map(|p| p.who.clone())
     }
+
+    fn scope(&self, conn: ConnId) -> Option<Arc<ScopeSlot>> {
+        self.peers().get(&conn).map(|p| p.scope.clone())
+    }
 }
 
 struct Response {
@@ -151,6 +160,9 @@ pub async fn connection(
     // Said by the hello that handed out the token, before this connection
     // could open: no need to ask again for every request.
     let maintenance = sessions.is_maintenance(conn);
+    let Some(scope) = sessions.scope(conn) else {
+        return;
+    };
     let span = tracing::info_span!("data", conn, %peer);
     async move {
         let (rd, wr) = tokio::io::split(stream);
@@ -186,10 +198,14 @@ pub async fn connection(
             };
             let backend = backend.clone();
             let tx = tx.clone();
+            let scope = scope.clone();
             inflight.spawn(async move {
                 let _slot = slot;
                 let id = header.id;
-                let res = handle(&backend, conn, maintenance, header, payload).await;
+                let res = match scope.check(&backend, &[header.gfid]) {
+                    Ok(_) => handle(&backend, conn, maintenance, header, payload).await,
+                    Err(e) => Err(e),
+                };
                 let response = match res {
                     Ok(body) => Response {
                         header: data::response_header(id, data::STATUS_OK, body.len()),
@@ -323,11 +339,15 @@ async fn write_responses(mut wr: WriteHalf<tls::BoxStream>, mut rx: mpsc::Receiv
 mod tests {
     use super::*;
 
+    fn unscoped() -> Arc<ScopeSlot> {
+        Arc::new(ScopeSlot::new(&tls::Peer::Insecure))
+    }
+
     #[test]
     fn a_client_is_gone_only_with_its_last_connection() {
         let s = Sessions::default();
-        let t1 = s.open(1, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure));
-        let _t2 = s.open(2, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure));
+        let t1 = s.open(1, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure), unscoped());
+        let _t2 = s.open(2, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure), unscoped());
         assert_eq!(s.find(t1), Some(1));
         assert_eq!(
             s.close(1),
@@ -343,12 +363,13 @@ mod tests {
     #[test]
     fn only_the_connection_says_it_is_maintenance_never_the_wire() {
         let s = Sessions::default();
-        s.open(1, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure));
+        s.open(1, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure), unscoped());
         s.open(
             2,
             8,
             proto::Purpose::Maintenance,
             Arc::new(tls::Peer::Insecure),
+            unscoped(),
         );
         let claims = |maintenance| Txn {
             maintenance,

@@ -6,7 +6,8 @@
 //! `store` (gfid index, safe resolution), `staging` (crash safety: objects
 //! made off to the side, recovery at start), `changelog` (pending counters,
 //! heal index, dirty set), `locks` (inodelks, record locks), `quota`
-//! (sub-volume usage and limits), `attr` (stat →
+//! (sub-volume usage and limits), `scope` (what a tenant's connection may
+//! reach), `attr` (stat →
 //! wire attributes), `failpoints` (crash tests only), `error`.
 //!
 //! Architecture invariants: no syscall resolves a client-chosen path outside
@@ -27,6 +28,7 @@ mod locks;
 mod ops;
 mod orphans;
 mod quota;
+mod scope;
 mod server;
 mod staging;
 mod store;

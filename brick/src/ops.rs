@@ -194,6 +194,15 @@ impl Backend {
         self.looked(gfid, &st, &entry_target(dirfd.as_fd(), name))
     }
 
+    /// The sub-volume `gfid` belongs to, from the brick's own tag.
+    pub fn subvol_tag(&self, gfid: Gfid) -> FsResult<Option<Gfid>> {
+        if let Some(tag) = self.quotas.known_tag(gfid) {
+            return Ok(tag);
+        }
+        let obj = self.store.resolve(gfid)?;
+        Ok(self.quotas.tag_of(gfid, &obj.target()))
+    }
+
     pub fn getattr(&self, gfid: Gfid) -> FsResult<Looked> {
         let obj = self.store.resolve(gfid)?;
         let st = obj.stat()?;

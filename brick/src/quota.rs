@@ -166,10 +166,28 @@ impl Quotas {
 
     /// The sub-volume of the object open as `fd` (a file or a directory).
     fn subvol_of(&self, gfid: Gfid, fd: BorrowedFd<'_>) -> Option<Gfid> {
+        self.cached_tag(gfid, || read_tag(fd))
+    }
+
+    /// The sub-volume tag of any object, by its path (the tenant scope
+    /// check, `scope.rs`).
+    pub fn tag_of(&self, gfid: Gfid, target: &Target) -> Option<Gfid> {
+        self.cached_tag(gfid, || {
+            let v = xget(target, SUBVOL_XATTR).ok()?;
+            Some(Gfid(v.try_into().ok()?))
+        })
+    }
+
+    /// The tag of `gfid` if it is cached.
+    pub fn known_tag(&self, gfid: Gfid) -> Option<Option<Gfid>> {
+        lock(&self.tags).get(&gfid).copied()
+    }
+
+    fn cached_tag(&self, gfid: Gfid, read: impl FnOnce() -> Option<Gfid>) -> Option<Gfid> {
         if let Some(t) = lock(&self.tags).get(&gfid) {
             return *t;
         }
-        let tag = read_tag(fd);
+        let tag = read();
         let mut tags = lock(&self.tags);
         if tags.len() >= TAG_CACHE_MAX {
             tags.clear();

@@ -27,6 +27,7 @@ use crate::error::{join_error, BrickError};
 use crate::limits::{HANDSHAKE_TIMEOUT, HEAVY_IO};
 use crate::locks::ConnId;
 use crate::ops::Backend;
+use crate::scope::{ScopeSlot, Squash};
 
 /// How long a client may be without any connection before the files it
 /// kept open-unlinked are dropped.
@@ -46,6 +47,10 @@ pub struct BrickConfig {
     pub dir: PathBuf,
     /// Volume this brick must belong to; bound on first start if unset.
     pub volume: Option<String>,
+    /// The management API's public keys for scope tokens
+    /// (`tls::scope::VERIFY_KEYS`); without them tenants' hosts are
+    /// refused.
+    pub scope_keys: Option<PathBuf>,
 }
 
 type ServerTransport = tarpc::serde_transport::Transport<
@@ -75,6 +80,7 @@ pub async fn serve(
         .map_err(|e| BrickError::io("listen", e))?;
     tracing::info!(%brick, %addr, dir = %config.dir.display(), "brick serving");
     let sessions = Arc::new(Sessions::default());
+    let scope_keys = config.scope_keys.clone().map(Arc::new);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
@@ -94,6 +100,7 @@ pub async fn serve(
                     conns.spawn(classify(
                         backend.clone(),
                         sessions.clone(),
+                        scope_keys.clone(),
                         next_id,
                         peer,
                         stream,
@@ -147,6 +154,7 @@ fn forget_client_later(backend: Arc<Backend>, sessions: Arc<Sessions>, client: p
 async fn classify(
     backend: Arc<Backend>,
     sessions: Arc<Sessions>,
+    scope_keys: Option<Arc<PathBuf>>,
     id: ConnId,
     peer: SocketAddr,
     stream: TcpStream,
@@ -194,7 +202,15 @@ async fn classify(
         .max_frame_length(proto::MAX_FRAME)
         .new_framed(accepted.stream);
     let transport = tarpc::serde_transport::new(framed, proto::wire::ServerCodec::default());
-    connection(backend, sessions, id, Some(peer), who, transport, stop).await;
+    let conn = Conn {
+        backend,
+        sessions,
+        id,
+        scope: Arc::new(ScopeSlot::new(&who)),
+        who,
+        scope_keys,
+    };
+    connection(conn, Some(peer), transport, stop).await;
 }
 
 /// A plaintext connection's kind from its first four bytes; `None` if it
@@ -247,23 +263,15 @@ fn open_backend(config: &BrickConfig) -> Result<Backend, BrickError> {
 }
 
 async fn connection(
-    backend: Arc<Backend>,
-    sessions: Arc<Sessions>,
-    id: ConnId,
+    server: Conn,
     peer: Option<SocketAddr>,
-    who: Arc<tls::Peer>,
     transport: ServerTransport,
     mut stop: watch::Receiver<bool>,
 ) {
-    let span = tracing::info_span!("conn", conn = id, peer = ?peer, who = %who);
+    let (backend, sessions, id) = (server.backend.clone(), server.sessions.clone(), server.id);
+    let span = tracing::info_span!("conn", conn = id, peer = ?peer, who = %server.who);
     async move {
         tracing::debug!("connection accepted");
-        let server = Conn {
-            backend: backend.clone(),
-            sessions: sessions.clone(),
-            id,
-            who,
-        };
         let mut requests = Box::pin(BaseChannel::with_defaults(transport).requests());
         let mut inflight = JoinSet::new();
         // Clients ping every second. A connection silent for much longer
@@ -315,6 +323,9 @@ struct Conn {
     id: ConnId,
     /// Who is connected, from its certificate: what it may call.
     who: Arc<tls::Peer>,
+    /// Which objects it may reach (a tenant's: its sub-volumes only).
+    scope: Arc<ScopeSlot>,
+    scope_keys: Option<Arc<PathBuf>>,
 }
 
 impl Conn {
@@ -372,6 +383,12 @@ impl Conn {
         Err(FsError::Perm)
     }
 
+    /// Refuses objects outside the connection's scope (`scope.rs`); the
+    /// squash of the first one's sub-volume.
+    fn in_scope(&self, gfids: &[Gfid]) -> FsResult<Squash> {
+        self.scope.check(&self.backend, gfids)
+    }
+
     /// Heal RPCs are for heal and admin roles only.
     fn maintainer(&self, what: &str) -> FsResult<()> {
         self.require(self.who.may_maintain(), what)
@@ -415,13 +432,23 @@ impl Brick for Conn {
             )?;
         }
         let may_bind = self.who.may_administer();
+        let said = volume.clone();
         let mut info = self
             .run("hello", Gfid::ROOT, move |b| b.hello(&volume, may_bind))
             .await?;
-        info.session = self
-            .sessions
-            .open(self.id, client, purpose, self.who.clone());
+        self.scope.said_hello(&said);
+        info.session =
+            self.sessions
+                .open(self.id, client, purpose, self.who.clone(), self.scope.clone());
         Ok(info)
+    }
+
+    async fn scope(self, _: Context, token: String) -> FsResult<()> {
+        if self.sessions.client_of(self.id).is_none() {
+            return Err(FsError::Invalid("scope before hello".into()));
+        }
+        self.scope
+            .install(&self.who, self.scope_keys.as_deref(), &token)
     }
 
     /// Answers with the size of the heal index: cheap, proves the brick's
@@ -436,15 +463,30 @@ impl Brick for Conn {
     }
 
     async fn lookup(self, _: Context, parent: Gfid, name: Name) -> FsResult<Looked> {
-        self.run("lookup", parent, move |b| b.lookup(parent, &name))
-            .await
+        let looked = self
+            .run("lookup", parent, move |b| b.lookup(parent, &name))
+            .await?;
+        // The answer, not the parent: a mount finds its sub-volume by name
+        // in the volume root, which is outside every scope.
+        self.scope.check_found(&self.backend, looked.attr.gfid)?;
+        Ok(looked)
     }
 
     async fn getattr(self, _: Context, gfid: Gfid) -> FsResult<Looked> {
+        self.in_scope(&[gfid])?;
         self.run("getattr", gfid, move |b| b.getattr(gfid)).await
     }
 
-    async fn setattr(self, _: Context, txn: Txn, gfid: Gfid, set: SetAttr) -> FsResult<Done<Attr>> {
+    async fn setattr(
+        self,
+        _: Context,
+        txn: Txn,
+        gfid: Gfid,
+        mut set: SetAttr,
+    ) -> FsResult<Done<Attr>> {
+        let squash = self.in_scope(&[gfid])?;
+        set.uid = set.uid.map(|id| squash.id(id));
+        set.gid = set.gid.map(|id| squash.id(id));
         let txn = self.sessions.stamp(self.id, txn);
         // Truncating a big file can take long: not on the connection thread.
         let heavy = set.size.is_some();
@@ -459,11 +501,14 @@ impl Brick for Conn {
         _: Context,
         txn: Txn,
         parent: Gfid,
-        new: NewObject,
+        mut new: NewObject,
     ) -> FsResult<Done<Attr>> {
         for (name, _) in &new.xattrs {
             self.limit_setter(name)?;
         }
+        let squash = self.in_scope(&[parent])?;
+        new.uid = squash.id(new.uid);
+        new.gid = squash.id(new.gid);
         let txn = self.sessions.stamp(self.id, txn);
         let conn = self.id;
         let r = self
@@ -484,6 +529,7 @@ impl Brick for Conn {
         is_dir: bool,
         keep_open: bool,
     ) -> FsResult<Done<Option<Gfid>>> {
+        self.in_scope(&[parent])?;
         let txn = self.sessions.stamp(self.id, txn);
         let keep_for = keep_open
             .then(|| self.sessions.client_of(self.id))
@@ -501,12 +547,14 @@ impl Brick for Conn {
         let Some(client) = self.sessions.client_of(self.id) else {
             return Err(FsError::Invalid("purge before hello".into()));
         };
+        self.in_scope(&gfids)?;
         let first = gfids.first().copied().unwrap_or(Gfid::ROOT);
         self.run("purge", first, move |b| b.purge(client, &gfids))
             .await
     }
 
     async fn rename(self, _: Context, txn: Txn, req: RenameReq) -> FsResult<Done<()>> {
+        self.in_scope(&[req.parent, req.new_parent])?;
         let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run_as("rename", req.parent, true, move |b| {
@@ -525,6 +573,7 @@ impl Brick for Conn {
         parent: Gfid,
         name: Name,
     ) -> FsResult<Done<Attr>> {
+        self.in_scope(&[gfid, parent])?;
         let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run("link", gfid, move |b| {
@@ -536,11 +585,13 @@ impl Brick for Conn {
     }
 
     async fn readlink(self, _: Context, gfid: Gfid) -> FsResult<Bytes> {
+        self.in_scope(&[gfid])?;
         self.run("readlink", gfid, move |b| b.readlink(gfid).map(Bytes::from))
             .await
     }
 
     async fn read(self, _: Context, gfid: Gfid, offset: u64, size: u32) -> FsResult<Bytes> {
+        self.in_scope(&[gfid])?;
         self.run_as("read", gfid, size as usize > HEAVY_IO, move |b| {
             b.read(gfid, offset, size).map(Bytes::from)
         })
@@ -555,6 +606,7 @@ impl Brick for Conn {
         offset: u64,
         data: Bytes,
     ) -> FsResult<Done<Attr>> {
+        self.in_scope(&[gfid])?;
         let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run_as("write", gfid, data.len() > HEAVY_IO, move |b| {
@@ -565,6 +617,7 @@ impl Brick for Conn {
     }
 
     async fn fsync(self, _: Context, gfid: Gfid, datasync: bool) -> FsResult<()> {
+        self.in_scope(&[gfid])?;
         self.run_as("fsync", gfid, true, move |b| b.fsync(gfid, datasync))
             .await
     }
@@ -578,6 +631,7 @@ impl Brick for Conn {
         offset: u64,
         len: u64,
     ) -> FsResult<Done<Attr>> {
+        self.in_scope(&[gfid])?;
         let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run_as("fallocate", gfid, true, move |b| {
@@ -594,6 +648,7 @@ impl Brick for Conn {
         after: Option<Name>,
         max: u32,
     ) -> FsResult<DirPage> {
+        self.in_scope(&[gfid])?;
         self.run_as("readdir", gfid, true, move |b| {
             b.readdir(gfid, after.as_ref(), max)
         })
@@ -601,19 +656,30 @@ impl Brick for Conn {
     }
 
     async fn statfs(self, _: Context, at: Gfid) -> FsResult<StatFs> {
+        self.in_scope(&[at])?;
         self.run("statfs", at, move |b| b.statfs(at)).await
     }
 
     async fn quota_usage(self, _: Context) -> FsResult<Vec<QuotaUse>> {
-        Ok(self.backend.quotas.usages())
+        let mut usages = self.backend.quotas.usages();
+        // A tenant learns nothing of other tenants' sub-volumes.
+        if let Some(roots) = self.scope.roots()? {
+            usages.retain(|u| roots.contains(&u.subvol));
+        }
+        Ok(usages)
     }
 
-    async fn quota_elsewhere(self, _: Context, others: Vec<QuotaUse>) -> FsResult<()> {
+    async fn quota_elsewhere(self, _: Context, mut others: Vec<QuotaUse>) -> FsResult<()> {
+        // Nor may it fill another tenant's sub-volume with made-up usage.
+        if let Some(roots) = self.scope.roots()? {
+            others.retain(|u| roots.contains(&u.subvol));
+        }
         self.backend.quotas.set_elsewhere(&others);
         Ok(())
     }
 
     async fn getxattr(self, _: Context, gfid: Gfid, name: Name) -> FsResult<Bytes> {
+        self.in_scope(&[gfid])?;
         self.run("getxattr", gfid, move |b| {
             b.getxattr(gfid, &name).map(Bytes::from)
         })
@@ -621,6 +687,7 @@ impl Brick for Conn {
     }
 
     async fn listxattr(self, _: Context, gfid: Gfid) -> FsResult<Vec<Name>> {
+        self.in_scope(&[gfid])?;
         self.run("listxattr", gfid, move |b| b.listxattr(gfid))
             .await
     }
@@ -635,6 +702,7 @@ impl Brick for Conn {
         flags: i32,
     ) -> FsResult<Done<()>> {
         self.limit_setter(&name)?;
+        self.in_scope(&[gfid])?;
         let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run("setxattr", gfid, move |b| {
@@ -646,6 +714,7 @@ impl Brick for Conn {
 
     async fn removexattr(self, _: Context, txn: Txn, gfid: Gfid, name: Name) -> FsResult<Done<()>> {
         self.limit_setter(&name)?;
+        self.in_scope(&[gfid])?;
         let txn = self.sessions.stamp(self.id, txn);
         let r = self
             .run("removexattr", gfid, move |b| {
@@ -656,6 +725,9 @@ impl Brick for Conn {
     }
 
     async fn inodelk(self, _: Context, gfid: Gfid, mode: LockMode) -> FsResult<LockGrant> {
+        if matches!(mode, LockMode::Acquire { .. }) {
+            self.in_scope(&[gfid])?;
+        }
         let span = tracing::debug_span!("fop", fop = "inodelk", %gfid);
         async {
             let granted = match mode {
@@ -681,6 +753,7 @@ impl Brick for Conn {
     }
 
     async fn unlock_batch(self, _: Context, gfids: Vec<Gfid>) -> FsResult<()> {
+        // Only this connection's own locks are released: nothing to scope.
         let conn = self.id;
         let first = gfids.first().copied().unwrap_or(Gfid::ROOT);
         self.run("unlock_batch", first, move |b| b.unlock_batch(conn, &gfids))
@@ -694,6 +767,7 @@ impl Brick for Conn {
         blame: Vec<ReplicaIndex>,
         kind: PendingKind,
     ) -> FsResult<()> {
+        self.in_scope(&[gfid])?;
         self.run("mark_pending", gfid, move |b| {
             b.mark_pending(gfid, &blame, kind)
         })
@@ -701,11 +775,13 @@ impl Brick for Conn {
     }
 
     async fn getlk(self, _: Context, gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>> {
+        self.in_scope(&[gfid])?;
         let _span = tracing::debug_span!("fop", fop = "getlk", %gfid).entered();
         self.backend.records.getlk(gfid, self.id, &lock)
     }
 
     async fn setlk(self, _: Context, gfid: Gfid, lock: RecordLock) -> FsResult<()> {
+        self.in_scope(&[gfid])?;
         let _span = tracing::debug_span!("fop", fop = "setlk", %gfid).entered();
         self.backend.records.setlk(gfid, self.id, &lock)
     }

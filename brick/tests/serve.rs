@@ -30,6 +30,7 @@ async fn garbage_and_oversized_frames_only_drop_their_connection() {
     let config = BrickConfig {
         dir: tmp.path().join("brick"),
         volume: Some("vol".into()),
+        scope_keys: None,
     };
     let server = tokio::spawn(serve(listener, config, async {
         let _ = stopped.await;

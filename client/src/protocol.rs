@@ -92,6 +92,15 @@ pub struct BrickConn {
     closed: AtomicBool,
     /// Why the brick is down, as last seen (for quorum errors and logs).
     down_reason: RwLock<String>,
+    /// The scope token the brick last accepted on this connection.
+    scope_sent: std::sync::Mutex<Option<String>>,
+}
+
+/// This process's scope token, if it has one.
+fn read_scope_token() -> FsResult<Option<String>> {
+    tls::scope_token()
+        .transpose()
+        .map_err(|e| FsError::Refused(format!("scope token: {e}")))
 }
 
 impl BrickConn {
@@ -133,6 +142,7 @@ impl BrickConn {
             expected_id,
             heal_entries: AtomicU64::new(u64::MAX),
             index_changes: AtomicU64::new(0),
+            scope_sent: std::sync::Mutex::new(None),
             replaced: AtomicBool::new(false),
             trouble: Notify::new(),
             came_up: Notify::new(),
@@ -289,6 +299,14 @@ impl BrickConn {
                 }
             }
             *id = Some(info.id);
+        }
+        if let Some(token) = read_scope_token()? {
+            client
+                .scope(self.deadline(self.op_timeout()), token.clone())
+                .await
+                .map_err(|e| self.rpc_error(e))?
+                .map_err(|e| self.scope_refused(e))?;
+            *self.scope_sent.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
         }
         let pong = client
             .ping(self.deadline(self.op_timeout()))
@@ -483,6 +501,43 @@ impl BrickConn {
         self.call_data(header, &[]).await
     }
 
+    fn scope_refused(&self, e: FsError) -> FsError {
+        FsError::Refused(format!(
+            "brick {} refused this process's scope token ({e}); its log says why",
+            self.addr
+        ))
+    }
+
+    /// Sends the scope token again when its file changed (a renewal before
+    /// the old one expires).
+    async fn renew_scope(&self) {
+        let token = match read_scope_token() {
+            Ok(Some(t)) => t,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(brick = %self.addr, "{e}");
+                return;
+            }
+        };
+        let sent = self.scope_sent.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if sent.as_deref() == Some(token.as_str()) {
+            return;
+        }
+        let t = token.clone();
+        let res = self
+            .call_with_timeout(self.op_timeout(), |c, ctx| async move {
+                c.scope(ctx, t).await
+            })
+            .await;
+        match res {
+            Ok(()) => {
+                info!(brick = %self.addr, "scope token renewed");
+                *self.scope_sent.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
+            }
+            Err(e) => warn!(brick = %self.addr, "{}", self.scope_refused(e)),
+        }
+    }
+
     /// Keeps the connection alive until it is closed: reconnects with
     /// backoff while down, pings while up.
     pub async fn run_keepalive(self: Arc<Self>) {
@@ -516,7 +571,10 @@ impl BrickConn {
                 )
                 .await;
             match res {
-                Ok(pong) => self.note_pong(pong),
+                Ok(pong) => {
+                    self.note_pong(pong);
+                    self.renew_scope().await;
+                }
                 Err(e) => debug!(brick = %self.addr, "ping failed: {e}"),
             }
         }

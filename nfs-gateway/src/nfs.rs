@@ -50,12 +50,13 @@ pub(crate) fn open_handle<'a>(gw: &'a Gateway, caller: &Caller, fh: &[u8]) -> Re
         tracing::warn!(peer = %caller.peer, export = %rule.path, "call from a network the export does not allow");
         return Err(nfsstat3::NFS3ERR_ACCES);
     }
-    if let Err(s) = gw.tenancy.table().check(caller.peer.ip(), h.subvol) {
+    let tenancy = gw.tenancy.table();
+    if let Err(s) = tenancy.check(caller.peer.ip(), h.subvol) {
         tracing::warn!(peer = %caller.peer, subvol = ?h.subvol, "call from a network the sub-volume's tenant does not have");
         return Err(s);
     }
     let mut caller = caller.clone();
-    if rule.root_squash && caller.uid == 0 {
+    if (rule.root_squash || tenancy.squashes(h.subvol)) && caller.uid == 0 {
         caller.uid = Caller::NOBODY;
         caller.gid = Caller::NOBODY;
         caller.gids.clear();

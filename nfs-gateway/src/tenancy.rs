@@ -39,6 +39,8 @@ pub struct Table {
     by_name: HashMap<String, Owned>,
     /// Root gfid → owner.
     by_root: HashMap<Gfid, Option<String>>,
+    /// Roots of the sub-volumes that squash root.
+    squashing: std::collections::HashSet<Gfid>,
 }
 
 impl Table {
@@ -49,10 +51,14 @@ impl Table {
             .collect();
         let mut by_name = HashMap::new();
         let mut by_root = HashMap::new();
+        let mut squashing = std::collections::HashSet::new();
         for s in subvolumes {
             let root = s.id.as_deref().and_then(Gfid::from_hex);
             if let Some(r) = root {
                 by_root.insert(r, s.settings.tenant.clone());
+                if s.settings.squashes_root() {
+                    squashing.insert(r);
+                }
             }
             by_name.insert(
                 s.name.clone(),
@@ -66,7 +72,13 @@ impl Table {
             networks,
             by_name,
             by_root,
+            squashing,
         }
+    }
+
+    /// Whether the sub-volume rooted at `subvol` squashes root.
+    pub fn squashes(&self, subvol: Option<Gfid>) -> bool {
+        subvol.is_some_and(|r| self.squashing.contains(&r))
     }
 
     /// Whether `ip` lies in any tenant's network.
@@ -236,6 +248,7 @@ mod tests {
                 uid: 0,
                 gid: 0,
                 labels: Default::default(),
+                root_squash: None,
             },
             state: subvolume::State::Ready,
             path: format!("/{name}"),

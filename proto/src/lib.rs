@@ -26,6 +26,10 @@ pub trait Brick {
     async fn hello(client: ClientId, volume: String, purpose: Purpose) -> FsResult<BrickInfo>;
     /// Liveness check; answers with the state of the brick's heal index.
     async fn ping() -> Pong;
+    /// After `hello`: limits the connection to the sub-volumes a scope
+    /// token of the management API names (required of a tenant's host;
+    /// sent again to renew it before it expires).
+    async fn scope(token: String) -> FsResult<()>;
 
     async fn lookup(parent: Gfid, name: Name) -> FsResult<Looked>;
     async fn getattr(gfid: Gfid) -> FsResult<Looked>;

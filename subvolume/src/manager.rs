@@ -267,6 +267,7 @@ impl Manager {
     /// owner.
     async fn make_root(&self, sub: &Subvolume) -> Result<Gfid, SubvolError> {
         let name = Name::from(sub.name.as_str());
+        let (uid, gid) = sub.settings.root_owner();
         let made = self
             .layer()
             .create(
@@ -276,8 +277,8 @@ impl Manager {
                     kind: FileKind::Dir,
                     perm: sub.settings.mode,
                     rdev: 0,
-                    uid: sub.settings.uid,
-                    gid: sub.settings.gid,
+                    uid,
+                    gid,
                     target: None,
                 },
             )
@@ -300,8 +301,8 @@ impl Manager {
                 // to turn into a sub-volume: mode and owner as asked.
                 let set = SetAttr {
                     perm: Some(sub.settings.mode),
-                    uid: Some(sub.settings.uid),
-                    gid: Some(sub.settings.gid),
+                    uid: Some(uid),
+                    gid: Some(gid),
                     ..SetAttr::default()
                 };
                 self.layer()

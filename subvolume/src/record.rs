@@ -38,6 +38,28 @@ pub struct Settings {
     /// same name conflict instead of sharing.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Root squash: owner and group 0 act as 65534 (nobody) over NFS and
+    /// on the bricks for tenants' hosts. `None`: on for a tenant's
+    /// sub-volume, off for the admin's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_squash: Option<bool>,
+}
+
+/// The id root is squashed to.
+pub const NOBODY: u32 = 65534;
+
+impl Settings {
+    pub fn squashes_root(&self) -> bool {
+        self.root_squash.unwrap_or(self.tenant.is_some())
+    }
+
+    /// The owner and group its root directory is made with: under root
+    /// squash an owner 0 is nobody, so that root in a pod (acting as
+    /// nobody) owns its volume, as it would a local one.
+    pub fn root_owner(&self) -> (u32, u32) {
+        let squash = |id: u32| if self.squashes_root() && id == 0 { NOBODY } else { id };
+        (squash(self.uid), squash(self.gid))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,6 +28,11 @@ pub struct TlsArgs {
     /// with TLS credentials.
     #[arg(long, global = true, env = "BRICKFS_INSECURE")]
     pub insecure: bool,
+    /// A scope token of the management API (a file; read again when it
+    /// changes, so renewing it needs no restart). A tenant's host must
+    /// have one: it reaches only the sub-volumes the token names.
+    #[arg(long, global = true, env = "BRICKFS_SCOPE_TOKEN", value_name = "FILE")]
+    pub scope_token: Option<PathBuf>,
 }
 
 impl TlsArgs {
@@ -37,9 +42,18 @@ impl TlsArgs {
         let pick = |given: &Option<PathBuf>, default: String| -> Option<PathBuf> {
             given.clone().or_else(|| dir.map(|d| d.join(default)))
         };
+        // A tenant's host mounts with the tenant certificate it was given.
+        let own = match (role, dir) {
+            (Role::Client, Some(d))
+                if !d.join("client.pem").exists() && d.join("tenant.pem").exists() =>
+            {
+                Role::Tenant
+            }
+            _ => role,
+        };
         let ca = pick(&self.tls_ca, ca::BUNDLE.to_string());
-        let cert = pick(&self.tls_cert, format!("{role}.pem"));
-        let key = pick(&self.tls_key, format!("{role}.key"));
+        let cert = pick(&self.tls_cert, format!("{own}.pem"));
+        let key = pick(&self.tls_key, format!("{own}.key"));
         match (ca, cert, key) {
             (None, None, None) => Ok(None),
             (Some(ca), Some(cert), Some(key)) => Ok(Some(Files { ca, cert, key })),
@@ -52,6 +66,9 @@ impl TlsArgs {
     /// Decides this process's mode for good: TLS with the credentials
     /// given, or plaintext with an explicit --insecure, and nothing else.
     pub fn install(&self, role: Role) -> Result<&'static Mode, TlsError> {
+        if let Some(t) = &self.scope_token {
+            crate::set_scope_token_file(t.clone());
+        }
         let mode = match (self.files(role)?, self.insecure) {
             (Some(_), true) => {
                 return Err(TlsError::Usage(

@@ -120,6 +120,25 @@ pub fn is_tls() -> bool {
     matches!(mode(), Mode::Tls(_))
 }
 
+static SCOPE_TOKEN: OnceLock<PathBuf> = OnceLock::new();
+
+/// Sets the file this process's scope token is read from (`--scope-token`);
+/// the first call wins.
+pub fn set_scope_token_file(path: PathBuf) {
+    let _ = SCOPE_TOKEN.set(path);
+}
+
+/// The scope token this process presents to bricks, read afresh from its
+/// file (so a renewed token is sent without a restart); `None` without one.
+pub fn scope_token() -> Option<Result<String, TlsError>> {
+    let path = SCOPE_TOKEN.get()?;
+    Some(
+        std::fs::read_to_string(path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| TlsError::io(path, e)),
+    )
+}
+
 /// A byte stream, plain or encrypted.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}

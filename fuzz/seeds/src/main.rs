@@ -722,6 +722,7 @@ fn json(out: &mut Out) {
         uid: 1000,
         gid: 1000,
         labels: [("pvc".to_string(), "default/data".to_string())].into(),
+        root_squash: Some(true),
     };
     let sub = subvolume::Subvolume {
         volume: "gv0".into(),
