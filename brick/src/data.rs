@@ -346,8 +346,20 @@ mod tests {
     #[test]
     fn a_client_is_gone_only_with_its_last_connection() {
         let s = Sessions::default();
-        let t1 = s.open(1, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure), unscoped());
-        let _t2 = s.open(2, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure), unscoped());
+        let t1 = s.open(
+            1,
+            7,
+            proto::Purpose::Client,
+            Arc::new(tls::Peer::Insecure),
+            unscoped(),
+        );
+        let _t2 = s.open(
+            2,
+            7,
+            proto::Purpose::Client,
+            Arc::new(tls::Peer::Insecure),
+            unscoped(),
+        );
         assert_eq!(s.find(t1), Some(1));
         assert_eq!(
             s.close(1),
@@ -363,7 +375,13 @@ mod tests {
     #[test]
     fn only_the_connection_says_it_is_maintenance_never_the_wire() {
         let s = Sessions::default();
-        s.open(1, 7, proto::Purpose::Client, Arc::new(tls::Peer::Insecure), unscoped());
+        s.open(
+            1,
+            7,
+            proto::Purpose::Client,
+            Arc::new(tls::Peer::Insecure),
+            unscoped(),
+        );
         s.open(
             2,
             8,

@@ -190,7 +190,12 @@ impl ScopeSlot {
             )));
         }
         let scope = Scope::from_claims(claims)?;
-        if let Some(old) = self.current.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
+        if let Some(old) = self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
             if old.tenant != scope.tenant {
                 return Err(refuse("a renewal for another tenant".into()));
             }

@@ -437,9 +437,13 @@ impl Brick for Conn {
             .run("hello", Gfid::ROOT, move |b| b.hello(&volume, may_bind))
             .await?;
         self.scope.said_hello(&said);
-        info.session =
-            self.sessions
-                .open(self.id, client, purpose, self.who.clone(), self.scope.clone());
+        info.session = self.sessions.open(
+            self.id,
+            client,
+            purpose,
+            self.who.clone(),
+            self.scope.clone(),
+        );
         Ok(info)
     }
 

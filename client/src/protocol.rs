@@ -306,7 +306,10 @@ impl BrickConn {
                 .await
                 .map_err(|e| self.rpc_error(e))?
                 .map_err(|e| self.scope_refused(e))?;
-            *self.scope_sent.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
+            *self
+                .scope_sent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(token);
         }
         let pong = client
             .ping(self.deadline(self.op_timeout()))
@@ -519,20 +522,28 @@ impl BrickConn {
                 return;
             }
         };
-        let sent = self.scope_sent.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let sent = self
+            .scope_sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         if sent.as_deref() == Some(token.as_str()) {
             return;
         }
         let t = token.clone();
         let res = self
-            .call_with_timeout(self.op_timeout(), |c, ctx| async move {
-                c.scope(ctx, t).await
-            })
+            .call_with_timeout(
+                self.op_timeout(),
+                |c, ctx| async move { c.scope(ctx, t).await },
+            )
             .await;
         match res {
             Ok(()) => {
                 info!(brick = %self.addr, "scope token renewed");
-                *self.scope_sent.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
+                *self
+                    .scope_sent
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(token);
             }
             Err(e) => warn!(brick = %self.addr, "{}", self.scope_refused(e)),
         }

@@ -25,11 +25,18 @@ impl Subtree {
 
     /// Resolves `path` (`a/b/c`, relative to the volume root) with lookups.
     pub async fn resolve(layer: &Arc<dyn Layer>, path: &str) -> FsResult<Attr> {
-        let mut at = layer.getattr(Gfid::ROOT).await?;
+        // Lookups only, never a getattr of the volume root: a tenant's
+        // host may look its sub-volume up by name there and see nothing
+        // else of it (the bricks' scope check).
+        let mut at: Option<Attr> = None;
         for part in path.split('/').filter(|p| !p.is_empty()) {
-            at = layer.lookup(at.gfid, &Name::from(part)).await?;
+            let parent = at.as_ref().map_or(Gfid::ROOT, |a| a.gfid);
+            at = Some(layer.lookup(parent, &Name::from(part)).await?);
         }
-        Ok(at)
+        match at {
+            Some(a) => Ok(a),
+            None => layer.getattr(Gfid::ROOT).await,
+        }
     }
 
     fn down(&self, g: Gfid) -> Gfid {

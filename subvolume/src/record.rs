@@ -57,7 +57,13 @@ impl Settings {
     /// squash an owner 0 is nobody, so that root in a pod (acting as
     /// nobody) owns its volume, as it would a local one.
     pub fn root_owner(&self) -> (u32, u32) {
-        let squash = |id: u32| if self.squashes_root() && id == 0 { NOBODY } else { id };
+        let squash = |id: u32| {
+            if self.squashes_root() && id == 0 {
+                NOBODY
+            } else {
+                id
+            }
+        };
         (squash(self.uid), squash(self.gid))
     }
 }

@@ -69,15 +69,37 @@ pub fn frame_header(len: u32) -> [u8; 4] {
 /// error after the brick hung up is not an error here (the brick may close
 /// as soon as it sees garbage); only failing to connect is.
 pub fn send_raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
-    send_raw_on(tls::Alpn::BrickRpc, addr, bytes, timeout)
+    send_raw_on(
+        &crate::tls::identity(tls::Role::Admin),
+        tls::Alpn::BrickRpc,
+        addr,
+        bytes,
+        timeout,
+    )
 }
 
 /// As [`send_raw`], on the data connection.
 pub fn send_raw_data(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
-    send_raw_on(tls::Alpn::BrickData, addr, bytes, timeout)
+    send_raw_data_as(
+        &crate::tls::identity(tls::Role::Admin),
+        addr,
+        bytes,
+        timeout,
+    )
+}
+
+/// As [`send_raw_data`], with the credentials `who`.
+pub fn send_raw_data_as(
+    who: &tls::Tls,
+    addr: SocketAddr,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    send_raw_on(who, tls::Alpn::BrickData, addr, bytes, timeout)
 }
 
 fn send_raw_on(
+    who: &tls::Tls,
     alpn: tls::Alpn,
     addr: SocketAddr,
     bytes: &[u8],
@@ -86,7 +108,7 @@ fn send_raw_on(
     let tcp = TcpStream::connect_timeout(&addr, timeout)?;
     tcp.set_read_timeout(Some(timeout))?;
     tcp.set_write_timeout(Some(timeout))?;
-    let config = crate::tls::identity(tls::Role::Admin)
+    let config = who
         .client_config(tls::Role::Brick, alpn)
         .ok_or_else(|| io::Error::other("no client configuration"))?;
     let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());

@@ -66,10 +66,58 @@ pub fn dir() -> &'static Path {
                 let _ = std::fs::remove_dir_all(&tmp);
             }
         }
+        // A directory made before scope tokens existed lacks their key.
+        if !dir.join(tls::scope::SIGNING_KEY).exists() {
+            tls::scope::generate(&dir, "dev").expect("making the tests' scope key");
+        }
         let admin = open(&dir, tls::Role::Admin);
         tls::install(tls::Mode::Tls(admin));
         dir
     })
+}
+
+/// A tenant host's credentials directory for tenant `tenant`: ca.pem and a
+/// certificate of role tenant as tenant.pem / tenant.key (what
+/// `--tls-dir` of a tenant's mount holds), made once.
+pub fn tenant_dir(tenant: &str) -> PathBuf {
+    // Tests of one process issue one at a time (their temp dirs share the pid).
+    static ISSUING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ISSUING.lock().unwrap_or_else(|e| e.into_inner());
+    let d = dir().join("tenants").join(tenant);
+    if !d.join("tenant.pem").exists() {
+        let tmp = dir()
+            .join("tenants")
+            .join(format!(".{tenant}.tmp{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("tenant dir");
+        std::fs::copy(dir().join(tls::ca::BUNDLE), tmp.join(tls::ca::BUNDLE)).expect("ca.pem");
+        tls::ca::issue(
+            dir(),
+            &tmp,
+            &tls::ca::Request {
+                role: tls::Role::Tenant,
+                name: "tenant".into(),
+                hosts: vec!["127.0.0.1".into()],
+                from_days: 0,
+                days: 3650,
+                tenant: Some(tenant.into()),
+            },
+        )
+        .expect("issuing a tenant certificate");
+        if std::fs::rename(&tmp, &d).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    d
+}
+
+/// The credentials of a host of tenant `tenant`.
+pub fn tenant_identity(tenant: &str) -> Arc<tls::Tls> {
+    open(&tenant_dir(tenant), tls::Role::Tenant)
+}
+
+/// The management API's scope-token signer of the harness's cluster.
+pub fn scope_signer() -> tls::scope::Signer {
+    tls::scope::Signer::load(&dir().join(tls::scope::SIGNING_KEY)).expect("the tests' scope key")
 }
 
 /// The credentials of `role` in `dir`.

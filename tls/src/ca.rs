@@ -104,11 +104,7 @@ pub fn issue(ca_dir: &Path, out: &Path, req: &Request) -> Result<PathBuf, TlsErr
                 "a tenant certificate names its tenant: give --tenant".into(),
             ))
         }
-        (_, Some(_)) => {
-            return Err(TlsError::Usage(
-                "--tenant is for --role tenant only".into(),
-            ))
-        }
+        (_, Some(_)) => return Err(TlsError::Usage("--tenant is for --role tenant only".into())),
         (_, None) => {}
     }
     for host in &req.hosts {

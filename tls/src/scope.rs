@@ -112,11 +112,13 @@ fn key_id(public: &[u8]) -> String {
 /// trusts both until the old one is removed from the file).
 pub fn generate(dir: &Path, cluster: &str) -> Result<String, TlsError> {
     if cluster.is_empty() || cluster.len() > 64 {
-        return Err(TlsError::Usage("a cluster name is 1 to 64 characters".into()));
+        return Err(TlsError::Usage(
+            "a cluster name is 1 to 64 characters".into(),
+        ));
     }
     let rng = SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
-        .map_err(|_| bad("cannot generate an Ed25519 key"))?;
+    let pkcs8 =
+        Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| bad("cannot generate an Ed25519 key"))?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
         .map_err(|_| bad("generated key does not load"))?;
     let kid = key_id(pair.public_key().as_ref());
@@ -264,7 +266,8 @@ impl Verifier {
             return Err(bad(format!("scope token over {MAX_TOKEN} bytes")));
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(bad("scope token is not three dot-separated parts"));
         };
@@ -305,7 +308,9 @@ impl Verifier {
             return Err(bad("scope token expired"));
         }
         if claims.roots.len() > MAX_ROOTS {
-            return Err(bad(format!("scope token names over {MAX_ROOTS} sub-volumes")));
+            return Err(bad(format!(
+                "scope token names over {MAX_ROOTS} sub-volumes"
+            )));
         }
         Ok(claims)
     }
@@ -371,9 +376,15 @@ mod tests {
     #[test]
     fn a_token_of_the_api_verifies_with_its_claims() {
         let k = Keys::new("c1");
-        let t = k.signer().issue("acme", "gv", vec![root()], 1000, 60).unwrap();
+        let t = k
+            .signer()
+            .issue("acme", "gv", vec![root()], 1000, 60)
+            .unwrap();
         let c = k.verifier().verify(&t, 1010).unwrap();
-        assert_eq!((c.sub.as_str(), c.vol.as_str(), c.aud.as_str()), ("acme", "gv", "c1"));
+        assert_eq!(
+            (c.sub.as_str(), c.vol.as_str(), c.aud.as_str()),
+            ("acme", "gv", "c1")
+        );
         assert_eq!(c.roots, vec![root()]);
         assert_eq!(peek(&t).unwrap(), c);
     }
@@ -381,7 +392,10 @@ mod tests {
     #[test]
     fn expired_and_not_yet_valid_tokens_are_refused() {
         let k = Keys::new("c1");
-        let t = k.signer().issue("acme", "gv", vec![root()], 1000, 60).unwrap();
+        let t = k
+            .signer()
+            .issue("acme", "gv", vec![root()], 1000, 60)
+            .unwrap();
         assert!(refused(&k.verifier(), &t, 1060).contains("expired"));
         assert!(refused(&k.verifier(), &t, 900).contains("not valid yet"));
     }
@@ -390,7 +404,10 @@ mod tests {
     fn tokens_of_another_issuer_or_cluster_are_refused() {
         let ours = Keys::new("c1");
         let theirs = Keys::new("c1");
-        let t = theirs.signer().issue("acme", "gv", vec![root()], 1000, 60).unwrap();
+        let t = theirs
+            .signer()
+            .issue("acme", "gv", vec![root()], 1000, 60)
+            .unwrap();
         assert!(refused(&ours.verifier(), &t, 1000).contains("unknown key"));
 
         let other_cluster = Keys::new("c2");
@@ -412,7 +429,10 @@ mod tests {
     fn altered_and_unsigned_tokens_are_refused() {
         let k = Keys::new("c1");
         let v = k.verifier();
-        let t = k.signer().issue("acme", "gv", vec![root()], 1000, 60).unwrap();
+        let t = k
+            .signer()
+            .issue("acme", "gv", vec![root()], 1000, 60)
+            .unwrap();
         let parts: Vec<&str> = t.split('.').collect();
 
         // Claims of another tenant under the original signature.
@@ -459,6 +479,9 @@ mod tests {
             let t = s.issue("acme", "gv", vec![root()], 1000, 60).unwrap();
             v.verify(&t, 1000).unwrap();
         }
-        assert!(generate(d.path(), "c2").is_err(), "a key file is one cluster's");
+        assert!(
+            generate(d.path(), "c2").is_err(),
+            "a key file is one cluster's"
+        );
     }
 }

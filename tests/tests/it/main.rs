@@ -31,4 +31,5 @@ mod smoke;
 mod soak;
 mod subvolume;
 mod subvolume_kernel;
+mod tenant_scope;
 mod volumes;
