@@ -310,7 +310,7 @@ async fn a_tenant_host_with_forged_gfids_changes_nothing_of_another_tenant() {
         typ: RecordLockType::Write,
         flock: false,
     };
-    refused!("setlk", c.setlk(ctx(), bf, lock.clone()));
+    refused!("setlk", c.setlk(ctx(), bf, lock));
     refused!("getlk", c.getlk(ctx(), bf, lock));
     refused!("purge", c.purge(ctx(), vec![bf]));
     assert!(served.is_empty(), "served outside the scope: {served:#?}");
