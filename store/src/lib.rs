@@ -26,7 +26,7 @@ pub struct Entry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported store URL {0:?} (use file:///DIR or etcd://HOST:PORT[,HOST:PORT])")]
+    #[error("unsupported store URL {0:?} (use file:///DIR, etcd://HOST:PORT[,HOST:PORT] or etcds://… for TLS)")]
     BadUrl(String),
     #[error("bad key {0:?} (keys are /-separated names of [A-Za-z0-9._-])")]
     BadKey(String),
@@ -80,9 +80,11 @@ pub trait Store: Send + Sync {
 /// Opens a store by URL: `file:///DIR` or `/DIR` (`FileStore::open` has
 /// the details; nothing is created
 /// until the first write), `etcd://HOST:PORT[,HOST:PORT…]` (checks that etcd
-/// answers: `Unreachable` within a few seconds if not).
+/// answers: `Unreachable` within a few seconds if not), or `etcds://…`
+/// (the same over mutual TLS: etcd's certificate has role store, ours is
+/// the process's own).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("etcd://") {
+    if url.starts_with("etcd://") || url.starts_with("etcds://") {
         Ok(Arc::new(EtcdStore::open(url).await?))
     } else {
         // A `file:` URL or an absolute path; BadUrl for anything else.

@@ -24,6 +24,9 @@ pub struct Etcd {
     child: Option<Child>,
     client_port: u16,
     peer_port: u16,
+    /// Mutual TLS on the client URL with the harness's `store`
+    /// certificate; health and metrics then on this plain port.
+    tls_metrics_port: Option<u16>,
     dir: PathBuf,
     log: PathBuf,
     /// Set by [`Etcd::start_in_temp_dir`]; removed after the process is gone.
@@ -47,7 +50,14 @@ fn binary() -> PathBuf {
 impl Etcd {
     /// Starts etcd with its data and log in `dir` and waits until it serves.
     pub fn start(dir: &Path) -> Etcd {
-        Etcd::start_with(dir.to_path_buf(), None)
+        Etcd::start_with(dir.to_path_buf(), None, false)
+    }
+
+    /// As [`start`](Self::start), serving clients over mutual TLS only
+    /// (`--client-cert-auth`, the harness's CA and `store` certificate):
+    /// its URL is `etcds://`.
+    pub fn start_tls(dir: &Path) -> Etcd {
+        Etcd::start_with(dir.to_path_buf(), None, true)
     }
 
     /// As [`start`](Self::start), in a temp dir of its own (for tests
@@ -57,23 +67,26 @@ impl Etcd {
             .prefix("brickfs-etcd-")
             .tempdir()
             .expect("creating etcd's temp dir");
-        Etcd::start_with(temp.path().to_path_buf(), Some(temp))
+        Etcd::start_with(temp.path().to_path_buf(), Some(temp), false)
     }
 
-    fn start_with(dir: PathBuf, temp: Option<tempfile::TempDir>) -> Etcd {
-        // Both ports taken before either is freed, so they differ.
-        let (c, p) = (
+    fn start_with(dir: PathBuf, temp: Option<tempfile::TempDir>, tls: bool) -> Etcd {
+        // All ports taken before any is freed, so they differ.
+        let (c, p, m) = (
+            TcpListener::bind("127.0.0.1:0").expect("port"),
             TcpListener::bind("127.0.0.1:0").expect("port"),
             TcpListener::bind("127.0.0.1:0").expect("port"),
         );
         let client_port = c.local_addr().expect("addr").port();
         let peer_port = p.local_addr().expect("addr").port();
-        drop((c, p));
+        let metrics_port = m.local_addr().expect("addr").port();
+        drop((c, p, m));
         std::fs::create_dir_all(&dir).expect("etcd dir");
         let mut etcd = Etcd {
             child: None,
             client_port,
             peer_port,
+            tls_metrics_port: tls.then_some(metrics_port),
             log: dir.join("etcd.log"),
             dir,
             _temp: temp,
@@ -84,7 +97,12 @@ impl Etcd {
 
     /// `etcd://127.0.0.1:PORT`, the store URL of this etcd.
     pub fn url(&self) -> String {
-        format!("etcd://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls_metrics_port.is_some() {
+            "etcds"
+        } else {
+            "etcd"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// SIGKILLs it (a crash, not a clean shutdown) and reaps it.
@@ -102,9 +120,25 @@ impl Etcd {
     }
 
     fn spawn(&mut self) {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let scheme = if self.tls_metrics_port.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut cmd = Command::new(binary());
+        if let Some(m) = self.tls_metrics_port {
+            let creds = crate::tls::dir();
+            cmd.arg("--cert-file")
+                .arg(creds.join("store.pem"))
+                .arg("--key-file")
+                .arg(creds.join("store.key"))
+                .arg("--trusted-ca-file")
+                .arg(creds.join(tls::ca::BUNDLE))
+                .arg("--client-cert-auth")
+                .args(["--listen-metrics-urls", &format!("http://127.0.0.1:{m}")]);
+        }
         cmd.arg("--data-dir")
             .arg(self.dir.join("data"))
             .args(["--listen-client-urls", &client])
@@ -193,7 +227,8 @@ impl Etcd {
 
     /// One HTTP/1.1 request on a connection of its own: status and body.
     fn http(&self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-        let mut conn = TcpStream::connect(("127.0.0.1", self.client_port))?;
+        let port = self.tls_metrics_port.unwrap_or(self.client_port);
+        let mut conn = TcpStream::connect(("127.0.0.1", port))?;
         conn.set_read_timeout(Some(REQUEST_TIMEOUT))?;
         conn.set_write_timeout(Some(REQUEST_TIMEOUT))?;
         write!(

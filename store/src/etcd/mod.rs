@@ -53,6 +53,8 @@ pub struct EtcdStore {
     url: String,
     /// `host:port`, as given.
     endpoints: Vec<String>,
+    /// `etcds://`: mutual TLS, etcd's certificate of role store.
+    tls: bool,
     /// The endpoint to try first: the last one that was reached, or the
     /// one after an endpoint that failed mid-request.
     preferred: AtomicUsize,
@@ -93,6 +95,7 @@ impl EtcdStore {
         let store = EtcdStore {
             url: url.to_string(),
             endpoints: parse_url(url)?,
+            tls: url.starts_with("etcds://"),
             preferred: AtomicUsize::new(0),
         };
         let probe = json!({ "key": base64(ROOT.as_bytes()), "count_only": true });
@@ -122,7 +125,32 @@ impl EtcdStore {
     /// A connection to the first endpoint that accepts one before `until`,
     /// starting with the preferred one. Each endpoint gets a fair share of
     /// the time left, so one that swallows packets does not use it all.
-    async fn connect(&self, until: Instant) -> Result<(usize, TcpStream), String> {
+    async fn connect(&self, until: Instant) -> Result<(usize, tls::BoxStream), String> {
+        let (at, tcp) = self.connect_tcp(until).await?;
+        if !self.tls {
+            return Ok((at, Box::new(tcp)));
+        }
+        let endpoint = &self.endpoints[at];
+        let tls::Mode::Tls(creds) = tls::mode() else {
+            return Err(format!(
+                "{endpoint}: etcds:// needs this process's TLS credentials (--tls-dir), not --insecure"
+            ));
+        };
+        let addr = tcp.peer_addr().map_err(|e| format!("{endpoint}: {e}"))?;
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(
+            left,
+            tls::connect_tls(creds, tcp, addr, tls::Role::Store, tls::Alpn::Http),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => Ok((at, stream)),
+            Ok(Err(e)) => Err(format!("{endpoint}: {e}")),
+            Err(_) => Err(format!("{endpoint}: no TLS handshake within {left:?}")),
+        }
+    }
+
+    async fn connect_tcp(&self, until: Instant) -> Result<(usize, TcpStream), String> {
         let n = self.endpoints.len();
         let first = self.preferred.load(Ordering::Relaxed) % n;
         let mut failed = Vec::new();
@@ -628,7 +656,10 @@ fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
 /// `etcd://h1:2379,h2` → `["h1:2379", "h2:2379"]`.
 fn parse_url(url: &str) -> Result<Vec<String>, StoreError> {
     let bad = || StoreError::BadUrl(url.to_string());
-    let rest = url.strip_prefix("etcd://").ok_or_else(bad)?;
+    let rest = url
+        .strip_prefix("etcd://")
+        .or_else(|| url.strip_prefix("etcds://"))
+        .ok_or_else(bad)?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     let mut endpoints = Vec::new();
     for hostport in rest.split(',') {

@@ -163,6 +163,54 @@ fn the_etcd_store_serves_the_same_volumes() {
     assert_eq!(std::fs::read(m.join("via-etcd")).unwrap(), b"etcd");
 }
 
+/// etcd with client certificates (`etcds://`): the CLI, the mount and the
+/// API's store reach it over mutual TLS with their own certificates; a
+/// plaintext client and a certificate of another CA get nothing.
+#[test]
+fn the_etcd_store_over_mutual_tls() {
+    let cluster = TestCluster::start(3);
+    let etcd = Etcd::start_tls(&cluster.root().join("etcd"));
+    let store = etcd.url();
+    assert!(store.starts_with("etcds://"), "{store}");
+    create(&cluster, &store);
+    brickfs(&cluster, &store, &["volume", "start", VOLUME]).assert_ok();
+    let m = cluster.mount_from_store(&store, VOLUME);
+    std::fs::write(m.join("via-etcds"), b"tls").unwrap();
+    assert_eq!(std::fs::read(m.join("via-etcds")).unwrap(), b"tls");
+
+    // Plaintext to the TLS port: etcd answers no request.
+    let plain = store.replacen("etcds://", "etcd://", 1);
+    let r = brickfs(&cluster, &plain, &["volume", "list"]);
+    assert!(!r.ok, "plaintext reached etcd: {}", r.out);
+    // Another CA's certificate: refused by etcd's client-cert check.
+    let other = tempfile::tempdir().unwrap();
+    tls::ca::init_with_roles(other.path(), &["127.0.0.1".into()]).unwrap();
+    // Trusting etcd, so only etcd's check of the client is left to refuse.
+    std::fs::copy(
+        tests::tls::dir().join(tls::ca::BUNDLE),
+        other.path().join(tls::ca::BUNDLE),
+    )
+    .unwrap();
+    let out = std::process::Command::new(&cluster.binaries().brickfs)
+        .args(["--store", &store, "volume", "list"])
+        .env("BRICKFS_TLS_DIR", other.path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "another CA's certificate reached etcd"
+    );
+    // --insecure with etcds:// says why it cannot work.
+    let out = std::process::Command::new(&cluster.binaries().brickfs)
+        .args(["--store", &store, "volume", "list"])
+        .env_remove("BRICKFS_TLS_DIR")
+        .env("BRICKFS_INSECURE", "true")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("etcds://"), "{err}");
+}
+
 #[test]
 fn replace_brick_refills_a_new_brick_by_heal() {
     let cluster = TestCluster::start(3);
