@@ -50,6 +50,7 @@ volume_spec      1 1024
 subvolume_record 1 1024
 tenant_record    1 1024
 tenant_token     1 1024
+scope_token      1 1024
 "
 
 mode=seconds amount=60 dev=0 seed=0 cmin=0

@@ -341,6 +341,29 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A signer and its verifier of one fixed key, for the fuzz target
+/// (`fuzz/fuzz_targets/scope_token.rs`) and its seeds only: not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    pub fn fixed_key() -> Option<(Signer, Verifier)> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).ok()?;
+        let public = pair.public_key().as_ref().to_vec();
+        let kid = key_id(&public);
+        let verifier = Verifier {
+            cluster: "fuzz".into(),
+            keys: vec![(kid.clone(), public)],
+        };
+        let signer = Signer {
+            cluster: "fuzz".into(),
+            kid,
+            pair,
+        };
+        Some((signer, verifier))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -779,6 +779,33 @@ fn json(out: &mut Out) {
     );
 }
 
+/// Scope tokens of the target's fixed key: valid at its fixed "now", and
+/// the usual wrong ones (the target finds the rest).
+fn scope_tokens(out: &mut Out) {
+    let Some((signer, _)) = tls::scope::fuzzing::fixed_key() else {
+        return;
+    };
+    let root = |name: &str| tls::scope::ScopeRoot {
+        name: name.into(),
+        id: "0123456789abcdef0123456789abcdef".into(),
+        squash: true,
+    };
+    let now = 1_800_000_000 - 60;
+    let mut put = |name: &str, token: String| out.put("scope_token", name, token.as_bytes());
+    if let Ok(t) = signer.issue("acme", "gv0", vec![root("pvc-1")], now, 3600) {
+        let parts: Vec<String> = t.split('.').map(str::to_string).collect();
+        put("valid", t.clone());
+        put("alg-none", format!("eyJhbGciOiJub25lIn0.{}.", parts[1]));
+        put("no-signature", format!("{}.{}.", parts[0], parts[1]));
+    }
+    if let Ok(t) = signer.issue("acme", "gv0", vec![root("a"), root("b")], now, 60) {
+        put("two-roots", t);
+    }
+    if let Ok(t) = signer.issue("acme", "gv0", vec![root("pvc-1")], 1_000, 60) {
+        put("expired", t);
+    }
+}
+
 fn main() {
     let root = std::env::args_os()
         .nth(1)
@@ -792,5 +819,6 @@ fn main() {
     nlm(&mut out);
     handles(&mut out);
     json(&mut out);
+    scope_tokens(&mut out);
     println!("{} seeds in {}", out.count, out.root.display());
 }
