@@ -260,6 +260,20 @@ mod tests {
     }
 
     #[test]
+    fn tenants_sub_volumes_squash_root_unless_told_otherwise() {
+        let (ra, rb, rx) = (Gfid::random(), Gfid::random(), Gfid::random());
+        let mut open = sub("pb", Some("b"), rb);
+        open.settings.root_squash = Some(false);
+        let mut strict = sub("px", None, rx);
+        strict.settings.root_squash = Some(true);
+        let t = Table::new(&[], &[sub("pa", Some("a"), ra), open, strict]);
+        assert!(t.squashes(Some(ra)), "a tenant's: on by default");
+        assert!(!t.squashes(Some(rb)), "turned off");
+        assert!(t.squashes(Some(rx)), "the admin's own, turned on");
+        assert!(!t.squashes(None));
+    }
+
+    #[test]
     fn tenants_reach_only_their_own() {
         let (ra, rb, rx, gone) = (
             Gfid::random(),

@@ -16,10 +16,13 @@ Usage: make-tls-secrets.sh [--apply] [--namespace NS] [--bricks N] [--days N]
 Makes the Secrets the storage cluster's containers mount at /etc/brickfs/tls,
 one per role, each with the keys ca.pem, ROLE.pem and ROLE.key:
 
-  brickfs-tls-brick     brickd (the StatefulSet's pods share it)
+  brickfs-tls-brick     brickd (the StatefulSet's pods share it); also
+                        scope-keys.json, to check tenants' scope tokens
   brickfs-tls-heal      brickfs heald
   brickfs-tls-gateway   brickfs-nfs
-  brickfs-tls-admin     brickfs-api and the volume Job (brickfs volume ...)
+  brickfs-tls-admin     brickfs-api and the volume Job (brickfs volume ...);
+                        also scope-signing.json, the API's key for scope
+                        tokens (docs/security.md, "Tenant scope")
 
 CA_DIR is the cluster CA's directory (ca.crt, ca.key, ca.pem). Without a CA
 in it, one is made there (`brickfs ca init CA_DIR`). Keep it, off the
@@ -113,6 +116,11 @@ if [[ ! -f $ca_dir/ca.pem ]]; then
     exit 1
 fi
 
+# A CA made before scope tokens existed gets their key now.
+if [[ ! -f $ca_dir/scope-signing.json ]]; then
+    "$brickfs" ca scope-key --ca "$ca_dir" >&2
+fi
+
 umask 077
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
@@ -142,10 +150,16 @@ namespace_yaml() {
 
 secret_yaml() {
     local role=$1
+    local extra=()
+    case $role in
+        brick) extra=(--from-file=scope-keys.json="$ca_dir/scope-keys.json") ;;
+        admin) extra=(--from-file=scope-signing.json="$ca_dir/scope-signing.json") ;;
+    esac
     kubectl -n "$namespace" create secret generic "brickfs-tls-$role" \
         --from-file=ca.pem="$ca_dir/ca.pem" \
         --from-file="$role.pem=$work/$role.pem" \
         --from-file="$role.key=$work/$role.key" \
+        "${extra[@]}" \
         --dry-run=client -o yaml |
         kubectl label --local -f - -o yaml app.kubernetes.io/part-of=brickfs
 }
