@@ -519,7 +519,10 @@ impl Backend {
         let sfd = self.store.staging.fd();
         rustix::fs::linkat(sfd, staged, dirfd, new.name.as_bytes(), AtFlags::empty()).os()?;
         failpoint!(op, "after_name");
-        if let Err(e) = self.store.install(new.gfid, staged) {
+        // Never over another object's index entry: the gfid is the
+        // client's choice, and replacing the entry would hand that object's
+        // gfid (and every read and write by it) to this new file.
+        if let Err(e) = self.store.install_new(new.gfid, staged) {
             // Unreachable by gfid: the name must not stay.
             if let Err(e) = rustix::fs::unlinkat(dirfd, new.name.as_bytes(), AtFlags::empty()) {
                 tracing::error!(name = %new.name, error = %e, "cannot take back a half-made entry");

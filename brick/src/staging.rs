@@ -203,6 +203,25 @@ impl Store {
         rustix::fs::renameat(self.staging.fd(), staged, CWD, self.index_path(gfid)).os()
     }
 
+    /// As `install`, for a new object: refused if `gfid` is already
+    /// another object here.
+    pub(crate) fn install_new(&self, gfid: Gfid, staged: &str) -> FsResult<()> {
+        match rustix::fs::renameat_with(
+            self.staging.fd(),
+            staged,
+            CWD,
+            self.index_path(gfid),
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => Err(FsError::Os {
+                errno: libc::EEXIST,
+                msg: format!("gfid {gfid} is another object on this brick"),
+            }),
+            Err(e) => Err(FsError::from_errno(e.raw_os_error())),
+        }
+    }
+
     /// Removes a staged non-directory. Whatever this leaves (it only logs),
     /// the next start's recovery settles.
     pub(crate) fn discard(&self, staged: &str) {

@@ -1398,3 +1398,38 @@ mod quota_crash {
         limited(&t, sv);
     }
 }
+
+#[test]
+fn a_create_never_takes_another_objects_gfid() {
+    let t = brick();
+    let f = t.create(Gfid::ROOT, "f", FileKind::File);
+    let d = t.create(Gfid::ROOT, "d", FileKind::Dir);
+    t.b.write(&none(), f, proto::data::WriteAt::Offset(0), b"f's data")
+        .expect("write");
+    for (taken, kind) in [
+        (f, FileKind::File),
+        (d, FileKind::Dir),
+        (f, FileKind::Symlink),
+    ] {
+        let mut twin = obj("twin", kind);
+        twin.gfid = taken;
+        if kind == FileKind::Symlink {
+            twin.target = Some(b"x".to_vec().into());
+        }
+        let r = t.b.create(&none(), Gfid::ROOT, &twin, C);
+        assert!(r.is_err(), "{kind:?} over {taken}: {r:?}");
+        assert_eq!(t.names(Gfid::ROOT), ["d", "f"], "a name was left behind");
+    }
+    // f is still f, by gfid and by name.
+    assert_eq!(t.b.read(f, 0, 64).expect("read"), b"f's data");
+    assert_eq!(
+        t.b.lookup(Gfid::ROOT, &Name::from("f")).unwrap().attr.gfid,
+        f
+    );
+    // A retried create of the same name and gfid still succeeds.
+    let again = NewObject {
+        gfid: f,
+        ..obj("f", FileKind::File)
+    };
+    assert_eq!(t.b.create(&none(), Gfid::ROOT, &again, C).unwrap().gfid, f);
+}

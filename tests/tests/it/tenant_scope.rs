@@ -313,6 +313,22 @@ async fn a_tenant_host_with_forged_gfids_changes_nothing_of_another_tenant() {
     refused!("setlk", c.setlk(ctx(), bf, lock));
     refused!("getlk", c.getlk(ctx(), bf, lock));
     refused!("purge", c.purge(ctx(), vec![bf]));
+    // A new object in its own sub-volume under the gfid of globex's file
+    // or directory: the gfid is taken, so nothing is made.
+    let mut twin = file("twin-file");
+    twin.gfid = bf;
+    refused!(
+        "create with b's file gfid",
+        c.create(ctx(), Txn::none(), two.a, twin)
+    );
+    let mut twin_dir = file("twin-dir");
+    twin_dir.kind = FileKind::Dir;
+    twin_dir.gfid = bd;
+    refused!(
+        "mkdir with b's dir gfid",
+        c.create(ctx(), Txn::none(), two.a, twin_dir)
+    );
+    refused!("getattr after the twins", c.getattr(ctx(), bf));
     assert!(served.is_empty(), "served outside the scope: {served:#?}");
 
     // Its quota view holds its own sub-volume only.
