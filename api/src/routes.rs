@@ -54,7 +54,7 @@ pub(crate) async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<T
     Ok(tenant)
 }
 
-pub(crate) fn visible(caller: &Tenant, sub: &Subvolume) -> bool {
+fn visible(caller: &Tenant, sub: &Subvolume) -> bool {
     caller.admin || sub.settings.tenant.as_deref() == Some(caller.name.as_str())
 }
 

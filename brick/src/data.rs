@@ -161,6 +161,7 @@ pub async fn connection(
     // could open: no need to ask again for every request.
     let maintenance = sessions.is_maintenance(conn);
     let Some(scope) = sessions.scope(conn) else {
+        tracing::debug!(%peer, "session ended before its data connection started");
         return;
     };
     let span = tracing::info_span!("data", conn, %peer);

@@ -140,15 +140,8 @@ impl ScopeSlot {
         Ok(squash.unwrap_or_default())
     }
 
-    /// Like `check` for the result of a lookup: an out-of-scope answer is
-    /// "no such entry" (looking up a scope root by name in the volume
-    /// root is how a mount of `VOLUME/SUBVOL` finds it).
-    pub fn check_found(&self, backend: &Backend, gfid: Gfid) -> FsResult<()> {
-        self.check(backend, &[gfid]).map(drop)
-    }
-
-    /// True when a scope limits this connection (quota usage is then shown
-    /// and taken for its own sub-volumes only).
+    /// The roots of the connection's scope; `None` for an unscoped one
+    /// (quota usage is then shown and taken for those sub-volumes only).
     pub fn roots(&self) -> FsResult<Option<Vec<Gfid>>> {
         Ok(self.scope()?.map(|s| s.roots.keys().copied().collect()))
     }

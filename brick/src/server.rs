@@ -472,7 +472,7 @@ impl Brick for Conn {
             .await?;
         // The answer, not the parent: a mount finds its sub-volume by name
         // in the volume root, which is outside every scope.
-        self.scope.check_found(&self.backend, looked.attr.gfid)?;
+        self.in_scope(&[looked.attr.gfid])?;
         Ok(looked)
     }
 

@@ -37,10 +37,15 @@ pub struct Table {
     networks: HashMap<String, Vec<Cidr>>,
     /// Sub-volume name → owner and root.
     by_name: HashMap<String, Owned>,
-    /// Root gfid → owner.
-    by_root: HashMap<Gfid, Option<String>>,
-    /// Roots of the sub-volumes that squash root.
-    squashing: std::collections::HashSet<Gfid>,
+    /// Root gfid → owner and root squash.
+    by_root: HashMap<Gfid, Root>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Root {
+    /// `None`: the admin's own.
+    owner: Option<String>,
+    squash: bool,
 }
 
 impl Table {
@@ -51,14 +56,12 @@ impl Table {
             .collect();
         let mut by_name = HashMap::new();
         let mut by_root = HashMap::new();
-        let mut squashing = std::collections::HashSet::new();
         for s in subvolumes {
             let root = s.id.as_deref().and_then(Gfid::from_hex);
             if let Some(r) = root {
-                by_root.insert(r, s.settings.tenant.clone());
-                if s.settings.squashes_root() {
-                    squashing.insert(r);
-                }
+                let owner = s.settings.tenant.clone();
+                let squash = s.settings.squashes_root();
+                by_root.insert(r, Root { owner, squash });
             }
             by_name.insert(
                 s.name.clone(),
@@ -72,13 +75,14 @@ impl Table {
             networks,
             by_name,
             by_root,
-            squashing,
         }
     }
 
     /// Whether the sub-volume rooted at `subvol` squashes root.
     pub fn squashes(&self, subvol: Option<Gfid>) -> bool {
-        subvol.is_some_and(|r| self.squashing.contains(&r))
+        subvol
+            .and_then(|r| self.by_root.get(&r))
+            .is_some_and(|r| r.squash)
     }
 
     /// Whether `ip` lies in any tenant's network.
@@ -108,7 +112,7 @@ impl Table {
                 .by_root
                 .get(&root)
                 // Deleted or never known: nobody's to reach.
-                .is_some_and(|owner| self.owner_allows(owner.as_deref(), ip)),
+                .is_some_and(|r| self.owner_allows(r.owner.as_deref(), ip)),
         };
         verdict(ok)
     }

@@ -15,6 +15,22 @@ use std::time::Duration;
 
 use tarpc::tokio_serde::formats::Bincode;
 
+/// A new object for `create`: a fresh gfid, owner 0, no xattrs, no lock.
+pub fn new_object(name: &[u8], kind: proto::FileKind, perm: u32) -> proto::NewObject {
+    proto::NewObject {
+        name: proto::Name::new(name),
+        gfid: proto::Gfid::random(),
+        kind,
+        perm,
+        rdev: 0,
+        uid: 0,
+        gid: 0,
+        target: None,
+        lock: false,
+        xattrs: Vec::new(),
+    }
+}
+
 /// A tarpc client for one brick. Needs a tokio runtime (`#[tokio::test]`).
 /// Call `hello` first, as the client stack does.
 pub async fn connect(addr: SocketAddr) -> io::Result<proto::BrickClient> {

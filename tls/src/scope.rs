@@ -390,6 +390,12 @@ mod tests {
         fn verifier(&self) -> Verifier {
             Verifier::load(&self.0.path().join(VERIFY_KEYS)).unwrap()
         }
+        /// acme's token into `root()` of gv, valid 1000..1060.
+        fn token(&self) -> String {
+            self.signer()
+                .issue("acme", "gv", vec![root()], 1000, 60)
+                .unwrap()
+        }
     }
 
     fn refused(v: &Verifier, token: &str, now: u64) -> String {
@@ -399,10 +405,7 @@ mod tests {
     #[test]
     fn a_token_of_the_api_verifies_with_its_claims() {
         let k = Keys::new("c1");
-        let t = k
-            .signer()
-            .issue("acme", "gv", vec![root()], 1000, 60)
-            .unwrap();
+        let t = k.token();
         let c = k.verifier().verify(&t, 1010).unwrap();
         assert_eq!(
             (c.sub.as_str(), c.vol.as_str(), c.aud.as_str()),
@@ -415,10 +418,7 @@ mod tests {
     #[test]
     fn expired_and_not_yet_valid_tokens_are_refused() {
         let k = Keys::new("c1");
-        let t = k
-            .signer()
-            .issue("acme", "gv", vec![root()], 1000, 60)
-            .unwrap();
+        let t = k.token();
         assert!(refused(&k.verifier(), &t, 1060).contains("expired"));
         assert!(refused(&k.verifier(), &t, 900).contains("not valid yet"));
     }
@@ -427,10 +427,7 @@ mod tests {
     fn tokens_of_another_issuer_or_cluster_are_refused() {
         let ours = Keys::new("c1");
         let theirs = Keys::new("c1");
-        let t = theirs
-            .signer()
-            .issue("acme", "gv", vec![root()], 1000, 60)
-            .unwrap();
+        let t = theirs.token();
         assert!(refused(&ours.verifier(), &t, 1000).contains("unknown key"));
 
         let other_cluster = Keys::new("c2");
@@ -452,10 +449,7 @@ mod tests {
     fn altered_and_unsigned_tokens_are_refused() {
         let k = Keys::new("c1");
         let v = k.verifier();
-        let t = k
-            .signer()
-            .issue("acme", "gv", vec![root()], 1000, 60)
-            .unwrap();
+        let t = k.token();
         let parts: Vec<&str> = t.split('.').collect();
 
         // Claims of another tenant under the original signature.

@@ -12,18 +12,7 @@ use tests::raw;
 const T: Duration = Duration::from_secs(5);
 
 fn new_file(name: &[u8]) -> NewObject {
-    NewObject {
-        name: Name::new(name),
-        gfid: Gfid::random(),
-        kind: FileKind::File,
-        perm: 0o644,
-        rdev: 0,
-        uid: 0,
-        gid: 0,
-        target: None,
-        lock: false,
-        xattrs: Vec::new(),
-    }
+    raw::new_object(name, FileKind::File, 0o644)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -204,16 +204,8 @@ async fn each_role_calls_only_what_it_may() {
         // A sub-volume limit, on a directory of the role's own making.
         let dir = Gfid::random();
         let new = proto::NewObject {
-            name: Name::new(format!("d-{role}").as_bytes()),
             gfid: dir,
-            kind: proto::FileKind::Dir,
-            perm: 0o755,
-            rdev: 0,
-            uid: 0,
-            gid: 0,
-            target: None,
-            xattrs: vec![],
-            lock: false,
+            ..raw::new_object(format!("d-{role}").as_bytes(), proto::FileKind::Dir, 0o755)
         };
         let made = c
             .create(raw::context(T), Txn::none(), Gfid::ROOT, new)
