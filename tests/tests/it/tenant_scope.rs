@@ -143,19 +143,9 @@ async fn hello(who: &Tls, addr: std::net::SocketAddr) -> (proto::BrickClient, u6
     (c, info.session)
 }
 
+/// A setuid file owned by root: what root squash must not let through.
 fn file(name: &str) -> NewObject {
-    NewObject {
-        name: Name::from(name),
-        gfid: Gfid::random(),
-        kind: FileKind::File,
-        perm: 0o4755,
-        rdev: 0,
-        uid: 0,
-        gid: 0,
-        target: None,
-        xattrs: vec![],
-        lock: false,
-    }
+    raw::new_object(name.as_bytes(), FileKind::File, 0o4755)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,6 +439,63 @@ async fn bad_scope_tokens_are_refused_and_leave_the_connection_with_nothing() {
     let r = c.scope(raw::context(T), stolen).await.unwrap();
     assert!(matches!(r, Err(FsError::Perm)), "stolen token: {r:?}");
     assert!(tests::log_has(&cluster.brick_log(0), "scope token refused"));
+}
+
+/// A token that runs out under an open connection ends that connection's
+/// access at once; a brick whose key file is gone refuses even good
+/// tokens (it cannot check them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_token_and_a_brick_without_keys_leave_nothing_reachable() {
+    let cluster = TestCluster::start(3);
+    let two = two_tenants(&cluster);
+    let a = two.a;
+    let addr = cluster.brick_addr(0);
+    let acme = harness::tenant_identity("acme");
+
+    let short = harness::scope_signer()
+        .issue("acme", VOLUME, vec![root("a", a)], tls::scope::now(), 2)
+        .unwrap();
+    let (c, _) = hello(&acme, addr).await;
+    c.scope(raw::context(T), short)
+        .await
+        .unwrap()
+        .expect("a 2 s token");
+    c.getattr(raw::context(T), a)
+        .await
+        .unwrap()
+        .expect("in scope while valid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.getattr(raw::context(T), a).await.unwrap();
+        if matches!(r, Err(FsError::Perm)) {
+            break;
+        }
+        r.expect("in scope until it expires");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(tests::log_has(
+        &cluster.brick_log(0),
+        "the scope token expired"
+    ));
+
+    let gone = cluster.root().join("no-such-scope-keys.json");
+    cluster.restart_brick_with(
+        0,
+        &cluster.binaries().brickd,
+        &[("BRICKFS_SCOPE_KEYS", gone.to_str().unwrap())],
+    );
+    let (c, _) = hello(&acme, addr).await;
+    let r = c
+        .scope(raw::context(T), token_for("acme", vec![root("a", a)]))
+        .await
+        .unwrap();
+    assert!(matches!(r, Err(FsError::Perm)), "without keys: {r:?}");
+    let g = c.getattr(raw::context(T), a).await.unwrap();
+    assert!(matches!(g, Err(FsError::Perm)), "without keys, then: {g:?}");
 }
 
 #[test]
