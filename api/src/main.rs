@@ -3,7 +3,9 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
@@ -13,10 +15,12 @@ use tracing::{error, info};
 #[command(
     name = "brickfs-api",
     version,
-    about = "brickfs management API: sub-volumes over HTTP/JSON for compute clusters",
+    about = "brickfs management API: sub-volumes over HTTPS/JSON for compute clusters",
     long_about = "brickfs management API.\n\n\
-        Serves sub-volume create/get/list/resize/delete/archive over HTTP/JSON (see \
-        docs/api.md), each request authenticated by a tenant's token \
+        Serves sub-volume create/get/list/resize/delete/archive over HTTPS/JSON (see \
+        docs/api.md). Each connection must show a certificate of the cluster CA, of role \
+        provisioner, tenant or admin (plain HTTP only with --insecure), and each request \
+        is authenticated by a tenant's token \
         (`Authorization: Bearer <token>`, tokens from `brickfs tenant create`). A tenant sees \
         and changes only its own sub-volumes; an admin token sees all. Compute clusters \
         (the Kubernetes provisioner) need only this address, a token and the NFS gateway's \
@@ -40,7 +44,52 @@ struct Args {
     /// writes it) [default: scope-signing.json in --tls-dir, if there].
     /// Without it the API hands out no scope tokens.
     #[arg(long, env = "BRICKFS_SCOPE_SIGNING_KEY", value_name = "FILE")]
-    scope_signing_key: Option<std::path::PathBuf>,
+    scope_signing_key: Option<PathBuf>,
+    /// The certificate the API serves HTTPS with, of role api [default:
+    /// api.pem in --tls-dir]. Clients check that role; they need a
+    /// certificate of the same CA themselves (provisioner, tenant or
+    /// admin).
+    #[arg(long, env = "BRICKFS_API_TLS_CERT", value_name = "FILE")]
+    api_cert: Option<PathBuf>,
+    /// The key of --api-cert [default: api.key in --tls-dir].
+    #[arg(long, env = "BRICKFS_API_TLS_KEY", value_name = "FILE")]
+    api_key: Option<PathBuf>,
+}
+
+/// The API's own credentials for its port: the CA the process trusts, and
+/// the certificate of role api (not the admin one it reaches bricks with).
+fn server_tls(args: &Args, mode: &tls::Mode) -> Result<Option<Arc<tls::Tls>>, String> {
+    let tls::Mode::Tls(own) = mode else {
+        return Ok(None);
+    };
+    let dir = args.tls.tls_dir.as_ref();
+    let pick =
+        |given: &Option<PathBuf>, name: &str| given.clone().or_else(|| dir.map(|d| d.join(name)));
+    let (Some(cert), Some(key)) = (
+        pick(&args.api_cert, "api.pem"),
+        pick(&args.api_key, "api.key"),
+    ) else {
+        return Err(
+            "the API serves HTTPS with a certificate of role api: give --api-cert and \
+                    --api-key, or have api.pem and api.key in --tls-dir \
+                    (`brickfs ca issue --role api NAME --host HOST`)"
+                .into(),
+        );
+    };
+    let files = tls::Files {
+        ca: own.files().ca.clone(),
+        cert,
+        key,
+    };
+    let server = tls::Tls::open(files).map_err(|e| format!("the API's certificate: {e}"))?;
+    let me = server.me();
+    if me.role() != Some(tls::Role::Api) {
+        return Err(format!(
+            "{} is {me}, not of role api: clients would refuse it",
+            server.files().cert.display()
+        ));
+    }
+    Ok(Some(server))
 }
 
 fn main() -> ExitCode {
@@ -67,9 +116,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    args.tls
+    let mode = args
+        .tls
         .install(tls::Role::Admin)
         .map_err(|e| e.to_string())?;
+    let server = server_tls(&args, mode)?;
     let url = args
         .store
         .store
@@ -99,7 +150,8 @@ async fn run(args: Args) -> Result<(), String> {
         }
     };
     let state = api::AppState::new(store, &url, signer);
-    info!(%addr, store = %url, "management API listening");
+    let scheme = if server.is_some() { "https" } else { "http" };
+    info!(%addr, store = %url, scheme, "management API listening");
     let mut out = std::io::stdout().lock();
     writeln!(out, "LISTENING {addr}")
         .and_then(|()| out.flush())
@@ -111,7 +163,7 @@ async fn run(args: Args) -> Result<(), String> {
             _ = int.recv() => info!("SIGINT received"),
         }
     };
-    api::serve(listener, state.clone(), shutdown)
+    api::serve(listener, server, state.clone(), shutdown)
         .await
         .map_err(|e| format!("serving: {e}"))?;
     state.close().await;

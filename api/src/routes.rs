@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use subvolume::{CreateReq, Manager, Settings, State as SubState, SubvolError, Subvolume};
 use tenant::Tenant;
 
+use crate::caller::Caller;
 use crate::{ApiError, AppState};
 
 type Shared = State<Arc<AppState>>;
@@ -38,20 +39,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|uri: Uri| async move { ApiError::NoRoute(uri.path().to_string()) })
         .layer(axum::middleware::from_fn(crate::trace::per_request))
         .with_state(state)
-}
-
-/// The tenant whose token came with the request.
-pub(crate) async fn caller(state: &AppState, headers: &HeaderMap) -> ApiResult<Tenant> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::Unauthorized)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .ok_or(ApiError::Unauthorized)?;
-    let tenant = tenant::authenticate(state.store.as_ref(), token).await?;
-    tracing::debug!(tenant = %tenant.name, "authenticated");
-    Ok(tenant)
 }
 
 fn visible(caller: &Tenant, sub: &Subvolume) -> bool {
@@ -116,8 +103,7 @@ struct WhoAmI {
     networks: Vec<String>,
 }
 
-async fn whoami(State(st): Shared, headers: HeaderMap) -> ApiResult<Json<WhoAmI>> {
-    let t = caller(&st, &headers).await?;
+async fn whoami(Caller(t): Caller) -> ApiResult<Json<WhoAmI>> {
     Ok(Json(WhoAmI {
         networks: t.networks.iter().map(ToString::to_string).collect(),
         tenant: t.name,
@@ -128,9 +114,8 @@ async fn whoami(State(st): Shared, headers: HeaderMap) -> ApiResult<Json<WhoAmI>
 async fn list(
     State(st): Shared,
     Path(vol): Path<String>,
-    headers: HeaderMap,
+    Caller(t): Caller,
 ) -> ApiResult<Response> {
-    let t = caller(&st, &headers).await?;
     let m = st.volumes.get(&vol).await?;
     let subs = m.list((!t.admin).then_some(t.name.as_str())).await?;
     let views: Vec<View> = subs.iter().map(|s| view(s, None)).collect();
@@ -140,9 +125,8 @@ async fn list(
 async fn info(
     State(st): Shared,
     Path((vol, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(t): Caller,
 ) -> ApiResult<Response> {
-    let t = caller(&st, &headers).await?;
     let (m, sub) = own(&st, &t, &vol, &name).await?;
     let usage = m.usage(&sub).await?.map(|u| Usage {
         bytes: u.bytes,
@@ -179,10 +163,9 @@ const CREATE_ATTEMPTS: usize = 3;
 async fn create(
     State(st): Shared,
     Path(vol): Path<String>,
-    headers: HeaderMap,
+    Caller(t): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = caller(&st, &headers).await?;
     let b: CreateBody = parse(&body)?;
     let owner = match (t.admin, b.tenant) {
         (true, Some(owner)) => {
@@ -261,10 +244,9 @@ struct ResizeBody {
 async fn resize(
     State(st): Shared,
     Path((vol, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(t): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = caller(&st, &headers).await?;
     let b: ResizeBody = parse(&body)?;
     if b.bytes == 0 {
         return Err(ApiError::BadRequest("bytes must be above 0".into()));
@@ -278,9 +260,8 @@ async fn resize(
 async fn delete(
     State(st): Shared,
     Path((vol, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(t): Caller,
 ) -> ApiResult<Response> {
-    let t = caller(&st, &headers).await?;
     let (m, _) = own(&st, &t, &vol, &name).await?;
     m.delete(&name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -296,10 +277,9 @@ struct ArchiveBody {
 async fn archive(
     State(st): Shared,
     Path((vol, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(t): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = caller(&st, &headers).await?;
     let b: ArchiveBody = if body.is_empty() {
         ArchiveBody::default()
     } else {

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use subvolume::State as SubState;
 use tls::scope::ScopeRoot;
 
-use crate::routes::{caller, parse};
+use crate::caller::Caller;
+use crate::routes::parse;
 use crate::{ApiError, AppState};
 
 /// A token lives this long unless asked otherwise: hosts renew it (the
@@ -45,10 +45,9 @@ struct Issued {
 pub async fn issue(
     State(st): State<Arc<AppState>>,
     Path(vol): Path<String>,
-    headers: HeaderMap,
+    Caller(t): Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let t = caller(&st, &headers).await?;
     let b: Body = if body.is_empty() {
         Body::default()
     } else {

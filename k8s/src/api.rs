@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -72,26 +73,102 @@ struct ErrorBody {
 /// The client. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiClient {
-    http: reqwest::Client,
+    http: Arc<Mutex<Http>>,
+    /// This provisioner's certificate; `None` with --insecure (plain HTTP).
+    identity: Option<Arc<tls::Tls>>,
+    timeout: Duration,
     base: String,
     token: Token,
 }
 
+/// The HTTP client, and the TLS configuration it was built with: a
+/// certificate renewed on disk gives a new configuration, and the next
+/// request a new client with it.
+struct Http {
+    config: Option<Arc<rustls::ClientConfig>>,
+    client: reqwest::Client,
+}
+
+fn build(
+    timeout: Duration,
+    config: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<reqwest::Client, Error> {
+    // reqwest looks for the process's default provider even for plain
+    // HTTP; ring is the one every brickfs process uses. A second call
+    // finds it installed, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    if let Some(c) = config {
+        builder = builder.tls_backend_preconfigured(rustls::ClientConfig::clone(c));
+    }
+    builder.build().map_err(|source| Error::Http {
+        what: "building the HTTP client".into(),
+        source,
+    })
+}
+
+/// The API's TLS client configuration of `identity`: the server must show
+/// a certificate of role api of the same CA.
+fn api_config(identity: &tls::Tls) -> Result<Arc<rustls::ClientConfig>, Error> {
+    identity
+        .client_config(tls::Role::Api, tls::Alpn::Http)
+        .ok_or_else(|| Error::Config("no TLS configuration for the management API".into()))
+}
+
 impl ApiClient {
-    pub fn new(base: &str, token: Token, timeout: Duration) -> Result<ApiClient, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|source| Error::Http {
-                what: "building the HTTP client".into(),
-                source,
-            })?;
+    pub fn new(
+        base: &str,
+        token: Token,
+        timeout: Duration,
+        identity: Option<Arc<tls::Tls>>,
+    ) -> Result<ApiClient, Error> {
+        let base = base.trim_end_matches('/').to_string();
+        // No plaintext fallback either way: the URL says what the port speaks.
+        match (&identity, base.split_once("://").map(|(s, _)| s)) {
+            (Some(_), Some("https")) | (None, Some("http")) => {}
+            (Some(_), _) => {
+                return Err(Error::Config(format!(
+                    "--api {base}: the API is reached over TLS with this provisioner's \
+                     certificate; give an https:// URL (http:// only with --insecure)"
+                )))
+            }
+            (None, Some("https")) => {
+                return Err(Error::Config(format!(
+                    "--api {base}: https needs this provisioner's certificate; give --tls-dir \
+                     (ca.pem, provisioner.pem, provisioner.key)"
+                )))
+            }
+            (None, _) => {
+                return Err(Error::Config(format!(
+                    "--api {base}: not an http:// or https:// URL"
+                )))
+            }
+        }
+        let config = identity.as_deref().map(api_config).transpose()?;
+        let client = build(timeout, config.as_ref())?;
         Ok(ApiClient {
-            http,
-            base: base.trim_end_matches('/').to_string(),
+            http: Arc::new(Mutex::new(Http { config, client })),
+            identity,
+            timeout,
+            base,
             token,
         })
+    }
+
+    /// The HTTP client, rebuilt when the certificate was renewed.
+    fn http(&self) -> Result<reqwest::Client, Error> {
+        let mut http = self.http.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(identity) = &self.identity {
+            let now = api_config(identity)?;
+            if !http.config.as_ref().is_some_and(|c| Arc::ptr_eq(c, &now)) {
+                tracing::info!("TLS credentials renewed: new connections to the API use them");
+                http.client = build(self.timeout, Some(&now))?;
+                http.config = Some(now);
+            }
+        }
+        Ok(http.client.clone())
     }
 
     fn url(&self, volume: &str, rest: &str) -> String {
@@ -147,7 +224,10 @@ impl ApiClient {
     ) -> Result<(Subvolume, bool), Error> {
         let what = format!("creating sub-volume {volume}/{}", req.name);
         let resp = self
-            .send(what.clone(), self.http.post(self.url(volume, "")).json(req))
+            .send(
+                what.clone(),
+                self.http()?.post(self.url(volume, "")).json(req),
+            )
             .await?;
         let created = resp.status() == reqwest::StatusCode::CREATED;
         Ok((Self::json(what, resp).await?, created))
@@ -159,7 +239,7 @@ impl ApiClient {
         match self
             .send(
                 what.clone(),
-                self.http.get(self.url(volume, &format!("/{name}"))),
+                self.http()?.get(self.url(volume, &format!("/{name}"))),
             )
             .await
         {
@@ -172,7 +252,7 @@ impl ApiClient {
     pub async fn list(&self, volume: &str) -> Result<Vec<Subvolume>, Error> {
         let what = format!("listing the sub-volumes of {volume}");
         let resp = self
-            .send(what.clone(), self.http.get(self.url(volume, "")))
+            .send(what.clone(), self.http()?.get(self.url(volume, "")))
             .await?;
         Self::json(what, resp).await
     }
@@ -183,7 +263,7 @@ impl ApiClient {
         let resp = self
             .send(
                 what.clone(),
-                self.http
+                self.http()?
                     .patch(self.url(volume, &format!("/{name}")))
                     .json(&body),
             )
@@ -197,7 +277,7 @@ impl ApiClient {
         match self
             .send(
                 what,
-                self.http.delete(self.url(volume, &format!("/{name}"))),
+                self.http()?.delete(self.url(volume, &format!("/{name}"))),
             )
             .await
         {
@@ -223,7 +303,7 @@ impl ApiClient {
         match self
             .send(
                 what,
-                self.http
+                self.http()?
                     .post(self.url(volume, &format!("/{name}/archive")))
                     .json(&body),
             )
@@ -232,6 +312,43 @@ impl ApiClient {
             Ok(_) => Ok(true),
             Err(e) if e.api_code() == Some(&ApiCode::NotFound) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(url: &str, identity: Option<Arc<tls::Tls>>) -> Result<ApiClient, Error> {
+        ApiClient::new(
+            url,
+            Token::Value("t".into()),
+            Duration::from_secs(1),
+            identity,
+        )
+    }
+
+    #[test]
+    fn the_url_says_what_the_port_speaks_and_nothing_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        tls::ca::init_with_roles(dir.path(), &[]).unwrap();
+        let me = tls::Tls::open(tls::Files {
+            ca: dir.path().join(tls::ca::BUNDLE),
+            cert: dir.path().join("provisioner.pem"),
+            key: dir.path().join("provisioner.key"),
+        })
+        .unwrap();
+        assert!(client("https://api:9240", Some(me.clone())).is_ok());
+        assert!(client("http://api:9240", None).is_ok());
+        for (url, id) in [
+            ("http://api:9240", Some(me.clone())),
+            ("https://api:9240", None),
+            ("api:9240", Some(me)),
+            ("ftp://api", None),
+        ] {
+            let e = client(url, id).err().expect(url).to_string();
+            assert!(e.contains("--api"), "{url}: {e}");
         }
     }
 }

@@ -27,9 +27,18 @@ use clap::Parser;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "brickfs-provisioner", version)]
 pub struct Args {
-    /// The management API (brickfs-api), e.g. http://brickfs-api:9240.
+    /// The management API (brickfs-api), e.g. https://brickfs-api:9240.
+    /// Reached over mutual TLS with this provisioner's certificate (role
+    /// provisioner, --tls-dir); http:// only with --insecure.
     #[arg(long, value_name = "URL", env = "BRICKFS_API_URL")]
     pub api: String,
+
+    /// The storage cluster's CA bundle and this provisioner's certificate:
+    /// ca.pem, provisioner.pem and provisioner.key in --tls-dir (`brickfs ca
+    /// issue --role provisioner NAME` on the storage side). Read again when
+    /// they change: a renewed Secret applies without a restart.
+    #[command(flatten)]
+    pub tls: tls::TlsArgs,
 
     /// File holding the tenant token (a mounted Secret); read again for
     /// every request, so a rotated Secret applies without a restart.

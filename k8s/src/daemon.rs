@@ -70,7 +70,15 @@ async fn run(args: Args) -> Result<(), Error> {
             ))
         }
     };
-    let api = ApiClient::new(&args.api, token, args.api_timeout)?;
+    let identity = match args
+        .tls
+        .install(tls::Role::Provisioner)
+        .map_err(|e| Error::Config(e.to_string()))?
+    {
+        tls::Mode::Tls(t) => Some(t.clone()),
+        tls::Mode::Insecure => None,
+    };
+    let api = ApiClient::new(&args.api, token, args.api_timeout, identity)?;
     let client = kube_client(&args).await?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

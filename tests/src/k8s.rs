@@ -366,7 +366,8 @@ impl Provisioner {
         let n = NEXT_LOG.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = cp.root().join(format!("provisioner-{n}.log"));
         let program = provisioner_binary(bins, opts.failpoints.is_some());
-        let mut cmd = Command::new(program);
+        // The harness's provisioner certificate (BRICKFS_TLS_DIR).
+        let mut cmd = crate::tls::command(program);
         cmd.arg("--api")
             .arg(&opts.api)
             .arg("--token-file")

@@ -561,12 +561,24 @@ impl Dev {
             );
         }
         if let Some((child, addr)) = &self.api {
+            let scheme = if self.tls_dir.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             println!(
-                "  api     http://{addr}  (brickfs-api pid {}; admin token in {}; log {})",
+                "  api     {scheme}://{addr}  (brickfs-api pid {}; admin token in {}; log {})",
                 child.id(),
                 self.admin_token_file().display(),
                 self.api_log().display()
             );
+            if let Some(dir) = &self.tls_dir {
+                let d = dir.display();
+                println!(
+                    "          curl --cacert {d}/ca.pem --cert {d}/admin.pem --key {d}/admin.key \\\n                 -H \"Authorization: Bearer $(cat {})\" https://{addr}/v1/whoami",
+                    self.admin_token_file().display()
+                );
+            }
         }
         let store = self.store_url();
         match &self.tls_dir {

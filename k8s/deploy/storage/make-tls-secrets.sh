@@ -11,7 +11,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 Usage: make-tls-secrets.sh [--apply] [--namespace NS] [--bricks N] [--days N]
-                           [--brickfs PATH] CA_DIR
+                           [--api-host NAME]... [--brickfs PATH] CA_DIR
 
 Makes the Secrets the storage cluster's containers mount at /etc/brickfs/tls,
 one per role, each with the keys ca.pem, ROLE.pem and ROLE.key:
@@ -21,8 +21,10 @@ one per role, each with the keys ca.pem, ROLE.pem and ROLE.key:
   brickfs-tls-heal      brickfs heald
   brickfs-tls-gateway   brickfs-nfs
   brickfs-tls-admin     brickfs-api and the volume Job (brickfs volume ...);
-                        also scope-signing.json, the API's key for scope
-                        tokens (docs/security.md, "Tenant scope")
+                        also api.pem and api.key, the certificate the API
+                        serves HTTPS with, and scope-signing.json, the API's
+                        key for scope tokens (docs/security.md, "Tenant
+                        scope")
 
 CA_DIR is the cluster CA's directory (ca.crt, ca.key, ca.pem). Without a CA
 in it, one is made there (`brickfs ca init CA_DIR`). Keep it, off the
@@ -46,6 +48,10 @@ Options:
   --bricks N        brick ordinals whose DNS names the brick certificate
                     carries: brickd-0 .. brickd-(N-1) [3]
   --days N          days the certificates are valid [365]
+  --api-host NAME   a name or address compute clusters reach the API by,
+                    put in its certificate besides brickfs-api.NS.svc
+                    (repeat for several; brickfs checks the role, not the
+                    name, but curl and other clients check the name)
   --brickfs PATH    the brickfs binary [brickfs, from PATH]
   -h, --help        this help
 EOF
@@ -57,6 +63,7 @@ bricks=3
 days=365
 brickfs=brickfs
 ca_dir=
+api_hosts=()
 
 need_value() {
     if [[ $# -lt 2 || -z $2 ]]; then
@@ -73,6 +80,7 @@ while [[ $# -gt 0 ]]; do
         --bricks) need_value "$@"; bricks=$2; shift 2 ;;
         --days) need_value "$@"; days=$2; shift 2 ;;
         --brickfs) need_value "$@"; brickfs=$2; shift 2 ;;
+        --api-host) need_value "$@"; api_hosts+=(--host "$2"); shift 2 ;;
         -*) echo "make-tls-secrets.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *)
             if [[ -n $ca_dir ]]; then
@@ -140,7 +148,9 @@ done
 for role in heal gateway admin; do
     "$brickfs" ca issue --ca "$ca_dir" --out "$work" --days "$days" --role "$role" "$role" >/dev/null
 done
-echo "issued brick (brickd-0..$((bricks - 1))), heal, gateway, admin: valid $days days" >&2
+"$brickfs" ca issue --ca "$ca_dir" --out "$work" --days "$days" --role api api \
+    --host "brickfs-api.$namespace.svc" "${api_hosts[@]}" >/dev/null
+echo "issued brick (brickd-0..$((bricks - 1))), heal, gateway, admin, api: valid $days days" >&2
 
 # The Namespace first: a Secret cannot be made in one that does not exist
 # yet, and this runs before the kustomization that makes it.
@@ -153,7 +163,10 @@ secret_yaml() {
     local extra=()
     case $role in
         brick) extra=(--from-file=scope-keys.json="$ca_dir/scope-keys.json") ;;
-        admin) extra=(--from-file=scope-signing.json="$ca_dir/scope-signing.json") ;;
+        admin)
+            extra=(--from-file=scope-signing.json="$ca_dir/scope-signing.json"
+                --from-file=api.pem="$work/api.pem" --from-file=api.key="$work/api.key")
+            ;;
     esac
     kubectl -n "$namespace" create secret generic "brickfs-tls-$role" \
         --from-file=ca.pem="$ca_dir/ca.pem" \

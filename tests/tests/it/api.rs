@@ -160,7 +160,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
     let a = v.tenant("team-a", &[], false);
     // No token, a malformed one, a forged secret.
     for token in [None, Some("nonsense"), Some("bfs1.team-a.00")] {
-        let r = request_raw(api.addr, "GET", SUBS, token, "");
+        let r = request_raw(&api.target(), "GET", SUBS, token, "");
         assert_eq!(
             (r.status, r.code()),
             (401, "unauthorized"),
@@ -179,7 +179,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
     let last = if a.ends_with('0') { '1' } else { '0' };
     let forged = format!("{}{last}", &a[..a.len() - 1]);
     assert_eq!(
-        request_raw(api.addr, "GET", SUBS, Some(&forged), "").status,
+        request_raw(&api.target(), "GET", SUBS, Some(&forged), "").status,
         401
     );
     for (body, why) in [
@@ -198,7 +198,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
         ),
         (r#"{"name": "x", "bytes": -1}"#, "a negative size"),
     ] {
-        let r = request_raw(api.addr, "POST", SUBS, Some(&a), body);
+        let r = request_raw(&api.target(), "POST", SUBS, Some(&a), body);
         assert_eq!(
             (r.status, r.code()),
             (400, "bad_request"),
@@ -211,13 +211,25 @@ fn bad_requests_get_their_status_and_change_nothing() {
             r.raw
         );
     }
-    let r = request_raw(api.addr, "GET", "/v1/volumes/nope/subvolumes", Some(&a), "");
+    let r = request_raw(
+        &api.target(),
+        "GET",
+        "/v1/volumes/nope/subvolumes",
+        Some(&a),
+        "",
+    );
     assert_eq!((r.status, r.code()), (404, "unknown_volume"), "{}", r.raw);
-    let r = request_raw(api.addr, "GET", "/v1/elsewhere", Some(&a), "");
+    let r = request_raw(&api.target(), "GET", "/v1/elsewhere", Some(&a), "");
     assert_eq!(r.status, 404, "{}", r.raw);
-    let r = request_raw(api.addr, "GET", &format!("{SUBS}/missing"), Some(&a), "");
+    let r = request_raw(
+        &api.target(),
+        "GET",
+        &format!("{SUBS}/missing"),
+        Some(&a),
+        "",
+    );
     assert_eq!((r.status, r.code()), (404, "not_found"), "{}", r.raw);
-    let r = request_raw(api.addr, "GET", SUBS, Some(&a), "");
+    let r = request_raw(&api.target(), "GET", SUBS, Some(&a), "");
     assert_eq!(
         names(&r.body),
         Vec::<String>::new(),
@@ -227,21 +239,21 @@ fn bad_requests_get_their_status_and_change_nothing() {
     // once they are back makes the sub-volume.
     let req = r#"{"name": "later", "bytes": 1048576}"#;
     assert_eq!(
-        request_raw(api.addr, "POST", SUBS, Some(&a), req).status,
+        request_raw(&api.target(), "POST", SUBS, Some(&a), req).status,
         201
     );
     for i in 0..3 {
         cluster.kill_brick(i);
     }
     let r = request_raw(
-        api.addr,
+        &api.target(),
         "POST",
         SUBS,
         Some(&a),
         r#"{"name": "while-down", "bytes": 1048576}"#,
     );
     assert_eq!((r.status, r.code()), (503, "unavailable"), "{}", r.raw);
-    let r = request_raw(api.addr, "GET", &format!("{SUBS}/later"), Some(&a), "");
+    let r = request_raw(&api.target(), "GET", &format!("{SUBS}/later"), Some(&a), "");
     assert_eq!((r.status, r.code()), (503, "unavailable"), "{}", r.raw);
     for i in 0..3 {
         cluster.restart_brick(i);
@@ -250,7 +262,7 @@ fn bad_requests_get_their_status_and_change_nothing() {
     assert!(
         wait_until(Duration::from_secs(30), || {
             let r = request_raw(
-                api.addr,
+                &api.target(),
                 "POST",
                 SUBS,
                 Some(&a),

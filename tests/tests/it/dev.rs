@@ -140,7 +140,10 @@ fn dev_children_follow_replace_brick_and_options_in_the_store() {
         .expect("api address");
     let token = std::fs::read_to_string(state.path().join("admin.token")).expect("admin.token");
     let token = token.trim();
-    let who = tests::http::request(api, "GET", "/v1/whoami", Some(token), None);
+    // Over TLS, as the holder of the state dir's admin certificate.
+    let admin = tests::tls::open(&state.path().join("tls"), tls::Role::Admin);
+    let api = tests::http::Target::as_identity(api, &admin);
+    let who = tests::http::request(&api, "GET", "/v1/whoami", Some(token), None);
     assert_eq!(
         (who.status, &who.body["admin"]),
         (200, &serde_json::json!(true)),
@@ -148,7 +151,7 @@ fn dev_children_follow_replace_brick_and_options_in_the_store() {
         who.raw
     );
     let made = tests::http::request(
-        api,
+        &api,
         "POST",
         "/v1/volumes/dev/subvolumes",
         Some(token),

@@ -8,6 +8,7 @@
 
 mod add_brick;
 mod api;
+mod api_tls;
 mod bad_input;
 mod coherence;
 mod crash;

@@ -45,7 +45,7 @@ impl<'a> Env<'a> {
     }
 
     fn api_url(&self) -> String {
-        format!("http://{}", self.api.addr)
+        self.api.url()
     }
 
     /// A tenant's token in a file, as a mounted Secret.
