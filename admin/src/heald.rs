@@ -58,6 +58,9 @@ pub struct HealdArgs {
     /// volume's cluster.heal-retry, 60].
     #[arg(long, value_name = "SECS", value_parser = volgen::secs::parse_retry)]
     retry: Option<Duration>,
+
+    #[command(flatten)]
+    metrics: telemetry::MetricsArgs,
 }
 
 pub fn run(args: HealdArgs, store: Option<&str>) -> Result<ExitCode> {
@@ -70,6 +73,12 @@ pub fn run(args: HealdArgs, store: Option<&str>) -> Result<ExitCode> {
     rt.block_on(async {
         // Installed first, so that a signal during connect stops us too.
         let mut stop = Stop::install()?;
+        let current_healers = crate::heald_metrics::Current::default();
+        let metrics = telemetry::Metrics::new("heald")
+            .collector(Box::new(current_healers.clone()));
+        telemetry::start(&args.metrics, metrics)
+            .await
+            .ctx(|| "the metrics endpoint".into())?;
         let resolved = tokio::select! {
             r = source.resolve() => r?,
             why = stop.wait() => { info!("heald: {why}; stopping"); return Ok(ExitCode::SUCCESS) }
@@ -88,6 +97,7 @@ pub fn run(args: HealdArgs, store: Option<&str>) -> Result<ExitCode> {
                 why = stop.wait() => { info!("heald: {why}; stopping"); return Ok(ExitCode::SUCCESS) }
             };
             announce(&name, &current, &retry);
+            current_healers.set(&healers);
             let several = healers.len() > 1;
             let runs = healers.iter().enumerate().map(|(i, h)| {
                 let span = if several {

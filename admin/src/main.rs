@@ -10,6 +10,7 @@ mod dev;
 mod error;
 mod heal_cmd;
 mod heald;
+mod heald_metrics;
 mod subvolume_cmd;
 mod tenant_cmd;
 mod volume_cmd;

@@ -33,6 +33,8 @@ struct Args {
     scope_keys: Option<PathBuf>,
     #[command(flatten)]
     tls: tls::TlsArgs,
+    #[command(flatten)]
+    metrics: telemetry::MetricsArgs,
 }
 
 /// `main` of `brickd` and `brickd-failpoints`.
@@ -112,6 +114,10 @@ async fn run(args: Args) -> Result<(), crate::BrickError> {
     let addr = listener
         .local_addr()
         .map_err(|e| crate::BrickError::io("local address", e))?;
+    let metrics = telemetry::Metrics::new("brickd").ops(crate::stats::fops().clone());
+    telemetry::start(&args.metrics, metrics)
+        .await
+        .map_err(|e| crate::BrickError::io("metrics", e))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "LISTENING {addr}")
         .and_then(|()| out.flush())

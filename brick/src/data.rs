@@ -203,10 +203,18 @@ pub async fn connection(
             inflight.spawn(async move {
                 let _slot = slot;
                 let id = header.id;
+                let started = std::time::Instant::now();
+                let fop = match header.op {
+                    OP_WRITE => "write",
+                    OP_APPEND => "append",
+                    OP_READ => "read",
+                    _ => telemetry::ops::OTHER,
+                };
                 let res = match scope.check(&backend, &[header.gfid]) {
                     Ok(_) => handle(&backend, conn, maintenance, header, payload).await,
                     Err(e) => Err(e),
                 };
+                crate::stats::fops().record(fop, started.elapsed(), res.is_err());
                 let response = match res {
                     Ok(body) => Response {
                         header: data::response_header(id, data::STATUS_OK, body.len()),

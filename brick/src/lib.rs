@@ -31,6 +31,7 @@ mod quota;
 mod scope;
 mod server;
 mod staging;
+pub mod stats;
 mod store;
 
 pub use error::BrickError;

@@ -353,6 +353,7 @@ impl Conn {
         f: impl FnOnce(&Backend) -> FsResult<T> + Send + 'static,
     ) -> FsResult<T> {
         let span = tracing::debug_span!("fop", fop, %gfid);
+        let started = std::time::Instant::now();
         let res = if heavy {
             let backend = self.backend.clone();
             let inner = span.clone();
@@ -367,6 +368,7 @@ impl Conn {
             let _entered = span.enter();
             f(&self.backend)
         };
+        crate::stats::fops().record(fop, started.elapsed(), res.is_err());
         if let Err(e) = &res {
             span.in_scope(|| tracing::debug!(error = %e, "fop failed"));
         }

@@ -50,6 +50,11 @@ struct Args {
     #[command(flatten)]
     tls: tls::TlsArgs,
 
+    /// Off by default for mounts: a host may have many, each would need a
+    /// port of its own.
+    #[command(flatten)]
+    metrics: telemetry::MetricsArgs,
+
     /// Seconds the kernel caches attributes (0 = ask every time) [default:
     /// the volume's performance.attr-timeout, 1]. Given here, it is fixed
     /// for this mount.
@@ -243,7 +248,17 @@ fn run(args: Args) -> Result<(), String> {
         .block_on(volume::open(&source, on_cache_times))
         .map_err(|e| e.to_string())?;
     let mut volume_name = opened.plan.volume.clone();
-    let mut layer = opened.layer.clone();
+    let ops = client::stats::table(
+        "brickfs_mount_op",
+        "Calls of the FUSE front-end into the client stack, by operation",
+    );
+    let mut layer: Arc<dyn client::layer::Layer> =
+        client::stats::Stats::new(opened.layer.clone(), ops.clone());
+    rt.block_on(telemetry::start(
+        &args.metrics,
+        telemetry::Metrics::new("brickfs-mount").ops(ops),
+    ))
+    .map_err(|e| e.to_string())?;
     if !subdir.is_empty() {
         let top = rt
             .block_on(client::subtree::Subtree::resolve(&layer, &subdir))

@@ -11,6 +11,7 @@ pub mod protocol;
 pub mod quorum;
 pub mod rebalance;
 pub mod replicate;
+pub mod stats;
 pub mod subtree;
 pub mod switch;
 

@@ -67,6 +67,9 @@ struct Args {
     #[command(flatten)]
     tls: tls::TlsArgs,
 
+    #[command(flatten)]
+    metrics: telemetry::MetricsArgs,
+
     /// The volume to serve, exported as /VOLUME.
     #[arg(value_name = "VOLUME")]
     volume: Option<String>,
@@ -269,9 +272,21 @@ async fn run(args: Args) -> Result<(), StartError> {
         None => handles::handle_key::from_dir(state_dir.path()),
     }
     .map_err(StartError::Store)?;
-    let locks = LockManager::new(opened.layer.clone(), cfg, Some(state_dir))?;
+    let ops = client::stats::table(
+        "brickfs_nfs_op",
+        "Calls of the NFS gateway (NFS, MOUNT and NLM) into the client stack, by operation",
+    );
+    let layer: Arc<dyn client::layer::Layer> =
+        client::stats::Stats::new(opened.layer.clone(), ops.clone());
+    telemetry::start(
+        &args.metrics,
+        telemetry::Metrics::new("brickfs-nfs").ops(ops),
+    )
+    .await
+    .map_err(io_error("metrics"))?;
+    let locks = LockManager::new(layer.clone(), cfg, Some(state_dir))?;
     let gw = Arc::new(Gateway::new(
-        opened.layer.clone(),
+        layer,
         &name,
         handle_key,
         exports,

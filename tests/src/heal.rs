@@ -52,9 +52,15 @@ impl TestCluster {
     /// Starts `brickfs heald` on this cluster's bricks (retrying what it
     /// cannot heal every `retry_secs`).
     pub fn start_heald(&self, retry_secs: u32) -> Heald {
+        self.start_heald_with_args(retry_secs, &[])
+    }
+
+    /// As [`TestCluster::start_heald`], with more arguments.
+    pub fn start_heald_with_args(&self, retry_secs: u32, extra: &[&str]) -> Heald {
         let bricks = self.bricks_arg();
-        let source = ["--bricks", bricks.as_str(), "--op-timeout", "2"];
-        self.spawn_heald("heald.log", &source, retry_secs)
+        let mut args = vec!["--bricks", bricks.as_str(), "--op-timeout", "2"];
+        args.extend(extra);
+        self.spawn_heald("heald.log", &args, retry_secs)
     }
 
     /// Starts `brickfs heald --store URL --volume test`: the daemon that

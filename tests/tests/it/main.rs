@@ -19,6 +19,7 @@ mod graph_switch;
 mod harness;
 mod heal;
 mod k8s_manifests;
+mod metrics;
 mod mount_helper;
 mod nfs;
 mod nlm;

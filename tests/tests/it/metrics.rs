@@ -1,0 +1,159 @@
+//! `/metrics` of brickd, brickfs-mount, brickfs-nfs and heald: what a user
+//! did shows up as counts and latencies of the right operations, next to
+//! the process's memory and CPU, in Prometheus's text format.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tests::http::{try_request, Target};
+use tests::{free_port, wait_until, TestCluster};
+
+fn loopback_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+fn scrape(addr: SocketAddr) -> Option<String> {
+    let answer = try_request(&Target::plain(addr), "GET", "/metrics", None, "").ok()?;
+    (answer.status == 200).then_some(answer.raw)
+}
+
+/// The value of the sample `series` (name and labels as written).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Scrapes until `series` reaches `at_least`; the last text for the message.
+fn wait_for(addr: SocketAddr, series: &str, at_least: f64) -> Result<String, String> {
+    let mut last = String::new();
+    let reached = wait_until(Duration::from_secs(15), || {
+        last = scrape(addr).unwrap_or_default();
+        sample(&last, series).is_some_and(|v| v >= at_least)
+    });
+    if reached {
+        Ok(last)
+    } else {
+        Err(format!(
+            "{series} never reached {at_least} at {addr}:\n{last}"
+        ))
+    }
+}
+
+#[test]
+fn each_daemon_shows_its_operations_and_its_process() {
+    let cluster = TestCluster::start(3);
+    let brick_metrics = loopback_port();
+    let listen = brick_metrics.to_string();
+    cluster.restart_brick_with(
+        0,
+        &cluster.binaries().brickd,
+        &[("BRICKFS_METRICS_LISTEN", listen.as_str())],
+    );
+    let mount_metrics = loopback_port();
+    let m = mount_metrics.to_string();
+    let mount = cluster.mount_with_args(&["--metrics-listen", &m]);
+
+    std::fs::write(mount.path().join("f"), vec![7u8; 100_000]).unwrap();
+    assert_eq!(
+        std::fs::read(mount.path().join("f")).unwrap().len(),
+        100_000
+    );
+    std::fs::create_dir(mount.path().join("d")).unwrap();
+    // A lookup that fails is counted as an error.
+    assert!(std::fs::metadata(mount.path().join("missing")).is_err());
+
+    let text = wait_for(
+        brick_metrics,
+        "brickfs_brick_fop_seconds_count{op=\"create\"}",
+        2.0,
+    )
+    .unwrap();
+    for series in [
+        "brickfs_brick_fop_seconds_count{op=\"write\"}",
+        "brickfs_brick_fop_seconds_count{op=\"lookup\"}",
+        "brickfs_brick_fop_errors_total{op=\"lookup\"}",
+        "process_resident_memory_bytes",
+        "process_resident_memory_max_bytes",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(
+            sample(&text, series).is_some_and(|v| v > 0.0),
+            "{series}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("brickfs_build_info{daemon=\"brickd\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE brickfs_brick_fop_seconds histogram"),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+
+    let text = wait_for(
+        mount_metrics,
+        "brickfs_mount_op_seconds_count{op=\"create\"}",
+        1.0,
+    )
+    .unwrap();
+    for series in [
+        "brickfs_mount_op_seconds_count{op=\"write\"}",
+        "brickfs_mount_op_seconds_count{op=\"lookup\"}",
+        "brickfs_mount_op_errors_total{op=\"lookup\"}",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            sample(&text, series).is_some_and(|v| v > 0.0),
+            "{series}:\n{text}"
+        );
+    }
+    assert!(text.contains("daemon=\"brickfs-mount\""), "{text}");
+
+    // The gateway counts what NFS clients make it do.
+    tests::nfs::require_libnfs_tools();
+    let nfs_metrics = loopback_port();
+    let n = nfs_metrics.to_string();
+    let gw = cluster.start_gateway(&["--metrics-listen", &n]);
+    tests::nfs::nfs_ls(&gw.url("test/")).assert_ok();
+    wait_for(
+        nfs_metrics,
+        "brickfs_nfs_op_seconds_count{op=\"readdir\"}",
+        1.0,
+    )
+    .unwrap();
+
+    // heald: a brick that missed writes is healed, and counted.
+    cluster.kill_brick(2);
+    for i in 0..5 {
+        std::fs::write(mount.path().join(format!("while-down-{i}")), b"x").unwrap();
+    }
+    cluster.restart_brick(2);
+    let heal_metrics = loopback_port();
+    let h = heal_metrics.to_string();
+    let _heald = cluster.start_heald_with_args(1, &["--metrics-listen", &h]);
+    let text = wait_for(
+        heal_metrics,
+        "brickfs_heal_objects_total{outcome=\"healed\"}",
+        1.0,
+    )
+    .unwrap();
+    assert!(text.contains("brickfs_heal_pending_entries"), "{text}");
+    assert!(text.contains("daemon=\"heald\""), "{text}");
+}
+
+#[test]
+fn a_port_that_cannot_be_bound_stops_the_daemon_with_a_reason() {
+    let cluster = TestCluster::start(3);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cluster.start_gateway(&["--metrics-listen", &addr])
+    }));
+    let Err(panic) = refused else {
+        panic!("the gateway served with its metrics port taken");
+    };
+    let why = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(why.contains("metrics: cannot listen on"), "{why}");
+    drop(taken);
+}
