@@ -79,6 +79,7 @@ pub async fn serve(
         .local_addr()
         .map_err(|e| BrickError::io("listen", e))?;
     tracing::info!(%brick, %addr, dir = %config.dir.display(), "brick serving");
+    crate::stats::mark_started();
     let sessions = Arc::new(Sessions::default());
     let scope_keys = config.scope_keys.clone().map(Arc::new);
 
@@ -843,5 +844,12 @@ impl Brick for Conn {
         self.maintainer("heal_note")?;
         self.run("heal_note", gfid, move |b| b.heal_note(gfid, note))
             .await
+    }
+    async fn profile(self, _: Context, cmd: proto::ProfileCmd) -> FsResult<proto::ProfileReport> {
+        self.maintainer("profile")?;
+        if cmd != proto::ProfileCmd::Info {
+            tracing::info!(who = %self.who, ?cmd, "volume profile");
+        }
+        Ok(crate::stats::profile(cmd))
     }
 }

@@ -55,3 +55,63 @@ pub fn fops() -> &'static Arc<OpTable> {
         ))
     })
 }
+
+/// When the brick started serving, and the baseline `volume profile start`
+/// took (kept in memory: a restarted brick reports no interval).
+struct Profile {
+    booted: std::time::Instant,
+    baseline: std::sync::Mutex<Option<(std::time::Instant, Vec<telemetry::OpSnapshot>)>>,
+}
+
+fn profile_state() -> &'static Profile {
+    static STATE: OnceLock<Profile> = OnceLock::new();
+    STATE.get_or_init(|| Profile {
+        booted: std::time::Instant::now(),
+        baseline: std::sync::Mutex::new(None),
+    })
+}
+
+/// Called when the brick starts serving, so uptime counts from then.
+pub fn mark_started() {
+    let _ = profile_state();
+}
+
+fn wire(s: telemetry::OpSnapshot) -> proto::FopStat {
+    proto::FopStat {
+        op: s.op,
+        count: s.count,
+        errors: s.errors,
+        sum_us: s.sum_us,
+        slots: s.slots,
+    }
+}
+
+/// `volume profile` on this brick.
+pub fn profile(cmd: proto::ProfileCmd) -> proto::ProfileReport {
+    let state = profile_state();
+    let now = fops().snapshot();
+    let mut baseline = state
+        .baseline
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match cmd {
+        proto::ProfileCmd::Start => *baseline = Some((std::time::Instant::now(), now.clone())),
+        proto::ProfileCmd::Stop => *baseline = None,
+        proto::ProfileCmd::Info => {}
+    }
+    let since_start = baseline.as_ref().map(|(at, base)| {
+        let diffs = now
+            .iter()
+            .map(|s| s.since(base.iter().find(|b| b.op == s.op)))
+            .filter(|d| d.count > 0)
+            .map(wire)
+            .collect();
+        (at.elapsed().as_secs(), diffs)
+    });
+    proto::ProfileReport {
+        uptime_secs: state.booted.elapsed().as_secs(),
+        bucket_bounds_us: telemetry::ops::BUCKETS_US.to_vec(),
+        cumulative: now.into_iter().map(wire).collect(),
+        since_start,
+    }
+}

@@ -120,4 +120,9 @@ pub trait Brick {
     /// a heal of it is done. Kept in memory only: after a restart the next
     /// heal attempt says it again.
     async fn heal_note(gfid: Gfid, note: String) -> FsResult<()>;
+
+    /// Per-fop counts and latencies of this brick (`volume profile`):
+    /// `Start` takes a baseline, `Info` reports since it and since the
+    /// brick started, `Stop` drops it. Heal and admin roles only.
+    async fn profile(cmd: ProfileCmd) -> FsResult<ProfileReport>;
 }

@@ -587,3 +587,36 @@ mod tests {
         assert_eq!(Gfid::from_hex("zz"), None);
     }
 }
+
+/// What `volume profile` asks of a brick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProfileCmd {
+    Start,
+    Info,
+    Stop,
+}
+
+/// One fop's figures on one brick: calls, failed calls, total time, and
+/// calls per latency bucket (the brick's bucket bounds, in µs, come with
+/// the report).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FopStat {
+    pub op: String,
+    pub count: u64,
+    pub errors: u64,
+    pub sum_us: u64,
+    pub slots: Vec<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileReport {
+    /// Seconds since the brick started.
+    pub uptime_secs: u64,
+    /// Upper bounds of the latency buckets, in µs (one slot more: slower).
+    pub bucket_bounds_us: Vec<u64>,
+    /// Since the brick started.
+    pub cumulative: Vec<FopStat>,
+    /// Since `Start`, and how many seconds ago that was; `None` when not
+    /// started (or the brick restarted since).
+    pub since_start: Option<(u64, Vec<FopStat>)>,
+}

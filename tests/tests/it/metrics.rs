@@ -157,3 +157,52 @@ fn a_port_that_cannot_be_bound_stops_the_daemon_with_a_reason() {
     assert!(why.contains("metrics: cannot listen on"), "{why}");
     drop(taken);
 }
+
+#[test]
+fn volume_profile_shows_each_bricks_fops_since_start() {
+    let cluster = TestCluster::start(3);
+    let v = tests::volume::StoreVolume::create(&cluster);
+    let mount = v.mount();
+    std::fs::write(mount.path().join("before"), b"x").unwrap();
+
+    let started = v.ok(&["volume", "profile", "test", "start"]);
+    assert!(started.contains("started on 3 of 3 bricks"), "{started}");
+    for i in 0..20 {
+        std::fs::write(mount.path().join(format!("f{i}")), b"data").unwrap();
+    }
+    let info = v.ok(&["volume", "profile", "test", "info"]);
+    assert_eq!(info.matches("Brick: ").count(), 3, "{info}");
+    assert_eq!(info.matches("Since `profile start`").count(), 3, "{info}");
+    // Each brick made the 20 files since the start (and "before" only
+    // before it): the interval table's create row says 20.
+    let interval_creates: Vec<&str> = info
+        .split("Since `profile start`")
+        .skip(1)
+        .filter_map(|part| {
+            let interval = part.split("Since the brick started").next()?;
+            interval
+                .lines()
+                .find(|l| l.trim_start().starts_with("create "))
+        })
+        .collect();
+    assert_eq!(interval_creates.len(), 3, "{info}");
+    for row in interval_creates {
+        let calls: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(calls[1], "20", "{row}\n{info}");
+    }
+
+    let stopped = v.ok(&["volume", "profile", "test", "stop"]);
+    assert!(stopped.contains("stopped on 3 of 3 bricks"), "{stopped}");
+    let info = v.ok(&["volume", "profile", "test", "info"]);
+    assert_eq!(
+        info.matches("Not started on this brick").count(),
+        3,
+        "{info}"
+    );
+
+    // A brick that is down is named, and the command fails.
+    cluster.kill_brick(1);
+    let run = v.cli(&["volume", "profile", "test", "info"]);
+    assert!(!run.ok, "{}{}", run.out, run.err);
+    assert!(run.out.contains("2 of 3 bricks"), "{}{}", run.out, run.err);
+}
