@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 pub use error::ApiError;
 use store::Store;
+pub use trace::requests as request_table;
 
 /// What every handler shares.
 pub struct AppState {

@@ -54,6 +54,8 @@ struct Args {
     /// The key of --api-cert [default: api.key in --tls-dir].
     #[arg(long, env = "BRICKFS_API_TLS_KEY", value_name = "FILE")]
     api_key: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: telemetry::MetricsArgs,
 }
 
 /// The API's own credentials for its port: the CA the process trusts, and
@@ -150,6 +152,10 @@ async fn run(args: Args) -> Result<(), String> {
         }
     };
     let state = api::AppState::new(store, &url, signer);
+    let metrics = telemetry::Metrics::new("brickfs-api").ops(api::request_table().clone());
+    telemetry::start(&args.metrics, metrics)
+        .await
+        .map_err(|e| e.to_string())?;
     let scheme = if server.is_some() { "https" } else { "http" };
     info!(%addr, store = %url, scheme, "management API listening");
     let mut out = std::io::stdout().lock();

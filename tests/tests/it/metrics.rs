@@ -206,3 +206,31 @@ fn volume_profile_shows_each_bricks_fops_since_start() {
     assert!(!run.ok, "{}{}", run.out, run.err);
     assert!(run.out.contains("2 of 3 bricks"), "{}{}", run.out, run.err);
 }
+
+#[test]
+fn the_api_counts_requests_by_endpoint() {
+    let cluster = TestCluster::start(3);
+    let v = tests::volume::StoreVolume::create(&cluster);
+    let port = loopback_port();
+    let p = port.to_string();
+    let api = v
+        .try_start_api(&["--metrics-listen".as_ref(), p.as_ref()])
+        .unwrap();
+    let admin = v.tenant("ops", &[], true);
+    assert_eq!(api.call("GET", "/v1/whoami", &admin, None).status, 200);
+    assert_eq!(
+        api.call("GET", "/v1/whoami", "bfs1.nobody.00", None).status,
+        401
+    );
+    let text = wait_for(
+        port,
+        "brickfs_api_request_seconds_count{op=\"whoami\"}",
+        2.0,
+    )
+    .unwrap();
+    assert!(
+        sample(&text, "brickfs_api_request_errors_total{op=\"whoami\"}").is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    assert!(text.contains("daemon=\"brickfs-api\""), "{text}");
+}
