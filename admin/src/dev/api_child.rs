@@ -30,7 +30,8 @@ pub fn start(
     timeout: Duration,
 ) -> Result<(Child, SocketAddr)> {
     let mut cmd = store_command(bin, log_level, store_url);
-    cmd.args(["--listen", "127.0.0.1:0"]);
+    cmd.args(["--listen", "127.0.0.1:0"])
+        .args(super::children::metrics_args("api"));
     spawn_listening(&mut cmd, log, timeout)
 }
 

@@ -190,3 +190,29 @@ pub fn wait_mounted(child: &mut Child, path: &Path, log: &Path, timeout: Duratio
 
 pub use supervise::children::{kill_and_reap, log_tail, signal, terminate, wait_until_exit};
 pub use supervise::mounts::is_mounted;
+
+static METRICS: std::sync::Mutex<Vec<(String, std::net::SocketAddr)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// `--metrics-listen 127.0.0.1:PORT` for the child `name`, on a port free
+/// now (bound and let go: the child binds it a moment later), noted for
+/// the summary and cluster.json.
+pub fn metrics_args(name: &str) -> Vec<String> {
+    let Ok(port) = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) else {
+        return Vec::new();
+    };
+    let mut all = METRICS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    all.retain(|(n, _)| n != name);
+    all.push((name.to_string(), port));
+    vec!["--metrics-listen".into(), port.to_string()]
+}
+
+/// Every child's metrics address, in the order they started.
+pub fn metrics_addrs() -> Vec<(String, std::net::SocketAddr)> {
+    METRICS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}

@@ -15,6 +15,8 @@
 //! the URL `brickfs --store` takes to find this volume (this directory).
 //! `nfs` is where the NFS gateway serves NFSv3 and MOUNT (one port) and
 //! `nfs_pid` its pid; both `null` once it exited (it is not restarted).
+//! `metrics` maps each child (`brick1`, `mount`, `nfs`, `heald`, `api`) to
+//! the address of its Prometheus `/metrics`.
 //! Built with `serde_json::json!` rather than derived types: only `proto`
 //! types derive `Serialize`.
 
@@ -53,6 +55,8 @@ pub struct ClusterFile<'a> {
     pub api: Option<String>,
     pub api_pid: Option<u32>,
     pub bricks: Vec<BrickEntry>,
+    /// Each child's `/metrics` address, by child (`brick1`, `mount`, ...).
+    pub metrics: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl ClusterFile<'_> {
@@ -77,6 +81,7 @@ impl ClusterFile<'_> {
             "replica": self.replica,
             "mount": self.mount.to_string_lossy(),
             "bricks": bricks,
+            "metrics": self.metrics.iter().map(|(n, a)| (n.clone(), Value::from(a.to_string()))).collect::<serde_json::Map<String, Value>>(),
             "mount_pid": self.mount_pid,
             "heald_pid": self.heald_pid,
             "store": self.store,

@@ -23,7 +23,9 @@ pub fn start(store_url: &str, volume: &str, log_level: Option<&str>, log: &Path)
         .try_clone()
         .ctx(|| format!("cloning {}", log.display()))?;
     let mut cmd = store_command(&exe, log_level, store_url);
-    cmd.arg("heald").arg(volume);
+    cmd.arg("heald")
+        .arg(volume)
+        .args(super::children::metrics_args("heald"));
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     detach_from_terminal(&mut cmd);
     cmd.spawn()

@@ -417,10 +417,12 @@ impl Dev {
         let dir = self.state_dir.join(&name);
         std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
         let log = self.log_dir.join(format!("{name}.log"));
+        let metrics = children::metrics_args(&name);
         let mut cmd = Command::new(brickd);
         cmd.arg("--dir")
             .arg(&dir)
             .args(["--listen", "127.0.0.1:0", "--volume", VOLUME])
+            .args(&metrics)
             .args(children::security_args());
         let (mut child, addr) = spawn_listening(&mut cmd, &log, START_TIMEOUT)?;
         let id = match read_brick_id(&dir) {
@@ -441,6 +443,7 @@ impl Dev {
             VOLUME.into(),
         ]
         .into_iter()
+        .chain(metrics)
         .chain(children::security_args())
         .collect();
         Ok(Brick {
@@ -461,7 +464,8 @@ impl Dev {
             .try_clone()
             .ctx(|| format!("cloning {}", log.display()))?;
         let mut cmd = store_command(mounter, log_level, &self.store_url());
-        cmd.arg(VOLUME)
+        cmd.args(children::metrics_args("mount"))
+            .arg(VOLUME)
             .arg(&self.mount_point)
             .stdin(std::process::Stdio::null())
             .stdout(out)
@@ -504,6 +508,7 @@ impl Dev {
                     },
                 })
                 .collect(),
+            metrics: children::metrics_addrs(),
         };
         file.write_atomic(&self.state_dir.join("cluster.json"))
     }
@@ -579,6 +584,22 @@ impl Dev {
                     self.admin_token_file().display()
                 );
             }
+        }
+        let metrics = children::metrics_addrs();
+        if !metrics.is_empty() {
+            let list: Vec<String> = metrics.iter().map(|(n, a)| format!("{n} {a}")).collect();
+            println!(
+                "  metrics http://ADDR/metrics (Prometheus): {}",
+                list.join(", ")
+            );
+            let security = match &self.tls_dir {
+                Some(dir) => format!("--tls-dir {}", dir.display()),
+                None => "--insecure".into(),
+            };
+            println!(
+                "          brickfs --store {} {security} volume profile {VOLUME} start|info|stop",
+                self.store_url()
+            );
         }
         let store = self.store_url();
         match &self.tls_dir {

@@ -33,7 +33,8 @@ pub fn start(
     let mut cmd = store_command(bin, log_level, store_url);
     cmd.arg("--state-dir")
         .arg(state_dir)
-        .args(["--listen", "127.0.0.1:0", volume]);
+        .args(["--listen", "127.0.0.1:0", volume])
+        .args(super::children::metrics_args("nfs"));
     spawn_listening(&mut cmd, log, timeout)
 }
 

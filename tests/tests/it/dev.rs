@@ -150,6 +150,26 @@ fn dev_children_follow_replace_brick_and_options_in_the_store() {
         "{}",
         who.raw
     );
+    // Every child shows its metrics where cluster.json says.
+    for child in ["brick1", "mount", "nfs", "heald", "api"] {
+        let addr: std::net::SocketAddr = cluster["metrics"][child]
+            .as_str()
+            .unwrap_or_else(|| panic!("no metrics address of {child} in {cluster}"))
+            .parse()
+            .expect("metrics address");
+        let text = tests::http::request_raw(
+            &tests::http::Target::plain(addr),
+            "GET",
+            "/metrics",
+            None,
+            "",
+        )
+        .raw;
+        assert!(
+            text.contains("process_resident_memory_bytes"),
+            "{child}: {text}"
+        );
+    }
     let made = tests::http::request(
         &api,
         "POST",
