@@ -70,6 +70,18 @@ struct ErrorBody {
     message: String,
 }
 
+/// Calls of the management API by operation, for `/metrics`.
+pub fn calls() -> &'static Arc<telemetry::OpTable> {
+    static TABLE: std::sync::OnceLock<Arc<telemetry::OpTable>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        Arc::new(telemetry::OpTable::new(
+            "brickfs_provisioner_api_call",
+            "Calls of the management API, by operation (errors: no answer, or a refusal other than 404)",
+            &["create", "get", "list", "resize", "delete", "archive"],
+        ))
+    })
+}
+
 /// The client. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -177,18 +189,23 @@ impl ApiClient {
 
     async fn send(
         &self,
+        op: &'static str,
         what: String,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
         let token = self.token.read()?;
-        let resp = req
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|source| Error::Http {
-                what: what.clone(),
-                source,
-            })?;
+        let started = std::time::Instant::now();
+        let sent = req.bearer_auth(token).send().await;
+        // 404 is an answer the callers expect (gone already), not a failure.
+        let failed = match &sent {
+            Ok(r) => !r.status().is_success() && r.status() != reqwest::StatusCode::NOT_FOUND,
+            Err(_) => true,
+        };
+        calls().record(op, started.elapsed(), failed);
+        let resp = sent.map_err(|source| Error::Http {
+            what: what.clone(),
+            source,
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -225,6 +242,7 @@ impl ApiClient {
         let what = format!("creating sub-volume {volume}/{}", req.name);
         let resp = self
             .send(
+                "create",
                 what.clone(),
                 self.http()?.post(self.url(volume, "")).json(req),
             )
@@ -238,6 +256,7 @@ impl ApiClient {
         let what = format!("reading sub-volume {volume}/{name}");
         match self
             .send(
+                "get",
                 what.clone(),
                 self.http()?.get(self.url(volume, &format!("/{name}"))),
             )
@@ -252,7 +271,7 @@ impl ApiClient {
     pub async fn list(&self, volume: &str) -> Result<Vec<Subvolume>, Error> {
         let what = format!("listing the sub-volumes of {volume}");
         let resp = self
-            .send(what.clone(), self.http()?.get(self.url(volume, "")))
+            .send("list", what.clone(), self.http()?.get(self.url(volume, "")))
             .await?;
         Self::json(what, resp).await
     }
@@ -262,6 +281,7 @@ impl ApiClient {
         let body = serde_json::json!({ "bytes": bytes });
         let resp = self
             .send(
+                "resize",
                 what.clone(),
                 self.http()?
                     .patch(self.url(volume, &format!("/{name}")))
@@ -276,6 +296,7 @@ impl ApiClient {
         let what = format!("deleting sub-volume {volume}/{name}");
         match self
             .send(
+                "delete",
                 what,
                 self.http()?.delete(self.url(volume, &format!("/{name}"))),
             )
@@ -302,6 +323,7 @@ impl ApiClient {
         };
         match self
             .send(
+                "archive",
                 what,
                 self.http()?
                     .post(self.url(volume, &format!("/{name}/archive")))

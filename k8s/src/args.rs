@@ -40,6 +40,9 @@ pub struct Args {
     #[command(flatten)]
     pub tls: tls::TlsArgs,
 
+    #[command(flatten)]
+    pub metrics: telemetry::MetricsArgs,
+
     /// File holding the tenant token (a mounted Secret); read again for
     /// every request, so a rotated Secret applies without a restart.
     /// Without it the token comes from BRICKFS_API_TOKEN.

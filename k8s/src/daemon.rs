@@ -79,6 +79,10 @@ async fn run(args: Args) -> Result<(), Error> {
         tls::Mode::Insecure => None,
     };
     let api = ApiClient::new(&args.api, token, args.api_timeout, identity)?;
+    let metrics = telemetry::Metrics::new("brickfs-provisioner").ops(crate::api::calls().clone());
+    telemetry::start(&args.metrics, metrics)
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
     let client = kube_client(&args).await?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

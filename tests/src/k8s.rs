@@ -336,6 +336,8 @@ pub struct ProvisionerOpts {
     pub sweep_secs: u32,
     /// `FAILPOINTS` for the failpoints build; `None`: the plain binary.
     pub failpoints: Option<String>,
+    /// `--metrics-listen`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl ProvisionerOpts {
@@ -348,6 +350,7 @@ impl ProvisionerOpts {
             lease_secs: 3,
             sweep_secs: 300,
             failpoints: None,
+            metrics: None,
         }
     }
 }
@@ -384,6 +387,9 @@ impl Provisioner {
             .env_remove("KUBECONFIG");
         if let Some(fp) = &opts.failpoints {
             cmd.env("FAILPOINTS", fp);
+        }
+        if let Some(m) = opts.metrics {
+            cmd.arg("--metrics-listen").arg(m.to_string());
         }
         let file = proc::open_log(&log);
         cmd.stdin(Stdio::null())

@@ -185,7 +185,10 @@ fn claim_is_bound_to_a_pv_of_its_subvolume() {
     let cluster = TestCluster::start(3);
     let env = Env::start(&cluster);
     let token = env.tenant_token_file("t1");
-    let _p = env.acting(&opts(&env, &token));
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], tests::free_port()));
+    let mut o = opts(&env, &token);
+    o.metrics = Some(metrics);
+    let _p = env.acting(&o);
     env.class(
         "brickfs",
         "brickfs.io/nfs",
@@ -201,6 +204,25 @@ fn claim_is_bound_to_a_pv_of_its_subvolume() {
         json!({"brickfs.io/uid": "2000"}),
     );
     let (claim, pv) = env.bound("default", "data");
+    // The create it made shows on its /metrics.
+    let scraped = tests::http::request_raw(
+        &tests::http::Target::plain(metrics),
+        "GET",
+        "/metrics",
+        None,
+        "",
+    )
+    .raw;
+    let creates: f64 = scraped
+        .lines()
+        .find_map(|l| l.strip_prefix("brickfs_provisioner_api_call_seconds_count{op=\"create\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(creates >= 1.0, "{scraped}");
+    assert!(
+        scraped.contains("daemon=\"brickfs-provisioner\""),
+        "{scraped}"
+    );
     let uid = claim["metadata"]["uid"].as_str().unwrap();
     let name = format!("default-data-pvc-{uid}");
     assert_eq!(pv["metadata"]["name"], format!("pvc-{uid}"));
