@@ -78,6 +78,15 @@ struct Args {
           value_parser = clap::value_parser!(u16).range(1..=64))]
     io_threads: u16,
 
+    /// MiB of written data this mount may hold before the bricks have it
+    /// (write-behind): a write returns once its data is queued here, and
+    /// close, fsync and unlock wait until a quorum of bricks applied it and
+    /// report any failure. One file may hold a quarter of it (at least
+    /// 4 MiB). 0 writes through: every write waits for the bricks.
+    #[arg(long, env = "BRICKFS_WRITE_BEHIND_MIB", value_name = "MIB", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(0..=4096))]
+    write_behind_mib: u32,
+
     /// Log filter: error, warn, info (default), debug, trace, or a tracing
     /// directive such as "client=debug,info".
     #[arg(long, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
@@ -211,6 +220,8 @@ impl Stop {
     }
 }
 
+const MIB: usize = 1 << 20;
+
 fn run(args: Args) -> Result<(), String> {
     args.tls
         .install(tls::Role::Client)
@@ -252,8 +263,15 @@ fn run(args: Args) -> Result<(), String> {
         "brickfs_mount_op",
         "Calls of the FUSE front-end into the client stack, by operation",
     );
-    let mut layer: Arc<dyn client::layer::Layer> =
-        client::stats::Stats::new(opened.layer.clone(), ops.clone());
+    let mut below: Arc<dyn client::layer::Layer> = opened.layer.clone();
+    let write_behind = (args.write_behind_mib > 0).then(|| {
+        let window = client::write_behind::Window::of(args.write_behind_mib as usize * MIB);
+        client::write_behind::WriteBehind::new(below.clone(), window)
+    });
+    if let Some(wb) = &write_behind {
+        below = wb.clone();
+    }
+    let mut layer: Arc<dyn client::layer::Layer> = client::stats::Stats::new(below, ops.clone());
     rt.block_on(telemetry::start(
         &args.metrics,
         telemetry::Metrics::new("brickfs-mount").ops(ops),
@@ -301,6 +319,11 @@ fn run(args: Args) -> Result<(), String> {
     // The runtime keeps running while unmounting, so requests in flight
     // still get their answers.
     let result = handle.unmount();
+    if let Some(wb) = &write_behind {
+        // Writes of files still open at the unmount (a lazy one) go out
+        // before the connections close.
+        rt.block_on(wb.close_queue());
+    }
     rt.block_on(opened.close());
     // Tasks still waiting (a blocking lock, a hung brick) must not hold up exit.
     rt.shutdown_timeout(Duration::from_secs(2));

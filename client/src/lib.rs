@@ -14,6 +14,7 @@ pub mod replicate;
 pub mod stats;
 pub mod subtree;
 pub mod switch;
+pub mod write_behind;
 
 pub use layer::{Layer, NewEntry};
 

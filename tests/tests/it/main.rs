@@ -35,3 +35,4 @@ mod subvolume;
 mod subvolume_kernel;
 mod tenant_scope;
 mod volumes;
+mod write_behind;

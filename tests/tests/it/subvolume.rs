@@ -165,7 +165,10 @@ fn limits_hold_for_fuse_and_nfs_clients_and_df_shows_them() {
         "50",
     ]);
     // A mount of just the sub-volume: df is the sub-volume's.
-    let sub = cluster.mount_from_store_with_args(&v.url, "test/pv1", &NO_CACHE);
+    // Written through, so each write(2) hears of the limit itself (with
+    // write-behind a later write, fsync or close does: write_behind.rs).
+    let through = [NO_CACHE.as_slice(), &["--write-behind-mib", "0"]].concat();
+    let sub = cluster.mount_from_store_with_args(&v.url, "test/pv1", &through);
     let (size, used, avail) = df(sub.path());
     assert_eq!((size, used, avail), (8 * MIB, 0, 8 * MIB));
     std::fs::write(sub.path().join("a"), vec![3u8; 5 * MIB as usize]).unwrap();

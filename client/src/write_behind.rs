@@ -1,0 +1,578 @@
+//! Write-behind: a `write` at an offset returns once its data is queued in
+//! this client; one sender per file sends the queue to the layer below in
+//! order, one call at a time, joining writes that follow each other into
+//! one call of up to [`proto::MAX_IO`] bytes.
+//!
+//! What still holds (TARGET.md invariant 1, amended): `flush` (close),
+//! `fsync` and unlocking return only once the layer below answered every
+//! write accepted before them, and return the first error of those writes;
+//! a read, a truncate, a change of times or modes, an fallocate and taking
+//! a lock wait for the file's queue first, so they see or order after every
+//! earlier write. Attributes leaving this layer while writes are queued show
+//! the size and mtime the file has once they are applied, so `stat` during
+//! a stream of writes agrees with what the writer wrote.
+//!
+//! Why one call at a time per file: the replicate layer orders a file's
+//! writes under its replication lock one after the other anyway, and a
+//! sender that never overtakes itself keeps the order in which the writer
+//! issued them on every brick without more bookkeeping.
+//!
+//! Appends (O_APPEND) are not written behind: where the data lands is only
+//! known from the bricks' answer.
+//!
+//! Memory: queued data is bounded by a window for the whole client (a
+//! writer waits for room) and a smaller one per file, so one big writer
+//! cannot take all of it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use proto::{
+    Attr, DirPage, FsError, FsResult, Gfid, Name, QuotaLimit, QuotaUse, RecordLock,
+    RecordLockType, RenameReq, SetAttr, StatFs, Timespec,
+};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, warn};
+
+use crate::layer::{Layer, NewEntry};
+
+/// How much a client may hold unsent.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// Bytes queued over all files.
+    pub total: usize,
+    /// Bytes queued for one file.
+    pub per_file: usize,
+}
+
+impl Window {
+    /// A window of `total` bytes; a file may use a quarter of it, and at
+    /// least one largest write.
+    pub fn of(total: usize) -> Window {
+        Window {
+            total,
+            per_file: (total / 4).max(proto::MAX_IO as usize).min(total),
+        }
+    }
+}
+
+/// How long [`Layer::close`] waits for queued writes before giving up on them.
+const CLOSE_LIMIT: Duration = Duration::from_secs(30);
+
+pub struct WriteBehind {
+    below: Arc<dyn Layer>,
+    files: Mutex<HashMap<Gfid, File>>,
+    /// Woken whenever a sender finished a call: drains and writers waiting
+    /// for room look again.
+    progressed: Notify,
+    budget: Arc<Semaphore>,
+    window: Window,
+    me: Weak<WriteBehind>,
+}
+
+/// A file this client writes to, from its first write (or its create)
+/// until it is flushed with nothing queued.
+struct File {
+    queue: VecDeque<Queued>,
+    /// Bytes queued or being sent.
+    bytes: usize,
+    sending: bool,
+    /// Numbers the writes accepted; `done` is the last one answered (they
+    /// are answered in order).
+    accepted: u64,
+    done: u64,
+    /// The largest end of the writes not yet answered.
+    pending_end: u64,
+    /// When the last write not yet answered was accepted.
+    pending_mtime: Timespec,
+    /// The file's attributes as the layer below last gave them.
+    attr: Attr,
+    /// The first failure of a write sent behind, until flush or fsync
+    /// reports it.
+    error: Option<FsError>,
+}
+
+struct Queued {
+    seq: u64,
+    offset: u64,
+    data: Vec<u8>,
+    permit: OwnedSemaphorePermit,
+}
+
+impl File {
+    fn new(attr: Attr) -> File {
+        File {
+            queue: VecDeque::new(),
+            bytes: 0,
+            sending: false,
+            accepted: 0,
+            done: 0,
+            pending_end: 0,
+            pending_mtime: Timespec::default(),
+            attr,
+            error: None,
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.done == self.accepted
+    }
+
+    /// `a` as it will be once every queued write is applied.
+    fn patch(&self, a: &mut Attr) {
+        if self.idle() {
+            return;
+        }
+        a.size = a.size.max(self.pending_end);
+        if self.pending_mtime > a.mtime {
+            a.mtime = self.pending_mtime;
+            a.ctime = self.pending_mtime;
+        }
+    }
+
+    /// Takes the queue's front and the writes that continue it, as one call.
+    fn next_call(&mut self) -> Option<Call> {
+        let first = self.queue.pop_front()?;
+        let mut call = Call {
+            last_seq: first.seq,
+            offset: first.offset,
+            data: first.data,
+            permits: vec![first.permit],
+        };
+        while let Some(next) = self.queue.front() {
+            let end = call.offset + call.data.len() as u64;
+            if next.offset != end || call.data.len() + next.data.len() > proto::MAX_IO as usize {
+                break;
+            }
+            let Some(next) = self.queue.pop_front() else {
+                break;
+            };
+            call.data.extend_from_slice(&next.data);
+            call.last_seq = next.seq;
+            call.permits.push(next.permit);
+        }
+        Some(call)
+    }
+}
+
+struct Call {
+    last_seq: u64,
+    offset: u64,
+    data: Vec<u8>,
+    /// Given back when the call is answered: until then the data is ours.
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
+fn now() -> Timespec {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timespec {
+        secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nsecs: d.subsec_nanos(),
+    }
+}
+
+/// Whether a drain hands the file's write error to its caller (and so
+/// clears it) or only waits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Report {
+    Error,
+    Wait,
+}
+
+impl WriteBehind {
+    pub fn new(below: Arc<dyn Layer>, window: Window) -> Arc<WriteBehind> {
+        Arc::new_cyclic(|me| WriteBehind {
+            below,
+            files: Mutex::new(HashMap::new()),
+            progressed: Notify::new(),
+            budget: Arc::new(Semaphore::new(window.total)),
+            window,
+            me: me.clone(),
+        })
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, HashMap<Gfid, File>> {
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Bytes queued and not yet answered, over all files.
+    pub fn queued_bytes(&self) -> usize {
+        self.window.total - self.budget.available_permits()
+    }
+
+    /// Waits (up to a limit) for the writes of every file, logging the
+    /// failures nobody is left to hear of: before the connections close.
+    pub async fn close_queue(&self) {
+        let gfids: Vec<Gfid> = self.files().keys().copied().collect();
+        let drained = async {
+            for g in gfids {
+                if let Err(e) = self.drain(g, Report::Error).await {
+                    warn!(gfid = %g, %e, "a write sent behind failed and no close was left to report it");
+                }
+            }
+        };
+        if tokio::time::timeout(CLOSE_LIMIT, drained).await.is_err() {
+            warn!(
+                bytes = self.queued_bytes(),
+                "gave up waiting for writes sent behind"
+            );
+        }
+    }
+
+    /// Waits until every write to `gfid` accepted before this call is
+    /// answered by the layer below.
+    async fn drain(&self, gfid: Gfid, report: Report) -> FsResult<()> {
+        let mut target = None;
+        loop {
+            let progressed = self.progressed.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            {
+                let mut files = self.files();
+                let Some(f) = files.get_mut(&gfid) else {
+                    return Ok(());
+                };
+                let target = *target.get_or_insert(f.accepted);
+                if f.done >= target {
+                    return match (report, f.error.take()) {
+                        (Report::Error, Some(e)) => Err(e),
+                        (Report::Wait, Some(e)) => {
+                            f.error = Some(e);
+                            Ok(())
+                        }
+                        (_, None) => Ok(()),
+                    };
+                }
+            }
+            progressed.await;
+        }
+    }
+
+    /// Drains `gfid`, reporting its error, and forgets it if nothing else
+    /// was queued meanwhile (the file was closed).
+    async fn drain_and_forget(&self, gfid: Gfid) -> FsResult<()> {
+        let res = self.drain(gfid, Report::Error).await;
+        let mut files = self.files();
+        if let Some(f) = files.get(&gfid) {
+            if f.idle() && f.error.is_none() {
+                files.remove(&gfid);
+            }
+        }
+        res
+    }
+
+    fn patch(&self, a: &mut Attr) {
+        if let Some(f) = self.files().get(&a.gfid) {
+            f.patch(a);
+        }
+    }
+
+    /// Remembers the attributes the layer below gave for a file we write.
+    fn note(&self, a: &Attr) {
+        if let Some(f) = self.files().get_mut(&a.gfid) {
+            f.attr = a.clone();
+        }
+    }
+
+    /// A write the layer below does before it returns, after every queued
+    /// one; from then on the file's writes go behind.
+    async fn write_through(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr> {
+        self.drain(gfid, Report::Wait).await?;
+        let attr = self.below.write(gfid, offset, data).await?;
+        self.files()
+            .entry(gfid)
+            .and_modify(|f| f.attr = attr.clone())
+            .or_insert_with(|| File::new(attr.clone()));
+        Ok(attr)
+    }
+
+    /// Waits until the file has room for `len` more bytes.
+    async fn room_in_file(&self, gfid: Gfid, len: usize) {
+        loop {
+            let progressed = self.progressed.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            match self.files().get(&gfid) {
+                Some(f) if f.bytes > 0 && f.bytes + len > self.window.per_file => {}
+                _ => return,
+            }
+            progressed.await;
+        }
+    }
+
+    /// Queues a write of a file we know, starting its sender if idle; the
+    /// data back if the file was forgotten meanwhile.
+    fn enqueue(
+        &self,
+        gfid: Gfid,
+        offset: u64,
+        data: Vec<u8>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Attr, Vec<u8>> {
+        let mut files = self.files();
+        let Some(f) = files.get_mut(&gfid) else {
+            return Err(data);
+        };
+        let len = data.len();
+        f.accepted += 1;
+        f.bytes += len;
+        f.pending_end = f.pending_end.max(offset + len as u64);
+        f.pending_mtime = now();
+        f.queue.push_back(Queued {
+            seq: f.accepted,
+            offset,
+            data,
+            permit,
+        });
+        let mut a = f.attr.clone();
+        f.patch(&mut a);
+        if !f.sending {
+            f.sending = true;
+            if let Some(me) = self.me.upgrade() {
+                tokio::spawn(me.send_queue(gfid));
+            }
+        }
+        Ok(a)
+    }
+
+    async fn send_queue(self: Arc<Self>, gfid: Gfid) {
+        loop {
+            let call = {
+                let mut files = self.files();
+                let Some(f) = files.get_mut(&gfid) else {
+                    return;
+                };
+                match f.next_call() {
+                    Some(call) => call,
+                    None => {
+                        f.sending = false;
+                        drop(files);
+                        self.progressed.notify_waiters();
+                        return;
+                    }
+                }
+            };
+            let len = call.data.len();
+            let started = Instant::now();
+            let res = self.below.write(gfid, call.offset, call.data).await;
+            {
+                let mut files = self.files();
+                if let Some(f) = files.get_mut(&gfid) {
+                    f.done = call.last_seq;
+                    f.bytes = f.bytes.saturating_sub(len);
+                    match res {
+                        Ok(attr) => f.attr = attr,
+                        Err(e) => {
+                            warn!(%gfid, offset = call.offset, len, %e, "write sent behind failed; flush or fsync of the file reports it");
+                            f.error.get_or_insert(e);
+                        }
+                    }
+                    if f.idle() {
+                        f.pending_end = 0;
+                    }
+                }
+            }
+            debug!(%gfid, len, elapsed = ?started.elapsed(), "wrote behind");
+            drop(call.permits);
+            self.progressed.notify_waiters();
+        }
+    }
+}
+
+#[async_trait]
+impl Layer for WriteBehind {
+    fn set_op_timeout(&self, timeout: Duration) {
+        self.below.set_op_timeout(timeout);
+    }
+
+    async fn close(&self) {
+        self.close_queue().await;
+        self.below.close().await;
+    }
+
+    async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        let mut a = self.below.lookup(parent, name).await?;
+        self.patch(&mut a);
+        Ok(a)
+    }
+
+    async fn getattr(&self, gfid: Gfid) -> FsResult<Attr> {
+        let mut a = self.below.getattr(gfid).await?;
+        self.patch(&mut a);
+        Ok(a)
+    }
+
+    async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
+        // A truncate or utimes must land after the writes before it (tar
+        // sets a file's mtime once it wrote it).
+        self.drain(gfid, Report::Wait).await?;
+        let mut a = self.below.setattr(gfid, set).await?;
+        self.note(&a);
+        self.patch(&mut a);
+        Ok(a)
+    }
+
+    async fn create(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr> {
+        let a = self.below.create(parent, new).await?;
+        if a.kind == proto::FileKind::File {
+            // A file just created is about to be written (tar, cp): its
+            // first write can go behind too.
+            self.files()
+                .entry(a.gfid)
+                .or_insert_with(|| File::new(a.clone()));
+        }
+        Ok(a)
+    }
+
+    async fn unlink(&self, parent: Gfid, name: &Name, keep_open: bool) -> FsResult<Option<Gfid>> {
+        self.below.unlink(parent, name, keep_open).await
+    }
+
+    async fn purge(&self, gfid: Gfid) -> FsResult<()> {
+        let _ = self.drain(gfid, Report::Wait).await;
+        self.files().remove(&gfid);
+        self.below.purge(gfid).await
+    }
+
+    async fn rmdir(&self, parent: Gfid, name: &Name) -> FsResult<()> {
+        self.below.rmdir(parent, name).await
+    }
+
+    async fn rename(&self, req: RenameReq) -> FsResult<()> {
+        self.below.rename(req).await
+    }
+
+    async fn link(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        let mut a = self.below.link(gfid, parent, name).await?;
+        self.patch(&mut a);
+        Ok(a)
+    }
+
+    async fn readlink(&self, gfid: Gfid) -> FsResult<Vec<u8>> {
+        self.below.readlink(gfid).await
+    }
+
+    async fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        self.drain(gfid, Report::Wait).await?;
+        self.below.read(gfid, offset, size).await
+    }
+
+    async fn write(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr> {
+        let len = data.len();
+        let seeded = {
+            let files = self.files();
+            match files.get(&gfid) {
+                Some(f) => match &f.error {
+                    // Later writes fail as the first did, until a flush
+                    // or fsync reported it.
+                    Some(e) => return Err(e.clone()),
+                    None => true,
+                },
+                None => false,
+            }
+        };
+        if !seeded || len > self.window.per_file || len > proto::MAX_IO as usize {
+            return self.write_through(gfid, offset, data).await;
+        }
+        self.room_in_file(gfid, len).await;
+        let permits = u32::try_from(len).map_err(|_| FsError::Invalid("write too large".into()))?;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| FsError::Busy("write-behind is closed".into()))?;
+        match self.enqueue(gfid, offset, data, permit) {
+            Ok(a) => Ok(a),
+            // Forgotten meanwhile (a purge): nobody would wait for a queue.
+            Err(data) => self.write_through(gfid, offset, data).await,
+        }
+    }
+
+    async fn append(&self, gfid: Gfid, data: Vec<u8>) -> FsResult<Attr> {
+        self.drain(gfid, Report::Wait).await?;
+        let a = self.below.append(gfid, data).await?;
+        self.note(&a);
+        Ok(a)
+    }
+
+    async fn flush(&self, gfid: Gfid) -> FsResult<()> {
+        self.drain_and_forget(gfid).await?;
+        self.below.flush(gfid).await
+    }
+
+    async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
+        self.drain(gfid, Report::Error).await?;
+        self.below.fsync(gfid, datasync).await
+    }
+
+    async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr> {
+        self.drain(gfid, Report::Wait).await?;
+        let a = self.below.fallocate(gfid, mode, offset, len).await?;
+        self.note(&a);
+        Ok(a)
+    }
+
+    async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {
+        let mut page = self.below.readdir(gfid, after, max).await?;
+        let files = self.files();
+        if !files.is_empty() {
+            for e in &mut page.entries {
+                if let Some(f) = files.get(&e.attr.gfid) {
+                    f.patch(&mut e.attr);
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    async fn statfs(&self, at: Gfid) -> FsResult<StatFs> {
+        self.below.statfs(at).await
+    }
+
+    async fn set_quota(&self, gfid: Gfid, limit: Option<QuotaLimit>) -> FsResult<()> {
+        self.below.set_quota(gfid, limit).await
+    }
+
+    async fn quota_usage(&self) -> FsResult<Vec<QuotaUse>> {
+        self.below.quota_usage().await
+    }
+
+    async fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>> {
+        self.below.getxattr(gfid, name).await
+    }
+
+    async fn listxattr(&self, gfid: Gfid) -> FsResult<Vec<Name>> {
+        self.below.listxattr(gfid).await
+    }
+
+    async fn setxattr(&self, gfid: Gfid, name: &Name, value: Vec<u8>, flags: i32) -> FsResult<()> {
+        self.below.setxattr(gfid, name, value, flags).await
+    }
+
+    async fn removexattr(&self, gfid: Gfid, name: &Name) -> FsResult<()> {
+        self.below.removexattr(gfid, name).await
+    }
+
+    async fn getlk(&self, gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>> {
+        self.below.getlk(gfid, lock).await
+    }
+
+    async fn setlk(&self, gfid: Gfid, lock: RecordLock, wait: bool) -> FsResult<()> {
+        // The next holder of the lock must find every write made under it.
+        let report = if lock.typ == RecordLockType::Unlock {
+            Report::Error
+        } else {
+            Report::Wait
+        };
+        self.drain(gfid, report).await?;
+        self.below.setlk(gfid, lock, wait).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,306 @@
+//! The queue's rules against a file kept in memory below it, whose writes
+//! can be held back and made to fail.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use proto::FileKind;
+use tokio::time::timeout;
+
+use super::*;
+
+const FILE: Gfid = Gfid([7; 16]);
+const WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Below {
+    data: Mutex<Vec<u8>>,
+    /// (offset, len) of each write that reached us.
+    writes: Mutex<Vec<(u64, usize)>>,
+    /// Writes wait for a permit when set.
+    gate: Mutex<Option<Arc<Semaphore>>>,
+    fail: AtomicBool,
+}
+
+impl Below {
+    fn attr(&self) -> Attr {
+        let mut a = Attr::bare(FILE, FileKind::File, 0o644);
+        a.size = self.data.lock().unwrap().len() as u64;
+        a
+    }
+
+    fn hold(&self) -> Arc<Semaphore> {
+        let gate = Arc::new(Semaphore::new(0));
+        *self.gate.lock().unwrap() = Some(gate.clone());
+        gate
+    }
+
+    fn writes(&self) -> Vec<(u64, usize)> {
+        self.writes.lock().unwrap().clone()
+    }
+}
+
+fn unsupported<T>() -> FsResult<T> {
+    Err(FsError::NotSupported("not in this test".into()))
+}
+
+#[async_trait]
+impl Layer for Below {
+    async fn lookup(&self, _: Gfid, _: &Name) -> FsResult<Attr> {
+        Ok(self.attr())
+    }
+    async fn getattr(&self, _: Gfid) -> FsResult<Attr> {
+        Ok(self.attr())
+    }
+    async fn setattr(&self, _: Gfid, set: SetAttr) -> FsResult<Attr> {
+        if let Some(size) = set.size {
+            self.data.lock().unwrap().resize(size as usize, 0);
+        }
+        Ok(self.attr())
+    }
+    async fn create(&self, _: Gfid, _: NewEntry) -> FsResult<Attr> {
+        Ok(self.attr())
+    }
+    async fn unlink(&self, _: Gfid, _: &Name, _: bool) -> FsResult<Option<Gfid>> {
+        unsupported()
+    }
+    async fn purge(&self, _: Gfid) -> FsResult<()> {
+        Ok(())
+    }
+    async fn rmdir(&self, _: Gfid, _: &Name) -> FsResult<()> {
+        unsupported()
+    }
+    async fn rename(&self, _: RenameReq) -> FsResult<()> {
+        unsupported()
+    }
+    async fn link(&self, _: Gfid, _: Gfid, _: &Name) -> FsResult<Attr> {
+        unsupported()
+    }
+    async fn readlink(&self, _: Gfid) -> FsResult<Vec<u8>> {
+        unsupported()
+    }
+    async fn read(&self, _: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let data = self.data.lock().unwrap();
+        let start = (offset as usize).min(data.len());
+        let end = (start + size as usize).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+    async fn write(&self, _: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr> {
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        self.writes.lock().unwrap().push((offset, data.len()));
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(FsError::Quota("sub-volume full".into()));
+        }
+        let mut file = self.data.lock().unwrap();
+        let end = offset as usize + data.len();
+        if file.len() < end {
+            file.resize(end, 0);
+        }
+        file[offset as usize..end].copy_from_slice(&data);
+        drop(file);
+        Ok(self.attr())
+    }
+    async fn append(&self, _: Gfid, _: Vec<u8>) -> FsResult<Attr> {
+        unsupported()
+    }
+    async fn flush(&self, _: Gfid) -> FsResult<()> {
+        Ok(())
+    }
+    async fn fsync(&self, _: Gfid, _: bool) -> FsResult<()> {
+        Ok(())
+    }
+    async fn fallocate(&self, _: Gfid, _: i32, _: u64, _: u64) -> FsResult<Attr> {
+        unsupported()
+    }
+    async fn readdir(&self, _: Gfid, _: Option<Name>, _: u32) -> FsResult<DirPage> {
+        unsupported()
+    }
+    async fn statfs(&self, _: Gfid) -> FsResult<StatFs> {
+        unsupported()
+    }
+    async fn getxattr(&self, _: Gfid, _: &Name) -> FsResult<Vec<u8>> {
+        unsupported()
+    }
+    async fn listxattr(&self, _: Gfid) -> FsResult<Vec<Name>> {
+        unsupported()
+    }
+    async fn setxattr(&self, _: Gfid, _: &Name, _: Vec<u8>, _: i32) -> FsResult<()> {
+        unsupported()
+    }
+    async fn removexattr(&self, _: Gfid, _: &Name) -> FsResult<()> {
+        unsupported()
+    }
+    async fn getlk(&self, _: Gfid, _: RecordLock) -> FsResult<Option<RecordLock>> {
+        unsupported()
+    }
+    async fn setlk(&self, _: Gfid, _: RecordLock, _: bool) -> FsResult<()> {
+        Ok(())
+    }
+}
+
+fn new_entry() -> NewEntry {
+    NewEntry {
+        name: Name::from("f"),
+        kind: FileKind::File,
+        perm: 0o644,
+        rdev: 0,
+        uid: 0,
+        gid: 0,
+        target: None,
+    }
+}
+
+async fn stack(window: Window) -> (Arc<Below>, Arc<WriteBehind>) {
+    let below = Arc::new(Below::default());
+    let wb = WriteBehind::new(below.clone(), window);
+    wb.create(Gfid::ROOT, new_entry()).await.unwrap();
+    (below, wb)
+}
+
+#[tokio::test]
+async fn a_write_returns_before_the_layer_below_has_it_and_close_waits_for_it() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    let gate = below.hold();
+    let a = timeout(WAIT, wb.write(FILE, 0, vec![1; 4096]))
+        .await
+        .expect("write waited for the layer below")
+        .unwrap();
+    assert_eq!(a.size, 4096, "the attributes show the write");
+    let flush = tokio::spawn({
+        let wb = wb.clone();
+        async move { wb.flush(FILE).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!flush.is_finished(), "flush returned before the data was written");
+    gate.add_permits(1);
+    timeout(WAIT, flush).await.unwrap().unwrap().unwrap();
+    assert_eq!(*below.data.lock().unwrap(), vec![1; 4096]);
+    assert_eq!(wb.queued_bytes(), 0);
+}
+
+#[tokio::test]
+async fn writes_that_follow_each_other_reach_the_layer_below_as_one() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    let gate = below.hold();
+    for i in 0..8u64 {
+        wb.write(FILE, i * 4096, vec![i as u8; 4096]).await.unwrap();
+    }
+    // The test's runtime runs the sender only once the writer waits, so
+    // all eight are queued by then and go as one call.
+    gate.add_permits(8);
+    wb.fsync(FILE, false).await.unwrap();
+    assert_eq!(below.writes(), vec![(0, 8 * 4096)]);
+    let data = below.data.lock().unwrap().clone();
+    for i in 0..8usize {
+        assert!(data[i * 4096..(i + 1) * 4096].iter().all(|b| *b == i as u8));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_write_is_reported_by_the_next_flush_once() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    below.fail.store(true, Ordering::SeqCst);
+    wb.write(FILE, 0, vec![1; 10]).await.unwrap();
+    let err = wb.flush(FILE).await.expect_err("flush hid the failed write");
+    assert!(matches!(err, FsError::Quota(_)), "{err:?}");
+    below.fail.store(false, Ordering::SeqCst);
+    wb.flush(FILE).await.expect("the error was reported once");
+}
+
+#[tokio::test]
+async fn after_a_failed_write_later_writes_fail_until_fsync_reports_it() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    below.fail.store(true, Ordering::SeqCst);
+    wb.write(FILE, 0, vec![1; 10]).await.unwrap();
+    // A read waits for the queue but leaves the error to flush or fsync.
+    wb.read(FILE, 0, 10).await.unwrap();
+    assert!(wb.write(FILE, 10, vec![1; 10]).await.is_err());
+    assert!(wb.fsync(FILE, false).await.is_err());
+    below.fail.store(false, Ordering::SeqCst);
+    wb.write(FILE, 10, vec![2; 10]).await.unwrap();
+    wb.fsync(FILE, false).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_read_sees_the_writes_before_it() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    let gate = below.hold();
+    wb.write(FILE, 0, b"hello".to_vec()).await.unwrap();
+    let read = tokio::spawn({
+        let wb = wb.clone();
+        async move { wb.read(FILE, 0, 5).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!read.is_finished(), "the read overtook a queued write");
+    gate.add_permits(1);
+    assert_eq!(timeout(WAIT, read).await.unwrap().unwrap().unwrap(), b"hello");
+}
+
+#[tokio::test]
+async fn stat_while_writes_are_queued_shows_the_size_they_make() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    let gate = below.hold();
+    wb.write(FILE, 0, vec![0; 100]).await.unwrap();
+    wb.write(FILE, 100, vec![0; 100]).await.unwrap();
+    assert_eq!(wb.getattr(FILE).await.unwrap().size, 200);
+    assert_eq!(
+        wb.lookup(Gfid::ROOT, &Name::from("f")).await.unwrap().size,
+        200
+    );
+    gate.add_permits(2);
+    wb.flush(FILE).await.unwrap();
+    assert_eq!(wb.getattr(FILE).await.unwrap().size, 200);
+}
+
+#[tokio::test]
+async fn a_truncate_lands_after_the_writes_before_it() {
+    let (_below, wb) = stack(Window::of(64 << 20)).await;
+    wb.write(FILE, 0, vec![1; 1000]).await.unwrap();
+    let set = SetAttr {
+        size: Some(10),
+        ..SetAttr::default()
+    };
+    let a = wb.setattr(FILE, set).await.unwrap();
+    assert_eq!(a.size, 10);
+    wb.flush(FILE).await.unwrap();
+    assert_eq!(wb.getattr(FILE).await.unwrap().size, 10);
+}
+
+#[tokio::test]
+async fn a_full_window_makes_the_writer_wait() {
+    let window = Window {
+        total: 8192,
+        per_file: 8192,
+    };
+    let (below, wb) = stack(window).await;
+    let gate = below.hold();
+    wb.write(FILE, 0, vec![0; 4096]).await.unwrap();
+    wb.write(FILE, 4096, vec![0; 4096]).await.unwrap();
+    let third = tokio::spawn({
+        let wb = wb.clone();
+        async move { wb.write(FILE, 8192, vec![0; 4096]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!third.is_finished(), "the window let more in than it holds");
+    assert!(wb.queued_bytes() <= 8192);
+    gate.add_permits(3);
+    timeout(WAIT, third).await.unwrap().unwrap().unwrap();
+    wb.flush(FILE).await.unwrap();
+    assert_eq!(below.data.lock().unwrap().len(), 12288);
+}
+
+#[tokio::test]
+async fn a_file_not_created_here_writes_its_first_write_through() {
+    let below = Arc::new(Below::default());
+    let wb = WriteBehind::new(below.clone(), Window::of(64 << 20));
+    wb.write(FILE, 0, vec![1; 10]).await.unwrap();
+    assert_eq!(below.writes(), vec![(0, 10)], "the first write went through");
+    let gate = below.hold();
+    wb.write(FILE, 10, vec![1; 10]).await.unwrap();
+    assert_eq!(below.writes().len(), 1, "the second went behind");
+    gate.add_permits(1);
+    wb.flush(FILE).await.unwrap();
+    assert_eq!(below.writes(), vec![(0, 10), (10, 10)]);
+}
