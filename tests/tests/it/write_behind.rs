@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tests::api::StoreVolume;
+use tests::volume::StoreVolume;
 use tests::{wait_until, TestCluster, NO_CACHE};
 
 const MIB: u64 = 1 << 20;
