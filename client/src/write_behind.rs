@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use proto::{
-    Attr, DirPage, FsError, FsResult, Gfid, Name, QuotaLimit, QuotaUse, RecordLock,
-    RecordLockType, RenameReq, SetAttr, StatFs, Timespec,
+    Attr, DirPage, FsError, FsResult, Gfid, Name, QuotaLimit, QuotaUse, RecordLock, RecordLockType,
+    RenameReq, SetAttr, StatFs, Timespec,
 };
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};

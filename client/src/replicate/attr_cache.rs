@@ -8,6 +8,7 @@
 //! at most that much later than the kernel's own attribute timeout allows.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,10 @@ const MAX_ENTRIES: usize = 8192;
 #[derive(Default)]
 pub struct AttrCache {
     map: Mutex<HashMap<Gfid, (Attr, Instant)>>,
+    /// Counts [`AttrCache::clear`]s: an answer to an operation that began
+    /// before one may predate the unlink or rename that caused it (a write
+    /// sent behind, answered with the link count it had), so it is not kept.
+    clears: AtomicU64,
 }
 
 impl AttrCache {
@@ -26,9 +31,19 @@ impl AttrCache {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn put(&self, attrs: impl IntoIterator<Item = Attr>) {
+    /// What [`AttrCache::put`] is given: read before the operation starts.
+    pub fn epoch(&self) -> u64 {
+        self.clears.load(Ordering::Acquire)
+    }
+
+    /// Keeps `attrs`, the answer to an operation that began at `epoch`,
+    /// unless a clear came in between.
+    pub fn put(&self, epoch: u64, attrs: impl IntoIterator<Item = Attr>) {
         let now = Instant::now();
         let mut map = self.lock();
+        if self.clears.load(Ordering::Acquire) != epoch {
+            return;
+        }
         if map.len() >= MAX_ENTRIES {
             map.retain(|_, (_, at)| now.duration_since(*at) < TTL);
             if map.len() >= MAX_ENTRIES {
@@ -46,10 +61,22 @@ impl AttrCache {
         (at.elapsed() < TTL).then(|| attr.clone())
     }
 
-    /// Before removing or renaming a name: the object behind it (whose gfid
-    /// the caller does not know) changes its link count or ctime.
+    /// Before and after removing or renaming a name: the object behind it
+    /// (whose gfid the caller does not know) changes its link count or
+    /// ctime, and an answer about it sent meanwhile may be from before.
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut map = self.lock();
+        self.clears.fetch_add(1, Ordering::AcqRel);
+        map.clear();
+    }
+
+    /// After removing or renaming a name: what was learned meanwhile of
+    /// files may be from before it; directories' answers come from the
+    /// operation itself and stay (the kernel asks for them next).
+    pub fn clear_files(&self) {
+        let mut map = self.lock();
+        self.clears.fetch_add(1, Ordering::AcqRel);
+        map.retain(|_, (a, _)| a.kind == proto::FileKind::Dir);
     }
 
     /// Before an operation that changes `gfid`: its cached attributes are
@@ -59,5 +86,31 @@ impl AttrCache {
         for g in gfids {
             map.remove(g);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::FileKind;
+
+    #[test]
+    fn an_answer_to_an_operation_older_than_an_unlink_is_not_kept() {
+        let cache = AttrCache::default();
+        let file = Attr::bare(Gfid([9; 16]), FileKind::File, 0o644);
+        let dir = Attr::bare(Gfid([8; 16]), FileKind::Dir, 0o755);
+        let write_began = cache.epoch();
+        cache.clear();
+        cache.put(write_began, [file.clone()]);
+        assert!(
+            cache.get(file.gfid).is_none(),
+            "kept a link count from before"
+        );
+
+        let unlink_began = cache.epoch();
+        cache.put(unlink_began, [dir.clone(), file.clone()]);
+        cache.clear_files();
+        assert!(cache.get(file.gfid).is_none());
+        assert!(cache.get(dir.gfid).is_some(), "the parent's answer stays");
     }
 }

@@ -312,18 +312,20 @@ impl Replicate {
         name.validate()?;
         self.attrs.clear();
         let name = name.clone();
-        let removed = [ListingChange::Remove(parent, &name)];
-        self.txn(&[parent], parent, PendingKind::Entry, &removed, |b, txn| {
-            let name = name.clone();
-            async move {
-                b.call(|c, ctx| async move {
-                    c.unlink(ctx, txn, parent, name, is_dir, keep_open).await
-                })
-                .await
-            }
-        })
-        .await
-        .map(|a| a.value)
+        let listing = [ListingChange::Remove(parent, &name)];
+        let removed = self
+            .txn(&[parent], parent, PendingKind::Entry, &listing, |b, txn| {
+                let name = name.clone();
+                async move {
+                    b.call(|c, ctx| async move {
+                        c.unlink(ctx, txn, parent, name, is_dir, keep_open).await
+                    })
+                    .await
+                }
+            })
+            .await;
+        self.attrs.clear_files();
+        removed.map(|a| a.value)
     }
 
     /// Takes or releases a record lock on a quorum of bricks; all or nothing.
@@ -575,21 +577,23 @@ impl Layer for Replicate {
                 ListingChange::Add(req.new_parent, &req.new_name),
             ]
         };
-        self.txn(
-            &parents,
-            req.parent,
-            PendingKind::Entry,
-            &changes,
-            |b, txn| {
-                let req = req.clone();
-                async move {
-                    b.call(|c, ctx| async move { c.rename(ctx, txn, req).await })
-                        .await
-                }
-            },
-        )
-        .await
-        .map(|_| ())
+        let renamed = self
+            .txn(
+                &parents,
+                req.parent,
+                PendingKind::Entry,
+                &changes,
+                |b, txn| {
+                    let req = req.clone();
+                    async move {
+                        b.call(|c, ctx| async move { c.rename(ctx, txn, req).await })
+                            .await
+                    }
+                },
+            )
+            .await;
+        self.attrs.clear_files();
+        renamed.map(|_| ())
     }
 
     async fn link(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr> {

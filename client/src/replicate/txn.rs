@@ -91,6 +91,7 @@ impl Replicate {
     {
         self.require_quorum()?;
         self.attrs.forget(gfids);
+        let epoch = self.attrs.epoch();
         let mut ids: Vec<Gfid> = gfids.to_vec();
         ids.sort();
         ids.dedup();
@@ -176,9 +177,9 @@ impl Replicate {
             // Cached while this client still orders the inode's ops, so an
             // older answer never overwrites a newer one.
             let first = &tally.ok[0].1;
-            self.attrs.put(first.parents.iter().cloned());
+            self.attrs.put(epoch, first.parents.iter().cloned());
             if let Some(a) = first.value.attr() {
-                self.attrs.put([a.clone()]);
+                self.attrs.put(epoch, [a.clone()]);
             }
         }
         if contended {

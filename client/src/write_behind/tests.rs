@@ -173,7 +173,10 @@ async fn a_write_returns_before_the_layer_below_has_it_and_close_waits_for_it() 
         async move { wb.flush(FILE).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(!flush.is_finished(), "flush returned before the data was written");
+    assert!(
+        !flush.is_finished(),
+        "flush returned before the data was written"
+    );
     gate.add_permits(1);
     timeout(WAIT, flush).await.unwrap().unwrap().unwrap();
     assert_eq!(*below.data.lock().unwrap(), vec![1; 4096]);
@@ -203,7 +206,10 @@ async fn a_failed_write_is_reported_by_the_next_flush_once() {
     let (below, wb) = stack(Window::of(64 << 20)).await;
     below.fail.store(true, Ordering::SeqCst);
     wb.write(FILE, 0, vec![1; 10]).await.unwrap();
-    let err = wb.flush(FILE).await.expect_err("flush hid the failed write");
+    let err = wb
+        .flush(FILE)
+        .await
+        .expect_err("flush hid the failed write");
     assert!(matches!(err, FsError::Quota(_)), "{err:?}");
     below.fail.store(false, Ordering::SeqCst);
     wb.flush(FILE).await.expect("the error was reported once");
@@ -235,7 +241,10 @@ async fn a_read_sees_the_writes_before_it() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!read.is_finished(), "the read overtook a queued write");
     gate.add_permits(1);
-    assert_eq!(timeout(WAIT, read).await.unwrap().unwrap().unwrap(), b"hello");
+    assert_eq!(
+        timeout(WAIT, read).await.unwrap().unwrap().unwrap(),
+        b"hello"
+    );
 }
 
 #[tokio::test]
@@ -296,7 +305,11 @@ async fn a_file_not_created_here_writes_its_first_write_through() {
     let below = Arc::new(Below::default());
     let wb = WriteBehind::new(below.clone(), Window::of(64 << 20));
     wb.write(FILE, 0, vec![1; 10]).await.unwrap();
-    assert_eq!(below.writes(), vec![(0, 10)], "the first write went through");
+    assert_eq!(
+        below.writes(),
+        vec![(0, 10)],
+        "the first write went through"
+    );
     let gate = below.hold();
     wb.write(FILE, 10, vec![1; 10]).await.unwrap();
     assert_eq!(below.writes().len(), 1, "the second went behind");

@@ -18,7 +18,9 @@ const MIB: u64 = 1 << 20;
 const CHUNK: usize = 64 * 1024;
 
 fn pattern(i: u64) -> Vec<u8> {
-    (0..CHUNK).map(|j| ((i * 31 + j as u64) % 251) as u8).collect()
+    (0..CHUNK)
+        .map(|j| ((i * 31 + j as u64) % 251) as u8)
+        .collect()
 }
 
 #[test]
@@ -42,13 +44,19 @@ fn fsync_and_close_report_a_write_past_the_limit_that_went_behind() {
     if let Some(errno) = refused_at_write {
         assert_eq!(errno, Some(libc::EDQUOT), "a later write failed otherwise");
     }
-    let e = f.sync_all().expect_err("fsync hid a write refused by the bricks");
+    let e = f
+        .sync_all()
+        .expect_err("fsync hid a write refused by the bricks");
     assert_eq!(e.raw_os_error(), Some(libc::EDQUOT), "{e}");
     // Reported once: the close after it has nothing more to say.
     drop(f);
     // What the bricks took is the writer's data, nothing else.
     let got = fs::read(&path).unwrap();
-    assert!(got.len() as u64 <= 4 * MIB, "{} bytes past a 4 MiB limit", got.len());
+    assert!(
+        got.len() as u64 <= 4 * MIB,
+        "{} bytes past a 4 MiB limit",
+        got.len()
+    );
     for (i, chunk) in got.chunks(CHUNK).enumerate() {
         assert_eq!(chunk, &pattern(i as u64)[..chunk.len()], "chunk {i}");
     }
@@ -86,14 +94,22 @@ fn stat_during_a_stream_of_writes_and_another_client_after_close_see_all_of_it()
     for i in 0..64u64 {
         f.write_all(&pattern(i)).unwrap();
         let want = (i + 1) * CHUNK as u64;
-        assert_eq!(fs::metadata(&path).unwrap().len(), want, "stat after write {i}");
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            want,
+            "stat after write {i}"
+        );
         if i % 16 == 15 {
             let listed = fs::read_dir(a.path())
                 .unwrap()
                 .map(|e| e.unwrap())
                 .find(|e| e.file_name() == "stream")
                 .expect("listed");
-            assert_eq!(listed.metadata().unwrap().len(), want, "ls -l after write {i}");
+            assert_eq!(
+                listed.metadata().unwrap().len(),
+                want,
+                "ls -l after write {i}"
+            );
         }
     }
     // Read back through the writer's own mount before close: read waits
@@ -168,7 +184,10 @@ fn a_writer_waits_once_its_window_is_full_and_loses_nothing() {
     let held = written.load(Ordering::SeqCst);
     // A file may hold a quarter of the window, at least 4 MiB, plus the
     // write the kernel has in hand.
-    assert!(held <= 6 * MIB, "{held} bytes accepted with no brick answering");
+    assert!(
+        held <= 6 * MIB,
+        "{held} bytes accepted with no brick answering"
+    );
     let grown = rss(pid).saturating_sub(rss_before);
     assert!(grown < 32 * MIB, "the mount grew by {grown} bytes");
     for i in 0..3 {
