@@ -25,6 +25,7 @@
 //! cannot take all of it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -75,6 +76,9 @@ pub struct WriteBehind {
 /// A file this client writes to, from its first write (or its create)
 /// until it is flushed with nothing queued.
 struct File {
+    /// Tells this record of the file from a later one (the file forgotten
+    /// at a close and written again): a sender serves only its own.
+    incarnation: u64,
     queue: VecDeque<Queued>,
     /// Bytes queued or being sent.
     bytes: usize,
@@ -103,7 +107,9 @@ struct Queued {
 
 impl File {
     fn new(attr: Attr) -> File {
+        static INCARNATIONS: AtomicU64 = AtomicU64::new(0);
         File {
+            incarnation: INCARNATIONS.fetch_add(1, Ordering::Relaxed),
             queue: VecDeque::new(),
             bytes: 0,
             sending: false,
@@ -333,17 +339,17 @@ impl WriteBehind {
         if !f.sending {
             f.sending = true;
             if let Some(me) = self.me.upgrade() {
-                tokio::spawn(me.send_queue(gfid));
+                tokio::spawn(me.send_queue(gfid, f.incarnation));
             }
         }
         Ok(a)
     }
 
-    async fn send_queue(self: Arc<Self>, gfid: Gfid) {
+    async fn send_queue(self: Arc<Self>, gfid: Gfid, incarnation: u64) {
         loop {
             let call = {
                 let mut files = self.files();
-                let Some(f) = files.get_mut(&gfid) else {
+                let Some(f) = files.get_mut(&gfid).filter(|f| f.incarnation == incarnation) else {
                     return;
                 };
                 match f.next_call() {
@@ -361,7 +367,10 @@ impl WriteBehind {
             let res = self.below.write(gfid, call.offset, call.data).await;
             {
                 let mut files = self.files();
-                if let Some(f) = files.get_mut(&gfid) {
+                if let Some(f) = files
+                    .get_mut(&gfid)
+                    .filter(|f| f.incarnation == incarnation)
+                {
                     f.done = call.last_seq;
                     f.bytes = f.bytes.saturating_sub(len);
                     match res {
