@@ -349,7 +349,10 @@ impl WriteBehind {
         loop {
             let call = {
                 let mut files = self.files();
-                let Some(f) = files.get_mut(&gfid).filter(|f| f.incarnation == incarnation) else {
+                let Some(f) = files
+                    .get_mut(&gfid)
+                    .filter(|f| f.incarnation == incarnation)
+                else {
                     return;
                 };
                 match f.next_call() {
