@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use proto::data::{
-    self, RequestHeader, WriteAt, OP_APPEND, OP_READ, OP_WRITE, REQ_FIXED, RESP_FIXED,
+    self, RequestHeader, WriteAt, OP_APPEND, OP_READ, OP_WRITE, OP_WRITEV, REQ_FIXED, RESP_FIXED,
 };
 use proto::{Done, FsError, FsResult, Txn};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, WriteHalf};
@@ -207,6 +207,7 @@ pub async fn connection(
                 let fop = match header.op {
                     OP_WRITE => "write",
                     OP_APPEND => "append",
+                    OP_WRITEV => "writev",
                     OP_READ => "read",
                     _ => telemetry::ops::OTHER,
                 };
@@ -296,6 +297,30 @@ async fn handle(
             } else {
                 backend.write(&txn, gfid, at, &payload)?
             };
+            let done = Done {
+                value: attr,
+                contended: backend.inodelks.contended(conn),
+                parents: Vec::new(),
+            };
+            Ok(data::encode_value(&done))
+        }
+        OP_WRITEV => {
+            let txn = Txn {
+                blame: header.blame,
+                maintenance,
+            };
+            // In order, as the client queued them: they may overlap.
+            let write_all = move |b: &Backend| -> FsResult<proto::Attr> {
+                let mut last = None;
+                for (offset, d) in data::decode_extents(&payload)? {
+                    last = Some(b.write(&txn, gfid, WriteAt::Offset(offset), d)?);
+                }
+                last.ok_or_else(|| FsError::Invalid("empty vectored write".into()))
+            };
+            let b = backend.clone();
+            let attr = tokio::task::spawn_blocking(move || write_all(&b))
+                .await
+                .map_err(crate::error::join_error)??;
             let done = Done {
                 value: attr,
                 contended: backend.inodelks.contended(conn),

@@ -22,6 +22,7 @@ const FOPS: &[&str] = &[
     "read",
     "write",
     "append",
+    "writev",
     "fsync",
     "fallocate",
     "readdir",

@@ -53,6 +53,16 @@ pub trait Layer: Send + Sync + 'static {
     async fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>>;
     /// Returns the exact attributes after the write.
     async fn write(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr>;
+    /// Writes at several offsets of one file, in order (they may overlap):
+    /// what a write-behind queue sends as one call. Returns the attributes
+    /// after the last. Layers that can send them in one round trip do.
+    async fn write_extents(&self, gfid: Gfid, extents: Vec<(u64, Vec<u8>)>) -> FsResult<Attr> {
+        let mut last = None;
+        for (offset, data) in extents {
+            last = Some(self.write(gfid, offset, data).await?);
+        }
+        last.ok_or_else(|| proto::FsError::Invalid("a vectored write of nothing".into()))
+    }
     /// Writes `data` at the end of the file as the bricks have it (an
     /// O_APPEND write: whatever size this client last saw, no other
     /// client's append is overwritten). The attributes after it: the data

@@ -492,6 +492,26 @@ impl BrickConn {
         data::decode_value(&body)
     }
 
+    /// Writes at several offsets of one file in one frame, applied in
+    /// order; `payload` is [`data::encode_extents`]'s.
+    pub async fn write_extents(
+        &self,
+        txn: Txn,
+        gfid: Gfid,
+        payload: &[u8],
+    ) -> FsResult<Done<Attr>> {
+        let header = RequestHeader {
+            id: 0,
+            op: data::OP_WRITEV,
+            gfid,
+            offset: 0,
+            size: payload.len() as u32,
+            blame: txn.blame,
+        };
+        let body = self.call_data(header, payload).await?;
+        data::decode_value(&body)
+    }
+
     pub async fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let header = RequestHeader {
             id: 0,

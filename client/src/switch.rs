@@ -183,6 +183,11 @@ impl Layer for Switch {
         g.layer.write(gfid, offset, data).await
     }
 
+    async fn write_extents(&self, gfid: Gfid, extents: Vec<(u64, Vec<u8>)>) -> FsResult<Attr> {
+        let g = self.graph();
+        g.layer.write_extents(gfid, extents).await
+    }
+
     async fn append(&self, gfid: Gfid, data: Vec<u8>) -> FsResult<Attr> {
         let g = self.graph();
         g.layer.append(gfid, data).await

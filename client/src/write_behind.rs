@@ -25,7 +25,7 @@
 //! cannot take all of it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -70,6 +70,8 @@ pub struct WriteBehind {
     progressed: Notify,
     budget: Arc<Semaphore>,
     window: Window,
+    /// The bricks refused a vectored write once (an older version).
+    one_by_one: AtomicBool,
     me: Weak<WriteBehind>,
 }
 
@@ -138,26 +140,35 @@ impl File {
         }
     }
 
-    /// Takes the queue's front and the writes that continue it, as one call.
+    /// Takes the queue's front and what follows it, up to one call's
+    /// worth: writes that continue the one before are joined, the others
+    /// go as further extents of the same call (applied in order).
     fn next_call(&mut self) -> Option<Call> {
         let first = self.queue.pop_front()?;
         let mut call = Call {
             last_seq: first.seq,
-            offset: first.offset,
-            data: first.data,
+            bytes: first.data.len(),
+            extents: vec![(first.offset, first.data)],
             permits: vec![first.permit],
         };
         while let Some(next) = self.queue.front() {
-            let end = call.offset + call.data.len() as u64;
-            if next.offset != end || call.data.len() + next.data.len() > proto::MAX_IO as usize {
+            let joins = matches!(call.extents.last(),
+                Some((offset, data)) if *offset + data.len() as u64 == next.offset);
+            if call.bytes + next.data.len() > proto::MAX_IO as usize
+                || (!joins && call.extents.len() >= proto::data::MAX_EXTENTS)
+            {
                 break;
             }
             let Some(next) = self.queue.pop_front() else {
                 break;
             };
-            call.data.extend_from_slice(&next.data);
+            call.bytes += next.data.len();
             call.last_seq = next.seq;
             call.permits.push(next.permit);
+            match call.extents.last_mut() {
+                Some((_, data)) if joins => data.extend_from_slice(&next.data),
+                _ => call.extents.push((next.offset, next.data)),
+            }
         }
         Some(call)
     }
@@ -165,8 +176,8 @@ impl File {
 
 struct Call {
     last_seq: u64,
-    offset: u64,
-    data: Vec<u8>,
+    bytes: usize,
+    extents: Vec<(u64, Vec<u8>)>,
     /// Given back when the call is answered: until then the data is ours.
     permits: Vec<OwnedSemaphorePermit>,
 }
@@ -197,6 +208,7 @@ impl WriteBehind {
             progressed: Notify::new(),
             budget: Arc::new(Semaphore::new(window.total)),
             window,
+            one_by_one: AtomicBool::new(false),
             me: me.clone(),
         })
     }
@@ -345,6 +357,29 @@ impl WriteBehind {
         Ok(a)
     }
 
+    /// One call down: a plain write, or several in one frame. Bricks of
+    /// an older version refuse the frame; their writes go one by one.
+    async fn send(&self, gfid: Gfid, mut extents: Vec<(u64, Vec<u8>)>) -> FsResult<Attr> {
+        if extents.len() == 1 {
+            let (offset, data) = extents.remove(0);
+            return self.below.write(gfid, offset, data).await;
+        }
+        if !self.one_by_one.load(Ordering::Relaxed) {
+            match self.below.write_extents(gfid, extents.clone()).await {
+                Err(FsError::NotSupported(why)) => {
+                    warn!(%why, "the bricks take no vectored writes; sending them one by one");
+                    self.one_by_one.store(true, Ordering::Relaxed);
+                }
+                res => return res,
+            }
+        }
+        let mut last = None;
+        for (offset, data) in extents {
+            last = Some(self.below.write(gfid, offset, data).await?);
+        }
+        last.ok_or_else(|| FsError::Invalid("a call of no writes".into()))
+    }
+
     async fn send_queue(self: Arc<Self>, gfid: Gfid, incarnation: u64) {
         loop {
             let call = {
@@ -365,9 +400,9 @@ impl WriteBehind {
                     }
                 }
             };
-            let len = call.data.len();
+            let (len, pieces, offset) = (call.bytes, call.extents.len(), call.extents[0].0);
             let started = Instant::now();
-            let res = self.below.write(gfid, call.offset, call.data).await;
+            let res = self.send(gfid, call.extents).await;
             {
                 let mut files = self.files();
                 if let Some(f) = files
@@ -379,7 +414,7 @@ impl WriteBehind {
                     match res {
                         Ok(attr) => f.attr = attr,
                         Err(e) => {
-                            warn!(%gfid, offset = call.offset, len, %e, "write sent behind failed; flush or fsync of the file reports it");
+                            warn!(%gfid, offset, len, pieces, %e, "write sent behind failed; flush or fsync of the file reports it");
                             f.error.get_or_insert(e);
                         }
                     }
@@ -388,7 +423,7 @@ impl WriteBehind {
                     }
                 }
             }
-            debug!(%gfid, len, elapsed = ?started.elapsed(), "wrote behind");
+            debug!(%gfid, len, pieces, elapsed = ?started.elapsed(), "wrote behind");
             drop(call.permits);
             self.progressed.notify_waiters();
         }

@@ -3,6 +3,8 @@
 //! behind the same 64 KiB BufReader), until the stream ends or a frame is
 //! refused. Odd: the fixed part and the bodies of a response as the client
 //! decodes them (bincode `Done<Attr>` for writes, `FsError` for errors).
+//! A vectored write's payload is parsed as the brick parses it, and what
+//! parses must encode back to the same bytes.
 #![no_main]
 
 use brickfs_fuzz::block_on;
@@ -25,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
                         .ok(),
                     Some(payload.len())
                 );
+                if header.op == data::OP_WRITEV {
+                    if let Ok(extents) = data::decode_extents(&payload) {
+                        assert_eq!(data::encode_extents(&extents), payload);
+                    }
+                }
             }
         });
     } else {

@@ -16,6 +16,13 @@
 //! response: len u32 | id u64 | status u8 | body (write: bincode Done<Attr>; read: data; error: bincode FsError)
 //! ```
 //! `len` counts the bytes after itself.
+//!
+//! A [`OP_WRITEV`] payload is several writes of one file at offsets,
+//! applied in order by the brick (a client's write-behind queue in one
+//! round trip):
+//! ```text
+//! count u32 | (offset u64 | len u32) [count] | data of each, in order
+//! ```
 
 use crate::{FsError, Gfid, ReplicaIndex, MAX_FRAME};
 
@@ -29,6 +36,62 @@ pub const OP_READ: u8 = 2;
 /// A write at the file's end as the brick sees it (`offset` ignored): the
 /// O_APPEND writes of several clients never land on each other.
 pub const OP_APPEND: u8 = 3;
+
+/// Writes at several offsets of one file, in order ([`encode_extents`]).
+pub const OP_WRITEV: u8 = 4;
+/// Most writes in one [`OP_WRITEV`] frame.
+pub const MAX_EXTENTS: usize = 1024;
+
+/// The payload of an [`OP_WRITEV`] frame: the extents' index, then their data.
+pub fn encode_extents(extents: &[(u64, &[u8])]) -> Vec<u8> {
+    let data: usize = extents.iter().map(|(_, d)| d.len()).sum();
+    let mut out = Vec::with_capacity(4 + 12 * extents.len() + data);
+    out.extend_from_slice(&(extents.len() as u32).to_le_bytes());
+    for (offset, d) in extents {
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&(d.len() as u32).to_le_bytes());
+    }
+    for (_, d) in extents {
+        out.extend_from_slice(d);
+    }
+    out
+}
+
+/// The extents of an [`OP_WRITEV`] payload: every length accounted for,
+/// nothing left over, no offset whose end passes `u64::MAX`.
+pub fn decode_extents(payload: &[u8]) -> Result<Vec<(u64, &[u8])>, FsError> {
+    let bad = || FsError::Invalid("malformed vectored write".into());
+    let count_bytes: [u8; 4] = payload
+        .get(..4)
+        .ok_or_else(bad)?
+        .try_into()
+        .map_err(|_| bad())?;
+    let count = u32::from_le_bytes(count_bytes) as usize;
+    if count == 0 || count > MAX_EXTENTS {
+        return Err(bad());
+    }
+    let index_end = 4 + 12 * count;
+    let index = payload.get(4..index_end).ok_or_else(bad)?;
+    let mut data = payload.get(index_end..).ok_or_else(bad)?;
+    let mut out = Vec::with_capacity(count);
+    for entry in index.chunks_exact(12) {
+        let mut o = [0u8; 8];
+        o.copy_from_slice(&entry[..8]);
+        let mut l = [0u8; 4];
+        l.copy_from_slice(&entry[8..]);
+        let (offset, len) = (u64::from_le_bytes(o), u32::from_le_bytes(l) as usize);
+        if len > data.len() || offset.checked_add(len as u64).is_none() {
+            return Err(bad());
+        }
+        let (here, rest) = data.split_at(len);
+        out.push((offset, here));
+        data = rest;
+    }
+    if !data.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
 
 /// Where a write goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,9 +177,9 @@ impl RequestHeader {
             .checked_sub(head)
             .ok_or_else(|| FsError::Invalid("malformed data request".into()))?;
         match self.op {
-            OP_WRITE | OP_APPEND if payload == self.size as usize => Ok(payload),
+            OP_WRITE | OP_APPEND | OP_WRITEV if payload == self.size as usize => Ok(payload),
             OP_READ if payload == 0 => Ok(0),
-            OP_WRITE | OP_APPEND | OP_READ => {
+            OP_WRITE | OP_APPEND | OP_WRITEV | OP_READ => {
                 Err(FsError::Invalid("malformed data request".into()))
             }
             op => Err(FsError::NotSupported(format!("data op {op}"))),
@@ -238,5 +301,25 @@ mod tests {
         let mut fixed = [0u8; RESP_FIXED];
         fixed.copy_from_slice(&h[4..]);
         assert_eq!(decode_response(&fixed), (7, STATUS_ERR));
+    }
+
+    #[test]
+    fn extents_round_trip_and_bad_indexes_are_refused() {
+        let a = vec![1u8; 10];
+        let b = vec![2u8; 3];
+        let payload = encode_extents(&[(100, &a), (7, &b)]);
+        assert_eq!(
+            decode_extents(&payload).unwrap(),
+            vec![(100, &a[..]), (7, &b[..])]
+        );
+        // A byte short, a byte over, no extents, an index past the end.
+        assert!(decode_extents(&payload[..payload.len() - 1]).is_err());
+        let mut over = payload.clone();
+        over.push(0);
+        assert!(decode_extents(&over).is_err());
+        assert!(decode_extents(&0u32.to_le_bytes()).is_err());
+        assert!(decode_extents(&9u32.to_le_bytes()).is_err());
+        let wraps = encode_extents(&[(u64::MAX, &b)]);
+        assert!(decode_extents(&wraps).is_err());
     }
 }

@@ -595,6 +595,23 @@ impl Layer for Distribute {
         self.write_at(gfid, WriteAt::End, data).await
     }
 
+    async fn write_extents(&self, gfid: Gfid, extents: Vec<(u64, Vec<u8>)>) -> FsResult<Attr> {
+        let payload = Arc::new(proto::data::encode_extents(
+            &extents
+                .iter()
+                .map(|(o, d)| (*o, d.as_slice()))
+                .collect::<Vec<_>>(),
+        ));
+        if let Some(s) = self.single() {
+            return s.write_extents_shared(gfid, payload).await;
+        }
+        self.on_file(gfid, |s| {
+            let payload = payload.clone();
+            async move { s.write_extents_shared(gfid, payload).await }
+        })
+        .await
+    }
+
     async fn flush(&self, gfid: Gfid) -> FsResult<()> {
         if let Some(s) = self.single() {
             return s.flush(gfid).await;

@@ -425,6 +425,29 @@ impl Replicate {
         Ok(attr)
     }
 
+    /// Several writes of one file, as one replicated op: one frame to each
+    /// brick, which applies them in order (`encode_extents`'s payload).
+    pub(crate) async fn write_extents_shared(
+        &self,
+        gfid: Gfid,
+        payload: Arc<Vec<u8>>,
+    ) -> FsResult<Attr> {
+        if payload.len() > proto::MAX_IO as usize + 12 * proto::data::MAX_EXTENTS + 4 {
+            return Err(FsError::Invalid(format!(
+                "vectored write of {} bytes exceeds {}",
+                payload.len(),
+                proto::MAX_IO
+            )));
+        }
+        let applied = self
+            .txn(&[gfid], gfid, PendingKind::Data, &[], |b, txn| {
+                let payload = payload.clone();
+                async move { b.write_extents(txn, gfid, &payload).await }
+            })
+            .await?;
+        Ok(applied.value)
+    }
+
     /// The size the replicas nobody blamed ended with after an append (only
     /// they vote: a stale replica's end is not the file's). A brick whose
     /// append landed elsewhere is wrong: it is blamed, and heal copies the
@@ -635,6 +658,16 @@ impl Layer for Replicate {
 
     async fn append(&self, gfid: Gfid, data: Vec<u8>) -> FsResult<Attr> {
         self.write_shared(gfid, WriteAt::End, Arc::new(data)).await
+    }
+
+    async fn write_extents(&self, gfid: Gfid, extents: Vec<(u64, Vec<u8>)>) -> FsResult<Attr> {
+        let payload = proto::data::encode_extents(
+            &extents
+                .iter()
+                .map(|(o, d)| (*o, d.as_slice()))
+                .collect::<Vec<_>>(),
+        );
+        self.write_extents_shared(gfid, Arc::new(payload)).await
     }
 
     async fn flush(&self, _gfid: Gfid) -> FsResult<()> {

@@ -16,6 +16,8 @@ struct Below {
     data: Mutex<Vec<u8>>,
     /// (offset, len) of each write that reached us.
     writes: Mutex<Vec<(u64, usize)>>,
+    /// Extents of each vectored write that reached us.
+    vectored: Mutex<Vec<usize>>,
     /// Writes wait for a permit when set.
     gate: Mutex<Option<Arc<Semaphore>>>,
     fail: AtomicBool,
@@ -104,6 +106,14 @@ impl Layer for Below {
     }
     async fn append(&self, _: Gfid, _: Vec<u8>) -> FsResult<Attr> {
         unsupported()
+    }
+    async fn write_extents(&self, gfid: Gfid, extents: Vec<(u64, Vec<u8>)>) -> FsResult<Attr> {
+        self.vectored.lock().unwrap().push(extents.len());
+        let mut last = None;
+        for (offset, data) in extents {
+            last = Some(self.write(gfid, offset, data).await?);
+        }
+        last.ok_or_else(|| FsError::Invalid("empty".into()))
     }
     async fn flush(&self, _: Gfid) -> FsResult<()> {
         Ok(())
@@ -316,4 +326,23 @@ async fn a_file_not_created_here_writes_its_first_write_through() {
     gate.add_permits(1);
     wb.flush(FILE).await.unwrap();
     assert_eq!(below.writes(), vec![(0, 10), (10, 10)]);
+}
+
+#[tokio::test]
+async fn scattered_writes_go_as_one_vectored_call_applied_in_order() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    // Backwards, and the last one over the first: order matters.
+    for i in (0..16u64).rev() {
+        wb.write(FILE, i * 8192, vec![i as u8; 4096]).await.unwrap();
+    }
+    wb.write(FILE, 15 * 8192, vec![0xee; 100]).await.unwrap();
+    wb.fsync(FILE, false).await.unwrap();
+    assert_eq!(*below.vectored.lock().unwrap(), vec![17]);
+    let data = below.data.lock().unwrap().clone();
+    assert!(data[15 * 8192..15 * 8192 + 100].iter().all(|b| *b == 0xee));
+    assert!(data[15 * 8192 + 100..15 * 8192 + 4096]
+        .iter()
+        .all(|b| *b == 15));
+    assert!(data[0..4096].iter().all(|b| *b == 0));
+    assert!(data[8192..8192 + 4096].iter().all(|b| *b == 1));
 }
