@@ -66,23 +66,23 @@ def read(name):
     with open(f"{out}/{name}") as f:
         for line in f:
             parts = line.split()
-            if len(parts) >= 2 and not line.startswith("#"):
+            if len(parts) >= 3 and not line.startswith("#"):
                 try:
-                    figs[parts[0]] = float(parts[1])
+                    figs[parts[0]] = (float(parts[1]), parts[2])
                 except ValueError:
                     pass
     return figs
 b = [read(f"brickfs-r{r}.txt") for r in range(1, rounds + 1)]
 g = [read(f"gluster-r{r}.txt") for r in range(1, rounds + 1)]
-print("| figure | brickfs (rounds) | GlusterFS (rounds) | median ratio |")
+print("| figure | brickfs (rounds) | GlusterFS (rounds) | brickfs / GlusterFS, medians |")
 print("|---|---|---|---|")
 for k in b[0]:
     if k.endswith("_rc") or k.startswith("untar_entries") or k.startswith("untar_file") or k == "untar_du_k":
         continue
-    bs = [x.get(k, float("nan")) for x in b]
-    gs = [x.get(k, float("nan")) for x in g]
+    bs = [x.get(k, (float("nan"), ""))[0] for x in b]
+    gs = [x.get(k, (float("nan"), ""))[0] for x in g]
     mb, mg = statistics.median(bs), statistics.median(gs)
-    if k.endswith("_s"):
+    if b[0][k][1] == "s":
         ratio = f"{mg / mb:.2f}x faster" if mb else "-"
     else:
         ratio = f"{mb / mg:.2f}x" if mg else "-"
