@@ -3,6 +3,8 @@
 //! file there says where it is, as in Gluster. Directories, on every set,
 //! are renamed on every set.
 
+use std::time::Duration;
+
 use futures::future::join_all;
 use proto::{Attr, FileKind, FsError, FsResult, Gfid, Name, RenameReq};
 use tracing::warn;
@@ -10,6 +12,12 @@ use tracing::warn;
 use super::cache::Loc;
 use super::{is_gone, Distribute, Found, MOVE_RETRIES};
 use crate::layer::Layer;
+
+/// How long a rename onto a name another client's rename is making waits
+/// for that one to finish before it gives up with EEXIST.
+const RACE_WAIT: Duration = Duration::from_secs(10);
+const RACE_PAUSE_FIRST: Duration = Duration::from_millis(2);
+const RACE_PAUSE_MAX: Duration = Duration::from_millis(100);
 
 fn exdev() -> FsError {
     FsError::Os {
@@ -23,18 +31,23 @@ impl Distribute {
         req.name.validate()?;
         req.new_name.validate()?;
         let replaces = req.flags & (libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE) == 0;
-        let mut tries = 0;
+        let mut moved_tries = 0;
+        let mut waited = Duration::ZERO;
+        let mut pause = RACE_PAUSE_FIRST;
         loop {
             match self.rename_once(req.clone()).await {
                 // A file moved by rebalance between the lookups and the
-                // rename (what was done is undone on failure), or another
-                // client's rename made the new name meanwhile (rename(2)
-                // replaces it): again, from the lookups.
-                Err(e)
-                    if tries < MOVE_RETRIES
-                        && (is_gone(&e) || (replaces && e == FsError::Exists)) =>
-                {
-                    tries += 1
+                // rename (what was done is undone on failure): again, from
+                // the lookups.
+                Err(e) if moved_tries < MOVE_RETRIES && is_gone(&e) => moved_tries += 1,
+                // Another client's rename is making the new name (its link
+                // file is there, its file not yet): rename(2) replaces what
+                // it leaves, so this one waits for it to finish, however
+                // long its locks take on a busy cluster, then goes again.
+                Err(FsError::Exists) if replaces && waited < RACE_WAIT => {
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause = (pause * 2).min(RACE_PAUSE_MAX);
                 }
                 other => return other,
             }
