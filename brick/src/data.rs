@@ -330,14 +330,18 @@ async fn handle(
         }
         OP_READ => {
             let (offset, size) = (header.offset, header.size);
-            if size as usize > HEAVY_IO {
+            let data = if size as usize > HEAVY_IO {
                 let b = backend.clone();
                 tokio::task::spawn_blocking(move || b.read(gfid, offset, size))
                     .await
                     .map_err(crate::error::join_error)?
             } else {
                 backend.read(gfid, offset, size)
+            }?;
+            if !maintenance {
+                backend.hot.read(gfid, data.len());
             }
+            Ok(data)
         }
         op => Err(FsError::NotSupported(format!("data op {op}"))),
     }

@@ -33,6 +33,7 @@ mod server;
 mod staging;
 pub mod stats;
 mod store;
+mod top;
 
 pub use error::BrickError;
 pub use server::{check, serve, BrickConfig};

@@ -34,6 +34,7 @@ use crate::store::{
     entry_gfid, entry_target, list_names, proc_fd, stat_at, xget, xlist, xremove, xset, Obj, Store,
     Target, GFID_XATTR, PRIVATE_XATTR_PREFIX,
 };
+use crate::top::HotFiles;
 
 /// Longest symlink target accepted (Linux PATH_MAX less the NUL).
 const SYMLINK_MAX: usize = 4095;
@@ -47,6 +48,8 @@ pub struct Backend {
     pub inodelks: InodeLocks,
     pub records: RecordLocks,
     pub quotas: Quotas,
+    /// What `volume top` reports.
+    pub(crate) hot: HotFiles,
 }
 
 /// Rejects names that are not one plain component, and the private
@@ -146,6 +149,7 @@ impl Backend {
             inodelks: InodeLocks::default(),
             records: RecordLocks::default(),
             quotas,
+            hot: HotFiles::default(),
         })
     }
 
@@ -191,6 +195,9 @@ impl Backend {
             return Err(FsError::NotFound);
         };
         let st = stat_at(dirfd.as_fd(), name)?;
+        if !is_dir(&st) {
+            self.hot.named(gfid, parent, name);
+        }
         self.looked(gfid, &st, &entry_target(dirfd.as_fd(), name))
     }
 
@@ -308,6 +315,9 @@ impl Backend {
         };
         if new.lock {
             self.inodelks.try_acquire(new.gfid, conn);
+        }
+        if new.kind == FileKind::File && !txn.maintenance {
+            self.hot.named(new.gfid, parent, &new.name);
         }
         Ok(attr_from_stat(new.gfid, &st))
     }
@@ -900,6 +910,9 @@ impl Backend {
             Err(e) => return Err(e),
         }
         failpoint!("link", "after_name");
+        if !txn.maintenance {
+            self.hot.named(gfid, parent, name);
+        }
         Ok(attr_from_stat(gfid, &rustix::fs::lstat(&idx).os()?))
     }
 
@@ -963,6 +976,9 @@ impl Backend {
             failpoint!("write", "after_write");
             Ok(())
         })?;
+        if !txn.maintenance {
+            self.hot.wrote(gfid, data.len());
+        }
         Ok(attr_from_stat(gfid, &st))
     }
 

@@ -599,8 +599,13 @@ impl Brick for Conn {
 
     async fn read(self, _: Context, gfid: Gfid, offset: u64, size: u32) -> FsResult<Bytes> {
         self.in_scope(&[gfid])?;
+        let counted = !self.sessions.is_maintenance(self.id);
         self.run_as("read", gfid, size as usize > HEAVY_IO, move |b| {
-            b.read(gfid, offset, size).map(Bytes::from)
+            let data = b.read(gfid, offset, size)?;
+            if counted {
+                b.hot.read(gfid, data.len());
+            }
+            Ok(Bytes::from(data))
         })
         .await
     }
@@ -851,5 +856,22 @@ impl Brick for Conn {
             tracing::info!(who = %self.who, ?cmd, "volume profile");
         }
         Ok(crate::stats::profile(cmd))
+    }
+
+    async fn top(self, _: Context, limit: u32, clear: bool) -> FsResult<proto::TopReport> {
+        self.maintainer("top")?;
+        if clear {
+            tracing::info!(who = %self.who, "volume top: counts cleared");
+        }
+        let limit = (limit as usize).min(crate::top::TRACKED_MAX);
+        self.run_as("top", Gfid::ROOT, true, move |b| {
+            let (files, tracked) = b.hot.top(&b.store, limit, clear);
+            Ok(proto::TopReport {
+                files,
+                tracked: tracked as u64,
+                tracked_max: crate::top::TRACKED_MAX as u64,
+            })
+        })
+        .await
     }
 }

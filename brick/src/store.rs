@@ -387,6 +387,12 @@ impl Store {
         Ok(rel)
     }
 
+    /// Directory `gfid`'s path below the brick root (`.` for the root),
+    /// for reports.
+    pub(crate) fn dir_path(&self, gfid: Gfid) -> FsResult<Vec<u8>> {
+        self.dir_relpath(gfid, true)
+    }
+
     /// Where directory `gfid` is: its parent and name, from its pointer.
     /// `None` for other objects and for the root.
     pub fn locate(&self, gfid: Gfid) -> FsResult<Option<(Gfid, Name)>> {

@@ -125,4 +125,8 @@ pub trait Brick {
     /// `Start` takes a baseline, `Info` reports since it and since the
     /// brick started, `Stop` drops it. Heal and admin roles only.
     async fn profile(cmd: ProfileCmd) -> FsResult<ProfileReport>;
+    /// The `limit` files this brick served most reads and writes for
+    /// (`volume top`), then, if `clear`, counting afresh. Heal and admin
+    /// roles only.
+    async fn top(limit: u32, clear: bool) -> FsResult<TopReport>;
 }

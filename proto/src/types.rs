@@ -620,3 +620,25 @@ pub struct ProfileReport {
     /// started (or the brick restarted since).
     pub since_start: Option<(u64, Vec<FopStat>)>,
 }
+
+/// One file's traffic on one brick (`volume top`): client reads and
+/// writes (heal's not counted), and its path on the brick when the last
+/// name the brick saw for it still leads to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HotFile {
+    pub gfid: Gfid,
+    pub path: Option<String>,
+    pub reads: u64,
+    pub read_bytes: u64,
+    pub writes: u64,
+    pub write_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopReport {
+    /// The busiest first.
+    pub files: Vec<HotFile>,
+    /// Files the brick counts at the moment, and at most.
+    pub tracked: u64,
+    pub tracked_max: u64,
+}

@@ -600,6 +600,10 @@ impl Dev {
                 "          brickfs --store {} {security} volume profile {VOLUME} start|info|stop",
                 self.store_url()
             );
+            println!(
+                "          brickfs --store {} {security} volume top {VOLUME} [read|write|clear]",
+                self.store_url()
+            );
         }
         let store = self.store_url();
         match &self.tls_dir {

@@ -21,6 +21,7 @@ pub mod rebalance;
 mod show;
 #[cfg(test)]
 mod tests;
+mod top;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -131,6 +132,18 @@ enum VolumeCmd {
         Example: brickfs volume profile gv0 start; (run the workload); brickfs volume \
         profile gv0 info")]
     Profile(ProfileArgs),
+    /// Per brick, the files served most reads and writes.
+    #[command(
+        long_about = "Per brick, the files it served most reads and writes for, \
+        since the brick started or the last `clear`: calls and MiB each way, and the \
+        file's path (its last name the brick saw; a file renamed or unlinked since shows \
+        its gfid). Every replica counts a file's writes; a read goes to one replica. \
+        Heal and rebalance traffic is not counted. Each brick counts at most 4096 files \
+        at once: when full it keeps the busier half, so the counts of a file that was \
+        dropped and came back are lower bounds.\n\n\
+        Example: brickfs volume top gv0 write --list-cnt 5"
+    )]
+    Top(TopArgs),
     #[command(flatten)]
     Heal(heal_cmd::VolumeCmd),
 }
@@ -141,6 +154,19 @@ struct ProfileArgs {
     name: String,
     #[arg(value_enum)]
     action: profile::Action,
+}
+
+#[derive(clap::Args, Debug)]
+struct TopArgs {
+    /// Volume name.
+    name: String,
+    /// Rank by reads, writes, or both (`all`); `clear` shows, then starts
+    /// counting afresh.
+    #[arg(value_enum, default_value_t = top::Metric::All)]
+    metric: top::Metric,
+    /// Files listed per brick.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    list_cnt: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -334,6 +360,15 @@ pub fn run(args: VolumeArgs, store_url: Option<&str>, log_level: Option<&str>) -
             VolumeCmd::Profile(a) => {
                 let spec = load::load(store, &a.name).await?.spec;
                 let (out, all) = profile::run(&spec, a.action).await;
+                if !all {
+                    print!("{out}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                out
+            }
+            VolumeCmd::Top(a) => {
+                let spec = load::load(store, &a.name).await?.spec;
+                let (out, all) = top::run(&spec, a.metric, a.list_cnt).await;
                 if !all {
                     print!("{out}");
                     return Ok(ExitCode::FAILURE);

@@ -31,6 +31,49 @@ impl Action {
     }
 }
 
+/// A connection of its own to the brick at `addr`, said hello to as a
+/// client of `volume`; `t` bounds every step.
+pub(super) async fn brick_client(
+    addr: &str,
+    volume: &str,
+    t: Duration,
+) -> Result<proto::BrickClient, FsError> {
+    let sock = tokio::time::timeout(t, tokio::net::lookup_host(addr))
+        .await
+        .map_err(|_| FsError::Timeout(addr.to_string()))?
+        .map_err(|e| brick_down(addr, &e))?
+        .next()
+        .ok_or_else(|| brick_down(addr, &"resolves to no address"))?;
+    let client = client::protocol::connect_rpc(sock, t).await?;
+    client
+        .hello(
+            deadline(t),
+            uuid::Uuid::new_v4().as_u128(),
+            volume.to_string(),
+            proto::Purpose::Client,
+        )
+        .await
+        .map_err(|e| rpc_error(addr, e))??;
+    Ok(client)
+}
+
+fn brick_down(addr: &str, e: &dyn std::fmt::Display) -> FsError {
+    FsError::BrickDown(format!("{addr}: {e}"))
+}
+
+pub(super) fn rpc_error(addr: &str, e: RpcError) -> FsError {
+    match e {
+        RpcError::DeadlineExceeded => FsError::Timeout(addr.to_string()),
+        other => brick_down(addr, &other),
+    }
+}
+
+pub(super) fn deadline(t: Duration) -> Context {
+    let mut ctx: Context = tarpc::context::current();
+    ctx.deadline = Instant::now() + t;
+    ctx
+}
+
 /// One brick's report, over a connection of its own.
 async fn ask(
     addr: &str,
@@ -38,33 +81,11 @@ async fn ask(
     t: Duration,
     cmd: ProfileCmd,
 ) -> Result<ProfileReport, FsError> {
-    let down = |e: &dyn std::fmt::Display| FsError::BrickDown(format!("{addr}: {e}"));
-    let sock = tokio::time::timeout(t, tokio::net::lookup_host(addr))
-        .await
-        .map_err(|_| FsError::Timeout(addr.to_string()))?
-        .map_err(|e| down(&e))?
-        .next()
-        .ok_or_else(|| down(&"resolves to no address"))?;
-    let client = client::protocol::connect_rpc(sock, t).await?;
-    let rpc = |e: RpcError| match e {
-        RpcError::DeadlineExceeded => FsError::Timeout(addr.to_string()),
-        other => down(&other),
-    };
-    let deadline = || {
-        let mut ctx: Context = tarpc::context::current();
-        ctx.deadline = Instant::now() + t;
-        ctx
-    };
+    let client = brick_client(addr, volume, t).await?;
     client
-        .hello(
-            deadline(),
-            uuid::Uuid::new_v4().as_u128(),
-            volume.to_string(),
-            proto::Purpose::Client,
-        )
+        .profile(deadline(t), cmd)
         .await
-        .map_err(rpc)??;
-    client.profile(deadline(), cmd).await.map_err(rpc)?
+        .map_err(|e| rpc_error(addr, e))?
 }
 
 /// Runs `action` on every brick of `spec`; the text to print, and whether

@@ -234,3 +234,76 @@ fn the_api_counts_requests_by_endpoint() {
     );
     assert!(text.contains("daemon=\"brickfs-api\""), "{text}");
 }
+
+#[test]
+fn volume_top_lists_each_bricks_busiest_files_by_path() {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+
+    let cluster = TestCluster::start(3);
+    let v = tests::volume::StoreVolume::create(&cluster);
+    let mount = v.mount();
+    std::fs::create_dir(mount.path().join("d")).unwrap();
+    let hot = mount.path().join("d/hot");
+    let f = std::fs::File::create(&hot).unwrap();
+    // Each write its own call to the bricks: fsync drains write-behind.
+    for i in 0..40u64 {
+        f.write_all_at(&[7u8; 4096], i * 4096).unwrap();
+        f.sync_data().unwrap();
+    }
+    drop(f);
+    std::fs::write(mount.path().join("d/cold"), b"once").unwrap();
+    // An open drops the file's pages, so every pass reads from a brick.
+    for _ in 0..5 {
+        let mut back = Vec::new();
+        std::fs::File::open(&hot)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back.len(), 40 * 4096);
+    }
+
+    let by_writes = v.ok(&["volume", "top", "test", "write", "--list-cnt", "1"]);
+    assert!(by_writes.contains("read on 3 of 3 bricks"), "{by_writes}");
+    let tops: Vec<&str> = by_writes
+        .split("Brick: ")
+        .skip(1)
+        .map(|b| b.lines().nth(2).unwrap_or(""))
+        .collect();
+    assert_eq!(tops.len(), 3, "{by_writes}");
+    for row in tops {
+        // Every replica applied every write, and knows the name it was
+        // created with.
+        assert!(row.ends_with(" /d/hot"), "{row}\n{by_writes}");
+        let writes: u64 = row.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!(writes >= 40, "{row}");
+    }
+    assert!(
+        !by_writes.contains("/d/cold"),
+        "the limit holds: {by_writes}"
+    );
+
+    let by_reads = v.ok(&["volume", "top", "test", "read"]);
+    let read_rows: Vec<&str> = by_reads
+        .lines()
+        .filter(|l| l.ends_with(" /d/hot"))
+        .filter(|l| l.split_whitespace().next().is_some_and(|r| r != "0"))
+        .collect();
+    assert!(
+        !read_rows.is_empty(),
+        "no brick counted the reads: {by_reads}"
+    );
+    let read_mib: f64 = read_rows
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(
+        read_mib >= 0.7,
+        "5 reads of 160 KiB: {read_mib} MiB\n{by_reads}"
+    );
+
+    let cleared = v.ok(&["volume", "top", "test", "clear"]);
+    assert!(cleared.contains("counts cleared"), "{cleared}");
+    let after = v.ok(&["volume", "top", "test"]);
+    assert_eq!(after.matches("(no reads or writes").count(), 3, "{after}");
+}
