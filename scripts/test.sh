@@ -2,7 +2,8 @@
 # scripts/test.sh — the brickfs test command (README "Test"; .ci/run runs it).
 #
 # 1. installs what the tests need when it is missing (Debian: fuse3 for
-#    fusermount3, libnfs-utils for nfs-cp/nfs-ls/nfs-cat, the NFS client
+#    fusermount3, python3 (its sqlite3: the SQLite tests), libnfs-utils for
+#    nfs-cp/nfs-ls/nfs-cat, the NFS client
 #    of tests/tests/it/nfs.rs; etcd-server for the etcd the store tests start;
 #    for tests/tests/nlm_kernel.rs, the Linux kernel NFS client in qemu:
 #    qemu-system-x86, linux-image-amd64, busybox-static, cpio, kmod,
@@ -33,6 +34,7 @@ missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v nfs-cp >/dev/null 2>&1 || missing+=(libnfs-utils)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+python3 -c "import sqlite3" >/dev/null 2>&1 || missing+=(python3)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 ls /lib/modules/*/kernel/fs/nfs/nfsv3.ko* >/dev/null 2>&1 || missing+=(linux-image-amd64)
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || missing+=(busybox-static)

@@ -44,6 +44,7 @@ const FOPS: &[&str] = &[
     "heal_note",
     "quota_usage",
     "quota_elsewhere",
+    "top",
 ];
 
 pub fn fops() -> &'static Arc<OpTable> {

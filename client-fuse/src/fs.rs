@@ -201,6 +201,21 @@ fn name(n: &OsStr) -> Name {
     Name::new(n.as_bytes())
 }
 
+/// A file handle says only whether its open may write. The kernel flushes
+/// on every close, read-only ones too; only a close of a handle that may
+/// have written waits for queued writes and reports their errors, so a
+/// reader's close never takes a writer's error.
+const FH_READ_ONLY: u64 = 0;
+const FH_WRITABLE: u64 = 1;
+
+fn handle_for(flags: i32) -> FileHandle {
+    if flags & libc::O_ACCMODE == libc::O_RDONLY {
+        FileHandle(FH_READ_ONLY)
+    } else {
+        FileHandle(FH_WRITABLE)
+    }
+}
+
 /// What the kernel may keep of a file it opens with `flags`. An O_APPEND
 /// file bypasses the page cache: the kernel would put each appended block
 /// where it believes the end is, while the bricks put it at the real end
@@ -573,7 +588,7 @@ impl Filesystem for BrickFs {
                         s.opened_attrs.put(ino.0, attr);
                         s.invalidate(ino, false);
                         s.open_files.opened(gfid);
-                        reply.opened(FileHandle(0), open_flags(flags.0))
+                        reply.opened(handle_for(flags.0), open_flags(flags.0))
                     }
                     Err(FsError::NotFound | FsError::Stale(_)) => reply.error(Errno::ESTALE),
                     Err(e) => fail(reply, "open", e),
@@ -589,7 +604,7 @@ impl Filesystem for BrickFs {
             match s.layer.setattr(gfid, set).await {
                 Ok(_) => {
                     s.open_files.opened(gfid);
-                    reply.opened(FileHandle(0), open_flags(flags.0))
+                    reply.opened(handle_for(flags.0), open_flags(flags.0))
                 }
                 Err(e) => fail(reply, "open(O_TRUNC)", e),
             }
@@ -671,15 +686,20 @@ impl Filesystem for BrickFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         let Some(gfid) = self.gfid(ino) else {
             return reply.error(Errno::ESTALE);
         };
+        let writable = fh.0 == FH_WRITABLE;
         self.spawn(move |s| async move {
-            let r = s.layer.flush(gfid).await;
+            let r = if writable {
+                s.layer.flush(gfid).await
+            } else {
+                Ok(())
+            };
             // close(2) drops the process's POSIX locks on the file.
             s.drop_locks(gfid, ino.0, lock_owner.0).await;
             ok_or_fail(reply, "flush", r);
@@ -690,23 +710,21 @@ impl Filesystem for BrickFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _flags: OpenFlags,
         lock_owner: Option<LockOwner>,
         flush: bool,
         reply: ReplyEmpty,
     ) {
         // The kernel ignores errors of release; only do work that matters.
-        let gfid = self.gfid(ino);
-        let purge = gfid.and_then(|g| self.shared.open_files.closed(g));
-        if let Some(g) = purge {
-            self.spawn(move |s| async move {
-                let _ = s.layer.purge(g).await;
-            });
-        }
-        let (Some(gfid), true) = (gfid, flush || lock_owner.is_some()) else {
+        let Some(gfid) = self.gfid(ino) else {
             return reply.ok();
         };
+        let closed = self.shared.open_files.closed(gfid);
+        let flush = flush && fh.0 == FH_WRITABLE;
+        if !(flush || lock_owner.is_some() || closed.last) {
+            return reply.ok();
+        }
         self.spawn(move |s| async move {
             let r = if flush {
                 s.layer.flush(gfid).await
@@ -716,6 +734,12 @@ impl Filesystem for BrickFs {
             // The last close of an open file drops its flock.
             if let Some(owner) = lock_owner {
                 s.drop_locks(gfid, ino.0, owner.0).await;
+            }
+            if closed.last {
+                s.layer.released(gfid).await;
+            }
+            if closed.purge {
+                let _ = s.layer.purge(gfid).await;
             }
             ok_or_fail(reply, "release", r);
         });
@@ -997,7 +1021,7 @@ impl Filesystem for BrickFs {
                         &ttl,
                         &file_attr(&attr),
                         Generation(0),
-                        FileHandle(0),
+                        handle_for(flags),
                         open_flags(flags),
                     );
                 }
@@ -1065,6 +1089,10 @@ impl Filesystem for BrickFs {
             let r = s.layer.setlk(gfid, lock, sleep).await;
             if r.is_ok() && typ != RecordLockType::Unlock {
                 s.lockers.insert((ino.0, lock_owner.0), ());
+                // What the file's open learned may predate the last
+                // holder's writes: the kernel's next GETATTR asks the
+                // bricks.
+                s.opened_attrs.forget(ino.0);
                 // The new holder sees everything the last one wrote before
                 // unlocking (each write was on the bricks before it returned):
                 // the kernel's pages and size of the file go before the lock

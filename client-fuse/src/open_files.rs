@@ -6,6 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 use proto::Gfid;
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Closed {
+    pub last: bool,
+    pub purge: bool,
+}
+
 #[derive(Default)]
 pub struct OpenFiles {
     counts: DashMap<Gfid, u64>,
@@ -20,22 +26,25 @@ impl OpenFiles {
         self.total.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Returns the gfid to purge when this was the last close of a file
-    /// that lost its last name while open.
-    pub fn closed(&self, gfid: Gfid) -> Option<Gfid> {
+    /// Whether this was the file's last close here, and whether the file
+    /// is to be purged (it lost its last name while open).
+    pub fn closed(&self, gfid: Gfid) -> Closed {
         let last = match self.counts.get_mut(&gfid) {
             Some(mut n) => {
                 *n = n.saturating_sub(1);
                 self.total.fetch_sub(1, Ordering::AcqRel);
                 *n == 0
             }
-            None => return None,
+            None => false,
         };
         if !last {
-            return None;
+            return Closed::default();
         }
         self.counts.remove_if(&gfid, |_, n| *n == 0);
-        self.unlinked.remove(&gfid).map(|_| gfid)
+        Closed {
+            last: true,
+            purge: self.unlinked.remove(&gfid).is_some(),
+        }
     }
 
     /// Whether anything is open: only then does an unlink ask the bricks to
@@ -71,8 +80,14 @@ mod tests {
         f.opened(g);
         assert!(f.any());
         assert!(f.keep_until_closed(g));
-        assert_eq!(f.closed(g), None);
-        assert_eq!(f.closed(g), Some(g));
+        assert_eq!(f.closed(g), Closed::default());
+        assert_eq!(
+            f.closed(g),
+            Closed {
+                last: true,
+                purge: true
+            }
+        );
         assert!(!f.any());
         assert!(!f.keep_until_closed(g), "nothing open: purge at once");
     }

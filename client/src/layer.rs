@@ -68,8 +68,14 @@ pub trait Layer: Send + Sync + 'static {
     /// client's append is overwritten). The attributes after it: the data
     /// is at `size - data.len()`.
     async fn append(&self, gfid: Gfid, data: Vec<u8>) -> FsResult<Attr>;
-    /// Called when a file handle is flushed (close); lets buffering layers drain.
+    /// Called when a file handle that may have written is flushed (close);
+    /// lets buffering layers drain.
     async fn flush(&self, gfid: Gfid) -> FsResult<()>;
+    /// The last open handle of `gfid` in this client was closed: buffering
+    /// layers may forget the file (and an error every close reported).
+    async fn released(&self, gfid: Gfid) {
+        let _ = gfid;
+    }
     async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()>;
     async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr>;
 

@@ -144,6 +144,10 @@ impl Layer for Stats {
         self.timed("flush", self.below.flush(gfid)).await
     }
 
+    async fn released(&self, gfid: Gfid) {
+        self.below.released(gfid).await
+    }
+
     async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
         self.timed("fsync", self.below.fsync(gfid, datasync)).await
     }

@@ -5,7 +5,11 @@
 //!
 //! What still holds (TARGET.md invariant 1, amended): `flush` (close),
 //! `fsync` and unlocking return only once the layer below answered every
-//! write accepted before them, and return the first error of those writes;
+//! write accepted before them, and return the first error of those writes
+//! (every close and unlock of the file, in whatever process, until an fsync
+//! or the file's last close in this client reported it: a program the
+//! writer started, closing its copy of the descriptor, does not take the
+//! writer's error; read-only closes are not sent here, see client-fuse);
 //! a read, a truncate, a change of times or modes, an fallocate and taking
 //! a lock wait for the file's queue first, so they see or order after every
 //! earlier write. Attributes leaving this layer while writes are queued show
@@ -72,6 +76,9 @@ pub struct WriteBehind {
     window: Window,
     /// The bricks refused a vectored write once (an older version).
     one_by_one: AtomicBool,
+    /// Counts answers kept in `File::attr`, so that attributes fetched
+    /// meanwhile can be told apart from older ones.
+    ticks: AtomicU64,
     me: Weak<WriteBehind>,
 }
 
@@ -95,8 +102,10 @@ struct File {
     pending_mtime: Timespec,
     /// The file's attributes as the layer below last gave them.
     attr: Attr,
-    /// The first failure of a write sent behind, until flush or fsync
-    /// reports it.
+    /// When (`WriteBehind::ticks`) `attr` was last set from an answer.
+    answered: u64,
+    /// The first failure of a write sent behind: every flush (close) and
+    /// unlock reports it until an fsync or the file's last close did.
     error: Option<FsError>,
 }
 
@@ -120,6 +129,7 @@ impl File {
             pending_end: 0,
             pending_mtime: Timespec::default(),
             attr,
+            answered: 0,
             error: None,
         }
     }
@@ -128,8 +138,18 @@ impl File {
         self.done == self.accepted
     }
 
-    /// `a` as it will be once every queued write is applied.
-    fn patch(&self, a: &mut Attr) {
+    /// `a`, asked of the layer below at tick `asked`, as it will be once
+    /// every queued write is applied.
+    fn patch(&self, a: &mut Attr, asked: u64) {
+        // A write answered while `a` was on its way may be missing from it
+        // (the brick answered first), though it was acknowledged earlier.
+        if self.answered > asked {
+            a.size = a.size.max(self.attr.size);
+            if self.attr.mtime > a.mtime {
+                a.mtime = self.attr.mtime;
+                a.ctime = a.ctime.max(self.attr.ctime);
+            }
+        }
         if self.idle() {
             return;
         }
@@ -192,11 +212,13 @@ fn now() -> Timespec {
     }
 }
 
-/// Whether a drain hands the file's write error to its caller (and so
-/// clears it) or only waits.
+/// What a drain does with the file's write error: hands it over and
+/// clears it (fsync), hands it over and keeps it for the file's other
+/// closes (flush, unlock), or only waits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Report {
-    Error,
+    Take,
+    Show,
     Wait,
 }
 
@@ -209,6 +231,7 @@ impl WriteBehind {
             budget: Arc::new(Semaphore::new(window.total)),
             window,
             one_by_one: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
             me: me.clone(),
         })
     }
@@ -228,7 +251,7 @@ impl WriteBehind {
         let gfids: Vec<Gfid> = self.files().keys().copied().collect();
         let drained = async {
             for g in gfids {
-                if let Err(e) = self.drain(g, Report::Error).await {
+                if let Err(e) = self.drain(g, Report::Take).await {
                     warn!(gfid = %g, %e, "a write sent behind failed and no close was left to report it");
                 }
             }
@@ -256,13 +279,10 @@ impl WriteBehind {
                 };
                 let target = *target.get_or_insert(f.accepted);
                 if f.done >= target {
-                    return match (report, f.error.take()) {
-                        (Report::Error, Some(e)) => Err(e),
-                        (Report::Wait, Some(e)) => {
-                            f.error = Some(e);
-                            Ok(())
-                        }
-                        (_, None) => Ok(()),
+                    return match report {
+                        Report::Take => f.error.take().map_or(Ok(()), Err),
+                        Report::Show => f.error.clone().map_or(Ok(()), Err),
+                        Report::Wait => Ok(()),
                     };
                 }
             }
@@ -270,10 +290,11 @@ impl WriteBehind {
         }
     }
 
-    /// Drains `gfid`, reporting its error, and forgets it if nothing else
-    /// was queued meanwhile (the file was closed).
+    /// Drains `gfid` for a close, reporting its error, and forgets it if
+    /// nothing else was queued meanwhile and no error waits for another
+    /// close.
     async fn drain_and_forget(&self, gfid: Gfid) -> FsResult<()> {
-        let res = self.drain(gfid, Report::Error).await;
+        let res = self.drain(gfid, Report::Show).await;
         let mut files = self.files();
         if let Some(f) = files.get(&gfid) {
             if f.idle() && f.error.is_none() {
@@ -283,16 +304,27 @@ impl WriteBehind {
         res
     }
 
-    fn patch(&self, a: &mut Attr) {
+    /// Now, for attributes about to be asked of the layer below.
+    fn asking(&self) -> u64 {
+        self.ticks.load(Ordering::Acquire)
+    }
+
+    fn tick(&self) -> u64 {
+        self.ticks.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    fn patch(&self, a: &mut Attr, asked: u64) {
         if let Some(f) = self.files().get(&a.gfid) {
-            f.patch(a);
+            f.patch(a, asked);
         }
     }
 
     /// Remembers the attributes the layer below gave for a file we write.
     fn note(&self, a: &Attr) {
+        let tick = self.tick();
         if let Some(f) = self.files().get_mut(&a.gfid) {
             f.attr = a.clone();
+            f.answered = tick;
         }
     }
 
@@ -301,10 +333,11 @@ impl WriteBehind {
     async fn write_through(&self, gfid: Gfid, offset: u64, data: Vec<u8>) -> FsResult<Attr> {
         self.drain(gfid, Report::Wait).await?;
         let attr = self.below.write(gfid, offset, data).await?;
-        self.files()
-            .entry(gfid)
-            .and_modify(|f| f.attr = attr.clone())
-            .or_insert_with(|| File::new(attr.clone()));
+        let tick = self.tick();
+        let mut files = self.files();
+        let f = files.entry(gfid).or_insert_with(|| File::new(attr.clone()));
+        f.attr = attr.clone();
+        f.answered = tick;
         Ok(attr)
     }
 
@@ -347,7 +380,7 @@ impl WriteBehind {
             permit,
         });
         let mut a = f.attr.clone();
-        f.patch(&mut a);
+        f.patch(&mut a, u64::MAX);
         if !f.sending {
             f.sending = true;
             if let Some(me) = self.me.upgrade() {
@@ -403,6 +436,7 @@ impl WriteBehind {
             let (len, pieces, offset) = (call.bytes, call.extents.len(), call.extents[0].0);
             let started = Instant::now();
             let res = self.send(gfid, call.extents).await;
+            let tick = self.tick();
             {
                 let mut files = self.files();
                 if let Some(f) = files
@@ -412,9 +446,12 @@ impl WriteBehind {
                     f.done = call.last_seq;
                     f.bytes = f.bytes.saturating_sub(len);
                     match res {
-                        Ok(attr) => f.attr = attr,
+                        Ok(attr) => {
+                            f.attr = attr;
+                            f.answered = tick;
+                        }
                         Err(e) => {
-                            warn!(%gfid, offset, len, pieces, %e, "write sent behind failed; flush or fsync of the file reports it");
+                            warn!(%gfid, offset, len, pieces, %e, "write sent behind failed; the file's closes and fsync report it");
                             f.error.get_or_insert(e);
                         }
                     }
@@ -442,14 +479,16 @@ impl Layer for WriteBehind {
     }
 
     async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        let asked = self.asking();
         let mut a = self.below.lookup(parent, name).await?;
-        self.patch(&mut a);
+        self.patch(&mut a, asked);
         Ok(a)
     }
 
     async fn getattr(&self, gfid: Gfid) -> FsResult<Attr> {
+        let asked = self.asking();
         let mut a = self.below.getattr(gfid).await?;
-        self.patch(&mut a);
+        self.patch(&mut a, asked);
         Ok(a)
     }
 
@@ -459,7 +498,7 @@ impl Layer for WriteBehind {
         self.drain(gfid, Report::Wait).await?;
         let mut a = self.below.setattr(gfid, set).await?;
         self.note(&a);
-        self.patch(&mut a);
+        self.patch(&mut a, u64::MAX);
         Ok(a)
     }
 
@@ -494,8 +533,9 @@ impl Layer for WriteBehind {
     }
 
     async fn link(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        let asked = self.asking();
         let mut a = self.below.link(gfid, parent, name).await?;
-        self.patch(&mut a);
+        self.patch(&mut a, asked);
         Ok(a)
     }
 
@@ -514,8 +554,8 @@ impl Layer for WriteBehind {
             let files = self.files();
             match files.get(&gfid) {
                 Some(f) => match &f.error {
-                    // Later writes fail as the first did, until a flush
-                    // or fsync reported it.
+                    // Later writes fail as the first did, until an fsync
+                    // or the file's last close reported it.
                     Some(e) => return Err(e.clone()),
                     None => true,
                 },
@@ -552,8 +592,18 @@ impl Layer for WriteBehind {
         self.below.flush(gfid).await
     }
 
+    async fn released(&self, gfid: Gfid) {
+        let mut files = self.files();
+        if let Some(f) = files.get(&gfid) {
+            // Still sending: the writes of a close that gave up waiting.
+            if f.idle() {
+                files.remove(&gfid);
+            }
+        }
+    }
+
     async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
-        self.drain(gfid, Report::Error).await?;
+        self.drain(gfid, Report::Take).await?;
         self.below.fsync(gfid, datasync).await
     }
 
@@ -565,12 +615,13 @@ impl Layer for WriteBehind {
     }
 
     async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {
+        let asked = self.asking();
         let mut page = self.below.readdir(gfid, after, max).await?;
         let files = self.files();
         if !files.is_empty() {
             for e in &mut page.entries {
                 if let Some(f) = files.get(&e.attr.gfid) {
-                    f.patch(&mut e.attr);
+                    f.patch(&mut e.attr, asked);
                 }
             }
         }
@@ -612,7 +663,7 @@ impl Layer for WriteBehind {
     async fn setlk(&self, gfid: Gfid, lock: RecordLock, wait: bool) -> FsResult<()> {
         // The next holder of the lock must find every write made under it.
         let report = if lock.typ == RecordLockType::Unlock {
-            Report::Error
+            Report::Show
         } else {
             Report::Wait
         };

@@ -212,17 +212,35 @@ async fn writes_that_follow_each_other_reach_the_layer_below_as_one() {
 }
 
 #[tokio::test]
-async fn a_failed_write_is_reported_by_the_next_flush_once() {
+async fn a_failed_write_is_reported_by_every_close_until_the_last_one() {
     let (below, wb) = stack(Window::of(64 << 20)).await;
     below.fail.store(true, Ordering::SeqCst);
     wb.write(FILE, 0, vec![1; 10]).await.unwrap();
-    let err = wb
-        .flush(FILE)
-        .await
-        .expect_err("flush hid the failed write");
-    assert!(matches!(err, FsError::Quota(_)), "{err:?}");
+    // Another descriptor's close (a child closing its copy at exec) does
+    // not take the error away from the writer's own close.
+    for close in ["a child's", "the writer's"] {
+        let err = wb
+            .flush(FILE)
+            .await
+            .expect_err(&format!("{close} close hid the failed write"));
+        assert!(matches!(err, FsError::Quota(_)), "{err:?}");
+    }
     below.fail.store(false, Ordering::SeqCst);
-    wb.flush(FILE).await.expect("the error was reported once");
+    wb.released(FILE).await;
+    wb.flush(FILE)
+        .await
+        .expect("the last close forgot the reported error");
+}
+
+#[tokio::test]
+async fn an_fsync_reports_a_failed_write_once() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    below.fail.store(true, Ordering::SeqCst);
+    wb.write(FILE, 0, vec![1; 10]).await.unwrap();
+    assert!(wb.fsync(FILE, false).await.is_err());
+    below.fail.store(false, Ordering::SeqCst);
+    wb.fsync(FILE, false).await.expect("reported once");
+    wb.flush(FILE).await.expect("fsync reported it already");
 }
 
 #[tokio::test]

@@ -36,3 +36,4 @@ mod subvolume_kernel;
 mod tenant_scope;
 mod volumes;
 mod write_behind;
+mod write_behind_apps;
