@@ -249,11 +249,15 @@ impl Replicate {
         }
     }
 
+    // Cached attributes are exact only while this client holds the
+    // inode's lock (nobody else changes it): they go before the lock does.
     pub(crate) async fn release_locked(&self, locked: &mut Locked<'_>) {
+        self.attrs.forget(&locked.gfids);
         inodelk::release(&self.bricks, &locked.gfids, &mut locked.guards).await;
     }
 
     pub(crate) async fn unlock_on(&self, mask: Mask, gfids: Vec<Gfid>) {
+        self.attrs.forget(&gfids);
         inodelk::unlock_on(&self.bricks, mask, gfids).await;
     }
 
