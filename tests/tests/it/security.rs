@@ -195,6 +195,15 @@ async fn each_role_calls_only_what_it_may() {
         if !may_heal {
             assert!(matches!(healed, Err(FsError::Perm)), "{role}: {healed:?}");
         }
+        // Which files are busy, and where a brick's time goes, are the
+        // operators' to see (`volume top`, `volume profile`).
+        let top = c.top(raw::context(T), 10, false).await.unwrap();
+        assert_eq!(top.is_ok(), may_heal, "{role}: top: {top:?}");
+        let profile = c
+            .profile(raw::context(T), proto::ProfileCmd::Info)
+            .await
+            .unwrap();
+        assert_eq!(profile.is_ok(), may_heal, "{role}: profile: {profile:?}");
         let maint = hello_as(&who, addr, Purpose::Maintenance).await;
         assert_eq!(
             maint.is_ok(),
