@@ -15,7 +15,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proto::{Done, FsResult, Gfid, LockMode, Name, PendingKind, Txn};
+use std::sync::atomic::Ordering;
+
+use proto::{Done, FsError, FsResult, Gfid, LockMode, Name, PendingKind, Txn};
 use tokio::sync::MutexGuard;
 use tracing::warn;
 
@@ -102,6 +104,11 @@ impl Replicate {
         }
         let mut locked = Locked { gfids: ids, guards };
         let targets = self.acquire(&mut locked).await?;
+        let stale_before = if kind == PendingKind::Entry {
+            0
+        } else {
+            self.require_a_good_copy(blame_on, targets).await?
+        };
         let all = self.all_mask();
         let blame: Vec<u8> = indices(all & !targets).map(|i| i as u8).collect();
         let txn = Txn::blaming(blame);
@@ -119,7 +126,9 @@ impl Replicate {
         }
         let ok_mask = tally.ok_mask();
         let missed = all & !ok_mask;
-        let chosen = count(ok_mask) >= self.quorum;
+        // Applied on stale copies only (the good one failed it): as good as
+        // applied on a minority, or they would blame the good copy too.
+        let chosen = count(ok_mask) >= self.quorum && ok_mask & !stale_before != 0;
         if chosen {
             // Bricks that were sent the op but did not apply it are blamed now
             // (the up-front blame covered only the ones known to be missing).
@@ -138,15 +147,16 @@ impl Replicate {
                 }
             }
         } else if ok_mask != 0 {
-            // Applied on a minority only: the op failed, so those copies must
-            // never become a heal source. They blame nobody and keep their
-            // dirty mark (released without the post-op). Bricks that refused
-            // the op (an answer, not silence) hold the majority's copy: they
-            // blame the minority, which heal then overwrites.
+            // Applied on a minority (or on stale copies) only: the op
+            // failed, so those copies must never become a heal source. They
+            // blame nobody and keep their dirty mark (released without the
+            // post-op). Bricks that refused the op (an answer, not silence)
+            // hold the majority's copy: they blame the minority, which heal
+            // then overwrites.
             warn!(
                 ?blame_on,
                 applied = ok_mask,
-                "op applied on a minority only"
+                "op applied on a minority or on stale copies only"
             );
             let refused = tally.failed_mask();
             if refused != 0 {
@@ -247,6 +257,35 @@ impl Replicate {
             .await;
             locked.guards[k].drop_mask(mask);
         }
+    }
+
+    /// A change sent only to copies known to be stale, while the good one's
+    /// brick is down, would leave them blaming it and it blaming them: a
+    /// split-brain heal cannot settle. Refused with EIO, as reads of such a
+    /// file are, until the good copy is back or heal made another good.
+    /// Returns the copies known to be stale.
+    async fn require_a_good_copy(&self, gfid: Gfid, targets: Mask) -> FsResult<Mask> {
+        if self.all_clean() {
+            return Ok(0);
+        }
+        self.validated(gfid).await?;
+        let ctx = self.inodes.get(gfid);
+        if targets & !ctx.stale() != 0 {
+            return Ok(ctx.stale());
+        }
+        // What this client knows may predate a heal: the bricks once more.
+        ctx.validated_epoch.store(u64::MAX, Ordering::Release);
+        self.validated(gfid).await?;
+        if targets & !ctx.stale() != 0 {
+            return Ok(ctx.stale());
+        }
+        warn!(%gfid, targets, stale = ctx.stale(), "refusing a change: every reachable replica is stale");
+        Err(FsError::Os {
+            errno: libc::EIO,
+            msg: format!(
+                "every reachable replica of {gfid} is stale; its good copy's brick is down"
+            ),
+        })
     }
 
     // Cached attributes are exact only while this client holds the

@@ -471,3 +471,64 @@ fn a_big_file_being_written_while_it_heals_ends_identical_everywhere() {
         );
     }
 }
+
+/// Each of two replicas missed a write the other has, then the third (the
+/// only good copy) goes down. A write the two stale ones alone took would
+/// leave them blaming the good copy and it blaming them: a split-brain no
+/// heal settles. The write is refused with EIO; once the good brick is back
+/// the file heals to the last write that was acknowledged.
+#[test]
+fn a_write_that_only_stale_copies_could_take_is_refused() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount_with_args(&["--write-behind-mib", "0"]);
+    let path = m.join("f");
+    fs::write(&path, b"v0").unwrap();
+    let write = |v: &[u8]| -> std::io::Result<()> {
+        let f = OpenOptions::new().write(true).open(&path)?;
+        f.write_all_at(v, 0)?;
+        f.sync_all()
+    };
+    let events = |what: &str, i: usize| {
+        // The space ends the field: port 1234 is not port 12345.
+        let addr = format!("brick={} ", cluster.brick_addr(i));
+        fs::read_to_string(m.log())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what) && l.contains(&addr))
+            .count()
+    };
+    // Down, and the mount knows it, before the next write.
+    let take_down = |i: usize| {
+        let before = events("brick down", i);
+        cluster.kill_brick(i);
+        assert!(
+            wait_until(SETTLE, || events("brick down", i) > before),
+            "the mount never saw brick {i} go"
+        );
+    };
+    let bring_back = |i: usize| {
+        let before = events("brick up", i);
+        cluster.restart_brick(i);
+        assert!(
+            wait_until(SETTLE, || events("brick up", i) > before),
+            "the mount never saw brick {i} back"
+        );
+    };
+    take_down(0);
+    write(b"v1").unwrap();
+    bring_back(0);
+    take_down(2);
+    write(b"v2").expect("brick 1 has the good copy: the write goes on");
+    bring_back(2);
+    take_down(1);
+    let refused = write(b"v3").expect_err("a write only stale copies took");
+    assert_eq!(refused.raw_os_error(), Some(libc::EIO), "{refused}");
+    bring_back(1);
+
+    let _heald = cluster.start_heald(2);
+    assert_healed(&cluster);
+    for i in 0..3 {
+        assert_eq!(fs::read(cluster.brick_dir(i).join("f")).unwrap(), b"v2");
+    }
+    write(b"v4").expect("writes go on once healed");
+}
