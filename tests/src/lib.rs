@@ -42,3 +42,15 @@ pub mod xattr;
 
 pub use cluster::{wait_until, Mount, TestCluster, NO_CACHE};
 pub use proc::{free_port, is_mounted, log_has, log_lines, pid_alive};
+
+/// Panics unless python3 with its sqlite3 module runs here (the SQLite
+/// tests drive real SQLite through it; scripts/test.sh installs it).
+pub fn require_python3_sqlite() {
+    let check = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3"])
+        .status();
+    assert!(
+        matches!(check, Ok(s) if s.success()),
+        "python3 with its sqlite3 module is needed (Debian: python3)"
+    );
+}

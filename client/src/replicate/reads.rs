@@ -137,6 +137,16 @@ impl Replicate {
 
     /// Makes sure we know which replicas of `gfid` are stale, asking all
     /// bricks once per connection epoch.
+    /// [`Replicate::validated`], asking the bricks even if nothing changed
+    /// since the last time.
+    pub(crate) async fn revalidated(&self, gfid: Gfid) -> FsResult<()> {
+        self.inodes
+            .get(gfid)
+            .validated_epoch
+            .store(u64::MAX, Ordering::Release);
+        self.validated(gfid).await
+    }
+
     pub(crate) async fn validated(&self, gfid: Gfid) -> FsResult<()> {
         if self.all_clean() {
             return Ok(());

@@ -15,8 +15,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::Ordering;
-
 use proto::{Done, FsError, FsResult, Gfid, LockMode, Name, PendingKind, Txn};
 use tokio::sync::MutexGuard;
 use tracing::warn;
@@ -274,8 +272,7 @@ impl Replicate {
             return Ok(ctx.stale());
         }
         // What this client knows may predate a heal: the bricks once more.
-        ctx.validated_epoch.store(u64::MAX, Ordering::Release);
-        self.validated(gfid).await?;
+        self.revalidated(gfid).await?;
         if targets & !ctx.stale() != 0 {
             return Ok(ctx.stale());
         }

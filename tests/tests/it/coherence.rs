@@ -91,13 +91,7 @@ fn a_lock_holder_sees_every_update_of_the_previous_holder() {
 /// before each lock was taken, so every commit must be there at the end.
 #[test]
 fn sqlite_writers_on_two_mounts_lose_no_commit() {
-    let check = Command::new("python3")
-        .args(["-c", "import sqlite3"])
-        .status();
-    assert!(
-        matches!(check, Ok(s) if s.success()),
-        "python3 with its sqlite3 module is needed (Debian: python3)"
-    );
+    tests::require_python3_sqlite();
     let cluster = TestCluster::start(3);
     let a = cluster.mount();
     let b = cluster.mount();

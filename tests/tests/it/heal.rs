@@ -497,23 +497,18 @@ fn a_write_that_only_stale_copies_could_take_is_refused() {
             .filter(|l| l.contains(what) && l.contains(&addr))
             .count()
     };
-    // Down, and the mount knows it, before the next write.
-    let take_down = |i: usize| {
-        let before = events("brick down", i);
-        cluster.kill_brick(i);
+    // The brick goes or comes back, and the mount knows it before the
+    // next write.
+    let seen = |what: &str, i: usize, change: &dyn Fn(usize)| {
+        let before = events(what, i);
+        change(i);
         assert!(
-            wait_until(SETTLE, || events("brick down", i) > before),
-            "the mount never saw brick {i} go"
+            wait_until(SETTLE, || events(what, i) > before),
+            "the mount never logged {what:?} for brick {i}"
         );
     };
-    let bring_back = |i: usize| {
-        let before = events("brick up", i);
-        cluster.restart_brick(i);
-        assert!(
-            wait_until(SETTLE, || events("brick up", i) > before),
-            "the mount never saw brick {i} back"
-        );
-    };
+    let take_down = |i: usize| seen("brick down", i, &|i| cluster.kill_brick(i));
+    let bring_back = |i: usize| seen("brick up", i, &|i| cluster.restart_brick(i));
     take_down(0);
     write(b"v1").unwrap();
     bring_back(0);

@@ -306,4 +306,16 @@ fn volume_top_lists_each_bricks_busiest_files_by_path() {
     assert!(cleared.contains("counts cleared"), "{cleared}");
     let after = v.ok(&["volume", "top", "test"]);
     assert_eq!(after.matches("(no reads or writes").count(), 3, "{after}");
+
+    // A brick that does not answer is named, and the command fails.
+    cluster.kill_brick(1);
+    let run = v.cli(&["volume", "top", "test"]);
+    assert!(!run.ok, "{}{}", run.out, run.err);
+    assert!(
+        run.out.contains("read on 2 of 3 bricks"),
+        "{}{}",
+        run.out,
+        run.err
+    );
+    assert_eq!(run.out.matches("Brick: ").count(), 3, "{}", run.out);
 }

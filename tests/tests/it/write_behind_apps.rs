@@ -230,16 +230,6 @@ impl Drop for Proc {
     }
 }
 
-fn require_python3() {
-    let check = Command::new("python3")
-        .args(["-c", "import sqlite3"])
-        .status();
-    assert!(
-        matches!(check, Ok(s) if s.success()),
-        "python3 with its sqlite3 module is needed (Debian: python3)"
-    );
-}
-
 /// A file in a sub-volume of 4 MiB with a write the bricks will refuse
 /// queued and acknowledged: 3 MiB within the limit, then 1 MiB at 4 MiB
 /// (the apparent size would be 5 MiB). No write follows it, so no later
@@ -651,7 +641,7 @@ print(seen)
 /// integrity_check and counts.
 #[test]
 fn sqlite_writers_on_two_mounts_and_a_reader_on_a_third_stay_consistent() {
-    require_python3();
+    tests::require_python3_sqlite();
     let cluster = TestCluster::start(3);
     let a = cluster.mount_with_args(&NO_CACHE);
     let b = cluster.mount_with_args(&NO_CACHE);
@@ -763,7 +753,7 @@ fn killed_chunk(i: usize) -> Vec<u8> {
 /// what the dead mount left half-sent heals to identical replicas.
 #[test]
 fn fsync_holds_when_the_writer_or_the_mount_is_killed_after_it() {
-    require_python3();
+    tests::require_python3_sqlite();
     let cluster = TestCluster::start(3);
     let script = cluster.root().join("killed.py");
     fs::write(&script, KILLED_WRITER).unwrap();
@@ -905,7 +895,7 @@ fn quorum_chunk(tag: usize, i: usize) -> Vec<u8> {
 /// fork's close of inherited descriptors is a flush of their files.
 #[test]
 fn writes_failed_while_quorum_was_lost_are_reported_after_the_bricks_return() {
-    require_python3();
+    tests::require_python3_sqlite();
     let cluster = TestCluster::start(3);
     let a = cluster.mount_with_args(&NO_CACHE);
     let script = cluster.root().join("quorum.py");
