@@ -34,6 +34,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const RESTART_BIND_RETRY: Duration = Duration::from_secs(10);
 const UNMOUNT_GRACE: Duration = Duration::from_secs(10);
 
+/// How many times `what` appears in the log at `path` (0 if it cannot be read
+/// yet: a daemon may not have created it).
+pub fn log_count(path: &Path, what: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .matches(what)
+        .count()
+}
+
 /// Polls `cond` until it is true or `timeout` passes; returns its last value.
 /// Use this instead of sleeping: it returns as soon as the condition holds.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tests::cluster::log_count;
 use tests::http::{request, try_request, Target};
 use tests::tls as harness;
 use tests::volume::StoreVolume;
@@ -17,13 +18,6 @@ use tls::ca::{self, Request};
 use tls::{Files, Role, Tls};
 
 const WHOAMI: &str = "/v1/whoami";
-
-fn log_count(path: &Path, what: &str) -> usize {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .matches(what)
-        .count()
-}
 
 /// A certificate of role `role` issued by the CA in `ca_dir`, trusting
 /// `bundle`.
