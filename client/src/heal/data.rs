@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use proto::{FsResult, Gfid, SetAttr, Txn};
 
 use super::lock::HealLock;
-use super::object::{Survey, Vote};
+use super::object::{vouched, Survey, Vote};
 use super::roles::Roles;
 use super::Healer;
 use crate::quorum::{bit, fan_out, indices, Mask};
@@ -33,6 +33,17 @@ impl Healer {
         use super::object::StepResult as S;
         let (source, sinks) = match roles {
             Roles::Heal { source, sinks } => (source, sinks),
+            Roles::SplitBrain {
+                likely: Some(likely),
+                ..
+            } => match self.vote_content(lock.gfid, survey).await? {
+                Vote::Agree => return Ok((S::Done, false)),
+                Vote::Winner { source, sinks } if sinks & bit(likely) == 0 => {
+                    vouched(lock.gfid, "content", likely, sinks);
+                    (source, sinks)
+                }
+                _ => return Ok((S::Split, false)),
+            },
             Roles::SplitBrain { .. } => return Ok((S::Split, false)),
             Roles::Clean if !full => return Ok((S::Done, false)),
             Roles::Clean => match self.vote(survey, |a| a.size) {

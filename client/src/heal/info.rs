@@ -136,7 +136,7 @@ impl Healer {
                 if kind == PendingKind::Entry && entries_vote {
                     continue;
                 }
-                if let Roles::SplitBrain { blamed: b } = roles(kind, &survey.refs()) {
+                if let Roles::SplitBrain { blamed: b, .. } = roles(kind, &survey.refs()) {
                     kinds.push(kind);
                     blamed |= b;
                 }

@@ -239,6 +239,17 @@ impl Healer {
     ) -> FsResult<(StepResult, bool)> {
         let (source, sinks) = match roles {
             Roles::Heal { source, sinks } => (source, sinks),
+            Roles::SplitBrain {
+                likely: Some(likely),
+                ..
+            } => match self.vote(survey, |a| (a.perm, a.uid, a.gid)) {
+                Vote::Agree => return Ok((StepResult::Done, false)),
+                Vote::Winner { source, sinks } if sinks & bit(likely) == 0 => {
+                    vouched(gfid, "metadata", likely, sinks);
+                    (source, sinks)
+                }
+                _ => return Ok((StepResult::Split, false)),
+            },
             Roles::SplitBrain { .. } => return Ok((StepResult::Split, false)),
             Roles::Clean if !full => return Ok((StepResult::Done, false)),
             Roles::Clean | Roles::Vote => match self.vote(survey, |a| (a.perm, a.uid, a.gid)) {
@@ -364,6 +375,17 @@ impl Healer {
         }
         Vote::Undecided("replicas differ and no majority of all replicas agrees".into())
     }
+}
+
+/// Says why heal took a side in what accusations alone leave a split-brain
+/// (roles.rs: a likely source that another replica agrees with).
+pub(super) fn vouched(gfid: Gfid, what: &str, likely: usize, sinks: Mask) {
+    tracing::info!(
+        %gfid,
+        source = likely,
+        sinks = ?indices(sinks).collect::<Vec<_>>(),
+        "stale accusations: the likely source's {what} is the majority's; healing from it"
+    );
 }
 
 pub(crate) enum Vote {

@@ -13,6 +13,17 @@
 //! op it applied and another replica missed was applied with a quorum
 //! partner, which accuses the same replica too (or has had it healed).
 //!
+//! When two replicas are each accused by a majority (an outage of one, then
+//! of another, with heal in between while a third was down), discounting
+//! both leaves one replica whose accusations are credible. It is only a
+//! *likely* source: an op's accusation is written at its post-op, so an
+//! applier that lost its post-op does not accuse the replica that missed
+//! the op, and the likely source may be that replica. Heal takes it only
+//! when another replica's content (or metadata) is identical to it, so two
+//! replicas vouch for it (data.rs, object.rs); otherwise it stays a
+//! split-brain. Every acknowledged op reached two replicas, so a replica
+//! that lacks one differs from both of them unless the op changed nothing.
+//!
 //! Directories where every replica is blamed by both others (each missed
 //! ops the other two applied, and no heal ran in between) are not a
 //! split-brain either when all replicas are there: entry heal lets a
@@ -32,8 +43,11 @@ pub enum Roles {
     /// Nobody is blamed but a transaction was left unconfirmed: the
     /// replicas' contents decide (majority), if they differ at all.
     Vote,
-    /// Every replica present is blamed by another.
-    SplitBrain { blamed: Mask },
+    /// Every replica present is blamed by another. `likely` is the one
+    /// replica left credible once the accusations of replicas a majority
+    /// accuses are discounted, if there is one: a source only if another
+    /// replica's content agrees with it.
+    SplitBrain { blamed: Mask, likely: Option<usize> },
 }
 
 fn counter(c: &proto::PendingCounts, kind: PendingKind) -> u32 {
@@ -80,17 +94,21 @@ fn accused_by_at_least(kind: PendingKind, present: &[(usize, &Looked)], need: us
 pub fn roles(kind: PendingKind, present: &[(usize, &Looked)]) -> Roles {
     let have = present.iter().fold(0, |m, (i, _)| m | bit(*i));
     let mut sinks = blamed(kind, present) & have;
+    let mut likely = None;
     if sinks == have && present.len() >= 3 {
-        // Everyone blamed: discount the accusations of the one replica a
+        // Everyone blamed: discount the accusations of the replicas a
         // majority accuses (see the module docs).
         let overruled = accused_by_at_least(kind, present, present.len() / 2 + 1);
-        if overruled.count_ones() == 1 {
-            let credible: Vec<(usize, &Looked)> = present
-                .iter()
-                .filter(|(i, _)| overruled & bit(*i) == 0)
-                .copied()
-                .collect();
-            sinks = (blamed(kind, &credible) | overruled) & have;
+        let credible: Vec<(usize, &Looked)> = present
+            .iter()
+            .filter(|(i, _)| overruled & bit(*i) == 0)
+            .copied()
+            .collect();
+        let discounted = (blamed(kind, &credible) | overruled) & have;
+        match overruled.count_ones() {
+            0 => {}
+            1 => sinks = discounted,
+            _ => likely = crate::quorum::indices(have & !discounted).next(),
         }
     }
     let sources = have & !sinks;
@@ -102,7 +120,10 @@ pub fn roles(kind: PendingKind, present: &[(usize, &Looked)]) -> Roles {
     }
     match crate::quorum::indices(sources).next() {
         Some(source) => Roles::Heal { source, sinks },
-        None => Roles::SplitBrain { blamed: sinks },
+        None => Roles::SplitBrain {
+            blamed: sinks,
+            likely,
+        },
     }
 }
 
@@ -181,15 +202,47 @@ mod tests {
                 sinks: 0b010
             }
         );
-        // Two replicas blamed by a majority each: no way to tell.
+        // Each replica blamed by both others: no way to tell.
         let b0 = looked(&[(1, 1), (2, 1)], false);
         let b1 = looked(&[(0, 1), (2, 1)], false);
         let b2 = looked(&[(0, 1), (1, 1)], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
-        assert!(matches!(
+        assert_eq!(
             roles(PendingKind::Data, &present),
-            Roles::SplitBrain { .. }
-        ));
+            Roles::SplitBrain {
+                blamed: 0b111,
+                likely: None
+            }
+        );
+    }
+
+    #[test]
+    fn two_replicas_a_majority_blames_leave_a_likely_source() {
+        // The crash soak's state: b1 and b2 are each blamed by both others,
+        // b0 only by b1 (whose accusations are discounted).
+        let b0 = looked(&[(1, 38), (2, 1)], false);
+        let b1 = looked(&[(0, 22), (2, 1)], false);
+        let b2 = looked(&[(1, 38)], false);
+        let present = [(0, &b0), (1, &b1), (2, &b2)];
+        assert_eq!(
+            roles(PendingKind::Data, &present),
+            Roles::SplitBrain {
+                blamed: 0b111,
+                likely: Some(0)
+            }
+        );
+        // Nobody else blamed by a majority: an ordinary split-brain.
+        let b0 = looked(&[(1, 1), (2, 1)], false);
+        let b1 = looked(&[(0, 1)], false);
+        let b2 = looked(&[], false);
+        let present = [(0, &b0), (1, &b1), (2, &b2)];
+        assert_eq!(
+            roles(PendingKind::Data, &present),
+            Roles::SplitBrain {
+                blamed: 0b111,
+                likely: None
+            }
+        );
     }
 
     #[test]
@@ -199,7 +252,10 @@ mod tests {
         let present = [(0, &b0), (1, &b1)];
         assert_eq!(
             roles(PendingKind::Data, &present),
-            Roles::SplitBrain { blamed: 0b011 }
+            Roles::SplitBrain {
+                blamed: 0b011,
+                likely: None
+            }
         );
     }
 

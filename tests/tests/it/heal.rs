@@ -527,3 +527,70 @@ fn a_write_that_only_stale_copies_could_take_is_refused() {
     }
     write(b"v4").expect("writes go on once healed");
 }
+
+/// After rolling outages with heals in between, replicas 1 and 2 can each
+/// be blamed by both others while replica 0 is blamed only by replica 1,
+/// for ops heal brought it while replica 1 was down (the crash soak left
+/// exactly these counts once). Accusations alone cannot settle it; a second
+/// replica with the same bytes as replica 0 vouches for it, and heal takes
+/// it as the source. Where no other replica agrees, nothing is touched and
+/// it stays a split-brain.
+#[test]
+fn stale_accusations_of_two_replicas_heal_only_when_another_copy_agrees() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    let whole = b"0123456789abcdef";
+    for name in ["agreed", "disputed"] {
+        fs::write(m.join(name), whole).unwrap();
+    }
+    drop(m);
+    let b: Vec<_> = (0..3).map(|i| cluster.brick_dir(i)).collect();
+    let blame = |n: u32| {
+        let mut v = [0u8; 12];
+        v[..4].copy_from_slice(&n.to_be_bytes());
+        v
+    };
+    for name in ["agreed", "disputed"] {
+        fs::write(b[1].join(name), &whole[..10]).unwrap();
+        for (brick, against, n) in [(0, 1, 38), (0, 2, 1), (1, 0, 22), (1, 2, 1), (2, 1, 38)] {
+            let key = format!("trusted.brickfs.pending.{against}");
+            xattr::set(&b[brick].join(name), &key, &blame(n)).unwrap();
+        }
+        let gfid = gfid_hex(&b[0].join(name));
+        for dir in &b {
+            File::create(dir.join(".brickfs/indices/xattrop").join(&gfid)).unwrap();
+        }
+    }
+    fs::write(b[2].join("disputed"), b"0123456789abcdeX").unwrap();
+    for i in 0..3 {
+        cluster.restart_brick(i);
+    }
+
+    let run = cluster.heal_cli(&[]);
+    assert!(
+        !run.ok,
+        "heal claims success with a split-brain left:\n{}",
+        run.stdout
+    );
+    for dir in &b {
+        assert_eq!(fs::read(dir.join("agreed")).unwrap(), whole, "{dir:?}");
+    }
+    assert_eq!(fs::read(b[0].join("disputed")).unwrap(), whole);
+    assert_eq!(fs::read(b[1].join("disputed")).unwrap(), &whole[..10]);
+    assert_eq!(
+        fs::read(b[2].join("disputed")).unwrap(),
+        b"0123456789abcdeX"
+    );
+    assert_eq!(
+        cluster.heal_pending(),
+        Some(3),
+        "only the disputed file (on each brick) is left to heal"
+    );
+    let disputed = gfid_hex(&b[0].join("disputed"));
+    let info = cluster.heal_cli(&["info", "split-brain"]);
+    assert!(
+        info.stdout.contains("split-brain: 1") && info.stdout.contains(&disputed[..8]),
+        "not reported:\n{}",
+        info.stdout
+    );
+}
