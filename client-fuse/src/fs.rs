@@ -583,9 +583,10 @@ impl Filesystem for BrickFs {
                 // gets ENOENT; otherwise the kernel drops its cached size and
                 // times (its pages go on every open: no FOPEN_KEEP_CACHE), so
                 // what another client closed before this open is what it sees.
+                let asked = s.opened_attrs.epoch();
                 match s.layer.getattr(gfid).await {
                     Ok(attr) => {
-                        s.opened_attrs.put(ino.0, attr);
+                        s.opened_attrs.put(asked, ino.0, attr);
                         s.invalidate(ino, false);
                         s.open_files.opened(gfid);
                         reply.opened(handle_for(flags.0), open_flags(flags.0))
@@ -662,6 +663,10 @@ impl Filesystem for BrickFs {
             } else {
                 s.layer.write(gfid, offset, data).await
             };
+            // Again now that the write is in the layers: an open that asked
+            // after the first forget but before the write got there has an
+            // answer without it.
+            s.opened_attrs.forget(ino.0);
             match written {
                 Ok(attr) => {
                     if kill_suidgid {

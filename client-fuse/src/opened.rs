@@ -5,6 +5,7 @@
 //! round trip per open; an answer older than [`FRESH`] is not used, and the
 //! table is bounded.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -18,25 +19,41 @@ const MAX: usize = 4096;
 #[derive(Default)]
 pub(crate) struct OpenedAttrs {
     map: DashMap<u64, (Attr, Instant)>,
+    /// Counts forgets: an open's answer asked before one may predate a
+    /// write of this mount (another descriptor's open racing the write).
+    forgets: AtomicU64,
 }
 
 impl OpenedAttrs {
-    pub(crate) fn put(&self, ino: u64, attr: Attr) {
+    /// What [`OpenedAttrs::put`] is given: read before the open asks.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.forgets.load(Ordering::Acquire)
+    }
+
+    /// Keeps the answer of an open that asked at `asked`, unless a forget
+    /// came in between (checked again after the insert, so a forget racing
+    /// it cannot be lost).
+    pub(crate) fn put(&self, asked: u64, ino: u64, attr: Attr) {
         if self.map.len() >= MAX {
             self.map.retain(|_, (_, at)| at.elapsed() < FRESH);
         }
-        if self.map.len() < MAX {
+        if self.map.len() < MAX && self.epoch() == asked {
             self.map.insert(ino, (attr, Instant::now()));
+            if self.epoch() != asked {
+                self.map.remove(&ino);
+            }
         }
     }
 
     /// `ino` changed through this mount: the open's answer is old.
     pub(crate) fn forget(&self, ino: u64) {
+        self.forgets.fetch_add(1, Ordering::AcqRel);
         self.map.remove(&ino);
     }
 
     /// A name operation changed links or times of objects not named here.
     pub(crate) fn forget_all(&self) {
+        self.forgets.fetch_add(1, Ordering::AcqRel);
         if !self.map.is_empty() {
             self.map.clear();
         }
@@ -57,7 +74,7 @@ mod tests {
     #[test]
     fn an_answer_is_used_once_and_only_while_fresh() {
         let t = OpenedAttrs::default();
-        t.put(7, Attr::bare(Gfid::ROOT, FileKind::File, 0o644));
+        t.put(t.epoch(), 7, Attr::bare(Gfid::ROOT, FileKind::File, 0o644));
         assert!(t.take(7).is_some());
         assert!(t.take(7).is_none());
         let t = OpenedAttrs::default();
@@ -69,5 +86,14 @@ mod tests {
             ),
         );
         assert!(t.take(8).is_none());
+    }
+
+    #[test]
+    fn an_answer_asked_before_a_write_is_not_kept() {
+        let t = OpenedAttrs::default();
+        let asked = t.epoch();
+        t.forget(7);
+        t.put(asked, 7, Attr::bare(Gfid::ROOT, FileKind::File, 0o644));
+        assert!(t.take(7).is_none());
     }
 }
