@@ -36,14 +36,14 @@ impl Healer {
             Roles::SplitBrain {
                 likely: Some(likely),
                 ..
-            } => match self.vote_content(lock.gfid, survey).await? {
-                Vote::Agree => return Ok((S::Done, false)),
-                Vote::Winner { source, sinks } if sinks & bit(likely) == 0 => {
-                    vouched(lock.gfid, "content", likely, sinks);
-                    (source, sinks)
+            } => {
+                let vote = self.vote_content(lock.gfid, survey).await?;
+                match vouched(lock.gfid, "content", likely, vote) {
+                    Vote::Agree => return Ok((S::Done, false)),
+                    Vote::Winner { source, sinks } => (source, sinks),
+                    Vote::Undecided(_) => return Ok((S::Split, false)),
                 }
-                _ => return Ok((S::Split, false)),
-            },
+            }
             Roles::SplitBrain { .. } => return Ok((S::Split, false)),
             Roles::Clean if !full => return Ok((S::Done, false)),
             Roles::Clean => match self.vote(survey, |a| a.size) {

@@ -242,14 +242,14 @@ impl Healer {
             Roles::SplitBrain {
                 likely: Some(likely),
                 ..
-            } => match self.vote(survey, |a| (a.perm, a.uid, a.gid)) {
-                Vote::Agree => return Ok((StepResult::Done, false)),
-                Vote::Winner { source, sinks } if sinks & bit(likely) == 0 => {
-                    vouched(gfid, "metadata", likely, sinks);
-                    (source, sinks)
+            } => {
+                let vote = self.vote(survey, |a| (a.perm, a.uid, a.gid));
+                match vouched(gfid, "metadata", likely, vote) {
+                    Vote::Agree => return Ok((StepResult::Done, false)),
+                    Vote::Winner { source, sinks } => (source, sinks),
+                    Vote::Undecided(_) => return Ok((StepResult::Split, false)),
                 }
-                _ => return Ok((StepResult::Split, false)),
-            },
+            }
             Roles::SplitBrain { .. } => return Ok((StepResult::Split, false)),
             Roles::Clean if !full => return Ok((StepResult::Done, false)),
             Roles::Clean | Roles::Vote => match self.vote(survey, |a| (a.perm, a.uid, a.gid)) {
@@ -377,15 +377,25 @@ impl Healer {
     }
 }
 
-/// Says why heal took a side in what accusations alone leave a split-brain
-/// (roles.rs: a likely source that another replica agrees with).
-pub(super) fn vouched(gfid: Gfid, what: &str, likely: usize, sinks: Mask) {
-    tracing::info!(
-        %gfid,
-        source = likely,
-        sinks = ?indices(sinks).collect::<Vec<_>>(),
-        "stale accusations: the likely source's {what} is the majority's; healing from it"
-    );
+/// The replicas' `vote` on a split-brain with a likely source (roles.rs):
+/// the majority wins only if the likely source is in it, and heal says why
+/// it took a side accusations alone leave open.
+pub(super) fn vouched(gfid: Gfid, what: &str, likely: usize, vote: Vote) -> Vote {
+    match vote {
+        Vote::Winner { source, sinks } if sinks & bit(likely) == 0 => {
+            tracing::info!(
+                %gfid,
+                source = likely,
+                sinks = ?indices(sinks).collect::<Vec<_>>(),
+                "stale accusations: the likely source's {what} is the majority's; healing from it"
+            );
+            Vote::Winner { source, sinks }
+        }
+        Vote::Winner { .. } => {
+            Vote::Undecided(format!("the majority's {what} is not the likely source's"))
+        }
+        other => other,
+    }
 }
 
 pub(crate) enum Vote {

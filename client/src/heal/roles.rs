@@ -152,6 +152,10 @@ mod tests {
         }
     }
 
+    fn split_brain(blamed: Mask, likely: Option<usize>) -> Roles {
+        Roles::SplitBrain { blamed, likely }
+    }
+
     #[test]
     fn blamed_replica_is_the_sink() {
         let (a, b, c) = (
@@ -207,13 +211,7 @@ mod tests {
         let b1 = looked(&[(0, 1), (2, 1)], false);
         let b2 = looked(&[(0, 1), (1, 1)], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
-        assert_eq!(
-            roles(PendingKind::Data, &present),
-            Roles::SplitBrain {
-                blamed: 0b111,
-                likely: None
-            }
-        );
+        assert_eq!(roles(PendingKind::Data, &present), split_brain(0b111, None));
     }
 
     #[test]
@@ -226,23 +224,19 @@ mod tests {
         let present = [(0, &b0), (1, &b1), (2, &b2)];
         assert_eq!(
             roles(PendingKind::Data, &present),
-            Roles::SplitBrain {
-                blamed: 0b111,
-                likely: Some(0)
-            }
+            split_brain(0b111, Some(0))
+        );
+        // The third replica down: nothing can vouch for the likely source.
+        assert_eq!(
+            roles(PendingKind::Data, &present[..2]),
+            split_brain(0b011, None)
         );
         // Nobody else blamed by a majority: an ordinary split-brain.
         let b0 = looked(&[(1, 1), (2, 1)], false);
         let b1 = looked(&[(0, 1)], false);
         let b2 = looked(&[], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
-        assert_eq!(
-            roles(PendingKind::Data, &present),
-            Roles::SplitBrain {
-                blamed: 0b111,
-                likely: None
-            }
-        );
+        assert_eq!(roles(PendingKind::Data, &present), split_brain(0b111, None));
     }
 
     #[test]
@@ -250,13 +244,7 @@ mod tests {
         let b0 = looked(&[(1, 1)], false);
         let b1 = looked(&[(0, 1)], false);
         let present = [(0, &b0), (1, &b1)];
-        assert_eq!(
-            roles(PendingKind::Data, &present),
-            Roles::SplitBrain {
-                blamed: 0b011,
-                likely: None
-            }
-        );
+        assert_eq!(roles(PendingKind::Data, &present), split_brain(0b011, None));
     }
 
     #[test]

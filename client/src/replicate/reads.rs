@@ -135,8 +135,6 @@ impl Replicate {
         up != 0 && state.held == up && current && !listing.contains(name)
     }
 
-    /// Makes sure we know which replicas of `gfid` are stale, asking all
-    /// bricks once per connection epoch.
     /// [`Replicate::validated`], asking the bricks even if nothing changed
     /// since the last time.
     pub(crate) async fn revalidated(&self, gfid: Gfid) -> FsResult<()> {
@@ -147,6 +145,8 @@ impl Replicate {
         self.validated(gfid).await
     }
 
+    /// Makes sure we know which replicas of `gfid` are stale, asking all
+    /// bricks once per connection epoch.
     pub(crate) async fn validated(&self, gfid: Gfid) -> FsResult<()> {
         if self.all_clean() {
             return Ok(());
