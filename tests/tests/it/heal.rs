@@ -545,13 +545,16 @@ fn stale_accusations_of_two_replicas_heal_only_when_another_copy_agrees() {
     }
     drop(m);
     let b: Vec<_> = (0..3).map(|i| cluster.brick_dir(i)).collect();
+    // The same counts for data and metadata; replica 1 also has another mode.
     let blame = |n: u32| {
         let mut v = [0u8; 12];
         v[..4].copy_from_slice(&n.to_be_bytes());
+        v[4..8].copy_from_slice(&n.to_be_bytes());
         v
     };
     for name in ["agreed", "disputed"] {
         fs::write(b[1].join(name), &whole[..10]).unwrap();
+        fs::set_permissions(b[1].join(name), fs::Permissions::from_mode(0o600)).unwrap();
         for (brick, against, n) in [(0, 1, 38), (0, 2, 1), (1, 0, 22), (1, 2, 1), (2, 1, 38)] {
             let key = format!("trusted.brickfs.pending.{against}");
             xattr::set(&b[brick].join(name), &key, &blame(n)).unwrap();
@@ -572,9 +575,15 @@ fn stale_accusations_of_two_replicas_heal_only_when_another_copy_agrees() {
         "heal claims success with a split-brain left:\n{}",
         run.stdout
     );
+    let mode_of = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let agreed_mode = mode_of(&b[0].join("agreed"));
+    assert_ne!(agreed_mode, 0o600);
     for dir in &b {
         assert_eq!(fs::read(dir.join("agreed")).unwrap(), whole, "{dir:?}");
+        assert_eq!(mode_of(&dir.join("agreed")), agreed_mode, "{dir:?}");
     }
+    // Metadata has its own vote: two modes agree with the likely source's.
+    assert_eq!(mode_of(&b[1].join("disputed")), agreed_mode);
     assert_eq!(fs::read(b[0].join("disputed")).unwrap(), whole);
     assert_eq!(fs::read(b[1].join("disputed")).unwrap(), &whole[..10]);
     assert_eq!(
