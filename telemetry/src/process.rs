@@ -23,16 +23,26 @@ fn status_kib(status: &str, key: &str) -> Option<i64> {
     Some(kib * 1024)
 }
 
-/// utime + stime of /proc/self/stat, in clock ticks; and the threads.
-fn cpu_ticks_and_threads(stat: &str) -> Option<(u64, i64)> {
+/// The threads, field 20 of /proc/self/stat.
+fn threads(stat: &str) -> Option<i64> {
     // The command name (field 2) may hold spaces; the rest follows ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
     // After ')': state is field 3, so field N is at index N - 3.
-    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
-    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
-    let threads: i64 = fields.get(20 - 3)?.parse().ok()?;
-    Some((utime + stime, threads))
+    rest.split_whitespace().nth(20 - 3)?.parse().ok()
+}
+
+/// User and system CPU seconds of every thread. From getrusage rather than
+/// /proc/self/stat: its microseconds show the few milliseconds a quiet
+/// daemon spends, where stat's clock ticks (10 ms) still read zero.
+fn cpu_seconds() -> Option<f64> {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage for the call's duration.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
 }
 
 fn gauge(
@@ -64,17 +74,17 @@ impl Collector for Process {
                 peak,
             )?;
         }
-        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        if let Some((ticks, threads)) = cpu_ticks_and_threads(&stat) {
-            // SAFETY: sysconf only reads a constant of the system.
-            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        if let Some(cpu) = cpu_seconds() {
             let m = encoder.encode_descriptor(
                 "process_cpu_seconds",
                 "User and system CPU time",
                 None,
                 MetricType::Counter,
             )?;
-            ConstCounter::new(ticks as f64 / hz).encode(m)?;
+            ConstCounter::new(cpu).encode(m)?;
+        }
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        if let Some(threads) = threads(&stat) {
             gauge(&mut encoder, "process_threads", "Threads", threads)?;
         }
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
@@ -98,10 +108,13 @@ mod tests {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
         assert!(status_kib(&status, "VmRSS:").unwrap() > 0);
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let (_, threads) = cpu_ticks_and_threads(&stat).unwrap();
-        assert!(threads >= 1);
+        assert!(threads(&stat).unwrap() >= 1);
         // A command name with spaces and parentheses.
         let odd = "12 (a b) c) S 1 2 3 4 5 6 7 8 9 10 100 50 0 0 20 0 7 0";
-        assert_eq!(cpu_ticks_and_threads(odd), Some((150, 7)));
+        assert_eq!(threads(odd), Some(7));
+        // Even a process that has done almost nothing has spent some CPU.
+        let spent: u64 = (0..100_000u64).map(std::hint::black_box).sum();
+        assert!(spent > 0);
+        assert!(cpu_seconds().unwrap() > 0.0);
     }
 }
