@@ -27,6 +27,7 @@ pub const ALL: &[&str] = &[
     "create::after_dirty",
     "create::after_blame",
     "create::after_stage",
+    "create::after_data",
     "create::after_owner",
     "create::after_mode",
     "create::after_xattrs",

@@ -37,6 +37,7 @@ fn obj(name: &str, kind: FileKind) -> NewObject {
         target: None,
         lock: false,
         xattrs: Vec::new(),
+        data: Default::default(),
     }
 }
 
@@ -1180,6 +1181,58 @@ mod quota {
     fn write(t: &Brick, g: Gfid, at: u64, len: usize) -> Result<(), FsError> {
         t.b.write(&none(), g, WriteAt::Offset(at), &vec![7u8; len])
             .map(|_| ())
+    }
+
+    #[test]
+    fn a_create_carrying_data_counts_its_bytes_and_stops_at_the_limit() {
+        let t = brick();
+        let sv = t.create(Gfid::ROOT, "sv", FileKind::Dir);
+        t.b.setxattr(
+            &none(),
+            sv,
+            &Name::new(QUOTA_XATTR),
+            &limit(10_000, None),
+            0,
+        )
+        .expect("set quota");
+        let with = |name: &str, len: usize| NewObject {
+            data: proto::Bytes::from(vec![9u8; len]),
+            ..obj(name, FileKind::File)
+        };
+        let a = with("a", 6000);
+        let attr = t.b.create(&none(), sv, &a, C).expect("create with data");
+        assert_eq!(attr.size, 6000);
+        assert_eq!(
+            std::fs::read(t.dir.join("sv/a")).expect("read"),
+            vec![9u8; 6000]
+        );
+        assert_eq!(used(&t, sv), (6000, 1));
+        // Over the limit: refused whole, nothing left behind or counted.
+        let err = t.b.create(&none(), sv, &with("b", 4001), C).unwrap_err();
+        assert_eq!(err.errno(), libc::EDQUOT);
+        assert!(!t.dir.join("sv/b").exists());
+        assert_eq!(used(&t, sv), (6000, 1));
+        assert!(std::fs::read_dir(staging(&t))
+            .expect("staging")
+            .next()
+            .is_none());
+        // Only files carry data, and only a small file's worth.
+        let dir = NewObject {
+            data: proto::Bytes::from(vec![1u8]),
+            ..obj("d", FileKind::Dir)
+        };
+        assert_eq!(
+            t.b.create(&none(), sv, &dir, C).unwrap_err().errno(),
+            libc::EINVAL
+        );
+        let big = with("big", proto::MAX_CREATE_DATA + 1);
+        assert_eq!(
+            t.b.create(&none(), Gfid::ROOT, &big, C)
+                .unwrap_err()
+                .errno(),
+            libc::EINVAL
+        );
+        assert_eq!(used(&t, sv), (6000, 1));
     }
 
     #[test]

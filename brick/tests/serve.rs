@@ -76,6 +76,7 @@ async fn garbage_and_oversized_frames_only_drop_their_connection() {
         target: None,
         lock: true,
         xattrs: Vec::new(),
+        data: Default::default(),
     };
     let done = client
         .create(context::current(), Txn::none(), Gfid::ROOT, new.clone())

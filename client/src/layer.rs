@@ -35,6 +35,12 @@ pub trait Layer: Send + Sync + 'static {
     /// operation runs on the layer any more.
     async fn close(&self) {}
 
+    /// The graph this layer belongs to is about to be replaced: creates
+    /// held back for their first data (`replicate/held.rs`) go to the bricks
+    /// now, and no more are held, so that the new graph finds every file
+    /// this one answered for. Layers holding none pass it down.
+    async fn send_held(&self) {}
+
     async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr>;
     async fn getattr(&self, gfid: Gfid) -> FsResult<Attr>;
     /// Returns the exact attributes after the change.

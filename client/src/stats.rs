@@ -80,6 +80,10 @@ impl Layer for Stats {
         self.below.set_op_timeout(timeout);
     }
 
+    async fn send_held(&self) {
+        self.below.send_held().await;
+    }
+
     async fn close(&self) {
         self.below.close().await;
     }

@@ -60,6 +60,10 @@ impl Layer for Subtree {
     fn set_op_timeout(&self, timeout: Duration) {
         self.below.set_op_timeout(timeout);
     }
+
+    async fn send_held(&self) {
+        self.below.send_held().await;
+    }
     async fn close(&self) {
         self.below.close().await;
     }

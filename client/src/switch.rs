@@ -82,6 +82,9 @@ impl Switch {
     /// drain limit), then closes it. Returns the new graph's number.
     pub async fn replace(&self, new: Arc<dyn Layer>) -> u64 {
         let _one = self.replacing.lock().await;
+        // Files the old graph answered for but has not made yet would be
+        // unknown to the new one.
+        self.graph().layer.send_held().await;
         let number = self.installed.fetch_add(1, Ordering::AcqRel) + 1;
         let old = {
             let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);

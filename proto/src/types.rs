@@ -379,7 +379,17 @@ pub struct NewObject {
     /// The creator takes the replication lock on the new object at once, so
     /// its first writes need no lock round trip.
     pub lock: bool,
+    /// A file's first bytes (at offset 0), written before it gets its name:
+    /// a small file created, written and closed costs one round trip, and
+    /// it never appears at its name without them. At most
+    /// [`MAX_CREATE_DATA`]; empty for everything else.
+    #[serde(default)]
+    pub data: Bytes,
 }
+
+/// Most bytes a create may carry ([`NewObject::data`]): a small file's
+/// worth, since the create travels on the RPC connection, not the data one.
+pub const MAX_CREATE_DATA: usize = 128 << 10;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RenameReq {

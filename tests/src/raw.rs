@@ -27,6 +27,7 @@ pub fn new_object(name: &[u8], kind: proto::FileKind, perm: u32) -> proto::NewOb
         gid: 0,
         target: None,
         lock: false,
+        data: Default::default(),
         xattrs: Vec::new(),
     }
 }

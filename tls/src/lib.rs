@@ -130,6 +130,11 @@ pub fn set_scope_token_file(path: PathBuf) {
 
 /// The scope token this process presents to bricks, read afresh from its
 /// file (so a renewed token is sent without a restart); `None` without one.
+/// Whether this process was given a scope token (without reading it).
+pub fn has_scope_token() -> bool {
+    SCOPE_TOKEN.get().is_some()
+}
+
 pub fn scope_token() -> Option<Result<String, TlsError>> {
     let path = SCOPE_TOKEN.get()?;
     Some(

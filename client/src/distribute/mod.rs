@@ -444,6 +444,10 @@ impl Layer for Distribute {
         join_all(self.sets.iter().map(|s| s.close())).await;
     }
 
+    async fn send_held(&self) {
+        join_all(self.sets.iter().map(|s| s.send_held())).await;
+    }
+
     async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
         if let Some(s) = self.single() {
             return s.lookup(parent, name).await;

@@ -321,6 +321,7 @@ impl Healer {
             gid: attr.gid,
             target,
             lock: false,
+            data: Default::default(),
             xattrs: Vec::new(),
         };
         let n = name.clone();

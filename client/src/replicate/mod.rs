@@ -7,6 +7,7 @@
 //! time an inode is read after any brick (re)connected).
 
 mod attr_cache;
+mod held;
 mod inodes;
 mod reads;
 mod txn;
@@ -43,6 +44,13 @@ pub struct Replicate {
     stop: tokio::sync::Notify,
     /// Held by `run_background` while it runs, so `close` can wait for it.
     background: tokio::sync::Mutex<()>,
+    /// Creates answered before the bricks made them (`held.rs`).
+    held: held::HeldCreates,
+    /// Set once the graph is being replaced: no more creates are held.
+    stop_holding: std::sync::atomic::AtomicBool,
+    /// Another client waits for a directory lock kept for held creates:
+    /// the next tick sends them all.
+    hurry: std::sync::atomic::AtomicBool,
 }
 
 impl Replicate {
@@ -79,6 +87,9 @@ impl Replicate {
             closed: std::sync::atomic::AtomicBool::new(false),
             stop: tokio::sync::Notify::new(),
             background: tokio::sync::Mutex::new(()),
+            held: held::HeldCreates::default(),
+            stop_holding: std::sync::atomic::AtomicBool::new(false),
+            hurry: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -107,6 +118,7 @@ impl Replicate {
                 return;
             }
             self.blame_replaced().await;
+            self.send_aged(self.post_op_delay / 2).await;
             self.release_idle().await;
         }
     }
@@ -208,6 +220,9 @@ impl Replicate {
         xattrs: Vec<(Name, proto::Bytes)>,
     ) -> FsResult<Attr> {
         new.name.validate()?;
+        // A held create of the same name is made first, so this one finds
+        // the name taken, as it would be.
+        self.send_slots(self.held.named(parent, &new.name)).await;
         let obj = NewObject {
             name: new.name,
             gfid,
@@ -221,7 +236,15 @@ impl Replicate {
             // Only the creator knows the new gfid, so taking its lock in the
             // same round trip cannot conflict with anyone.
             lock: matches!(new.kind, FileKind::File | FileKind::Dir),
+            data: Default::default(),
         };
+        self.create_now(parent, obj).await
+    }
+
+    /// Sends one create to the set: `obj` under its parent's lock, the new
+    /// object's own lock taken in the same round trip.
+    async fn create_now(&self, parent: Gfid, obj: NewObject) -> FsResult<Attr> {
+        let gfid = obj.gfid;
         let ctx = self.inodes.get(gfid);
         let name = obj.name.clone();
         let added = [ListingChange::Add(parent, &name)];
@@ -310,6 +333,9 @@ impl Replicate {
         keep_open: bool,
     ) -> FsResult<Option<Gfid>> {
         name.validate()?;
+        // A directory holding held creates must not look empty to rmdir;
+        // a name must exist before it is removed.
+        self.send_slots(self.held.all()).await;
         self.attrs.clear();
         let name = name.clone();
         let listing = [ListingChange::Remove(parent, &name)];
@@ -388,6 +414,16 @@ impl Replicate {
                 proto::MAX_IO
             )));
         }
+        if let Some(slot) = self.held.slot(gfid) {
+            // A new file's first bytes travel with its create.
+            let carried = at == WriteAt::Offset(0) && data.len() <= proto::MAX_CREATE_DATA;
+            let made = self
+                .send_held(gfid, &slot, carried.then_some(data.as_slice()))
+                .await?;
+            if let (true, Some(attr)) = (carried, made) {
+                return Ok(attr);
+            }
+        }
         // Where each brick's append landed: under our lock the replicas
         // have one size, so the ones nobody blames agree; a stale replica
         // appends at its own (wrong) end, and is a heal sink anyway.
@@ -439,6 +475,7 @@ impl Replicate {
                 proto::MAX_IO
             )));
         }
+        self.unhold(gfid).await?;
         let applied = self
             .txn(&[gfid], gfid, PendingKind::Data, &[], |b, txn| {
                 let payload = payload.clone();
@@ -513,6 +550,7 @@ impl Layer for Replicate {
         self.stop.notify_one();
         // The loop may be releasing locks right now; let it finish.
         drop(self.background.lock().await);
+        self.stop_holding().await;
         self.release_unused(Duration::ZERO).await;
         if let Some(h) = &self.heal {
             h.close().await;
@@ -522,7 +560,12 @@ impl Layer for Replicate {
         }
     }
 
+    async fn send_held(&self) {
+        self.stop_holding().await;
+    }
+
     async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        self.send_slots(self.held.named(parent, name)).await;
         self.lookup_all(parent, name).await
     }
 
@@ -530,6 +573,7 @@ impl Layer for Replicate {
         if let Some(attr) = self.attrs.get(gfid) {
             return Ok(attr);
         }
+        self.unhold(gfid).await?;
         self.validated(gfid).await?;
         self.read_from(gfid, |b| async move {
             b.call(|c, ctx| async move { c.getattr(ctx, gfid).await })
@@ -540,6 +584,7 @@ impl Layer for Replicate {
     }
 
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
+        self.unhold(gfid).await?;
         let kind = if set.touches_data() {
             PendingKind::Data
         } else {
@@ -557,8 +602,11 @@ impl Layer for Replicate {
     }
 
     async fn create(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr> {
-        self.create_object(parent, new, Gfid::random(), Vec::new())
-            .await
+        let gfid = Gfid::random();
+        if let Some(attr) = self.try_hold(parent, &new, gfid).await {
+            return Ok(attr);
+        }
+        self.create_object(parent, new, gfid, Vec::new()).await
     }
 
     async fn unlink(&self, parent: Gfid, name: &Name, keep_open: bool) -> FsResult<Option<Gfid>> {
@@ -584,6 +632,7 @@ impl Layer for Replicate {
     }
 
     async fn rename(&self, req: RenameReq) -> FsResult<()> {
+        self.send_slots(self.held.all()).await;
         req.name.validate()?;
         req.new_name.validate()?;
         let parents = [req.parent, req.new_parent];
@@ -620,6 +669,8 @@ impl Layer for Replicate {
     }
 
     async fn link(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        self.unhold(gfid).await?;
+        self.send_slots(self.held.named(parent, name)).await;
         name.validate()?;
         let name = name.clone();
         let added = [ListingChange::Add(parent, &name)];
@@ -635,6 +686,7 @@ impl Layer for Replicate {
     }
 
     async fn readlink(&self, gfid: Gfid) -> FsResult<Vec<u8>> {
+        self.unhold(gfid).await?;
         self.validated(gfid).await?;
         self.read_from(gfid, |b| async move {
             b.call(|c, ctx| async move { c.readlink(ctx, gfid).await })
@@ -645,6 +697,7 @@ impl Layer for Replicate {
     }
 
     async fn read(&self, gfid: Gfid, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        self.unhold(gfid).await?;
         let size = size.min(proto::MAX_IO);
         self.validated(gfid).await?;
         self.read_data_from(gfid, |b| async move { b.read(gfid, offset, size).await })
@@ -670,11 +723,12 @@ impl Layer for Replicate {
         self.write_extents_shared(gfid, Arc::new(payload)).await
     }
 
-    async fn flush(&self, _gfid: Gfid) -> FsResult<()> {
-        Ok(())
+    async fn flush(&self, gfid: Gfid) -> FsResult<()> {
+        self.unhold_for_close(gfid).await
     }
 
     async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
+        self.unhold(gfid).await?;
         self.require_quorum()?;
         let timeout = self.op_timeout() * 3;
         let answers = fan_out(&self.bricks, self.up_mask(), |b| async move {
@@ -700,6 +754,7 @@ impl Layer for Replicate {
     }
 
     async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr> {
+        self.unhold(gfid).await?;
         self.txn(&[gfid], gfid, PendingKind::Data, &[], |b, txn| async move {
             b.call(|c, ctx| async move { c.fallocate(ctx, txn, gfid, mode, offset, len).await })
                 .await
@@ -709,6 +764,7 @@ impl Layer for Replicate {
     }
 
     async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {
+        self.send_slots(self.held.in_dir(gfid)).await;
         self.validated(gfid).await?;
         self.read_from(gfid, |b| {
             let after = after.clone();
@@ -756,6 +812,7 @@ impl Layer for Replicate {
     }
 
     async fn getxattr(&self, gfid: Gfid, name: &Name) -> FsResult<Vec<u8>> {
+        self.unhold(gfid).await?;
         self.validated(gfid).await?;
         let name = name.clone();
         self.read_from(gfid, |b| {
@@ -770,6 +827,7 @@ impl Layer for Replicate {
     }
 
     async fn listxattr(&self, gfid: Gfid) -> FsResult<Vec<Name>> {
+        self.unhold(gfid).await?;
         self.validated(gfid).await?;
         self.read_from(gfid, |b| async move {
             b.call(|c, ctx| async move { c.listxattr(ctx, gfid).await })
@@ -779,6 +837,7 @@ impl Layer for Replicate {
     }
 
     async fn setxattr(&self, gfid: Gfid, name: &Name, value: Vec<u8>, flags: i32) -> FsResult<()> {
+        self.unhold(gfid).await?;
         let name = name.clone();
         let value = proto::Bytes::from(value);
         self.txn(&[gfid], gfid, PendingKind::Metadata, &[], |b, txn| {
@@ -793,6 +852,7 @@ impl Layer for Replicate {
     }
 
     async fn removexattr(&self, gfid: Gfid, name: &Name) -> FsResult<()> {
+        self.unhold(gfid).await?;
         let name = name.clone();
         self.txn(&[gfid], gfid, PendingKind::Metadata, &[], |b, txn| {
             let name = name.clone();
@@ -806,6 +866,7 @@ impl Layer for Replicate {
     }
 
     async fn getlk(&self, gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>> {
+        self.unhold(gfid).await?;
         self.read_from(gfid, |b| async move {
             b.call(|c, ctx| async move { c.getlk(ctx, gfid, lock).await })
                 .await
@@ -814,6 +875,7 @@ impl Layer for Replicate {
     }
 
     async fn setlk(&self, gfid: Gfid, lock: RecordLock, wait: bool) -> FsResult<()> {
+        self.unhold(gfid).await?;
         let mut backoff =
             proto::backoff::Backoff::new(Duration::from_millis(5), Duration::from_millis(200));
         loop {

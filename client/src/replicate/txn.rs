@@ -192,8 +192,14 @@ impl Replicate {
         }
         if contended {
             // Another client waits for one of our locks: let go of this
-            // inode's and of every other lock we are not using right now.
-            self.release_locked(&mut locked).await;
+            // inode's and of every other lock we are not using right now;
+            // a directory with creates held in it once they are out (the
+            // next tick sends them, and their answers say contended again).
+            if locked.gfids.iter().any(|g| self.held.holds_in(*g)) {
+                self.hurry.store(true, std::sync::atomic::Ordering::Release);
+            } else {
+                self.release_locked(&mut locked).await;
+            }
             drop(locked);
             self.release_unused(std::time::Duration::ZERO).await;
         } else {
@@ -316,7 +322,8 @@ impl Replicate {
             let Ok(state) = ctx.lock.try_lock() else {
                 continue;
             };
-            if state.held == 0 {
+            // Creates held in a directory need its lock (`held.rs`).
+            if state.held == 0 || self.held.holds_in(*gfid) {
                 continue;
             }
             let idle = state

@@ -63,6 +63,7 @@ fn brick_rpc(out: &mut Out) {
         target: Some(Bytes::from(b"target".to_vec())),
         xattrs: vec![(Name::from("user.a"), Bytes::from(b"v".to_vec()))],
         lock: true,
+        data: Default::default(),
     };
     let requests = vec![
         (

@@ -154,8 +154,17 @@ fn run(op: Op, p: &Prepared) -> io::Result<()> {
     let (path, other) = (&p.path, &p.other);
     match op {
         Op::CreateFile => {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-            f.flush()
+            // In a directory just made, so that the create is held for the
+            // file's first bytes and reaches the bricks carrying them
+            // (client/src/replicate/held.rs).
+            let dir = path.with_extension("d");
+            fs::create_dir(&dir)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join("f"))?;
+            f.write_all(b"the new file's first bytes\n")?;
+            f.sync_all()
         }
         // SAFETY: a NUL-terminated path.
         Op::Mknod => check(unsafe { libc::mkfifo(cstr(path).as_ptr(), 0o640) }),
