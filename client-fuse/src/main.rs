@@ -82,7 +82,10 @@ struct Args {
     /// (write-behind): a write returns once its data is queued here, and
     /// close, fsync and unlock wait until a quorum of bricks applied it and
     /// report any failure. One file may hold a quarter of it (at least
-    /// 4 MiB). 0 writes through: every write waits for the bricks.
+    /// 4 MiB). A file created in a directory this mount just made goes to
+    /// the bricks with its first bytes, in one round trip, at its first
+    /// write or close (at the latest a fraction of a second later). 0
+    /// writes through: every write and create waits for the bricks.
     #[arg(long, env = "BRICKFS_WRITE_BEHIND_MIB", value_name = "MIB", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(0..=4096))]
     write_behind_mib: u32,
@@ -255,6 +258,8 @@ fn run(args: Args) -> Result<(), String> {
             ttls.set(fixed_attr.unwrap_or(attr), fixed_entry.unwrap_or(entry));
         })
     };
+    // Holding a create for the file's first bytes is write-behind too.
+    client::set_hold_creates(args.write_behind_mib > 0);
     let mut opened = rt
         .block_on(volume::open(&source, on_cache_times))
         .map_err(|e| e.to_string())?;

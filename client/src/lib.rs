@@ -85,6 +85,21 @@ impl Default for StackConfig {
     }
 }
 
+/// Whether replica sets built from now on in this process may answer a
+/// create before the bricks made it (`replicate/held.rs`). Only a FUSE
+/// mount writing behind sets it: it is write-behind for creates, and the
+/// NFS gateway must not, since an NFS client takes a CREATE's answer as
+/// the server's promise that the file exists, whatever happens next.
+static HOLD_CREATES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_hold_creates(hold: bool) {
+    HOLD_CREATES.store(hold, std::sync::atomic::Ordering::Release);
+}
+
+pub(crate) fn hold_creates() -> bool {
+    HOLD_CREATES.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// Connects to the bricks and builds the layer stack; returns its top.
 ///
 /// Waits (up to the op timeout) for every brick so that a fresh mount starts

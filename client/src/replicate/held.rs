@@ -15,7 +15,7 @@
 //! when that starts at offset 0 and fits in [`proto::MAX_CREATE_DATA`]),
 //! any other operation on the file (flush at close, fsync, setattr, ...),
 //! any operation naming it (lookup, link, a create of the same name), a
-//! listing of its directory, any removal or rename (a directory must not
+//! listing or an fsync of its directory, any removal or rename (a directory must not
 //! look empty to rmdir while it holds files), the graph's replacement or
 //! close, and age (the background sends those older than a tick). A held
 //! create that then fails keeps its error for the file's next operation

@@ -46,7 +46,8 @@ pub struct Replicate {
     background: tokio::sync::Mutex<()>,
     /// Creates answered before the bricks made them (`held.rs`).
     held: held::HeldCreates,
-    /// Set once the graph is being replaced: no more creates are held.
+    /// Set once the graph is being replaced, or from the start in a process
+    /// that does not hold creates (`crate::set_hold_creates`).
     stop_holding: std::sync::atomic::AtomicBool,
     /// Another client waits for a directory lock kept for held creates:
     /// the next tick sends them all.
@@ -88,7 +89,7 @@ impl Replicate {
             stop: tokio::sync::Notify::new(),
             background: tokio::sync::Mutex::new(()),
             held: held::HeldCreates::default(),
-            stop_holding: std::sync::atomic::AtomicBool::new(false),
+            stop_holding: std::sync::atomic::AtomicBool::new(!crate::hold_creates()),
             hurry: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -729,6 +730,8 @@ impl Layer for Replicate {
 
     async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
         self.unhold(gfid).await?;
+        // A directory's fsync makes its new names durable: they must exist.
+        self.send_slots(self.held.in_dir(gfid)).await;
         self.require_quorum()?;
         let timeout = self.op_timeout() * 3;
         let answers = fan_out(&self.bricks, self.up_mask(), |b| async move {
