@@ -1004,6 +1004,10 @@ mod crash_sweep {
             }
             o.uid = 4242;
             o.perm = 0o4755 & if k == FileKind::Dir { 0o7777 } else { 0o777 };
+            if k == FileKind::File {
+                // A small file's create carries its first bytes.
+                o.data = proto::Bytes::from(b"first bytes".to_vec());
+            }
             t.b.create(&none(), root, &o, C).map(drop)
         };
         match kind {
@@ -1099,7 +1103,12 @@ mod crash_sweep {
             kind,
             "create" | "mknod" | "symlink" | "mkdir" | "unlink" | "rmdir"
         );
-        if heal_kind && !matches!(step, "after_dirty" | "after_blame" | "after_keep") {
+        // Heal creates a file empty and copies its data after.
+        let heal_skips = matches!(
+            step,
+            "after_dirty" | "after_blame" | "after_keep" | "after_data"
+        );
+        if heal_kind && !heal_skips {
             v.push(HEAL);
         }
         v
