@@ -203,11 +203,11 @@ impl Replicate {
             return None;
         }
         let all = self.all_mask();
-        if self.up_mask() != all || !self.all_clean() {
+        if self.up_mask() != all {
             return None;
         }
         // Where the new file's group and block size come from.
-        let dir = self.attrs.get(parent)?;
+        let mut dir = self.attrs.get(parent)?;
         let ctx = self.inodes.get(parent);
         let mut state = ctx.lock.lock().await;
         let current = indices(all)
@@ -259,7 +259,11 @@ impl Replicate {
             mtime: now,
             ctime: now,
         };
-        self.attrs.put(self.attrs.epoch(), [attr.clone()]);
+        // The directory as the create will leave it: the kernel asks for
+        // its attributes right after the create and keeps them a while.
+        dir.mtime = now;
+        dir.ctime = now;
+        self.attrs.put(self.attrs.epoch(), [attr.clone(), dir]);
         debug!(%parent, name = %new.name, %gfid, "create held for its first data");
         Some(attr)
     }
