@@ -337,14 +337,13 @@ impl Replicate {
 
     /// The background's part: creates held for longer than `age` go out
     /// (a file opened and left empty must not stay invisible to others),
-    /// all of them when another client waits for a directory's lock.
-    pub(super) async fn send_aged(&self, age: Duration) {
-        let age = if self.hurry.swap(false, Ordering::AcqRel) {
-            Duration::ZERO
-        } else {
-            age
-        };
+    /// all of them when another client waits for a directory's lock; then
+    /// true: the locks they kept should go now.
+    pub(super) async fn send_aged(&self, age: Duration) -> bool {
+        let hurry = self.hurry.swap(false, Ordering::AcqRel);
+        let age = if hurry { Duration::ZERO } else { age };
         self.send_slots(self.held.older_than(age)).await;
+        hurry
     }
 }
 

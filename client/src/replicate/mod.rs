@@ -119,7 +119,9 @@ impl Replicate {
                 return;
             }
             self.blame_replaced().await;
-            self.send_aged(self.post_op_delay / 2).await;
+            if self.send_aged(self.post_op_delay / 2).await {
+                self.release_unused(Duration::ZERO).await;
+            }
             self.release_idle().await;
         }
     }
