@@ -38,6 +38,10 @@ use crate::quorum::indices;
 /// its name and (briefly) its first bytes.
 pub const MAX_HELD: usize = 1024;
 
+/// How long a failed create's error waits for its file's close to report
+/// it: a writer that never closes must not keep it forever.
+const FAILED_KEPT: Duration = Duration::from_secs(60);
+
 pub enum State {
     /// Not sent yet: the create, and the parent it goes to.
     Held { parent: Gfid, obj: NewObject },
@@ -177,6 +181,19 @@ impl HeldCreates {
     pub fn older_than(&self, age: Duration) -> Vec<(Gfid, Slot)> {
         let now = Instant::now();
         self.slots_where(|e| now.duration_since(e.since) >= age)
+    }
+
+    /// Drops failed creates nobody reported within [`FAILED_KEPT`].
+    pub fn expire_failed(&self) {
+        if self.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut table = self.table();
+        table
+            .files
+            .retain(|_, e| !e.failed || now.duration_since(e.since) < FAILED_KEPT);
+        self.len.store(table.files.len(), Ordering::Release);
     }
 
     /// Whether `dir` has creates held in it: its lock must stay.
@@ -343,6 +360,7 @@ impl Replicate {
         let hurry = self.hurry.swap(false, Ordering::AcqRel);
         let age = if hurry { Duration::ZERO } else { age };
         self.send_slots(self.held.older_than(age)).await;
+        self.held.expire_failed();
         hurry
     }
 }
