@@ -102,6 +102,9 @@ pub const ALL: &[&str] = &[
     "fallocate::after_dirty",
     "fallocate::after_blame",
     "fallocate::after_fallocate",
+    "copy_range::after_dirty",
+    "copy_range::after_blame",
+    "copy_range::after_copy",
 ];
 
 /// `failpoint!(op, "after_step")`: the failpoint `op::after_step` (`op` a

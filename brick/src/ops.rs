@@ -1077,6 +1077,72 @@ impl Backend {
         Ok(attr_from_stat(gfid, &st))
     }
 
+    /// Copies a range of one file of this brick into another in the
+    /// kernel (copy_file_range: a reflink where the file system shares
+    /// extents), so the bytes never cross the network. Only what the
+    /// source holds of the range is copied; the count is answered. Under
+    /// the client's replication locks of both files every fresh replica of
+    /// the source has the same bytes, so every brick copies the same.
+    pub fn copy_range(&self, txn: &Txn, copy: &proto::CopyRange) -> FsResult<(u64, Attr)> {
+        let proto::CopyRange {
+            src,
+            src_offset,
+            dst,
+            dst_offset,
+            len,
+        } = *copy;
+        if len > proto::MAX_COPY {
+            return Err(FsError::Invalid(format!(
+                "a copy of {len} bytes exceeds {}",
+                proto::MAX_COPY
+            )));
+        }
+        let from = self.store.file(src)?;
+        let to = self.store.file(dst)?;
+        let size = rustix::fs::fstat(&*from).os()?.st_size.max(0) as u64;
+        let n = len.min(size.saturating_sub(src_offset));
+        if dst_offset
+            .checked_add(n)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
+            return Err(FsError::Invalid("a copy past the largest offset".into()));
+        }
+        let end = |size: u64| {
+            if n == 0 {
+                size
+            } else {
+                (dst_offset + n).max(size)
+            }
+        };
+        let mut copied = 0u64;
+        let st = self.sized(txn, dst, &to, end, || {
+            self.data_pre_op(txn, dst, "copy_range")?;
+            while copied < n {
+                let (mut off_in, mut off_out) = (src_offset + copied, dst_offset + copied);
+                let step = usize::try_from(n - copied).unwrap_or(usize::MAX);
+                match rustix::fs::copy_file_range(
+                    &*from,
+                    Some(&mut off_in),
+                    &*to,
+                    Some(&mut off_out),
+                    step,
+                )
+                .os()?
+                {
+                    0 => break,
+                    k => copied += k as u64,
+                }
+            }
+            failpoint!("copy_range", "after_copy");
+            Ok(())
+        })?;
+        if !txn.maintenance {
+            self.hot
+                .wrote(dst, usize::try_from(copied).unwrap_or(usize::MAX));
+        }
+        Ok((copied, attr_from_stat(dst, &st)))
+    }
+
     pub fn readdir(&self, gfid: Gfid, after: Option<&Name>, max: u32) -> FsResult<DirPage> {
         let dirfd = self.store.dir(gfid)?;
         let dfd = dirfd.as_fd();

@@ -653,6 +653,22 @@ impl Brick for Conn {
         self.done(r)
     }
 
+    async fn copy_range(
+        self,
+        _: Context,
+        txn: Txn,
+        copy: proto::CopyRange,
+    ) -> FsResult<Done<(u64, Attr)>> {
+        self.in_scope(&[copy.src, copy.dst])?;
+        let txn = self.sessions.stamp(self.id, txn);
+        let r = self
+            .run_as("copy_range", copy.dst, true, move |b| {
+                b.copy_range(&txn, &copy)
+            })
+            .await;
+        self.done(r)
+    }
+
     async fn readdir(
         self,
         _: Context,

@@ -25,6 +25,7 @@ const FOPS: &[&str] = &[
     "writev",
     "fsync",
     "fallocate",
+    "copy_range",
     "readdir",
     "statfs",
     "getxattr",

@@ -145,6 +145,41 @@ fn layout_and_create_lookup_write_read_truncate() {
 }
 
 #[test]
+fn copy_range_copies_within_the_brick_what_the_source_has() {
+    let t = brick();
+    let a = t.create(Gfid::ROOT, "a", FileKind::File);
+    let b = t.create(Gfid::ROOT, "b", FileKind::File);
+    t.b.write(&none(), a, WriteAt::Offset(0), b"0123456789")
+        .expect("write");
+    let copy = |src_offset, dst_offset, len| proto::CopyRange {
+        src: a,
+        src_offset,
+        dst: b,
+        dst_offset,
+        len,
+    };
+    let (n, attr) = t.b.copy_range(&none(), &copy(2, 4, 100)).expect("copy");
+    assert_eq!((n, attr.size), (8, 12));
+    assert_eq!(
+        std::fs::read(t.dir.join("b")).expect("read"),
+        b"\0\0\0\023456789"
+    );
+    // Past the source's end nothing is copied and nothing changes.
+    let (n, attr) = t.b.copy_range(&none(), &copy(50, 0, 10)).expect("copy");
+    assert_eq!((n, attr.size), (0, 12));
+    let too_big = copy(0, 0, proto::MAX_COPY + 1);
+    assert_eq!(
+        t.b.copy_range(&none(), &too_big).unwrap_err().errno(),
+        libc::EINVAL
+    );
+    let unknown = proto::CopyRange {
+        src: Gfid::random(),
+        ..copy(0, 0, 1)
+    };
+    assert!(t.b.copy_range(&none(), &unknown).is_err());
+}
+
+#[test]
 fn setgid_directories_pass_their_group_on() {
     let t = brick();
     let d = t.create(Gfid::ROOT, "d", FileKind::Dir);
@@ -1084,6 +1119,18 @@ mod crash_sweep {
             "fallocate" => {
                 let g = file("f");
                 t.b.fallocate(&none(), g, 0, 0, 4096).map(drop)
+            }
+            "copy_range" => {
+                let (a, b) = (file("a"), file("b"));
+                t.b.write(&none(), a, WriteAt::Offset(0), b"data")?;
+                let copy = proto::CopyRange {
+                    src: a,
+                    src_offset: 0,
+                    dst: b,
+                    dst_offset: 2,
+                    len: 4,
+                };
+                t.b.copy_range(&none(), &copy).map(drop)
             }
             other => panic!("no operation for {other}"),
         }

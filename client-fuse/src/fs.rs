@@ -18,10 +18,10 @@ use std::time::SystemTime;
 use client::{Layer, NewEntry};
 use dashmap::DashMap;
 use fuser::{
-    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use proto::{
     Attr, FileKind, FsError, FsResult, Gfid, Name, RecordLock, RecordLockType, RenameReq, SetAttr,
@@ -1108,6 +1108,49 @@ impl Filesystem for BrickFs {
                 let _ = tokio::task::spawn_blocking(move || sh.invalidate(ino, true)).await;
             }
             ok_or_fail(reply, "setlk", r);
+        });
+    }
+
+    /// `cp`'s copy_file_range: the bricks copy within themselves, so the
+    /// bytes cross no network. Where they cannot (the two files on
+    /// different replica sets, a stale copy of the source), EXDEV has the
+    /// kernel copy this call through reads and writes instead.
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        ino_in: INodeNo,
+        _fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        _fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        if flags.bits() != 0 {
+            return reply.error(Errno::EINVAL);
+        }
+        self.shared.opened_attrs.forget(ino_out.0);
+        let (Some(src), Some(dst)) = (self.gfid(ino_in), self.gfid(ino_out)) else {
+            return reply.error(Errno::ESTALE);
+        };
+        // One answer counts at most u32::MAX bytes; the caller asks again.
+        let len = len.min(proto::MAX_COPY);
+        self.spawn(move |s| async move {
+            let copied = s
+                .layer
+                .copy_range(src, offset_in, dst, offset_out, len)
+                .await;
+            s.opened_attrs.forget(ino_out.0);
+            match copied {
+                Ok((n, _)) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
+                Err(FsError::NotSupported(why)) => {
+                    debug!(%why, "copy_file_range: the kernel copies instead");
+                    reply.error(Errno::EXDEV)
+                }
+                Err(e) => fail(reply, "copy_file_range", e),
+            }
         });
     }
 

@@ -34,6 +34,7 @@ pub const OPS: &[&str] = &[
     "flush",
     "fsync",
     "fallocate",
+    "copy_range",
     "readdir",
     "statfs",
     "set_quota",
@@ -159,6 +160,18 @@ impl Layer for Stats {
     async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr> {
         self.timed("fallocate", self.below.fallocate(gfid, mode, offset, len))
             .await
+    }
+
+    async fn copy_range(
+        &self,
+        src: Gfid,
+        src_offset: u64,
+        dst: Gfid,
+        dst_offset: u64,
+        len: u64,
+    ) -> FsResult<(u64, Attr)> {
+        let copy = self.below.copy_range(src, src_offset, dst, dst_offset, len);
+        self.timed("copy_range", copy).await
     }
 
     async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {

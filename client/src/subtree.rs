@@ -128,6 +128,21 @@ impl Layer for Subtree {
             .await?;
         Ok(self.up(a))
     }
+    async fn copy_range(
+        &self,
+        src: Gfid,
+        src_offset: u64,
+        dst: Gfid,
+        dst_offset: u64,
+        len: u64,
+    ) -> FsResult<(u64, Attr)> {
+        let (src, dst) = (self.down(src), self.down(dst));
+        let (n, a) = self
+            .below
+            .copy_range(src, src_offset, dst, dst_offset, len)
+            .await?;
+        Ok((n, self.up(a)))
+    }
     async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {
         let mut page = self.below.readdir(self.down(gfid), after, max).await?;
         for e in &mut page.entries {

@@ -211,6 +211,20 @@ impl Layer for Switch {
         g.layer.fallocate(gfid, mode, offset, len).await
     }
 
+    async fn copy_range(
+        &self,
+        src: Gfid,
+        src_offset: u64,
+        dst: Gfid,
+        dst_offset: u64,
+        len: u64,
+    ) -> FsResult<(u64, Attr)> {
+        let g = self.graph();
+        g.layer
+            .copy_range(src, src_offset, dst, dst_offset, len)
+            .await
+    }
+
     async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {
         let g = self.graph();
         g.layer.readdir(gfid, after, max).await

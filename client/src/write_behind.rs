@@ -607,6 +607,27 @@ impl Layer for WriteBehind {
         self.below.fsync(gfid, datasync).await
     }
 
+    async fn copy_range(
+        &self,
+        src: Gfid,
+        src_offset: u64,
+        dst: Gfid,
+        dst_offset: u64,
+        len: u64,
+    ) -> FsResult<(u64, Attr)> {
+        // The bricks copy what they have: every queued write of either
+        // file goes first.
+        self.drain(src, Report::Wait).await?;
+        self.drain(dst, Report::Wait).await?;
+        let (n, mut a) = self
+            .below
+            .copy_range(src, src_offset, dst, dst_offset, len)
+            .await?;
+        self.note(&a);
+        self.patch(&mut a, u64::MAX);
+        Ok((n, a))
+    }
+
     async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr> {
         self.drain(gfid, Report::Wait).await?;
         let a = self.below.fallocate(gfid, mode, offset, len).await?;

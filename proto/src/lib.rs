@@ -61,6 +61,10 @@ pub trait Brick {
         offset: u64,
         len: u64,
     ) -> FsResult<Done<Attr>>;
+    /// Copies a range of one file into another without the bytes leaving
+    /// the brick (copy_file_range); fewer past the source's end. Answers
+    /// the bytes copied and the destination's attributes.
+    async fn copy_range(txn: Txn, copy: CopyRange) -> FsResult<Done<(u64, Attr)>>;
 
     /// Entries of a directory in name order, starting after `after`.
     async fn readdir(gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage>;

@@ -387,9 +387,24 @@ pub struct NewObject {
     pub data: Bytes,
 }
 
+/// Most bytes one `copy_range` call copies: a copy within a brick is
+/// quick, but one call must still end well within an operation's deadline.
+pub const MAX_COPY: u64 = 64 << 20;
+
 /// Most bytes a create may carry ([`NewObject::data`]): a small file's
 /// worth, since the create travels on the RPC connection, not the data one.
 pub const MAX_CREATE_DATA: usize = 128 << 10;
+
+/// What `copy_range` copies: up to `len` (at most [`MAX_COPY`]) bytes of
+/// `src` from `src_offset` into `dst` at `dst_offset`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct CopyRange {
+    pub src: Gfid,
+    pub src_offset: u64,
+    pub dst: Gfid,
+    pub dst_offset: u64,
+    pub len: u64,
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RenameReq {

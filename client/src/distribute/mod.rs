@@ -636,6 +636,39 @@ impl Layer for Distribute {
             .await
     }
 
+    async fn copy_range(
+        &self,
+        src: Gfid,
+        src_offset: u64,
+        dst: Gfid,
+        dst_offset: u64,
+        len: u64,
+    ) -> FsResult<(u64, Attr)> {
+        if let Some(s) = self.single() {
+            return s.copy_range(src, src_offset, dst, dst_offset, len).await;
+        }
+        let elsewhere = || FsError::NotSupported("a copy between replica sets".into());
+        let (Loc::File(a), Loc::File(b)) = (self.locate(src).await?, self.locate(dst).await?)
+        else {
+            return Err(elsewhere());
+        };
+        if a != b {
+            return Err(elsewhere());
+        }
+        match self.sets[a]
+            .copy_range(src, src_offset, dst, dst_offset, len)
+            .await
+        {
+            // Moved by a rebalance meanwhile: the caller copies.
+            Err(e) if is_gone(&e) => {
+                self.locations.forget(src);
+                self.locations.forget(dst);
+                Err(elsewhere())
+            }
+            other => other,
+        }
+    }
+
     async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr> {
         if let Some(s) = self.single() {
             return s.fallocate(gfid, mode, offset, len).await;

@@ -488,6 +488,32 @@ impl Replicate {
         Ok(applied.value)
     }
 
+    /// How many bytes a copy within the bricks copied: what most of them
+    /// say. Under both files' locks, with every source replica fresh, they
+    /// cannot differ; should one, it holds other bytes than the rest and
+    /// is blamed, so heal copies the file from them.
+    async fn blame_divergent_copies(&self, dst: Gfid, counts: &[(usize, u64)]) -> u64 {
+        let mut tally: Vec<(u64, Mask)> = Vec::new();
+        for (i, n) in counts {
+            match tally.iter_mut().find(|(m, _)| m == n) {
+                Some((_, mask)) => *mask |= crate::quorum::bit(*i),
+                None => tally.push((*n, crate::quorum::bit(*i))),
+            }
+        }
+        tally.sort_by_key(|(_, mask)| std::cmp::Reverse(count(*mask)));
+        let Some(&(copied, agree)) = tally.first() else {
+            return 0;
+        };
+        let differ = tally.iter().skip(1).fold(0, |m, (_, mask)| m | mask);
+        if differ != 0 {
+            warn!(%dst, agree, differ, "bricks copied different byte counts; blaming the odd ones");
+            self.blame_after(dst, agree, differ, PendingKind::Data)
+                .await;
+            self.inodes.get(dst).add_stale(differ);
+        }
+        copied
+    }
+
     /// The size the replicas nobody blamed ended with after an append (only
     /// they vote: a stale replica's end is not the file's). A brick whose
     /// append landed elsewhere is wrong: it is blamed, and heal copies the
@@ -756,6 +782,56 @@ impl Layer for Replicate {
             return Ok(());
         }
         Err(tally.common_error(self.quorum))
+    }
+
+    async fn copy_range(
+        &self,
+        src: Gfid,
+        src_offset: u64,
+        dst: Gfid,
+        dst_offset: u64,
+        len: u64,
+    ) -> FsResult<(u64, Attr)> {
+        self.unhold(src).await?;
+        self.unhold(dst).await?;
+        let len = len.min(proto::MAX_COPY);
+        let counts = std::sync::Mutex::new(Vec::new());
+        let applied = self
+            .txn_reading(
+                &[src, dst],
+                dst,
+                PendingKind::Data,
+                &[],
+                Some(src),
+                |b, txn| {
+                    let counts = &counts;
+                    async move {
+                        let done = b
+                            .call(|c, ctx| async move {
+                                let copy = proto::CopyRange {
+                                    src,
+                                    src_offset,
+                                    dst,
+                                    dst_offset,
+                                    len,
+                                };
+                                c.copy_range(ctx, txn, copy).await
+                            })
+                            .await?;
+                        counts
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push((usize::from(b.index), done.value.0));
+                        Ok(done)
+                    }
+                },
+            )
+            .await?;
+        let counts = counts
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let copied = self.blame_divergent_copies(dst, &counts).await;
+        Ok((copied, applied.value.1))
     }
 
     async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr> {

@@ -60,6 +60,12 @@ impl Attrs for proto::Attr {
     }
 }
 
+impl Attrs for (u64, proto::Attr) {
+    fn attr(&self) -> Option<&proto::Attr> {
+        Some(&self.1)
+    }
+}
+
 impl Attrs for () {
     fn attr(&self) -> Option<&proto::Attr> {
         None
@@ -89,6 +95,28 @@ impl Replicate {
         F: Fn(Arc<BrickConn>, Txn) -> Fut,
         Fut: std::future::Future<Output = FsResult<Done<T>>>,
     {
+        self.txn_reading(gfids, blame_on, kind, listing, None, op)
+            .await
+    }
+
+    /// As [`Replicate::txn`], for an op whose bricks each read `source` of
+    /// their own (a copy within the brick): refused with `NotSupported`
+    /// unless every replica of it is fresh, as learned from the bricks once
+    /// its lock is held (nobody can change it then).
+    pub(crate) async fn txn_reading<T, F, Fut>(
+        &self,
+        gfids: &[Gfid],
+        blame_on: Gfid,
+        kind: PendingKind,
+        listing: &[ListingChange<'_>],
+        source: Option<Gfid>,
+        op: F,
+    ) -> FsResult<Applied<T>>
+    where
+        T: Send + Attrs,
+        F: Fn(Arc<BrickConn>, Txn) -> Fut,
+        Fut: std::future::Future<Output = FsResult<Done<T>>>,
+    {
         self.require_quorum()?;
         self.attrs.forget(gfids);
         let epoch = self.attrs.epoch();
@@ -102,6 +130,15 @@ impl Replicate {
         }
         let mut locked = Locked { gfids: ids, guards };
         let targets = self.acquire(&mut locked).await?;
+        if let Some(source) = source {
+            self.revalidated(source).await?;
+            let stale = self.inodes.get(source).stale();
+            if stale != 0 {
+                return Err(FsError::NotSupported(format!(
+                    "replicas {stale:#b} of {source} are stale"
+                )));
+            }
+        }
         let stale_before = if kind == PendingKind::Entry {
             0
         } else {

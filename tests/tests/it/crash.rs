@@ -46,6 +46,7 @@ enum Op {
     Removexattr,
     Write,
     Fallocate,
+    CopyRange,
 }
 
 /// The operations through a mount that reach failpoint `point` (each is
@@ -76,6 +77,7 @@ fn ops_for(point: &str) -> Vec<Op> {
         ("removexattr", _) => vec![Removexattr],
         ("write", _) => vec![Write],
         ("fallocate", _) => vec![Fallocate],
+        ("copy_range", _) => vec![CopyRange],
         _ => Vec::new(),
     }
 }
@@ -124,6 +126,10 @@ fn prepare(op: Op, m: &Mount, k: usize) -> Prepared {
         | Op::Setxattr
         | Op::Write
         | Op::Fallocate => fs::write(&path, &content).expect("prepare file"),
+        Op::CopyRange => {
+            fs::write(&path, &content).expect("prepare file");
+            fs::write(&other, b"").expect("prepare the copy's target");
+        }
         Op::Removexattr => {
             fs::write(&path, &content).expect("prepare file");
             xattr::set(&path, "user.crash", b"before").expect("prepare xattr");
@@ -187,6 +193,26 @@ fn run(op: Op, p: &Prepared) -> io::Result<()> {
             let mut f = OpenOptions::new().append(true).open(path)?;
             f.write_all(b"written at the crash\n")?;
             f.sync_all()
+        }
+        Op::CopyRange => {
+            let from = File::open(path)?;
+            let to = OpenOptions::new().write(true).open(other)?;
+            let (mut off_in, mut off_out): (libc::loff_t, libc::loff_t) = (0, 0);
+            // SAFETY: two open fds and offsets that live across the call.
+            let n = unsafe {
+                libc::copy_file_range(
+                    from.as_raw_fd(),
+                    &mut off_in,
+                    to.as_raw_fd(),
+                    &mut off_out,
+                    1 << 20,
+                    0,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            to.sync_all()
         }
         Op::Fallocate => {
             let f = OpenOptions::new().write(true).open(path)?;
@@ -352,6 +378,7 @@ const DATA_AND_METADATA: &[&str] = &[
     "removexattr",
     "write",
     "fallocate",
+    "copy_range",
 ];
 
 #[test]

@@ -29,6 +29,7 @@ mod provisioner;
 mod rebalance;
 mod replication;
 mod security;
+mod server_copy;
 mod small_files;
 mod smoke;
 mod soak;
