@@ -19,6 +19,9 @@ export RUNDIR
 
 cat > "$RUNDIR/sys.sh" <<'SYS'
 ########################## SYSTEM-SPECIFIC (brickfs) #####################################
+cluster_field() {  # cluster_field FIELD -> from cluster.json
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$STATE/cluster.json" "$1"
+}
 brick_field() {  # brick_field N FIELD -> from cluster.json (bricks 1..3)
   python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["bricks"][int(sys.argv[2])-1]; v=b[sys.argv[3]]; print(" ".join(v) if isinstance(v,list) else v)' "$STATE/cluster.json" "$1" "$2"
 }
@@ -43,7 +46,11 @@ sys_up() {     # restart every brick whose process is gone, from its recorded cm
     fi
   done
 }
-heal_cli() { "$BIN/brickfs" --store "file://$STATE" volume heal dev "$@"; }
+heal_cli() {  # with the dev cluster's admin certificate, or plaintext for `brickfs dev --insecure`
+  local tls=(--insecure)
+  [ -d "$STATE/tls" ] && tls=(--tls-dir "$STATE/tls")
+  "$BIN/brickfs" --store "$(cluster_field store)" "${tls[@]}" volume heal dev "$@"
+}
 sys_connected() { [ "$(heal_cli info 2>/dev/null | grep -c 'Status: Connected')" = 3 ]; }
 sys_heal_trigger() { echo "# brickfs heald heals on its own when a brick returns; no trigger sent"; }
 sys_heal_pending_fast() {
