@@ -16,21 +16,10 @@ ROUNDS=${1:-3}
 OUT=${2:-$(mktemp -d /tmp/brickfs-bench-fs.XXXXXX)}
 BENCH=${BENCH:-$(cd ../shared/bench && pwd)}
 GLUSTER=${GLUSTER_MOUNT:-/mnt/gv0}
-bin=target/release/brickfs
-[ -x "$bin" ] || { echo "bench-fs.sh: build first: cargo build --release --workspace" >&2; exit 1; }
-mountpoint -q "$GLUSTER" || { echo "bench-fs.sh: no GlusterFS at $GLUSTER (run $BENCH/gluster-up.sh)" >&2; exit 1; }
+ME=bench-fs.sh
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
 mkdir -p "$OUT"
-dev=""
-state=""
-stop_dev() {
-  if [ -n "$dev" ]; then
-    kill -TERM "$dev" 2>/dev/null || true
-    wait "$dev" 2>/dev/null || true
-    dev=""
-  fi
-  if [ -n "$state" ]; then rm -rf -- "$state"; state=""; fi
-}
-trap stop_dev EXIT
 
 # Peak RSS in MiB of every process of the `brickfs dev` tree, "name=MiB".
 peak_rss() {

@@ -13,21 +13,10 @@ ROUNDS=${1:-3}
 OUT=${2:-$(mktemp -d /tmp/brickfs-bench-heal.XXXXXX)}
 BENCH=${BENCH:-$(cd ../shared/bench && pwd)}
 GLUSTER=${GLUSTER_MOUNT:-/mnt/gv0}
-bin=target/release/brickfs
-[ -x "$bin" ] || { echo "bench-heal.sh: build first: cargo build --release --workspace" >&2; exit 1; }
-mountpoint -q "$GLUSTER" || { echo "bench-heal.sh: no GlusterFS at $GLUSTER (run $BENCH/gluster-up.sh)" >&2; exit 1; }
+ME=bench-heal.sh
+# shellcheck source=scripts/bench-common.sh
+. scripts/bench-common.sh
 mkdir -p "$OUT"
-dev=""
-state=""
-stop_dev() {
-  if [ -n "$dev" ]; then
-    kill -TERM "$dev" 2>/dev/null || true
-    wait "$dev" 2>/dev/null || true
-    dev=""
-  fi
-  if [ -n "$state" ]; then rm -rf -- "$state"; state=""; fi
-}
-trap stop_dev EXIT
 for r in $(seq "$ROUNDS"); do
   (cd "$BENCH" && ./healbench.sh "$GLUSTER") >"$OUT/gluster-r$r.txt" 2>&1 || true
   state=$(mktemp -d /srv/gbench/brickfs-heal.XXXXXX)

@@ -411,6 +411,16 @@ impl TestCluster {
         self.with_brick(i, |b| b.child = Some(child));
     }
 
+    /// Restarts brick `i` with its `/metrics` on a free loopback port and
+    /// returns that address (for [`brick_fop_count`]).
+    pub fn restart_brick_with_metrics(&self, i: usize) -> SocketAddr {
+        let metrics = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+        let listen = metrics.to_string();
+        let brickd = self.bins.brickd.clone();
+        self.restart_brick_with(i, &brickd, &[("BRICKFS_METRICS_LISTEN", listen.as_str())]);
+        metrics
+    }
+
     /// Whether brick `i`'s process is alive (not killed, not exited).
     pub fn brick_running(&self, i: usize) -> bool {
         self.with_brick(i, |b| {
@@ -629,4 +639,23 @@ impl Drop for Mount {
     fn drop(&mut self) {
         self.state.unmount();
     }
+}
+
+/// How many `op` calls the brick whose `/metrics` is at `metrics` served
+/// (0 if none).
+pub fn brick_fop_count(metrics: SocketAddr, op: &str) -> f64 {
+    let answer = crate::http::try_request(
+        &crate::http::Target::plain(metrics),
+        "GET",
+        "/metrics",
+        None,
+        "",
+    )
+    .expect("scrape the brick's metrics");
+    let series = format!("brickfs_brick_fop_seconds_count{{op=\"{op}\"}} ");
+    answer
+        .raw
+        .lines()
+        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+        .unwrap_or(0.0)
 }

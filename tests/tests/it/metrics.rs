@@ -42,13 +42,7 @@ fn wait_for(addr: SocketAddr, series: &str, at_least: f64) -> Result<String, Str
 #[test]
 fn each_daemon_shows_its_operations_and_its_process() {
     let cluster = TestCluster::start(3);
-    let brick_metrics = loopback_port();
-    let listen = brick_metrics.to_string();
-    cluster.restart_brick_with(
-        0,
-        &cluster.binaries().brickd,
-        &[("BRICKFS_METRICS_LISTEN", listen.as_str())],
-    );
+    let brick_metrics = cluster.restart_brick_with_metrics(0);
     let mount_metrics = loopback_port();
     let m = mount_metrics.to_string();
     let mount = cluster.mount_with_args(&["--metrics-listen", &m]);

@@ -7,14 +7,13 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
-use tests::http::{try_request, Target};
+use tests::cluster::brick_fop_count;
 use tests::volume::StoreVolume;
-use tests::{free_port, TestCluster, NO_CACHE};
+use tests::{TestCluster, NO_CACHE};
 
 const MIB: usize = 1 << 20;
 
@@ -66,43 +65,26 @@ fn copy_all(src: &Path, dst: &Path) -> std::io::Result<u64> {
     Ok(at)
 }
 
-fn brick_ops(metrics: SocketAddr, op: &str) -> f64 {
-    let answer = try_request(&Target::plain(metrics), "GET", "/metrics", None, "")
-        .expect("scrape the brick's metrics");
-    let series = format!("brickfs_brick_fop_seconds_count{{op=\"{op}\"}} ");
-    answer
-        .raw
-        .lines()
-        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn a_copy_is_made_by_the_bricks_and_every_replica_agrees() {
     let cluster = TestCluster::start(3);
-    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let listen = metrics.to_string();
-    cluster.restart_brick_with(
-        0,
-        &cluster.binaries().brickd,
-        &[("BRICKFS_METRICS_LISTEN", listen.as_str())],
-    );
+    let metrics = cluster.restart_brick_with_metrics(0);
     let m = cluster.mount();
     let src = pattern(10 * MIB + 12345, 1);
     let mut f = File::create(m.join("src")).unwrap();
     f.write_all(&src).unwrap();
     f.sync_all().unwrap();
     drop(f);
-    let writes = brick_ops(metrics, "write");
+    let writes = brick_fop_count(metrics, "write");
 
     assert_eq!(
         copy_all(&m.join("src"), &m.join("dst")).unwrap(),
         src.len() as u64
     );
     assert!(fs::read(m.join("dst")).unwrap() == src, "the copy differs");
-    assert!(brick_ops(metrics, "copy_range") >= 1.0);
+    assert!(brick_fop_count(metrics, "copy_range") >= 1.0);
     assert_eq!(
-        brick_ops(metrics, "write"),
+        brick_fop_count(metrics, "write"),
         writes,
         "the copy's bytes went through the client"
     );
@@ -143,13 +125,7 @@ fn a_copy_is_made_by_the_bricks_and_every_replica_agrees() {
 #[test]
 fn a_stale_source_replica_is_not_copied_from() {
     let cluster = TestCluster::start(3);
-    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let listen = metrics.to_string();
-    cluster.restart_brick_with(
-        0,
-        &cluster.binaries().brickd,
-        &[("BRICKFS_METRICS_LISTEN", listen.as_str())],
-    );
+    let metrics = cluster.restart_brick_with_metrics(0);
     let m = cluster.mount();
     fs::write(m.join("src"), pattern(MIB, 2)).unwrap();
     // Brick 2 misses the new contents: its copy of src is stale.
@@ -170,7 +146,7 @@ fn a_stale_source_replica_is_not_copied_from() {
     );
     assert!(fs::read(m.join("dst")).unwrap() == newer);
     assert_eq!(
-        brick_ops(metrics, "copy_range"),
+        brick_fop_count(metrics, "copy_range"),
         0.0,
         "the bricks copied from a source one of them holds stale"
     );

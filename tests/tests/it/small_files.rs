@@ -8,26 +8,13 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tests::http::{try_request, Target};
-use tests::{free_port, wait_until, TestCluster, NO_CACHE};
+use tests::cluster::brick_fop_count;
+use tests::{wait_until, TestCluster, NO_CACHE};
 
 fn contents(i: usize) -> Vec<u8> {
     (0..4096).map(|j| ((i * 7 + j) % 251) as u8).collect()
-}
-
-/// The brick's count of `op` calls (0 if it served none).
-fn brick_ops(metrics: SocketAddr, op: &str) -> f64 {
-    let answer = try_request(&Target::plain(metrics), "GET", "/metrics", None, "")
-        .expect("scrape the brick's metrics");
-    let series = format!("brickfs_brick_fop_seconds_count{{op=\"{op}\"}} ");
-    answer
-        .raw
-        .lines()
-        .find_map(|l| l.strip_prefix(&series)?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn create_new(path: &std::path::Path) -> std::io::Result<fs::File> {
@@ -37,16 +24,13 @@ fn create_new(path: &std::path::Path) -> std::io::Result<fs::File> {
 #[test]
 fn small_files_reach_the_bricks_as_one_create_carrying_their_bytes() {
     let cluster = TestCluster::start(3);
-    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let listen = metrics.to_string();
-    cluster.restart_brick_with(
-        0,
-        &cluster.binaries().brickd,
-        &[("BRICKFS_METRICS_LISTEN", listen.as_str())],
-    );
+    let metrics = cluster.restart_brick_with_metrics(0);
     let m = cluster.mount();
     fs::create_dir(m.join("d")).unwrap();
-    let (creates, writes) = (brick_ops(metrics, "create"), brick_ops(metrics, "write"));
+    let (creates, writes) = (
+        brick_fop_count(metrics, "create"),
+        brick_fop_count(metrics, "write"),
+    );
     const N: usize = 40;
     for i in 0..N {
         let mut f = create_new(&m.join(format!("d/f{i:02}"))).unwrap();
@@ -61,9 +45,9 @@ fn small_files_reach_the_bricks_as_one_create_carrying_their_bytes() {
     let again = create_new(&m.join("d/f00")).expect_err("O_EXCL over a file");
     assert_eq!(again.kind(), ErrorKind::AlreadyExists);
 
-    assert_eq!(brick_ops(metrics, "create") - creates, N as f64 + 2.0);
+    assert_eq!(brick_fop_count(metrics, "create") - creates, N as f64 + 2.0);
     // Only the big file needed writes of its own.
-    let big_writes = brick_ops(metrics, "write") - writes;
+    let big_writes = brick_fop_count(metrics, "write") - writes;
     assert!(
         (1.0..=3.0).contains(&big_writes),
         "{big_writes} writes for {N} small files and one of 300 kB"
