@@ -1138,10 +1138,14 @@ impl Filesystem for BrickFs {
         // One answer counts at most u32::MAX bytes; the caller asks again.
         let len = len.min(proto::MAX_COPY);
         self.spawn(move |s| async move {
-            let copied = s
-                .layer
-                .copy_range(src, offset_in, dst, offset_out, len)
-                .await;
+            let copy = proto::CopyRange {
+                src,
+                src_offset: offset_in,
+                dst,
+                dst_offset: offset_out,
+                len,
+            };
+            let copied = s.layer.copy_range(copy).await;
             s.opened_attrs.forget(ino_out.0);
             match copied {
                 Ok((n, _)) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),

@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 use proto::{
-    Attr, DirPage, FileKind, FsError, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs,
+    Attr, CopyRange, DirPage, FileKind, FsError, FsResult, Gfid, Name, RecordLock, RenameReq,
+    SetAttr, StatFs,
 };
 
 /// A new object as a front-end asks for it; the stack picks its gfid.
@@ -85,20 +86,12 @@ pub trait Layer: Send + Sync + 'static {
     async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()>;
     async fn fallocate(&self, gfid: Gfid, mode: i32, offset: u64, len: u64) -> FsResult<Attr>;
 
-    /// Copies up to `len` bytes of `src` at `src_offset` to `dst` at
-    /// `dst_offset` on the bricks themselves (copy_file_range); fewer past
-    /// the source's end. The bytes copied and `dst`'s attributes after.
+    /// Copies the range `copy` names on the bricks themselves
+    /// (copy_file_range); fewer bytes past the source's end. The bytes copied and `dst`'s attributes after.
     /// `NotSupported` where it cannot be done there (the files on
     /// different replica sets, a stale source copy): the caller copies.
-    async fn copy_range(
-        &self,
-        src: Gfid,
-        src_offset: u64,
-        dst: Gfid,
-        dst_offset: u64,
-        len: u64,
-    ) -> FsResult<(u64, Attr)> {
-        let _ = (src, src_offset, dst, dst_offset, len);
+    async fn copy_range(&self, copy: CopyRange) -> FsResult<(u64, Attr)> {
+        let _ = copy;
         Err(FsError::NotSupported("copy_file_range".into()))
     }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use proto::{
-    Attr, DirPage, FsResult, Gfid, Name, QuotaLimit, QuotaUse, RecordLock, RenameReq, SetAttr,
-    StatFs,
+    Attr, CopyRange, DirPage, FsResult, Gfid, Name, QuotaLimit, QuotaUse, RecordLock, RenameReq,
+    SetAttr, StatFs,
 };
 use telemetry::OpTable;
 
@@ -162,16 +162,8 @@ impl Layer for Stats {
             .await
     }
 
-    async fn copy_range(
-        &self,
-        src: Gfid,
-        src_offset: u64,
-        dst: Gfid,
-        dst_offset: u64,
-        len: u64,
-    ) -> FsResult<(u64, Attr)> {
-        let copy = self.below.copy_range(src, src_offset, dst, dst_offset, len);
-        self.timed("copy_range", copy).await
+    async fn copy_range(&self, copy: CopyRange) -> FsResult<(u64, Attr)> {
+        self.timed("copy_range", self.below.copy_range(copy)).await
     }
 
     async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use proto::{
-    Attr, DirPage, FsResult, Gfid, Name, QuotaLimit, RecordLock, RenameReq, SetAttr, StatFs,
+    Attr, CopyRange, DirPage, FsResult, Gfid, Name, QuotaLimit, RecordLock, RenameReq, SetAttr,
+    StatFs,
 };
 
 use crate::layer::{Layer, NewEntry};
@@ -128,19 +129,13 @@ impl Layer for Subtree {
             .await?;
         Ok(self.up(a))
     }
-    async fn copy_range(
-        &self,
-        src: Gfid,
-        src_offset: u64,
-        dst: Gfid,
-        dst_offset: u64,
-        len: u64,
-    ) -> FsResult<(u64, Attr)> {
-        let (src, dst) = (self.down(src), self.down(dst));
-        let (n, a) = self
-            .below
-            .copy_range(src, src_offset, dst, dst_offset, len)
-            .await?;
+    async fn copy_range(&self, copy: CopyRange) -> FsResult<(u64, Attr)> {
+        let copy = CopyRange {
+            src: self.down(copy.src),
+            dst: self.down(copy.dst),
+            ..copy
+        };
+        let (n, a) = self.below.copy_range(copy).await?;
         Ok((n, self.up(a)))
     }
     async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {

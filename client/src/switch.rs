@@ -18,7 +18,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use proto::{Attr, DirPage, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs};
+use proto::{
+    Attr, CopyRange, DirPage, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs,
+};
 use tracing::{info, warn};
 
 use proto::backoff::Backoff;
@@ -211,18 +213,9 @@ impl Layer for Switch {
         g.layer.fallocate(gfid, mode, offset, len).await
     }
 
-    async fn copy_range(
-        &self,
-        src: Gfid,
-        src_offset: u64,
-        dst: Gfid,
-        dst_offset: u64,
-        len: u64,
-    ) -> FsResult<(u64, Attr)> {
+    async fn copy_range(&self, copy: CopyRange) -> FsResult<(u64, Attr)> {
         let g = self.graph();
-        g.layer
-            .copy_range(src, src_offset, dst, dst_offset, len)
-            .await
+        g.layer.copy_range(copy).await
     }
 
     async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {

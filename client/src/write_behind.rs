@@ -35,8 +35,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use proto::{
-    Attr, DirPage, FsError, FsResult, Gfid, Name, QuotaLimit, QuotaUse, RecordLock, RecordLockType,
-    RenameReq, SetAttr, StatFs, Timespec,
+    Attr, CopyRange, DirPage, FsError, FsResult, Gfid, Name, QuotaLimit, QuotaUse, RecordLock,
+    RecordLockType, RenameReq, SetAttr, StatFs, Timespec,
 };
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
@@ -607,22 +607,12 @@ impl Layer for WriteBehind {
         self.below.fsync(gfid, datasync).await
     }
 
-    async fn copy_range(
-        &self,
-        src: Gfid,
-        src_offset: u64,
-        dst: Gfid,
-        dst_offset: u64,
-        len: u64,
-    ) -> FsResult<(u64, Attr)> {
+    async fn copy_range(&self, copy: CopyRange) -> FsResult<(u64, Attr)> {
         // The bricks copy what they have: every queued write of either
         // file goes first.
-        self.drain(src, Report::Wait).await?;
-        self.drain(dst, Report::Wait).await?;
-        let (n, mut a) = self
-            .below
-            .copy_range(src, src_offset, dst, dst_offset, len)
-            .await?;
+        self.drain(copy.src, Report::Wait).await?;
+        self.drain(copy.dst, Report::Wait).await?;
+        let (n, mut a) = self.below.copy_range(copy).await?;
         self.note(&a);
         self.patch(&mut a, u64::MAX);
         Ok((n, a))

@@ -37,7 +37,8 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use proto::data::WriteAt;
 use proto::{
-    Attr, DirPage, FileKind, FsError, FsResult, Gfid, Name, RecordLock, RenameReq, SetAttr, StatFs,
+    Attr, CopyRange, DirPage, FileKind, FsError, FsResult, Gfid, Name, RecordLock, RenameReq,
+    SetAttr, StatFs,
 };
 
 use crate::layer::{Layer, NewEntry};
@@ -636,18 +637,12 @@ impl Layer for Distribute {
             .await
     }
 
-    async fn copy_range(
-        &self,
-        src: Gfid,
-        src_offset: u64,
-        dst: Gfid,
-        dst_offset: u64,
-        len: u64,
-    ) -> FsResult<(u64, Attr)> {
+    async fn copy_range(&self, copy: CopyRange) -> FsResult<(u64, Attr)> {
         if let Some(s) = self.single() {
-            return s.copy_range(src, src_offset, dst, dst_offset, len).await;
+            return s.copy_range(copy).await;
         }
         let elsewhere = || FsError::NotSupported("a copy between replica sets".into());
+        let (src, dst) = (copy.src, copy.dst);
         let (Loc::File(a), Loc::File(b)) = (self.locate(src).await?, self.locate(dst).await?)
         else {
             return Err(elsewhere());
@@ -655,10 +650,7 @@ impl Layer for Distribute {
         if a != b {
             return Err(elsewhere());
         }
-        match self.sets[a]
-            .copy_range(src, src_offset, dst, dst_offset, len)
-            .await
-        {
+        match self.sets[a].copy_range(copy).await {
             // Moved by a rebalance meanwhile: the caller copies.
             Err(e) if is_gone(&e) => {
                 self.locations.forget(src);

@@ -18,8 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use proto::data::WriteAt;
 use proto::{
-    Attr, DirPage, FileKind, FsError, FsResult, Gfid, Name, NewObject, PendingKind, RecordLock,
-    RecordLockType, RenameReq, SetAttr, StatFs,
+    Attr, CopyRange, DirPage, FileKind, FsError, FsResult, Gfid, Name, NewObject, PendingKind,
+    RecordLock, RecordLockType, RenameReq, SetAttr, StatFs,
 };
 use tracing::{debug, warn};
 
@@ -458,7 +458,7 @@ impl Replicate {
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             attr.size = self
-                .blame_divergent_appends(gfid, &sizes, stale_before)
+                .blame_divergent(gfid, "append end", &sizes, stale_before)
                 .await;
         }
         Ok(attr)
@@ -488,41 +488,17 @@ impl Replicate {
         Ok(applied.value)
     }
 
-    /// How many bytes a copy within the bricks copied: what most of them
-    /// say. Under both files' locks, with every source replica fresh, they
-    /// cannot differ; should one, it holds other bytes than the rest and
-    /// is blamed, so heal copies the file from them.
-    async fn blame_divergent_copies(&self, dst: Gfid, counts: &[(usize, u64)]) -> u64 {
-        let mut tally: Vec<(u64, Mask)> = Vec::new();
-        for (i, n) in counts {
-            match tally.iter_mut().find(|(m, _)| m == n) {
-                Some((_, mask)) => *mask |= crate::quorum::bit(*i),
-                None => tally.push((*n, crate::quorum::bit(*i))),
-            }
-        }
-        tally.sort_by_key(|(_, mask)| std::cmp::Reverse(count(*mask)));
-        let Some(&(copied, agree)) = tally.first() else {
-            return 0;
-        };
-        let differ = tally.iter().skip(1).fold(0, |m, (_, mask)| m | mask);
-        if differ != 0 {
-            warn!(%dst, agree, differ, "bricks copied different byte counts; blaming the odd ones");
-            self.blame_after(dst, agree, differ, PendingKind::Data)
-                .await;
-            self.inodes.get(dst).add_stale(differ);
-        }
-        copied
-    }
-
-    /// The size the replicas nobody blamed ended with after an append (only
-    /// they vote: a stale replica's end is not the file's). A brick whose
-    /// append landed elsewhere is wrong: it is blamed, and heal copies the
-    /// file from the others. Fresh replicas cannot disagree while their
-    /// sizes were equal under our lock; should they, the larger keeps
-    /// every acknowledged append.
-    async fn blame_divergent_appends(
+    /// What the replicas nobody blamed answered after an op whose result
+    /// each brick decides itself (where an append landed, how much a copy
+    /// copied): the answer most of them gave, the larger on a tie (for an
+    /// append, the end that keeps every acknowledged one). A brick that
+    /// answered otherwise holds other bytes than the rest and is blamed,
+    /// so heal copies the file from them. Fresh replicas cannot disagree
+    /// under our lock; a stale one's answer is not the file's.
+    async fn blame_divergent(
         &self,
         gfid: Gfid,
+        what: &'static str,
         sizes: &[(usize, u64)],
         stale_before: Mask,
     ) -> u64 {
@@ -549,7 +525,7 @@ impl Replicate {
         if odd == 0 {
             return size;
         }
-        warn!(%gfid, ?sizes, "an append landed at different offsets; blaming the odd replicas");
+        warn!(%gfid, what, ?sizes, "bricks answered differently; blaming the odd replicas");
         let good = sizes
             .iter()
             .filter(|(_, s)| *s == size)
@@ -784,17 +760,14 @@ impl Layer for Replicate {
         Err(tally.common_error(self.quorum))
     }
 
-    async fn copy_range(
-        &self,
-        src: Gfid,
-        src_offset: u64,
-        dst: Gfid,
-        dst_offset: u64,
-        len: u64,
-    ) -> FsResult<(u64, Attr)> {
+    async fn copy_range(&self, copy: CopyRange) -> FsResult<(u64, Attr)> {
+        let copy = CopyRange {
+            len: copy.len.min(proto::MAX_COPY),
+            ..copy
+        };
+        let (src, dst) = (copy.src, copy.dst);
         self.unhold(src).await?;
         self.unhold(dst).await?;
-        let len = len.min(proto::MAX_COPY);
         let counts = std::sync::Mutex::new(Vec::new());
         let applied = self
             .txn_reading(
@@ -807,16 +780,7 @@ impl Layer for Replicate {
                     let counts = &counts;
                     async move {
                         let done = b
-                            .call(|c, ctx| async move {
-                                let copy = proto::CopyRange {
-                                    src,
-                                    src_offset,
-                                    dst,
-                                    dst_offset,
-                                    len,
-                                };
-                                c.copy_range(ctx, txn, copy).await
-                            })
+                            .call(|c, ctx| async move { c.copy_range(ctx, txn, copy).await })
                             .await?;
                         counts
                             .lock()
@@ -830,7 +794,8 @@ impl Layer for Replicate {
         let counts = counts
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let copied = self.blame_divergent_copies(dst, &counts).await;
+        let copied = // Every source replica was fresh (txn_reading): all of them vote.
+        self.blame_divergent(dst, "bytes copied", &counts, 0).await;
         Ok((copied, applied.value.1))
     }
 
