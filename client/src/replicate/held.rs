@@ -104,21 +104,16 @@ impl HeldCreates {
         if table.files.len() >= MAX_HELD {
             return false;
         }
+        // A fresh random gfid: never one already here.
+        let (gfid, name) = (obj.gfid, obj.name.clone());
         let entry = Entry {
             parent,
-            name: obj.name.clone(),
+            name,
             since: Instant::now(),
-            slot: Arc::new(tokio::sync::Mutex::new(Some(State::Held {
-                parent,
-                obj: obj.clone(),
-            }))),
+            slot: Arc::new(tokio::sync::Mutex::new(Some(State::Held { parent, obj }))),
             failed: false,
         };
-        if let Some(old) = table.files.insert(obj.gfid, entry) {
-            if !old.failed {
-                table.unhold_dir(old.parent);
-            }
-        }
+        table.files.insert(gfid, entry);
         *table.dirs.entry(parent).or_default() += 1;
         self.len.store(table.files.len(), Ordering::Release);
         true

@@ -176,3 +176,31 @@ fn a_copy_past_a_sub_volumes_limit_is_refused() {
         (MIB / 2) as u64
     );
 }
+
+/// With a brick down the two others copy, and the one that missed it gets
+/// the copy from heal, byte for byte.
+#[test]
+fn a_copy_with_a_brick_down_reaches_it_through_heal() {
+    let cluster = TestCluster::start(3);
+    let metrics = cluster.restart_brick_with_metrics(0);
+    let m = cluster.mount();
+    let src = pattern(3 * MIB + 77, 5);
+    fs::write(m.join("src"), &src).unwrap();
+    cluster.kill_brick(2);
+    assert_eq!(
+        copy_all(&m.join("src"), &m.join("dst")).unwrap(),
+        src.len() as u64
+    );
+    assert!(
+        brick_fop_count(metrics, "copy_range") >= 1.0,
+        "the two bricks left did not copy themselves"
+    );
+    assert!(fs::read(m.join("dst")).unwrap() == src);
+    assert!(!cluster.brick_dir(2).join("dst").exists());
+    cluster.restart_brick(2);
+    let heal = cluster.heal_cli(&[]);
+    assert!(heal.ok, "{}{}", heal.stdout, heal.stderr);
+    assert!(cluster.wait_healed(Duration::from_secs(30)));
+    cluster.assert_replicas_identical(Duration::from_secs(10));
+    assert!(fs::read(cluster.brick_dir(2).join("dst")).unwrap() == src);
+}
