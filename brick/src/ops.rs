@@ -348,6 +348,15 @@ impl Backend {
             Some(_) => return Err(FsError::Invalid("quota on a non-directory".into())),
             None => None,
         };
+        if !new.times.is_empty() && new.kind != FileKind::File {
+            return Err(FsError::Invalid(
+                "a create sets times of a file only".into(),
+            ));
+        }
+        let times = Timestamps {
+            last_access: utime(new.times.atime.map(TimeSet::At))?,
+            last_modification: utime(new.times.mtime.map(TimeSet::At))?,
+        };
         if !new.data.is_empty()
             && (new.kind != FileKind::File || new.data.len() > proto::MAX_CREATE_DATA)
         {
@@ -368,7 +377,7 @@ impl Backend {
         if limit.is_some() {
             self.quotas.list_root(new.gfid)?;
         }
-        let made = self.make_tagged(dirfd, parent, new, subvol);
+        let made = self.make_tagged(dirfd, parent, new, &times, subvol);
         if let (Some(sv), Err(_)) = (subvol, &made) {
             self.quotas.release(sv, bytes, 1);
         }
@@ -385,6 +394,7 @@ impl Backend {
         dirfd: BorrowedFd<'_>,
         parent: Gfid,
         new: &NewObject,
+        times: &Timestamps,
         subvol: Option<Gfid>,
     ) -> FsResult<Stat> {
         if new.kind == FileKind::Symlink {
@@ -409,7 +419,7 @@ impl Backend {
         let file = self.stage_object(&staged, new, perm)?;
         failpoint!(create_op(new.kind), "after_stage");
         let placed = self
-            .fill_staged(&staged, file.as_ref(), new, perm, gid, subvol)
+            .fill_staged(&staged, file.as_ref(), new, perm, gid, times, subvol)
             .and_then(|()| self.place_over_leftover(dirfd, parent, new, &staged));
         if let Err(e) = placed {
             self.unstage(&staged, new.kind);
@@ -482,7 +492,9 @@ impl Backend {
         Ok(None)
     }
 
-    /// Contents, owner, mode, initial xattrs and gfid of a staged object.
+    /// Contents, owner, mode, times, initial xattrs and gfid of a staged
+    /// object.
+    #[allow(clippy::too_many_arguments)]
     fn fill_staged(
         &self,
         staged: &str,
@@ -490,6 +502,7 @@ impl Backend {
         new: &NewObject,
         perm: u32,
         gid: u32,
+        times: &Timestamps,
         subvol: Option<Gfid>,
     ) -> FsResult<()> {
         let op = create_op(new.kind);
@@ -531,6 +544,12 @@ impl Backend {
                 // Our own staged name: not a symlink, so following is harmless.
                 None => rustix::fs::chmodat(sfd, staged, mode, AtFlags::empty()).os()?,
             }
+        }
+        // After the data, which would bump mtime; the owner, mode and
+        // xattrs leave it alone. A kill before the gfid leaves a staged
+        // leftover either way, so this needs no failpoint of its own.
+        if let (Some(fd), false) = (file, new.times.is_empty()) {
+            rustix::fs::futimens(fd, times).os()?;
         }
         failpoint!(op, "after_mode");
         let target = Target {

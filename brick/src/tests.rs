@@ -38,6 +38,7 @@ fn obj(name: &str, kind: FileKind) -> NewObject {
         lock: false,
         xattrs: Vec::new(),
         data: Default::default(),
+        times: Default::default(),
     }
 }
 
@@ -1040,8 +1041,9 @@ mod crash_sweep {
             o.uid = 4242;
             o.perm = 0o4755 & if k == FileKind::Dir { 0o7777 } else { 0o777 };
             if k == FileKind::File {
-                // A small file's create carries its first bytes.
+                // A small file's create carries its first bytes and times.
                 o.data = proto::Bytes::from(b"first bytes".to_vec());
+                o.times.mtime = Some(proto::Timespec { secs: 1, nsecs: 0 });
             }
             t.b.create(&none(), root, &o, C).map(drop)
         };
@@ -1289,6 +1291,53 @@ mod quota {
             libc::EINVAL
         );
         assert_eq!(used(&t, sv), (6000, 1));
+    }
+
+    #[test]
+    fn a_create_sets_the_times_it_carries_after_its_data() {
+        use std::os::unix::fs::MetadataExt;
+        let t = brick();
+        let mtime = proto::Timespec {
+            secs: 1_577_836_800,
+            nsecs: 5,
+        };
+        let new = NewObject {
+            data: proto::Bytes::from(b"tar's bytes".to_vec()),
+            times: proto::NewTimes {
+                atime: None,
+                mtime: Some(mtime),
+            },
+            ..obj("f", FileKind::File)
+        };
+        let attr = t.b.create(&none(), Gfid::ROOT, &new, C).expect("create");
+        assert_eq!((attr.mtime, attr.size), (mtime, 11));
+        let meta = std::fs::metadata(t.dir.join("f")).expect("stat");
+        assert_eq!((meta.mtime(), meta.mtime_nsec()), (1_577_836_800, 5));
+        assert!(meta.atime() > 1_577_836_800, "an atime not given is now");
+        // Times only on files, and only real ones; nothing left staged.
+        let dir = NewObject {
+            times: new.times,
+            ..obj("d", FileKind::Dir)
+        };
+        let err = t.b.create(&none(), Gfid::ROOT, &dir, C).unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        let bad = NewObject {
+            times: proto::NewTimes {
+                atime: Some(proto::Timespec {
+                    secs: 0,
+                    nsecs: 1_000_000_000,
+                }),
+                mtime: None,
+            },
+            ..obj("g", FileKind::File)
+        };
+        let err = t.b.create(&none(), Gfid::ROOT, &bad, C).unwrap_err();
+        assert_eq!(err.errno(), libc::EINVAL);
+        assert!(!t.dir.join("g").exists() && !t.dir.join("d").exists());
+        assert!(std::fs::read_dir(staging(&t))
+            .expect("staging")
+            .next()
+            .is_none());
     }
 
     #[test]

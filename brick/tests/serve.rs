@@ -77,6 +77,7 @@ async fn garbage_and_oversized_frames_only_drop_their_connection() {
         lock: true,
         xattrs: Vec::new(),
         data: Default::default(),
+        times: Default::default(),
     };
     let done = client
         .create(context::current(), Txn::none(), Gfid::ROOT, new.clone())

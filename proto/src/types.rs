@@ -385,6 +385,24 @@ pub struct NewObject {
     /// [`MAX_CREATE_DATA`]; empty for everything else.
     #[serde(default)]
     pub data: Bytes,
+    /// A file's times as its creator set them before anybody could see it
+    /// (tar's `futimens` right after the data), applied after `data`; a
+    /// time not given is the brick's now, as for any create.
+    #[serde(default)]
+    pub times: NewTimes,
+}
+
+/// The times a create sets on a new file; files only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTimes {
+    pub atime: Option<Timespec>,
+    pub mtime: Option<Timespec>,
+}
+
+impl NewTimes {
+    pub fn is_empty(&self) -> bool {
+        self.atime.is_none() && self.mtime.is_none()
+    }
 }
 
 /// Most bytes one `copy_range` call copies: a copy within a brick is

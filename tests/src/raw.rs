@@ -28,6 +28,7 @@ pub fn new_object(name: &[u8], kind: proto::FileKind, perm: u32) -> proto::NewOb
         target: None,
         lock: false,
         data: Default::default(),
+        times: Default::default(),
         xattrs: Vec::new(),
     }
 }

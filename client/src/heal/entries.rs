@@ -322,6 +322,7 @@ impl Healer {
             target,
             lock: false,
             data: Default::default(),
+            times: Default::default(),
             xattrs: Vec::new(),
         };
         let n = name.clone();

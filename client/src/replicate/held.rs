@@ -11,9 +11,15 @@
 //! idle release and a contended release skip such directories; a contended
 //! one sends its held creates at the next tick).
 //!
-//! What sends a held create out: the file's first write (which it carries
-//! when that starts at offset 0 and fits in [`proto::MAX_CREATE_DATA`]),
-//! any other operation on the file (flush at close, fsync, setattr, ...),
+//! What the held create takes in rather than sending it: the file's first
+//! bytes (writes from offset 0 on, up to [`proto::MAX_CREATE_DATA`]), and
+//! changes of its owner, mode and times (tar's `futimens`, `fchown` and
+//! `fchmod` after the data): nobody can see the file yet, so the create
+//! can just as well make it that way, and a file untarred costs one round
+//! trip, not four. The bytes kept are bounded ([`MAX_KEPT_BYTES`]).
+//!
+//! What sends a held create out: a write it cannot take, any other
+//! operation on the file (flush at close, fsync, a truncate, ...),
 //! any operation naming it (lookup, link, a create of the same name), a
 //! listing or an fsync of its directory, any removal or rename (a directory must not
 //! look empty to rmdir while it holds files), the graph's replacement or
@@ -26,7 +32,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use proto::{Attr, FileKind, FsError, FsResult, Gfid, Name, NewObject, Timespec};
+use proto::data::WriteAt;
+use proto::{Attr, FileKind, FsError, FsResult, Gfid, Name, NewObject, SetAttr, TimeSet, Timespec};
 use tracing::{debug, warn};
 
 use super::inodes::MAX_LISTING;
@@ -38,15 +45,32 @@ use crate::quorum::indices;
 /// its name and (briefly) its first bytes.
 pub const MAX_HELD: usize = 1024;
 
+/// Most bytes all held creates of one replica set keep for their files,
+/// beside the write-behind window: past it a create goes out with its
+/// first bytes at once.
+pub const MAX_KEPT_BYTES: usize = 8 << 20;
+
 /// How long a failed create's error waits for its file's close to report
 /// it: a writer that never closes must not keep it forever.
 const FAILED_KEPT: Duration = Duration::from_secs(60);
 
 pub enum State {
-    /// Not sent yet: the create, and the parent it goes to.
-    Held { parent: Gfid, obj: NewObject },
+    /// Not sent yet: the create, the parent it goes to, and the
+    /// attributes this client answered for the file.
+    Held(Box<Held>),
     /// Sent and refused: what the file's next operation and close report.
     Failed(FsError),
+}
+
+pub struct Held {
+    parent: Gfid,
+    obj: NewObject,
+    attr: Attr,
+    /// The parent is setgid: the bricks give the file the parent's group,
+    /// so a chgrp cannot be folded into the create.
+    parent_sgid: bool,
+    /// Bytes of `obj.data` counted in [`MAX_KEPT_BYTES`].
+    kept: usize,
 }
 
 /// One file's held create; `None` once the bricks made it. Locked for the
@@ -87,6 +111,8 @@ pub struct HeldCreates {
     table: Mutex<Table>,
     /// `files.len()`, read without the lock by every operation's fast path.
     len: AtomicUsize,
+    /// Bytes the held creates keep (at most [`MAX_KEPT_BYTES`]).
+    kept: AtomicUsize,
 }
 
 impl HeldCreates {
@@ -98,19 +124,32 @@ impl HeldCreates {
         self.len.load(Ordering::Acquire) == 0
     }
 
-    /// Holds `obj`'s create in `parent`; false when too many are held.
-    pub fn hold(&self, parent: Gfid, obj: NewObject) -> bool {
+    /// Room for `more` bytes kept in a held create.
+    fn keep_bytes(&self, more: usize) -> bool {
+        self.kept
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |k| {
+                (k + more <= MAX_KEPT_BYTES).then_some(k + more)
+            })
+            .is_ok()
+    }
+
+    fn release_bytes(&self, n: usize) {
+        self.kept.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Holds `held`'s create; false when too many are held.
+    fn hold(&self, held: Held) -> bool {
         let mut table = self.table();
         if table.files.len() >= MAX_HELD {
             return false;
         }
         // A fresh random gfid: never one already here.
-        let (gfid, name) = (obj.gfid, obj.name.clone());
+        let (parent, gfid, name) = (held.parent, held.obj.gfid, held.obj.name.clone());
         let entry = Entry {
             parent,
             name,
             since: Instant::now(),
-            slot: Arc::new(tokio::sync::Mutex::new(Some(State::Held { parent, obj }))),
+            slot: Arc::new(tokio::sync::Mutex::new(Some(State::Held(Box::new(held))))),
             failed: false,
         };
         table.files.insert(gfid, entry);
@@ -248,13 +287,8 @@ impl Replicate {
             xattrs: Vec::new(),
             lock: true,
             data: Default::default(),
+            times: Default::default(),
         };
-        if !self.held.hold(parent, obj) {
-            return None;
-        }
-        state.listing_add(&new.name);
-        state.last_used = Some(Instant::now());
-        drop(state);
         let now = now();
         let attr = Attr {
             gfid,
@@ -271,6 +305,19 @@ impl Replicate {
             mtime: now,
             ctime: now,
         };
+        let held = Held {
+            parent,
+            obj,
+            attr: attr.clone(),
+            parent_sgid: dir.perm & libc::S_ISGID != 0,
+            kept: 0,
+        };
+        if !self.held.hold(held) {
+            return None;
+        }
+        state.listing_add(&new.name);
+        state.last_used = Some(Instant::now());
+        drop(state);
         // The directory as the create will leave it: the kernel asks for
         // its attributes right after the create and keeps them a while.
         dir.mtime = now;
@@ -280,26 +327,26 @@ impl Replicate {
         Some(attr)
     }
 
-    /// Sends the create held in `slot`, carrying `first` (the file's bytes
-    /// from offset 0) when given: `Some` with the file's attributes when
-    /// this call made it, `None` when it was made before.
-    pub(super) async fn send_held(
-        &self,
-        gfid: Gfid,
-        slot: &Slot,
-        first: Option<&[u8]>,
-    ) -> FsResult<Option<Attr>> {
+    /// Sends the create held in `slot`: `Some` with the file's attributes
+    /// when this call made it, `None` when it was made before.
+    pub(super) async fn send_held(&self, gfid: Gfid, slot: &Slot) -> FsResult<Option<Attr>> {
         let mut state = slot.lock().await;
+        self.send_locked(gfid, &mut state).await
+    }
+
+    /// Sends the create in `state`, whose slot the caller locked.
+    async fn send_locked(&self, gfid: Gfid, state: &mut Option<State>) -> FsResult<Option<Attr>> {
         match state.take() {
             None => Ok(None),
             Some(State::Failed(e)) => {
                 *state = Some(State::Failed(e.clone()));
                 Err(e)
             }
-            Some(State::Held { parent, mut obj }) => {
-                if let Some(data) = first {
-                    obj.data = proto::Bytes::from(data.to_vec());
-                }
+            Some(State::Held(held)) => {
+                let Held {
+                    parent, obj, kept, ..
+                } = *held;
+                self.held.release_bytes(kept);
                 match self.create_now(parent, obj).await {
                     Ok(attr) => {
                         self.held.forget(gfid);
@@ -316,18 +363,99 @@ impl Replicate {
         }
     }
 
+    /// A write of a file whose create is held: kept in the create when it
+    /// continues the bytes kept there and there is room; otherwise the
+    /// create goes out, carrying the write when it is the file's first
+    /// bytes. `Some` (the file's attributes after the write) when the write
+    /// was taken either way, `None` when the caller must still send it.
+    pub(super) async fn write_held(
+        &self,
+        gfid: Gfid,
+        slot: &Slot,
+        at: WriteAt,
+        data: &[u8],
+    ) -> FsResult<Option<Attr>> {
+        let mut state = slot.lock().await;
+        let mut carried = false;
+        if let Some(State::Held(held)) = state.as_mut() {
+            let kept = held.obj.data.len();
+            let fits =
+                at == WriteAt::Offset(kept as u64) && kept + data.len() <= proto::MAX_CREATE_DATA;
+            // A write after a utimens moves mtime to now again.
+            if fits && self.held.keep_bytes(data.len()) {
+                held.obj.data.extend_from_slice(data);
+                held.kept += data.len();
+                held.obj.times.mtime = None;
+                let now = now();
+                let size = held.obj.data.len() as u64;
+                let a = &mut held.attr;
+                (a.size, a.blocks, a.mtime, a.ctime) = (size, size.div_ceil(512), now, now);
+                let attr = a.clone();
+                self.attrs.put(self.attrs.epoch(), [attr.clone()]);
+                return Ok(Some(attr));
+            }
+            if fits && kept == 0 {
+                held.obj.data = proto::Bytes::from(data.to_vec());
+                held.obj.times.mtime = None;
+                carried = true;
+            }
+        }
+        let made = self.send_locked(gfid, &mut state).await?;
+        Ok(if carried { made } else { None })
+    }
+
+    /// A change of a held file's owner, mode or times, made part of its
+    /// create: the file's attributes after it, or `None` when the change
+    /// must go to the bricks (the caller sends the create first).
+    pub(super) async fn setattr_held(&self, slot: &Slot, set: &SetAttr) -> Option<Attr> {
+        let mut state = slot.lock().await;
+        let Some(State::Held(held)) = state.as_mut() else {
+            return None;
+        };
+        if !held.takes(set) {
+            return None;
+        }
+        let now = now();
+        let (obj, a) = (&mut held.obj, &mut held.attr);
+        if let Some(uid) = set.uid {
+            (obj.uid, a.uid) = (uid, uid);
+        }
+        if let Some(gid) = set.gid {
+            (obj.gid, a.gid) = (gid, gid);
+        }
+        if let Some(perm) = set.perm {
+            (obj.perm, a.perm) = (perm, perm);
+        }
+        // `Now` is the create's own time on the bricks.
+        let time = |t: TimeSet| match t {
+            TimeSet::Now => (None, now),
+            TimeSet::At(t) => (Some(t), t),
+        };
+        if let Some(t) = set.atime {
+            (obj.times.atime, a.atime) = time(t);
+        }
+        if let Some(t) = set.mtime {
+            (obj.times.mtime, a.mtime) = time(t);
+        }
+        a.ctime = now;
+        let attr = a.clone();
+        self.attrs.put(self.attrs.epoch(), [attr.clone()]);
+        debug!(gfid = %attr.gfid, "attributes folded into a held create");
+        Some(attr)
+    }
+
     /// Makes sure `gfid` is on the bricks if its create was held; the
     /// failure of that create if it failed.
     pub(super) async fn unhold(&self, gfid: Gfid) -> FsResult<()> {
         match self.held.slot(gfid) {
-            Some(slot) => self.send_held(gfid, &slot, None).await.map(|_| ()),
+            Some(slot) => self.send_held(gfid, &slot).await.map(|_| ()),
             None => Ok(()),
         }
     }
 
     /// Sends the held creates in `slots`; a failure stays with its file.
     pub(super) async fn send_slots(&self, slots: Vec<(Gfid, Slot)>) {
-        let sends = slots.iter().map(|(g, s)| self.send_held(*g, s, None));
+        let sends = slots.iter().map(|(g, s)| self.send_held(*g, s));
         futures::future::join_all(sends).await;
     }
 
@@ -360,6 +488,30 @@ impl Replicate {
     }
 }
 
+impl Held {
+    /// Whether the bricks, making the file with `set` applied, leave it
+    /// exactly as the create and then `set` would.
+    fn takes(&self, set: &SetAttr) -> bool {
+        const SETID: u32 = libc::S_ISUID | libc::S_ISGID;
+        let owner = set.uid.is_some() || set.gid.is_some();
+        let bad_time =
+            |t: Option<TimeSet>| matches!(t, Some(TimeSet::At(t)) if t.nsecs >= 1_000_000_000);
+        let (uid, gid) = (
+            set.uid.unwrap_or(self.obj.uid),
+            set.gid.unwrap_or(self.obj.gid),
+        );
+        set.size.is_none()
+            // A chown clears setuid/setgid (the bricks do it in that order).
+            && !(owner && self.obj.perm & SETID != 0)
+            && !(set.gid.is_some() && self.parent_sgid)
+            && set.perm.is_none_or(|p| p & !0o7777 == 0)
+            && !bad_time(set.atime)
+            && !bad_time(set.mtime)
+            // Root squash would give a root-owned file another owner.
+            && (!tls::has_scope_token() || (uid != 0 && gid != 0))
+    }
+}
+
 fn now() -> Timespec {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -387,6 +539,17 @@ mod tests {
             xattrs: Vec::new(),
             lock: true,
             data: Default::default(),
+            times: Default::default(),
+        }
+    }
+
+    fn pending(dir: Gfid, obj: NewObject) -> Held {
+        Held {
+            parent: dir,
+            attr: Attr::bare(obj.gfid, FileKind::File, obj.perm),
+            obj,
+            parent_sgid: false,
+            kept: 0,
         }
     }
 
@@ -397,8 +560,8 @@ mod tests {
         let a = obj("a");
         let ga = a.gfid;
         assert!(held.is_empty());
-        assert!(held.hold(dir, a));
-        assert!(held.hold(other, obj("b")));
+        assert!(held.hold(pending(dir, a)));
+        assert!(held.hold(pending(other, obj("b"))));
         assert!(held.slot(ga).is_some());
         assert_eq!(held.named(dir, &Name::from("a")).len(), 1);
         assert!(held.named(other, &Name::from("a")).is_empty());
@@ -419,8 +582,8 @@ mod tests {
         let held = HeldCreates::default();
         let dir = Gfid::random();
         for i in 0..MAX_HELD {
-            assert!(held.hold(dir, obj(&format!("f{i}"))));
+            assert!(held.hold(pending(dir, obj(&format!("f{i}")))));
         }
-        assert!(!held.hold(dir, obj("one more")));
+        assert!(!held.hold(pending(dir, obj("one more"))));
     }
 }

@@ -240,6 +240,7 @@ impl Replicate {
             // same round trip cannot conflict with anyone.
             lock: matches!(new.kind, FileKind::File | FileKind::Dir),
             data: Default::default(),
+            times: Default::default(),
         };
         self.create_now(parent, obj).await
     }
@@ -419,11 +420,7 @@ impl Replicate {
         }
         if let Some(slot) = self.held.slot(gfid) {
             // A new file's first bytes travel with its create.
-            let carried = at == WriteAt::Offset(0) && data.len() <= proto::MAX_CREATE_DATA;
-            let made = self
-                .send_held(gfid, &slot, carried.then_some(data.as_slice()))
-                .await?;
-            if let (true, Some(attr)) = (carried, made) {
+            if let Some(attr) = self.write_held(gfid, &slot, at, &data).await? {
                 return Ok(attr);
             }
         }
@@ -589,6 +586,11 @@ impl Layer for Replicate {
     }
 
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
+        if let Some(slot) = self.held.slot(gfid) {
+            if let Some(attr) = self.setattr_held(&slot, &set).await {
+                return Ok(attr);
+            }
+        }
         self.unhold(gfid).await?;
         let kind = if set.touches_data() {
             PendingKind::Data

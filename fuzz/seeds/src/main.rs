@@ -64,6 +64,7 @@ fn brick_rpc(out: &mut Out) {
         xattrs: vec![(Name::from("user.a"), Bytes::from(b"v".to_vec()))],
         lock: true,
         data: Default::default(),
+        times: Default::default(),
     };
     let requests = vec![
         (

@@ -233,3 +233,167 @@ fn a_tree_untarred_into_a_new_directory_is_the_archives_on_every_brick() {
     assert_eq!(mtime(&m.join("x/tree/a/f5")), mtime(&tree.join("a/f5")));
     cluster.assert_replicas_identical(Duration::from_secs(10));
 }
+
+fn stat_of(p: &std::path::Path) -> (u32, u32, u32, i64, i64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (
+        m.mode(),
+        m.uid(),
+        m.gid(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.len(),
+    )
+}
+
+/// tar's `futimens`, `fchown` and `fchmod` after a file's data go with the
+/// file's create: no setattr of a small file reaches a brick, and every
+/// brick ends with the archive's owners, modes and times, a setuid file's
+/// bits included (chown clears them, tar's chmod after it sets them again).
+#[test]
+fn tars_owner_mode_and_times_travel_with_the_create() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = TestCluster::start(3);
+    let metrics = cluster.restart_brick_with_metrics(0);
+    let m = cluster.mount();
+    let src = tempfile::tempdir().unwrap();
+    let tree = src.path().join("t");
+    fs::create_dir(&tree).unwrap();
+    const N: u32 = 30;
+    for i in 0..N {
+        let p = tree.join(format!("f{i:02}"));
+        fs::write(&p, contents(i as usize)).unwrap();
+        let mode = [0o640, 0o755, 0o600, 0o444, 0o4755, 0o2750][i as usize % 6];
+        std::os::unix::fs::chown(&p, Some(1000 + i), Some(2000 + i)).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_500_000_000 + u64::from(i) * 3600);
+        fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    let archive = src.path().join("t.tar");
+    let tar = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("tar")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tar {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    tar(&[
+        "-C".as_ref(),
+        src.path().as_os_str(),
+        "-cf".as_ref(),
+        archive.as_os_str(),
+        "t".as_ref(),
+    ]);
+    fs::create_dir(m.join("x")).unwrap();
+    let (creates, setattrs) = (
+        brick_fop_count(metrics, "create"),
+        brick_fop_count(metrics, "setattr"),
+    );
+    let into = m.join("x");
+    tar(&[
+        "-C".as_ref(),
+        into.as_os_str(),
+        "-xpf".as_ref(),
+        archive.as_os_str(),
+    ]);
+    assert_eq!(
+        brick_fop_count(metrics, "create") - creates,
+        f64::from(N) + 1.0
+    );
+    // The directory t's own times and owner are set after its files.
+    let sent = brick_fop_count(metrics, "setattr") - setattrs;
+    assert!(sent <= 3.0, "{sent} setattrs reached brick 0 for {N} files");
+    for i in 0..N {
+        let name = format!("f{i:02}");
+        let want = stat_of(&tree.join(&name));
+        assert_eq!(stat_of(&m.join("x/t").join(&name)), want, "mount: {name}");
+        for b in 0..3 {
+            let on = cluster.brick_dir(b).join("x/t").join(&name);
+            assert_eq!(stat_of(&on), want, "brick {b}: {name}");
+            assert!(
+                fs::read(&on).unwrap() == contents(i as usize),
+                "brick {b}: {name}"
+            );
+        }
+    }
+    cluster.assert_replicas_identical(Duration::from_secs(10));
+}
+
+/// What a held create takes in must leave the file as the same calls on a
+/// local file system would: a write after a utimens moves mtime to now, a
+/// chown clears setuid, a chgrp in a setgid directory sticks, and another
+/// client sees it all after the close.
+#[test]
+fn changes_to_a_held_file_end_as_on_a_local_file_system() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    let other = cluster.mount_with_args(&NO_CACHE);
+    fs::create_dir(m.join("d")).unwrap();
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+
+    // utimens, then a write: mtime is the write's.
+    let mut f = create_new(&m.join("d/touched")).unwrap();
+    f.write_all(b"one").unwrap();
+    f.set_modified(old).unwrap();
+    f.write_all(b"two").unwrap();
+    drop(f);
+    let meta = fs::metadata(other.join("d/touched")).unwrap();
+    assert!(
+        meta.mtime() > 1_000_000_000,
+        "mtime {} after a write",
+        meta.mtime()
+    );
+    assert_eq!(fs::read(other.join("d/touched")).unwrap(), b"onetwo");
+
+    // A write, then utimens: mtime is the one set.
+    let mut f = create_new(&m.join("d/stamped")).unwrap();
+    f.write_all(b"data").unwrap();
+    f.set_modified(old).unwrap();
+    drop(f);
+    assert_eq!(
+        fs::metadata(other.join("d/stamped")).unwrap().mtime(),
+        1_000_000_000
+    );
+
+    // chmod 4755, then chown: setuid is gone, as on ext4.
+    let f = create_new(&m.join("d/suid")).unwrap();
+    f.set_permissions(fs::Permissions::from_mode(0o4755))
+        .unwrap();
+    std::os::unix::fs::fchown(&f, Some(4321), None).unwrap();
+    drop(f);
+    let meta = fs::metadata(other.join("d/suid")).unwrap();
+    assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o755, 4321));
+
+    // A setgid directory gives its group; a chgrp after that sticks.
+    let sg = m.join("sg");
+    fs::create_dir(&sg).unwrap();
+    std::os::unix::fs::chown(&sg, None, Some(777)).unwrap();
+    fs::set_permissions(&sg, fs::Permissions::from_mode(0o2775)).unwrap();
+    let f = create_new(&sg.join("f")).unwrap();
+    assert_eq!(f.metadata().unwrap().gid(), 777);
+    std::os::unix::fs::fchown(&f, None, Some(888)).unwrap();
+    drop(f);
+    assert_eq!(fs::metadata(other.join("sg/f")).unwrap().gid(), 888);
+    let f = create_new(&sg.join("g")).unwrap();
+    drop(f);
+    assert_eq!(fs::metadata(other.join("sg/g")).unwrap().gid(), 777);
+
+    // A truncate is not taken in: the file goes out first, then shrinks.
+    let mut f = create_new(&m.join("d/cut")).unwrap();
+    f.write_all(b"0123456789").unwrap();
+    f.set_len(4).unwrap();
+    drop(f);
+    assert_eq!(fs::read(other.join("d/cut")).unwrap(), b"0123");
+    cluster.assert_replicas_identical(Duration::from_secs(10));
+}
