@@ -621,7 +621,11 @@ impl Layer for Distribute {
         if let Some(s) = self.single() {
             return s.flush(gfid).await;
         }
-        Ok(())
+        // A close sends the file's create if its set still holds it (its
+        // bytes and attributes may be in it): asking every set costs no
+        // round trip, and needs no location of a file no brick has yet.
+        let closed = join_all(self.sets.iter().map(|s| s.flush(gfid))).await;
+        closed.into_iter().collect()
     }
 
     async fn fsync(&self, gfid: Gfid, datasync: bool) -> FsResult<()> {
