@@ -93,6 +93,10 @@ struct Table {
     /// How many creates not failed each directory holds: the idle release
     /// asks for every lock it would let go.
     dirs: HashMap<Gfid, usize>,
+    /// Nothing more is held (the graph is being replaced or closed): set
+    /// under the same lock as `hold` inserts, so no create slips in after
+    /// the last ones were taken out to be sent.
+    stopped: bool,
 }
 
 impl Table {
@@ -140,7 +144,7 @@ impl HeldCreates {
     /// Holds `held`'s create; false when too many are held.
     fn hold(&self, held: Held) -> bool {
         let mut table = self.table();
-        if table.files.len() >= MAX_HELD {
+        if table.stopped || table.files.len() >= MAX_HELD {
             return false;
         }
         // A fresh random gfid: never one already here.
@@ -210,6 +214,18 @@ impl HeldCreates {
 
     pub fn all(&self) -> Vec<(Gfid, Slot)> {
         self.slots_where(|_| true)
+    }
+
+    /// Holds nothing more; the creates held until now, to be sent.
+    fn stop(&self) -> Vec<(Gfid, Slot)> {
+        let mut table = self.table();
+        table.stopped = true;
+        table
+            .files
+            .iter()
+            .filter(|(_, e)| !e.failed)
+            .map(|(g, e)| (*g, e.slot.clone()))
+            .collect()
     }
 
     pub fn older_than(&self, age: Duration) -> Vec<(Gfid, Slot)> {
@@ -389,7 +405,8 @@ impl Replicate {
                 let now = now();
                 let size = held.obj.data.len() as u64;
                 let a = &mut held.attr;
-                (a.size, a.blocks, a.mtime, a.ctime) = (size, size.div_ceil(512), now, now);
+                // Whole 4 KiB blocks in 512-byte units, as ext4 under the bricks.
+                (a.size, a.blocks, a.mtime, a.ctime) = (size, size.div_ceil(4096) * 8, now, now);
                 let attr = a.clone();
                 self.attrs.put(self.attrs.epoch(), [attr.clone()]);
                 return Ok(Some(attr));
@@ -472,7 +489,7 @@ impl Replicate {
     /// Every held create goes out, and none is held from now on.
     pub(super) async fn stop_holding(&self) {
         self.stop_holding.store(true, Ordering::Release);
-        self.send_slots(self.held.all()).await;
+        self.send_slots(self.held.stop()).await;
     }
 
     /// The background's part: creates held for longer than `age` go out
@@ -585,5 +602,14 @@ mod tests {
             assert!(held.hold(pending(dir, obj(&format!("f{i}")))));
         }
         assert!(!held.hold(pending(dir, obj("one more"))));
+    }
+
+    #[test]
+    fn once_stopped_nothing_more_is_held() {
+        let held = HeldCreates::default();
+        let dir = Gfid::random();
+        assert!(held.hold(pending(dir, obj("a"))));
+        assert_eq!(held.stop().len(), 1);
+        assert!(!held.hold(pending(dir, obj("b"))));
     }
 }
