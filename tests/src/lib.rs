@@ -43,6 +43,19 @@ pub mod xattr;
 pub use cluster::{wait_until, Mount, TestCluster, NO_CACHE};
 pub use proc::{free_port, is_mounted, log_has, log_lines, pid_alive};
 
+/// Runs `cmd` to its end; panics with its output unless it succeeded.
+pub fn run_ok(cmd: &mut std::process::Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} did not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Panics unless python3 with its sqlite3 module runs here (the SQLite
 /// tests drive real SQLite through it; scripts/test.sh installs it).
 pub fn require_python3_sqlite() {

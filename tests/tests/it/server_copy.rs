@@ -109,15 +109,10 @@ fn a_copy_is_made_by_the_bricks_and_every_replica_agrees() {
     );
     cluster.assert_replicas_identical(Duration::from_secs(10));
     // `cp` itself, whatever way it copies.
-    let out = std::process::Command::new("cp")
-        .arg(m.join("src"))
-        .arg(m.join("by-cp"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    tests::run_ok(
+        std::process::Command::new("cp")
+            .arg(m.join("src"))
+            .arg(m.join("by-cp")),
     );
     assert!(fs::read(other.join("by-cp")).unwrap() == src);
 }

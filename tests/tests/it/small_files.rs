@@ -8,10 +8,11 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tests::cluster::brick_fop_count;
-use tests::{wait_until, TestCluster, NO_CACHE};
+use tests::{run_ok, wait_until, TestCluster, NO_CACHE};
 
 fn contents(i: usize) -> Vec<u8> {
     (0..4096).map(|j| ((i * 7 + j) % 251) as u8).collect()
@@ -167,6 +168,39 @@ fn a_held_create_that_cannot_reach_a_quorum_fails_the_files_close() {
     }
 }
 
+/// A held create that has taken in the file's bytes and a chmod and then
+/// cannot reach a quorum: the fsync reports it, and so does a change of
+/// the file's attributes after that (it can no longer be part of a create
+/// that failed); nothing of the file survives on the bricks.
+#[test]
+fn a_held_create_that_took_in_attributes_and_failed_reports_it_to_later_changes() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    fs::create_dir(m.join("d")).unwrap();
+    let mut f = create_new(&m.join("d/f")).unwrap();
+    cluster.kill_brick(1);
+    cluster.kill_brick(2);
+    // Both stay in this client (or fail, if a tick sent the create first).
+    let _ = f.write_all(b"nowhere to go");
+    let _ = f.set_permissions(fs::Permissions::from_mode(0o600));
+    f.sync_all()
+        .expect_err("fsync of a file whose create reached one brick of three");
+    f.set_permissions(fs::Permissions::from_mode(0o640))
+        .expect_err("chmod of a file whose create failed");
+    drop(f);
+    cluster.restart_brick(1);
+    cluster.restart_brick(2);
+    let heal = cluster.heal_cli(&[]);
+    assert!(heal.ok, "{}{}", heal.stdout, heal.stderr);
+    assert!(cluster.wait_healed(Duration::from_secs(30)));
+    for b in 0..3 {
+        if let Ok(data) = fs::read(cluster.brick_dir(b).join("d/f")) {
+            assert!(data.is_empty(), "brick {b} kept bytes of a failed create");
+        }
+    }
+}
+
 /// What tar does to each file (create O_EXCL, write, fchown, futimens,
 /// close), over sizes around what a create carries, with hard links and
 /// symlinks among them: the tree read back is the archive's, and every
@@ -191,32 +225,29 @@ fn a_tree_untarred_into_a_new_directory_is_the_archives_on_every_brick() {
     std::os::unix::fs::symlink("../f2", tree.join("a/b/sym")).unwrap();
     std::os::unix::fs::chown(tree.join("a/f4"), Some(1234), Some(5678)).unwrap();
     let archive = src.path().join("tree.tar");
-    let run = |cmd: &mut std::process::Command| {
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(std::process::Command::new("tar")
-        .arg("-C")
-        .arg(src.path())
-        .arg("-cf")
-        .arg(&archive)
-        .arg("tree"));
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(src.path())
+            .arg("-cf")
+            .arg(&archive)
+            .arg("tree"),
+    );
     fs::create_dir(m.join("x")).unwrap();
-    run(std::process::Command::new("tar")
-        .arg("-C")
-        .arg(m.join("x"))
-        .arg("-xpf")
-        .arg(&archive));
-    run(std::process::Command::new("diff")
-        .arg("-r")
-        .arg("--no-dereference")
-        .arg(&tree)
-        .arg(m.join("x/tree")));
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(m.join("x"))
+            .arg("-xpf")
+            .arg(&archive),
+    );
+    run_ok(
+        Command::new("diff")
+            .arg("-r")
+            .arg("--no-dereference")
+            .arg(&tree)
+            .arg(m.join("x/tree")),
+    );
     let owner = fs::symlink_metadata(m.join("x/tree/a/f4")).unwrap();
     assert_eq!(
         (
@@ -276,36 +307,27 @@ fn tars_owner_mode_and_times_travel_with_the_create() {
             .unwrap();
     }
     let archive = src.path().join("t.tar");
-    let tar = |args: &[&std::ffi::OsStr]| {
-        let out = std::process::Command::new("tar")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tar {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    tar(&[
-        "-C".as_ref(),
-        src.path().as_os_str(),
-        "-cf".as_ref(),
-        archive.as_os_str(),
-        "t".as_ref(),
-    ]);
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(src.path())
+            .arg("-cf")
+            .arg(&archive)
+            .arg("t"),
+    );
     fs::create_dir(m.join("x")).unwrap();
     let (creates, setattrs) = (
         brick_fop_count(metrics, "create"),
         brick_fop_count(metrics, "setattr"),
     );
     let into = m.join("x");
-    tar(&[
-        "-C".as_ref(),
-        into.as_os_str(),
-        "-xpf".as_ref(),
-        archive.as_os_str(),
-    ]);
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&into)
+            .arg("-xpf")
+            .arg(&archive),
+    );
     assert_eq!(
         brick_fop_count(metrics, "create") - creates,
         f64::from(N) + 1.0
