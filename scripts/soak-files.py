@@ -285,20 +285,22 @@ class NfsWorkload:
             raise NfsError(f"{dir_name(d)}: {names} names, not {per_dir}")
         return names
 
-    def stat(self, d, per_dir, size):
+    def looked_up(self, d, per_dir):
+        """(connection, file number, handle, size) of each file of dNNNNN."""
         n = self.conn()
         dirfh = n.dir_fh(d)
         for f in range(per_dir):
-            _, got = n.lookup(dirfh, file_name(f))
+            fh, got = n.lookup(dirfh, file_name(f))
+            yield n, f, fh, got
+
+    def stat(self, d, per_dir, size):
+        for _, f, _, got in self.looked_up(d, per_dir):
             if got != size:
                 raise NfsError(f"{dir_name(d)}/{file_name(f)}: size {got}")
         return per_dir
 
     def read(self, d, per_dir, size):
-        n = self.conn()
-        dirfh = n.dir_fh(d)
-        for f in range(per_dir):
-            fh, _ = n.lookup(dirfh, file_name(f))
+        for n, f, fh, _ in self.looked_up(d, per_dir):
             r = n.nfs(READ, Xdr().opaque(fh).u64(0).u32(size).bytes(), "READ")
             r.post_op_attr()
             r.u32()
