@@ -128,6 +128,19 @@ impl HeldCreates {
         self.len.load(Ordering::Acquire) == 0
     }
 
+    /// A table that holds creates only if `holding` (a FUSE mount that
+    /// writes behind, `client::set_hold_creates`).
+    pub fn new(holding: bool) -> HeldCreates {
+        let held = HeldCreates::default();
+        held.table().stopped = !holding;
+        held
+    }
+
+    /// Whether creates may be held at all.
+    fn holding(&self) -> bool {
+        !self.table().stopped
+    }
+
     /// Room for `more` bytes kept in a held create.
     fn keep_bytes(&self, more: usize) -> bool {
         self.kept
@@ -255,11 +268,9 @@ impl HeldCreates {
 impl Replicate {
     fn may_hold(&self, new: &NewEntry) -> bool {
         new.kind == FileKind::File
-            && !self.stop_holding.load(Ordering::Acquire)
+            && self.held.holding()
             && !self.is_closed()
-            // Root squash (tenants) gives a root-owned file another owner
-            // on the bricks than the one this client would answer with.
-            && (!tls::has_scope_token() || (new.uid != 0 && new.gid != 0))
+            && unsquashed(new.uid, new.gid)
             && new.name.validate().is_ok()
     }
 
@@ -488,7 +499,6 @@ impl Replicate {
 
     /// Every held create goes out, and none is held from now on.
     pub(super) async fn stop_holding(&self) {
-        self.stop_holding.store(true, Ordering::Release);
         self.send_slots(self.held.stop()).await;
     }
 
@@ -503,6 +513,12 @@ impl Replicate {
         self.held.expire_failed();
         hurry
     }
+}
+
+/// Root squash (tenants) gives a root-owned file another owner on the
+/// bricks than the one this client would answer with.
+fn unsquashed(uid: u32, gid: u32) -> bool {
+    !tls::has_scope_token() || (uid != 0 && gid != 0)
 }
 
 impl Held {
@@ -524,8 +540,7 @@ impl Held {
             && set.perm.is_none_or(|p| p & !0o7777 == 0)
             && !bad_time(set.atime)
             && !bad_time(set.mtime)
-            // Root squash would give a root-owned file another owner.
-            && (!tls::has_scope_token() || (uid != 0 && gid != 0))
+            && unsquashed(uid, gid)
     }
 }
 

@@ -46,9 +46,6 @@ pub struct Replicate {
     background: tokio::sync::Mutex<()>,
     /// Creates answered before the bricks made them (`held.rs`).
     held: held::HeldCreates,
-    /// Set once the graph is being replaced, or from the start in a process
-    /// that does not hold creates (`crate::set_hold_creates`).
-    stop_holding: std::sync::atomic::AtomicBool,
     /// Another client waits for a directory lock kept for held creates:
     /// the next tick sends them all.
     hurry: std::sync::atomic::AtomicBool,
@@ -88,8 +85,7 @@ impl Replicate {
             closed: std::sync::atomic::AtomicBool::new(false),
             stop: tokio::sync::Notify::new(),
             background: tokio::sync::Mutex::new(()),
-            held: held::HeldCreates::default(),
-            stop_holding: std::sync::atomic::AtomicBool::new(!crate::hold_creates()),
+            held: held::HeldCreates::new(crate::hold_creates()),
             hurry: std::sync::atomic::AtomicBool::new(false),
         })
     }
