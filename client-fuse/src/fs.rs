@@ -70,6 +70,9 @@ pub(crate) struct Shared {
     /// What each open just learned from the bricks, for the GETATTR the
     /// kernel sends next (spares a second round trip per open).
     opened_attrs: crate::opened::OpenedAttrs,
+    /// Wakes the thread that asks the kernel to drop names once the inode
+    /// table is past its limit.
+    prune: std::sync::mpsc::SyncSender<()>,
 }
 
 pub(crate) struct BrickFs {
@@ -83,21 +86,37 @@ impl BrickFs {
         rt: Handle,
         ttls: Arc<crate::ttls::Ttls>,
         notifier: Arc<OnceLock<Notifier>>,
+        inodes: InodeTable,
     ) -> BrickFs {
-        BrickFs {
-            shared: Arc::new(Shared {
-                layer,
-                inodes: InodeTable::new(),
-                dirs: DirHandles::new(),
-                lockers: DashMap::new(),
-                open_files: OpenFiles::default(),
-                no_caps: NoCaps::default(),
-                ttls,
-                notifier,
-                opened_attrs: crate::opened::OpenedAttrs::default(),
-            }),
-            rt,
+        let (prune, wake) = std::sync::mpsc::sync_channel(1);
+        let shared = Arc::new(Shared {
+            layer,
+            inodes,
+            dirs: DirHandles::new(),
+            lockers: DashMap::new(),
+            open_files: OpenFiles::default(),
+            no_caps: NoCaps::default(),
+            ttls,
+            notifier,
+            opened_attrs: crate::opened::OpenedAttrs::default(),
+            prune,
+        });
+        let weak = Arc::downgrade(&shared);
+        // Its own thread: the kernel takes the directory's lock to drop a
+        // name, which a request in that directory may hold until we answer
+        // it, so this must not stall a runtime worker.
+        let spawned = std::thread::Builder::new()
+            .name("inode-prune".into())
+            .spawn(move || {
+                while wake.recv().is_ok() {
+                    let Some(s) = weak.upgrade() else { break };
+                    s.prune();
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start the inode pruning thread, the inode table is unbounded: {e}");
         }
+        BrickFs { shared, rt }
     }
 
     /// Runs one request on the runtime; the task owns the reply.
@@ -240,12 +259,40 @@ impl Shared {
         }
     }
 
+    /// Counts the kernel's new reference to `attr`'s inode, known to it as
+    /// `name` in `parent`; past the table's limit, wakes the pruner.
+    fn remember(&self, attr: &Attr, parent: u64, name: &[u8]) {
+        let dir = attr.kind == FileKind::Dir;
+        if self.inodes.remember(attr.gfid, dir, parent, name) {
+            let _ = self.prune.try_send(());
+        }
+    }
+
+    /// Asks the kernel to drop the names of the least recently used files
+    /// past the inode table's limit; it then forgets the inodes it does not
+    /// use.
+    fn prune(&self) {
+        let victims = self.inodes.victims(|g| self.open_files.is_open(g));
+        let Some(n) = self.notifier.get() else { return };
+        let asked = victims.len();
+        for v in victims {
+            if let Err(e) = n.inval_entry(INodeNo(v.parent), OsStr::from_bytes(&v.name)) {
+                debug!(parent = v.parent, "inval_entry: {e}");
+            }
+        }
+        debug!(
+            asked,
+            entries = self.inodes.len(),
+            "asked the kernel to drop names past the inode limit"
+        );
+    }
+
     /// Entry replies are the only way the kernel learns an inode number, so
     /// each one is counted before it is sent.
-    fn entry(&self, reply: ReplyEntry, op: &'static str, r: FsResult<Attr>) {
+    fn entry(&self, reply: ReplyEntry, op: &'static str, at: (Gfid, &[u8]), r: FsResult<Attr>) {
         match r {
             Ok(attr) => {
-                self.inodes.remember(attr.gfid);
+                self.remember(&attr, at.0.ino(), at.1);
                 reply.entry_with_ttls(
                     &self.ttls.attr(),
                     &self.ttls.entry(),
@@ -353,7 +400,7 @@ impl Filesystem for BrickFs {
         let n = name(name_);
         self.spawn(move |s| async move {
             let r = s.layer.lookup(parent, &n).await;
-            s.entry(reply, "lookup", r);
+            s.entry(reply, "lookup", (parent, n.as_bytes()), r);
         });
     }
 
@@ -446,8 +493,9 @@ impl Filesystem for BrickFs {
             ..new_entry(req, name_, kind, new_perm(mode, umask))
         };
         self.spawn(move |s| async move {
+            let n = new.name.clone();
             let r = s.layer.create(parent, new).await;
-            s.entry(reply, "mknod", r);
+            s.entry(reply, "mknod", (parent, n.as_bytes()), r);
         });
     }
 
@@ -465,8 +513,9 @@ impl Filesystem for BrickFs {
         };
         let new = new_entry(req, name_, FileKind::Dir, new_perm(mode, umask));
         self.spawn(move |s| async move {
+            let n = new.name.clone();
             let r = s.layer.create(parent, new).await;
-            s.entry(reply, "mkdir", r);
+            s.entry(reply, "mkdir", (parent, n.as_bytes()), r);
         });
     }
 
@@ -518,8 +567,9 @@ impl Filesystem for BrickFs {
             ..new_entry(req, link_name, FileKind::Symlink, 0o777)
         };
         self.spawn(move |s| async move {
+            let n = new.name.clone();
             let r = s.layer.create(parent, new).await;
-            s.entry(reply, "symlink", r);
+            s.entry(reply, "symlink", (parent, n.as_bytes()), r);
         });
     }
 
@@ -564,7 +614,7 @@ impl Filesystem for BrickFs {
         let n = name(newname);
         self.spawn(move |s| async move {
             let r = s.layer.link(gfid, parent, &n).await;
-            s.entry(reply, "link", r);
+            s.entry(reply, "link", (parent, n.as_bytes()), r);
         });
     }
 
@@ -854,7 +904,7 @@ impl Filesystem for BrickFs {
                     );
                     if !full {
                         // Each entry the kernel receives is one lookup.
-                        s.inodes.remember(e.attr.gfid);
+                        s.remember(&e.attr, ino.0, e.name.as_bytes());
                     }
                     full
                 }
@@ -1015,8 +1065,8 @@ impl Filesystem for BrickFs {
             };
             match r {
                 Ok((attr, created)) => {
-                    s.inodes.remember(attr.gfid);
                     s.open_files.opened(attr.gfid);
+                    s.remember(&attr, parent.ino(), n.as_bytes());
                     if created {
                         // A new file carries no capabilities.
                         s.no_caps.remember(attr.gfid);

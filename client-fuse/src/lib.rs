@@ -52,7 +52,16 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Mounted read-only: the kernel refuses every change (`ro`).
     pub read_only: bool,
+    /// Most inodes the kernel is let hold before it is asked to drop the
+    /// names of the least recently used files (0: no limit).
+    pub inode_limit: usize,
+    /// How many the kernel holds now, kept up to date for metrics.
+    pub inodes: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// GlusterFS's FUSE client keeps 64 Ki inodes by default (its `lru-limit`);
+/// twice that here costs about 20 MiB and spares re-lookups of big trees.
+pub const DEFAULT_INODE_LIMIT: usize = 131_072;
 
 impl Default for MountOptions {
     fn default() -> Self {
@@ -65,6 +74,8 @@ impl Default for MountOptions {
             threads: 4,
             allow_other: true,
             read_only: false,
+            inode_limit: DEFAULT_INODE_LIMIT,
+            inodes: Arc::default(),
         }
     }
 }
@@ -129,7 +140,13 @@ pub fn mount(
     // The session's notifier exists once the session does; requests that
     // need it (lock grants, opens) only come after the session started.
     let notifier = Arc::new(std::sync::OnceLock::new());
-    let fs = fs::BrickFs::new(layer, rt, ttls.clone(), notifier.clone());
+    let fs = fs::BrickFs::new(
+        layer,
+        rt,
+        ttls.clone(),
+        notifier.clone(),
+        inodes::InodeTable::new(opts.inode_limit, opts.inodes.clone()),
+    );
     // No AutoUnmount: it needs the fusermount helper; the handle below
     // unmounts on drop and on signals. As root the mount(2) call is ours
     // (fuser's would list the mount as type `fuse`); otherwise fuser's

@@ -99,6 +99,15 @@ struct Args {
     #[arg(long)]
     read_only: bool,
 
+    /// Most inodes this mount lets the kernel hold (about 100 bytes each
+    /// here). Past it the kernel is asked to drop the names of the least
+    /// recently used files no process holds open (a later use looks them up
+    /// again); directories are kept. 0: no limit, memory then grows with
+    /// every file the kernel keeps cached.
+    #[arg(long, env = "BRICKFS_INODE_LIMIT", value_name = "N",
+          default_value_t = client_fuse::DEFAULT_INODE_LIMIT)]
+    inode_limit: usize,
+
     /// Create the mount(8) helper DIR/mount.fuse.brickfs (default DIR:
     /// /sbin), a symlink to this binary, and exit. Then `mount -t
     /// fuse.brickfs VOLUME DIR -o store=URL` and fstab lines such as
@@ -277,11 +286,25 @@ fn run(args: Args) -> Result<(), String> {
         below = wb.clone();
     }
     let mut layer: Arc<dyn client::layer::Layer> = client::stats::Stats::new(below, ops.clone());
-    rt.block_on(telemetry::start(
-        &args.metrics,
-        telemetry::Metrics::new("brickfs-mount").ops(ops),
-    ))
-    .map_err(|e| e.to_string())?;
+    let inodes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let known = inodes.clone();
+    let limit = i64::try_from(args.inode_limit).unwrap_or(i64::MAX);
+    let metrics = telemetry::Metrics::new("brickfs-mount")
+        .ops(ops)
+        .gauge(
+            "brickfs_mount_inodes",
+            "Inodes the kernel holds through this mount",
+            move || {
+                i64::try_from(known.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
+            },
+        )
+        .gauge(
+            "brickfs_mount_inode_limit",
+            "Inodes past which the kernel is asked to drop names (0: none)",
+            move || limit,
+        );
+    rt.block_on(telemetry::start(&args.metrics, metrics))
+        .map_err(|e| e.to_string())?;
     if !subdir.is_empty() {
         let top = rt
             .block_on(client::subtree::Subtree::resolve(&layer, &subdir))
@@ -299,6 +322,8 @@ fn run(args: Args) -> Result<(), String> {
         threads: usize::from(args.threads),
         allow_other: true,
         read_only: args.read_only,
+        inode_limit: args.inode_limit,
+        inodes,
     };
     let handle =
         client_fuse::mount(layer, rt.handle().clone(), &mountpoint, &opts).map_err(|e| {

@@ -47,6 +47,11 @@ impl OpenFiles {
         }
     }
 
+    /// Whether a process here holds `gfid` open.
+    pub fn is_open(&self, gfid: Gfid) -> bool {
+        self.counts.get(&gfid).is_some_and(|n| *n > 0)
+    }
+
     /// Whether anything is open: only then does an unlink ask the bricks to
     /// keep a file that loses its last name.
     pub fn any(&self) -> bool {

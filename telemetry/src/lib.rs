@@ -65,6 +65,21 @@ impl Metrics {
         self
     }
 
+    /// Adds a gauge whose value `read` gives at each scrape.
+    pub fn gauge(
+        mut self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> i64 + Send + Sync + 'static,
+    ) -> Metrics {
+        self.registry.register_collector(Box::new(ReadGauge {
+            name,
+            help,
+            read: Box::new(read),
+        }));
+        self
+    }
+
     /// Adds any other collector.
     pub fn collector(mut self, c: Box<dyn Collector>) -> Metrics {
         self.registry.register_collector(c);
@@ -110,6 +125,27 @@ impl Metrics {
         });
         tracing::info!(addr = %bound, "metrics on http://{bound}/metrics");
         Ok(bound)
+    }
+}
+
+/// A gauge read when scraped, from state its owner keeps anyway.
+struct ReadGauge {
+    name: &'static str,
+    help: &'static str,
+    read: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl std::fmt::Debug for ReadGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGauge")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Collector for ReadGauge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        process::gauge(&mut encoder, self.name, self.help, (self.read)())
     }
 }
 

@@ -752,6 +752,11 @@ fn status(vol: &StoreVolume) -> (Status, String) {
     (s, out)
 }
 
+/// How long a rebalance of these small trees may take: seconds when the
+/// machine is idle, a minute or more while the rest of the suite (or a soak)
+/// loads both cores. The wait ends as soon as the run does.
+const REBALANCE_DEADLINE: Duration = Duration::from_secs(180);
+
 /// Starts a run and waits for it to end; returns its final status.
 fn rebalance(vol: &StoreVolume, timeout: Duration) -> Status {
     vol.ok(&["volume", "rebalance", VOLUME, "start"]);
@@ -892,7 +897,7 @@ fn old_directories_work_between_add_brick_and_rebalance() {
     fs::remove_dir(m.join("empty")).unwrap();
     fs::rename(m.join("old/inner"), m.join("inner-moved")).unwrap();
     assert_eq!(fs::read(fresh.join("old/f")).unwrap(), b"before");
-    let s = rebalance(&vol, Duration::from_secs(30));
+    let s = rebalance(&vol, REBALANCE_DEADLINE);
     assert_eq!(s.failures, 0, "{s:?}");
     let after = vol.mount();
     assert_eq!(
@@ -954,7 +959,7 @@ fn files_written_through_held_fds_while_rebalance_moves_them() {
     let switched = writes(&writers);
     wait_for_writes(&writers, &switched, 5, "the graph switch");
     let started = writes(&writers);
-    let s = rebalance(&vol, Duration::from_secs(60));
+    let s = rebalance(&vol, REBALANCE_DEADLINE);
     let ended = writes(&writers);
     for ((w, a), b) in writers.iter().zip(&started).zip(&ended) {
         assert!(
@@ -1130,7 +1135,7 @@ fn renames_rewrites_and_links_during_rebalance() {
             || lister.is_finished()
     });
     let steps_before = steps.load(Ordering::Relaxed);
-    let s = rebalance(&vol, Duration::from_secs(60));
+    let s = rebalance(&vol, REBALANCE_DEADLINE);
     let steps_during = steps.load(Ordering::Relaxed) - steps_before;
     stop.store(true, Ordering::Relaxed);
     let want = churn.join().expect("churn failed");
@@ -1203,7 +1208,7 @@ fn rebalance_moves_files_a_lagging_client_put_on_the_wrong_set() {
         found.is_empty(),
         "lookup found files a lagging client put on the wrong set: {found:?}"
     );
-    let s = rebalance(&vol, Duration::from_secs(30));
+    let s = rebalance(&vol, REBALANCE_DEADLINE);
     let fresh = vol.mount();
     for n in &names_on_1 {
         assert_eq!(
@@ -1290,7 +1295,7 @@ fn migration_keeps_metadata_and_runs_are_idempotent_and_resumable() {
         status(&vol).1
     );
     let first = status(&vol).0;
-    let second = rebalance(&vol, Duration::from_secs(60));
+    let second = rebalance(&vol, REBALANCE_DEADLINE);
     assert_eq!(second.failures, 0, "{second:?}");
     assert!(first.migrated + second.migrated >= files.len() as u64 + 100);
     // The two names of the hard-linked file and the symlink stay put.
@@ -1378,6 +1383,6 @@ fn migration_keeps_metadata_and_runs_are_idempotent_and_resumable() {
         assert_eq!(set, set_of(&name, 2), "{p}");
     }
     // A third run has nothing to do.
-    let third = rebalance(&vol, Duration::from_secs(30));
+    let third = rebalance(&vol, REBALANCE_DEADLINE);
     assert_eq!((third.migrated, third.failures), (0, 0), "{third:?}");
 }

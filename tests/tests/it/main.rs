@@ -18,6 +18,7 @@ mod distribute_edge;
 mod graph_switch;
 mod harness;
 mod heal;
+mod inode_limit;
 mod k8s_manifests;
 mod metrics;
 mod mount_helper;
