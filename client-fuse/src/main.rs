@@ -99,7 +99,7 @@ struct Args {
     #[arg(long)]
     read_only: bool,
 
-    /// Most inodes this mount lets the kernel hold (about 100 bytes each
+    /// Most inodes this mount lets the kernel hold (about 180 bytes each
     /// here). Past it the kernel is asked to drop the names of the least
     /// recently used files no process holds open (a later use looks them up
     /// again); directories are kept. 0: no limit, memory then grows with
