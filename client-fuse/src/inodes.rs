@@ -15,7 +15,10 @@
 //! process here holds open; the mount asks the kernel to drop their names
 //! (`FUSE_NOTIFY_INVAL_ENTRY`), the kernel evicts the unused inodes and
 //! forgets them. Directories are never chosen: a dropped name would leave a
-//! process whose working directory it is with a `getcwd` that fails.
+//! process whose working directory it is with a `getcwd` that fails. A file
+//! renamed since its last entry reply is asked for by its old name, which
+//! misses (or drops another file's name, which only costs it a lookup); it
+//! stays until its next lookup records the new name.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
