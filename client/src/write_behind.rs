@@ -107,6 +107,9 @@ struct File {
     /// The first failure of a write sent behind: every flush (close) and
     /// unlock reports it until an fsync or the file's last close did.
     error: Option<FsError>,
+    /// When it was last written or created: a front-end without closes
+    /// forgets it after a while idle ([`WriteBehind::forget_idle`]).
+    used: Instant,
 }
 
 struct Queued {
@@ -131,6 +134,7 @@ impl File {
             attr,
             answered: 0,
             error: None,
+            used: Instant::now(),
         }
     }
 
@@ -264,6 +268,39 @@ impl WriteBehind {
         }
     }
 
+    /// Files this layer keeps a record of (written or created here and
+    /// not yet forgotten).
+    pub fn files_known(&self) -> usize {
+        self.files().len()
+    }
+
+    /// For a front-end that sees no closes (the NFS gateway: its clients
+    /// only WRITE and COMMIT): forgets the files whose writes were all
+    /// answered and that were not written for `idle_for`, which bounds the
+    /// records to the files written lately. A file whose write failed
+    /// behind is kept for `failed_for` instead, so that the COMMIT or the
+    /// next WRITE reports it; after that only the log says it. A file
+    /// forgotten and written again writes its first write through.
+    /// Returns how many records are left.
+    pub fn forget_idle(&self, idle_for: Duration, failed_for: Duration) -> usize {
+        let mut files = self.files();
+        files.retain(|gfid, f| {
+            if !f.idle() || f.sending || !f.queue.is_empty() {
+                return true;
+            }
+            let unused = f.used.elapsed();
+            match &f.error {
+                None => unused < idle_for,
+                Some(e) if unused >= failed_for => {
+                    warn!(%gfid, %e, "a write sent behind failed and no COMMIT or write reported it; forgetting the file");
+                    false
+                }
+                Some(_) => true,
+            }
+        });
+        files.len()
+    }
+
     /// Waits until every write to `gfid` accepted before this call is
     /// answered by the layer below.
     async fn drain(&self, gfid: Gfid, report: Report) -> FsResult<()> {
@@ -338,6 +375,7 @@ impl WriteBehind {
         let f = files.entry(gfid).or_insert_with(|| File::new(attr.clone()));
         f.attr = attr.clone();
         f.answered = tick;
+        f.used = Instant::now();
         Ok(attr)
     }
 
@@ -369,6 +407,7 @@ impl WriteBehind {
             return Err(data);
         };
         let len = data.len();
+        f.used = Instant::now();
         f.accepted += 1;
         f.bytes += len;
         f.pending_end = f.pending_end.max(offset + len as u64);

@@ -22,6 +22,8 @@
 //! - `tenancy`: tenants' sub-volumes served only to their networks.
 //! - `exports`: export rules (`/vol`, `/vol/sub/dir`, `ro`, `allow=CIDR`).
 //! - `nfs`: the NFS v3 program over the client stack.
+//! - `unstable`: UNSTABLE writes answered once queued (write-behind), the
+//!   records of idle files dropped.
 //! - `handles`: file handles from the volume and the gfid, stable across
 //!   restarts and identical on every gateway of the volume.
 //! - `attrs`: attributes between `proto` and NFS.
@@ -48,6 +50,7 @@ pub mod server;
 pub mod shape;
 pub mod tenancy;
 pub mod udp;
+pub mod unstable;
 pub mod xdr;
 
 use std::net::SocketAddr;

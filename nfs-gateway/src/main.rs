@@ -133,6 +133,18 @@ struct Args {
     #[arg(long = "export", value_name = "SPEC")]
     exports: Vec<String>,
 
+    /// MiB of data from UNSTABLE WRITEs this gateway may hold before the
+    /// bricks have it: such a WRITE is answered once queued here, and
+    /// COMMIT waits until a quorum of bricks applied and fsync'ed every
+    /// earlier write of the file and reports any that failed (as NFS
+    /// servers do; the write verifier changes at every start, so clients
+    /// resend what a gateway that died did not commit). One file may hold
+    /// a quarter of it (at least 4 MiB). 0 writes through: every WRITE
+    /// waits for a quorum of bricks.
+    #[arg(long, env = "BRICKFS_NFS_WRITE_BEHIND_MIB", value_name = "MIB", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(0..=4096))]
+    write_behind_mib: u32,
+
     /// Log filter: error, warn, info (default), debug, trace, or a tracing
     /// directive such as "nfs_gateway=debug,info".
     #[arg(long, env = "BRICKFS_LOG_LEVEL", value_name = "LEVEL")]
@@ -276,14 +288,39 @@ async fn run(args: Args) -> Result<(), StartError> {
         "brickfs_nfs_op",
         "Calls of the NFS gateway (NFS, MOUNT and NLM) into the client stack, by operation",
     );
-    let layer: Arc<dyn client::layer::Layer> =
-        client::stats::Stats::new(opened.layer.clone(), ops.clone());
-    telemetry::start(
-        &args.metrics,
-        telemetry::Metrics::new("brickfs-nfs").ops(ops),
-    )
-    .await
-    .map_err(io_error("metrics"))?;
+    let write_behind = nfs_gateway::unstable::start(opened.layer.clone(), args.write_behind_mib);
+    let below: Arc<dyn client::layer::Layer> = match &write_behind {
+        Some(wb) => wb.clone(),
+        None => opened.layer.clone(),
+    };
+    let layer: Arc<dyn client::layer::Layer> = client::stats::Stats::new(below, ops.clone());
+    let mut metrics = telemetry::Metrics::new("brickfs-nfs").ops(ops);
+    if let Some(wb) = &write_behind {
+        let (queued, known) = (wb.clone(), wb.clone());
+        metrics = metrics
+            .gauge(
+                "brickfs_nfs_write_behind_bytes",
+                "Bytes of UNSTABLE writes queued here and not yet applied by the bricks",
+                move || i64::try_from(queued.queued_bytes()).unwrap_or(i64::MAX),
+            )
+            .gauge(
+                "brickfs_nfs_write_behind_files",
+                "Files written lately whose write-behind records this gateway keeps",
+                move || i64::try_from(known.files_known()).unwrap_or(i64::MAX),
+            );
+    }
+    telemetry::start(&args.metrics, metrics)
+        .await
+        .map_err(io_error("metrics"))?;
+    info!(
+        window_mib = args.write_behind_mib,
+        "UNSTABLE writes {}",
+        if write_behind.is_some() {
+            "answered once queued; COMMIT waits for the bricks"
+        } else {
+            "answered once a quorum of bricks applied them"
+        }
+    );
     let locks = LockManager::new(layer.clone(), cfg, Some(state_dir))?;
     let gw = Arc::new(Gateway::new(
         layer,
@@ -332,6 +369,11 @@ async fn run(args: Args) -> Result<(), StartError> {
     server::serve(gw, listeners, shutdown).await?;
     if let Some((at, done)) = registered {
         rpcbind::unregister(at, &done, addr.port()).await;
+    }
+    if let Some(wb) = &write_behind {
+        // What clients wrote UNSTABLE and did not COMMIT yet still goes
+        // to the bricks before the connections close.
+        wb.close_queue().await;
     }
     opened.close().await;
     info!("stopped");

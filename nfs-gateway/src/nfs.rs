@@ -476,9 +476,11 @@ impl Call<'_> {
                 .write(o.h.gfid, offset, data)
                 .await
                 .map_err(|e| fail(&e))?;
-            // Acknowledged by a quorum of bricks; on stable storage only
-            // after an fsync, which DATA_SYNC/FILE_SYNC ask for now and
-            // UNSTABLE writes get from COMMIT.
+            // UNSTABLE: queued here (write-behind, `unstable.rs`), or
+            // applied by a quorum of bricks when the gateway writes
+            // through; on stable storage only after an fsync, which
+            // DATA_SYNC/FILE_SYNC ask for now and UNSTABLE writes get from
+            // COMMIT (which also reports a write that failed behind).
             let committed = match stable {
                 stable_how::UNSTABLE => stable_how::UNSTABLE,
                 how => {

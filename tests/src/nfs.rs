@@ -210,6 +210,14 @@ impl Gateway {
         }
     }
 
+    /// SIGTERMs the gateway (a clean stop) and waits up to `within` for it
+    /// to exit: its exit status, or None if it did not (then it is killed)
+    /// or was not running.
+    pub fn terminate(&self, within: Duration) -> Option<ExitStatus> {
+        let mut child = self.lock_child().take()?;
+        supervise::children::terminate(&mut child, within)
+    }
+
     /// Kills the gateway and starts it again with the same arguments on the
     /// same port (retrying the bind for a few seconds), then waits until it
     /// serves the volume root.

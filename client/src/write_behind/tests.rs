@@ -364,3 +364,57 @@ async fn scattered_writes_go_as_one_vectored_call_applied_in_order() {
     assert!(data[0..4096].iter().all(|b| *b == 0));
     assert!(data[8192..8192 + 4096].iter().all(|b| *b == 1));
 }
+
+#[tokio::test]
+async fn records_of_idle_files_are_forgotten_and_failed_ones_kept_longer() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    let long = Duration::from_secs(3600);
+    assert_eq!(wb.forget_idle(long, long), 1, "the created file is known");
+    // Queued and unanswered: kept however idle.
+    let gate = below.hold();
+    wb.write(FILE, 0, vec![1; 10]).await.unwrap();
+    assert_eq!(wb.forget_idle(Duration::ZERO, Duration::ZERO), 1);
+    gate.add_permits(1);
+    wb.fsync(FILE, false).await.unwrap();
+    *below.gate.lock().unwrap() = None;
+    assert_eq!(wb.forget_idle(long, long), 1, "used a moment ago");
+    assert_eq!(wb.forget_idle(Duration::ZERO, long), 0, "idle: forgotten");
+    // Forgotten, its next write goes through and the file is known again.
+    wb.write(FILE, 10, vec![2; 10]).await.unwrap();
+    assert_eq!(below.data.lock().unwrap().len(), 20, "written through");
+    assert_eq!(wb.files_known(), 1);
+    // A failure nobody heard of yet outlives the idle time.
+    below.fail.store(true, Ordering::SeqCst);
+    wb.write(FILE, 20, vec![3; 10]).await.unwrap();
+    timeout(WAIT, async {
+        while wb.write(FILE, 30, vec![4; 10]).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the failure of the write sent behind is reported");
+    assert_eq!(
+        wb.forget_idle(Duration::ZERO, long),
+        1,
+        "kept for its COMMIT"
+    );
+    assert!(
+        wb.fsync(FILE, false).await.is_err(),
+        "the COMMIT reports it"
+    );
+    assert_eq!(
+        wb.forget_idle(Duration::ZERO, long),
+        0,
+        "reported: forgotten"
+    );
+    below.fail.store(false, Ordering::SeqCst);
+    wb.write(FILE, 40, vec![5; 10]).await.unwrap();
+    below.fail.store(true, Ordering::SeqCst);
+    wb.write(FILE, 50, vec![6; 10]).await.unwrap();
+    wb.read(FILE, 0, 1).await.unwrap();
+    assert_eq!(
+        wb.forget_idle(Duration::ZERO, Duration::ZERO),
+        0,
+        "a failure kept past its time goes too"
+    );
+}

@@ -28,6 +28,7 @@ pub const NFSPROC3_WRITE: u32 = 7;
 pub const NFSPROC3_CREATE: u32 = 8;
 pub const NFSPROC3_REMOVE: u32 = 12;
 pub const NFSPROC3_FSSTAT: u32 = 18;
+pub const NFSPROC3_COMMIT: u32 = 21;
 pub const NFS3ERR_DQUOT: u32 = 69;
 
 /// nfsstat3 values the tests look for.
@@ -660,26 +661,54 @@ impl Nfs3Client {
 
     /// WRITE with FILE_SYNC: the count written.
     pub fn write(&mut self, fh: &[u8], offset: u64, data: &[u8]) -> ProcResult<u32> {
+        Ok(self.write_how(fh, offset, data, 2)?.map(|w| w.count))
+    }
+
+    /// WRITE with `stable` (0 UNSTABLE, 1 DATA_SYNC, 2 FILE_SYNC): what
+    /// the server answered.
+    pub fn write_how(
+        &mut self,
+        fh: &[u8],
+        offset: u64,
+        data: &[u8],
+        stable: u32,
+    ) -> ProcResult<Written> {
         let mut a = XdrOut::new();
         a.opaque(fh)
             .u64(offset)
             .u32(data.len() as u32)
-            .u32(2) // FILE_SYNC
+            .u32(stable)
             .opaque(data);
         let body = self.call(PROG_NFS, NFSPROC3_WRITE, &a)?;
         let mut r = XdrIn::new(&body);
         let stat = r.u32()?;
-        // wcc_data: pre_op_attr (bool + size, mtime, ctime), post_op_attr.
-        if r.bool()? {
-            r.u64()?;
-            r.u64()?;
-            r.u64()?;
-        }
-        post_op_attr(&mut r)?;
+        let size = wcc_data(&mut r)?;
         if stat != NFS3_OK {
             return Ok(Err(stat));
         }
-        Ok(Ok(r.u32()?))
+        let count = r.u32()?;
+        let committed = r.u32()?;
+        let verf = verifier(&mut r)?;
+        Ok(Ok(Written {
+            count,
+            committed,
+            verf,
+            size,
+        }))
+    }
+
+    /// COMMIT of the whole file: the server's write verifier.
+    pub fn commit(&mut self, fh: &[u8]) -> ProcResult<[u8; 8]> {
+        let mut a = XdrOut::new();
+        a.opaque(fh).u64(0).u32(0);
+        let body = self.call(PROG_NFS, NFSPROC3_COMMIT, &a)?;
+        let mut r = XdrIn::new(&body);
+        let stat = r.u32()?;
+        wcc_data(&mut r)?;
+        if stat != NFS3_OK {
+            return Ok(Err(stat));
+        }
+        Ok(Ok(verifier(&mut r)?))
     }
 
     /// CREATE UNCHECKED with `mode`: the new file's handle when the server
@@ -763,4 +792,33 @@ mod tests {
             Reply::Success(70u32.to_be_bytes().to_vec())
         );
     }
+}
+
+/// A WRITE's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub count: u32,
+    /// How the server stored it: 0 UNSTABLE, 1 DATA_SYNC, 2 FILE_SYNC.
+    pub committed: u32,
+    pub verf: [u8; 8],
+    /// The size in the reply's attributes, when it sent them.
+    pub size: Option<u64>,
+}
+
+/// wcc_data: pre_op_attr (bool + size, mtime, ctime), then post_op_attr;
+/// the size after, when given.
+fn wcc_data(r: &mut XdrIn<'_>) -> io::Result<Option<u64>> {
+    if r.bool()? {
+        r.u64()?;
+        r.u64()?;
+        r.u64()?;
+    }
+    Ok(post_op_attr(r)?.map(|a| a.size))
+}
+
+fn verifier(r: &mut XdrIn<'_>) -> io::Result<[u8; 8]> {
+    let v = r.fixed(8)?;
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&v);
+    Ok(out)
 }

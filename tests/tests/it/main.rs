@@ -23,6 +23,7 @@ mod k8s_manifests;
 mod metrics;
 mod mount_helper;
 mod nfs;
+mod nfs_write_behind;
 mod nlm;
 mod nlm_kernel;
 mod posix;

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use tests::data::pattern;
+use tests::data::{model_write, pattern};
 use tests::volume::StoreVolume;
 use tests::{wait_until, TestCluster, NO_CACHE};
 
@@ -104,14 +104,6 @@ fn assert_same(got: &[u8], want: &[u8], what: &str) {
 }
 
 /// What a pwrite of `data` at `offset` makes of the file `model`.
-fn model_write(model: &mut Vec<u8>, offset: u64, data: &[u8]) {
-    let end = offset as usize + data.len();
-    if model.len() < end {
-        model.resize(end, 0);
-    }
-    model[offset as usize..end].copy_from_slice(data);
-}
-
 /// A child process of this test (python3, sqlite), SIGKILLed and reaped on
 /// drop, so a failing test leaves nothing running on its mounts.
 struct Proc {
