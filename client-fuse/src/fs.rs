@@ -632,9 +632,10 @@ impl Filesystem for BrickFs {
                 // looks the name up again and finds it gone, so the open
                 // gets ENOENT; otherwise the kernel drops its cached size and
                 // times (its pages go on every open: no FOPEN_KEEP_CACHE), so
-                // what another client closed before this open is what it sees.
+                // what another client closed before this open is what it sees
+                // (asked of a read quorum of replicas: `Layer::getattr_to_open`).
                 let asked = s.opened_attrs.epoch();
-                match s.layer.getattr(gfid).await {
+                match s.layer.getattr_to_open(gfid).await {
                     Ok(attr) => {
                         s.opened_attrs.put(asked, ino.0, attr);
                         s.invalidate(ino, false);

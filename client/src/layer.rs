@@ -44,6 +44,11 @@ pub trait Layer: Send + Sync + 'static {
 
     async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr>;
     async fn getattr(&self, gfid: Gfid) -> FsResult<Attr>;
+    /// As `getattr`, for an open (close-to-open): what every other client
+    /// closed before it, never an answer this client cached or a replica
+    /// another client's writes missed (asked of enough bricks to meet every
+    /// write quorum: `replicate/reads.rs: read_quorum`, `validate_now`).
+    async fn getattr_to_open(&self, gfid: Gfid) -> FsResult<Attr>;
     /// Returns the exact attributes after the change.
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr>;
     async fn create(&self, parent: Gfid, new: NewEntry) -> FsResult<Attr>;

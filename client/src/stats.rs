@@ -97,6 +97,11 @@ impl Layer for Stats {
         self.timed("getattr", self.below.getattr(gfid)).await
     }
 
+    async fn getattr_to_open(&self, gfid: Gfid) -> FsResult<Attr> {
+        self.timed("getattr_to_open", self.below.getattr_to_open(gfid))
+            .await
+    }
+
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
         self.timed("setattr", self.below.setattr(gfid, set)).await
     }

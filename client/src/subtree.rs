@@ -74,6 +74,9 @@ impl Layer for Subtree {
     async fn getattr(&self, gfid: Gfid) -> FsResult<Attr> {
         Ok(self.up(self.below.getattr(self.down(gfid)).await?))
     }
+    async fn getattr_to_open(&self, gfid: Gfid) -> FsResult<Attr> {
+        Ok(self.up(self.below.getattr_to_open(self.down(gfid)).await?))
+    }
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
         Ok(self.up(self.below.setattr(self.down(gfid), set).await?))
     }

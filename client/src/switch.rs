@@ -138,6 +138,11 @@ impl Layer for Switch {
         g.layer.getattr(gfid).await
     }
 
+    async fn getattr_to_open(&self, gfid: Gfid) -> FsResult<Attr> {
+        let g = self.graph();
+        g.layer.getattr_to_open(gfid).await
+    }
+
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
         let g = self.graph();
         g.layer.setattr(gfid, set).await
@@ -321,6 +326,9 @@ mod tests {
             no()
         }
         async fn getattr(&self, _: Gfid) -> FsResult<Attr> {
+            no()
+        }
+        async fn getattr_to_open(&self, _: Gfid) -> FsResult<Attr> {
             no()
         }
         async fn setattr(&self, _: Gfid, _: SetAttr) -> FsResult<Attr> {

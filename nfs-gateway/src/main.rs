@@ -134,14 +134,17 @@ struct Args {
     exports: Vec<String>,
 
     /// MiB of data from UNSTABLE WRITEs this gateway may hold before the
-    /// bricks have it: such a WRITE is answered once queued here, and
-    /// COMMIT waits until a quorum of bricks applied and fsync'ed every
-    /// earlier write of the file and reports any that failed (as NFS
-    /// servers do; the write verifier changes at every start, so clients
-    /// resend what a gateway that died did not commit). One file may hold
-    /// a quarter of it (at least 4 MiB). 0 writes through: every WRITE
-    /// waits for a quorum of bricks.
-    #[arg(long, env = "BRICKFS_NFS_WRITE_BEHIND_MIB", value_name = "MIB", default_value_t = 32,
+    /// bricks have it (write-behind; 0, the default, writes through: every
+    /// WRITE is answered once a quorum of bricks applied it). With it such
+    /// a WRITE is answered once queued here, and COMMIT waits until a
+    /// quorum applied and fsync'ed every earlier write of the file and
+    /// reports any that failed, as NFS servers do; the write verifier
+    /// changes at every start, so clients that COMMIT resend what a
+    /// gateway that died held. Clients that never COMMIT (libnfs's nfs-cp)
+    /// lose what a killed gateway held, and libnfs keeps several WRITEs in
+    /// flight anyway: measured, it gained nothing there. One file may hold
+    /// a quarter of it (at least 4 MiB).
+    #[arg(long, env = "BRICKFS_NFS_WRITE_BEHIND_MIB", value_name = "MIB", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=4096))]
     write_behind_mib: u32,
 

@@ -473,6 +473,19 @@ impl Layer for Distribute {
         }
     }
 
+    async fn getattr_to_open(&self, gfid: Gfid) -> FsResult<Attr> {
+        if let Some(s) = self.single() {
+            return s.getattr_to_open(gfid).await;
+        }
+        match self.locate(gfid).await? {
+            Loc::Dir => self.dir_attr(gfid).await,
+            Loc::File(_) => {
+                self.on_file(gfid, |s| async move { s.getattr_to_open(gfid).await })
+                    .await
+            }
+        }
+    }
+
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
         if let Some(s) = self.single() {
             return s.setattr(gfid, set).await;

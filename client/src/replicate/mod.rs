@@ -581,6 +581,19 @@ impl Layer for Replicate {
         .map(|l| l.attr)
     }
 
+    async fn getattr_to_open(&self, gfid: Gfid) -> FsResult<Attr> {
+        self.unhold(gfid).await?;
+        if let Some(attr) = self.validate_now(gfid, self.read_quorum()).await? {
+            return Ok(attr);
+        }
+        self.read_from(gfid, |b| async move {
+            b.call(|c, ctx| async move { c.getattr(ctx, gfid).await })
+                .await
+        })
+        .await
+        .map(|l| l.attr)
+    }
+
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
         if let Some(slot) = self.held.slot(gfid) {
             if let Some(attr) = self.setattr_held(&slot, &set).await {

@@ -151,13 +151,36 @@ impl Replicate {
         if self.all_clean() {
             return Ok(());
         }
-        let epoch = self.epoch();
         let ctx = self.inodes.get(gfid);
-        if ctx.validated_epoch.load(Ordering::Acquire) == epoch {
+        if ctx.validated_epoch.load(Ordering::Acquire) == self.epoch() {
             return Ok(());
         }
+        self.validate_now(gfid, self.up_mask()).await.map(drop)
+    }
+
+    /// The bricks an open asks ([`Replicate::validate_now`]): enough that
+    /// they meet every write quorum (two of three), so one of them applied
+    /// any write that succeeded and blames a copy that missed it; the first
+    /// ones in brick order, whose answer [`Replicate::read_from`] would give.
+    pub(crate) fn read_quorum(&self) -> Mask {
+        let need = (self.bricks.len() + 1).saturating_sub(self.quorum).max(1);
+        indices(self.up_mask())
+            .take(need)
+            .fold(0, |m, i| m | bit(i))
+    }
+
+    /// Asks the bricks in `ask` which replicas of `gfid` are current,
+    /// however clean their last pings said they were: a client learns that
+    /// another one's writes missed a brick only from the next ping (up to a
+    /// second later), and in between the fast paths would read that brick.
+    /// An open needs this (close-to-open). Returns the attributes of the
+    /// first current replica in brick order (as [`Replicate::read_from`]
+    /// would ask it), if it answered.
+    pub(crate) async fn validate_now(&self, gfid: Gfid, ask: Mask) -> FsResult<Option<Attr>> {
+        let epoch = self.epoch();
+        let ctx = self.inodes.get(gfid);
         let up = self.up_mask();
-        let answers = fan_out(&self.bricks, up, |b| async move {
+        let answers = fan_out(&self.bricks, ask & up, |b| async move {
             b.call(|c, ctx| async move { c.getattr(ctx, gfid).await })
                 .await
         })
@@ -186,7 +209,13 @@ impl Replicate {
         if answered == up {
             ctx.validated_epoch.store(epoch, Ordering::Release);
         }
-        Ok(())
+        let current = ctx.stale() | self.replaced_mask();
+        let mut ok = tally.ok;
+        ok.sort_by_key(|(i, _)| *i);
+        Ok(ok
+            .into_iter()
+            .find(|(i, _)| current & bit(*i) == 0)
+            .map(|(_, looked)| looked.attr))
     }
 
     /// Asks one healthy replica for metadata: always the first in brick

@@ -256,6 +256,44 @@ fn an_open_sees_what_another_client_closed_before_it() {
     assert_eq!(read(&b.join("f")).unwrap(), b"new");
 }
 
+/// A brick hangs while a writes and closes a file, so a's write goes to
+/// the other two and leaves brick 0 stale; the brick resumes and b, which
+/// never saw it fail, opens the file at once. b's last pings (once a
+/// second) still said every heal index was empty, so only an open that
+/// asks two of the three replicas finds brick 0 stale
+/// (`Layer::getattr_to_open`): the
+/// one-brick fast path read brick 0's copy here, which had only the first
+/// megabyte.
+#[test]
+fn an_open_right_after_a_close_that_missed_a_brick_reads_the_current_copy() {
+    let cluster = TestCluster::start(3);
+    let a = cluster.mount();
+    let b = cluster.mount();
+    for round in 0..3u8 {
+        let name = format!("f{round}");
+        fs::write(a.join(&name), b"").unwrap();
+        // b knows the file, empty, from every brick.
+        assert_eq!(read(&b.join(&name)).unwrap(), b"");
+        // More than the socket buffers hold: the brick, resumed, cannot
+        // read the whole write of the connection a gave up on and drops it.
+        let data = vec![b'a' + round; 16 << 20];
+        cluster.stop_brick(0);
+        let mut f = OpenOptions::new().write(true).open(a.join(&name)).unwrap();
+        f.write_all(&data).unwrap();
+        drop(f);
+        cluster.cont_brick(0);
+        let got = read(&b.join(&name)).unwrap();
+        assert!(
+            got == data,
+            "round {round}: b read {} bytes right after a closed {} (brick 0 missed them)",
+            got.len(),
+            data.len()
+        );
+    }
+    let _heald = cluster.start_heald(1);
+    cluster.assert_replicas_identical(Duration::from_secs(30));
+}
+
 /// Appends go on with one brick of three down, land once each, and the
 /// brick that missed them is healed to the same file.
 #[test]

@@ -12,6 +12,8 @@ use tests::nfs::rpc::{Nfs3Client, NFS3ERR_IO, NFS3ERR_ROFS};
 use tests::{wait_until, TestCluster};
 
 const UNSTABLE: u32 = 0;
+/// Off by default (`brickfs-nfs --help`).
+const BEHIND: &[&str] = &["--write-behind-mib", "32"];
 const SETTLE: Duration = Duration::from_secs(30);
 
 fn mount_root(c: &mut Nfs3Client) -> Vec<u8> {
@@ -56,7 +58,7 @@ fn assert_same(got: &[u8], want: &[u8], what: &str) {
 #[test]
 fn unstable_writes_are_read_back_at_once_and_on_the_bricks_after_commit() {
     let cluster = TestCluster::start(3);
-    let gw = cluster.start_gateway(&[]);
+    let gw = cluster.start_gateway(BEHIND);
     let mount = cluster.mount();
     let mut c = Nfs3Client::connect(gw.addr()).unwrap();
     let root = mount_root(&mut c);
@@ -105,7 +107,7 @@ fn unstable_writes_are_read_back_at_once_and_on_the_bricks_after_commit() {
 #[test]
 fn a_write_that_fails_behind_the_gateway_is_reported_by_commit() {
     let cluster = TestCluster::start(3);
-    let gw = cluster.start_gateway(&[]);
+    let gw = cluster.start_gateway(BEHIND);
     let mut c = Nfs3Client::connect(gw.addr()).unwrap();
     let root = mount_root(&mut c);
     let fh = create(&mut c, &root, "failing.dat");
@@ -160,7 +162,7 @@ fn a_write_that_fails_behind_the_gateway_is_reported_by_commit() {
 #[test]
 fn a_clean_stop_sends_the_writes_it_holds_and_a_restart_changes_the_verifier() {
     let cluster = TestCluster::start(3);
-    let gw = cluster.start_gateway(&[]);
+    let gw = cluster.start_gateway(BEHIND);
     let mut c = Nfs3Client::connect(gw.addr()).unwrap();
     let root = mount_root(&mut c);
     let fh = create(&mut c, &root, "held.dat");
