@@ -257,10 +257,13 @@ impl Call<'_> {
     async fn getattr(&self, a: GETATTR3args) -> GETATTR3res {
         let r: Res<Attr> = async {
             let o = self.open(&a.object)?;
+            // An NFS client's open is this GETATTR (close-to-open): asked
+            // of enough bricks to find a copy another client's writes
+            // missed, whatever the last pings said (`Layer::getattr_to_open`).
             let attr = self
                 .gw
                 .layer
-                .getattr(o.h.gfid)
+                .getattr_to_open(o.h.gfid)
                 .await
                 .map_err(|e| fail(&e))?;
             self.gw.access.put(&attr);

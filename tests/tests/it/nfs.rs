@@ -613,3 +613,39 @@ fn export_rules_squash_root_and_refuse_other_networks() {
     assert!(!mount.join("squashed/f").exists());
     assert!(mount.join("squashed/g").exists());
 }
+
+/// As `coherence::an_open_right_after_a_close_that_missed_a_brick_…`, with
+/// an NFS client as the reader: its open is a GETATTR, which the gateway
+/// (for which brick 0 never went down) must answer from a copy that has
+/// the FUSE client's close, not from brick 0's.
+#[test]
+fn a_getattr_right_after_a_close_that_missed_a_brick_shows_the_current_copy() {
+    let cluster = TestCluster::start(3);
+    let gw = cluster.start_gateway(&[]);
+    let a = cluster.mount();
+    let mut c = Nfs3Client::connect(gw.addr()).unwrap();
+    let root = mount_root(&mut c);
+    for round in 0..3u64 {
+        let name = format!("f{round}");
+        write_local(&a.join(&name), b"");
+        let fh = c.lookup(&root, name.as_bytes()).unwrap().unwrap();
+        assert_eq!(c.getattr(&fh).unwrap().unwrap().size, 0);
+        // More than the socket buffers hold: brick 0, resumed, cannot read
+        // the whole write of the connection the mount gave up on.
+        let data = pattern(round, 16 << 20);
+        cluster.stop_brick(0);
+        write_local(&a.join(&name), &data);
+        cluster.cont_brick(0);
+        let size = c.getattr(&fh).unwrap().unwrap().size;
+        assert_eq!(
+            size,
+            data.len() as u64,
+            "round {round}: GETATTR right after the FUSE client closed (brick 0 missed it)"
+        );
+        assert_same(
+            &format!("round {round}: READ after it"),
+            &read_all(&mut c, &fh, 1 << 20).unwrap(),
+            &data,
+        );
+    }
+}
