@@ -357,6 +357,13 @@ impl std::fmt::Debug for ToolRun {
     }
 }
 
+/// MNT of the test volume's root (`/test`) over `c`: the root's handle.
+pub fn mount_root(c: &mut rpc::Nfs3Client) -> Vec<u8> {
+    c.mnt("/test")
+        .expect("MNT call")
+        .unwrap_or_else(|s| panic!("MNT /test refused: mountstat3 {s}"))
+}
+
 /// Panics with an install hint unless the libnfs tools are on PATH.
 pub fn require_libnfs_tools() {
     for tool in ["nfs-cp", "nfs-ls", "nfs-cat"] {

@@ -335,6 +335,25 @@ impl Distribute {
         }
     }
 
+    /// A file's attributes from its set (`to_open`: as an open needs them,
+    /// `Layer::getattr_to_open`), a directory's merged from every set.
+    async fn attr_of(&self, gfid: Gfid, to_open: bool) -> FsResult<Attr> {
+        let ask = |s: Arc<Replicate>| async move {
+            if to_open {
+                s.getattr_to_open(gfid).await
+            } else {
+                s.getattr(gfid).await
+            }
+        };
+        if let Some(s) = self.single() {
+            return ask(s.clone()).await;
+        }
+        match self.locate(gfid).await? {
+            Loc::Dir => self.dir_attr(gfid).await,
+            Loc::File(_) => self.on_file(gfid, ask).await,
+        }
+    }
+
     /// Runs `op` on the set holding file `gfid`; if that set no longer has
     /// it (rebalance moved it), finds it again and runs `op` there.
     async fn on_file<T, F, Fut>(&self, gfid: Gfid, op: F) -> FsResult<T>
@@ -461,29 +480,11 @@ impl Layer for Distribute {
     }
 
     async fn getattr(&self, gfid: Gfid) -> FsResult<Attr> {
-        if let Some(s) = self.single() {
-            return s.getattr(gfid).await;
-        }
-        match self.locate(gfid).await? {
-            Loc::Dir => self.dir_attr(gfid).await,
-            Loc::File(_) => {
-                self.on_file(gfid, |s| async move { s.getattr(gfid).await })
-                    .await
-            }
-        }
+        self.attr_of(gfid, false).await
     }
 
     async fn getattr_to_open(&self, gfid: Gfid) -> FsResult<Attr> {
-        if let Some(s) = self.single() {
-            return s.getattr_to_open(gfid).await;
-        }
-        match self.locate(gfid).await? {
-            Loc::Dir => self.dir_attr(gfid).await,
-            Loc::File(_) => {
-                self.on_file(gfid, |s| async move { s.getattr_to_open(gfid).await })
-                    .await
-            }
-        }
+        self.attr_of(gfid, true).await
     }
 
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {

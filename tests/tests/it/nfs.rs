@@ -14,7 +14,7 @@ use tests::nfs::rpc::{
     self, Nfs3Client, Reply, RpcClient, NFS3ERR_BADHANDLE, NFS3ERR_NAMETOOLONG, NFS3ERR_ROFS,
     NFS3ERR_STALE, PROG_MOUNT, PROG_NFS,
 };
-use tests::nfs::{ls_names, nfs_cat, nfs_cp, nfs_ls, require_libnfs_tools, Gateway};
+use tests::nfs::{ls_names, mount_root, nfs_cat, nfs_cp, nfs_ls, require_libnfs_tools, Gateway};
 use tests::{wait_until, TestCluster};
 
 const T: Duration = Duration::from_secs(5);
@@ -52,12 +52,6 @@ fn read_all(c: &mut Nfs3Client, fh: &[u8], chunk: u32) -> Result<Vec<u8>, u32> {
             return Ok(out);
         }
     }
-}
-
-fn mount_root(c: &mut Nfs3Client) -> Vec<u8> {
-    c.mnt("/test")
-        .expect("MNT call")
-        .unwrap_or_else(|s| panic!("MNT /test refused: mountstat3 {s}"))
 }
 
 #[test]

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use tests::data::{model_write, pattern};
+use tests::nfs::mount_root;
 use tests::nfs::rpc::{Nfs3Client, NFS3ERR_IO, NFS3ERR_ROFS};
 use tests::{wait_until, TestCluster};
 
@@ -15,12 +16,6 @@ const UNSTABLE: u32 = 0;
 /// Off by default (`brickfs-nfs --help`).
 const BEHIND: &[&str] = &["--write-behind-mib", "32"];
 const SETTLE: Duration = Duration::from_secs(30);
-
-fn mount_root(c: &mut Nfs3Client) -> Vec<u8> {
-    c.mnt("/test")
-        .expect("MNT call")
-        .unwrap_or_else(|s| panic!("MNT /test refused: mountstat3 {s}"))
-}
 
 fn create(c: &mut Nfs3Client, root: &[u8], name: &str) -> Vec<u8> {
     c.create(root, name.as_bytes(), 0o644)
