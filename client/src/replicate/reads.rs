@@ -155,37 +155,52 @@ impl Replicate {
         if ctx.validated_epoch.load(Ordering::Acquire) == self.epoch() {
             return Ok(());
         }
-        self.validate_now(gfid, self.up_mask()).await.map(drop)
+        self.validate_now(gfid, count(self.up_mask()))
+            .await
+            .map(drop)
     }
 
-    /// The bricks an open asks ([`Replicate::validate_now`]): enough that
-    /// they meet every write quorum (two of three), so one of them applied
-    /// any write that succeeded and blames a copy that missed it; the first
-    /// ones in brick order, whose answer [`Replicate::read_from`] would give.
-    pub(crate) fn read_quorum(&self) -> Mask {
-        let need = (self.bricks.len() + 1).saturating_sub(self.quorum).max(1);
-        indices(self.up_mask())
-            .take(need)
-            .fold(0, |m, i| m | bit(i))
+    /// How many bricks an open hears from ([`Replicate::validate_now`]):
+    /// enough that they meet every write quorum (two of three), so one of
+    /// them applied any write that succeeded and blames a copy that missed
+    /// it.
+    pub(crate) fn read_quorum(&self) -> usize {
+        (self.bricks.len() + 1).saturating_sub(self.quorum).max(1)
     }
 
-    /// Asks the bricks in `ask` which replicas of `gfid` are current,
-    /// however clean their last pings said they were: a client learns that
-    /// another one's writes missed a brick only from the next ping (up to a
-    /// second later), and in between the fast paths would read that brick.
-    /// An open needs this (close-to-open). Returns the attributes of the
-    /// first current replica in brick order (as [`Replicate::read_from`]
-    /// would ask it), if it answered.
-    pub(crate) async fn validate_now(&self, gfid: Gfid, ask: Mask) -> FsResult<Option<Attr>> {
+    /// Asks bricks which replicas of `gfid` are current, however clean
+    /// their last pings said they were: a client learns that another one's
+    /// writes missed a brick only from the next ping (up to a second
+    /// later), and in between the fast paths would read that brick. An
+    /// open needs this (close-to-open). The bricks that are up are asked in
+    /// brick order until `need` of them answered (one that cannot answer is
+    /// replaced by the next). Returns the attributes of the first current
+    /// replica in brick order (as [`Replicate::read_from`] would ask it),
+    /// if it answered.
+    pub(crate) async fn validate_now(&self, gfid: Gfid, need: usize) -> FsResult<Option<Attr>> {
         let epoch = self.epoch();
         let ctx = self.inodes.get(gfid);
         let up = self.up_mask();
-        let answers = fan_out(&self.bricks, ask & up, |b| async move {
-            b.call(|c, ctx| async move { c.getattr(ctx, gfid).await })
-                .await
-        })
-        .await;
-        let tally = Tally::new(answers);
+        let mut tally: Tally<Looked> = Tally::new(Vec::new());
+        let mut asked: Mask = 0;
+        loop {
+            let heard = tally.ok.len() + tally.failed.iter().filter(|(_, e)| is_missing(e)).count();
+            let ask = indices(up & !asked)
+                .take(need.saturating_sub(heard))
+                .fold(0, |m, i| m | bit(i));
+            if ask == 0 {
+                break;
+            }
+            asked |= ask;
+            let answers = fan_out(&self.bricks, ask, |b| async move {
+                b.call(|c, ctx| async move { c.getattr(ctx, gfid).await })
+                    .await
+            })
+            .await;
+            let round = Tally::new(answers);
+            tally.ok.extend(round.ok);
+            tally.failed.extend(round.failed);
+        }
         if tally.ok.is_empty() {
             return Err(if tally.failed.is_empty() {
                 FsError::BrickDown("no brick answered".into())

@@ -294,6 +294,38 @@ fn an_open_right_after_a_close_that_missed_a_brick_reads_the_current_copy() {
     cluster.assert_replicas_identical(Duration::from_secs(30));
 }
 
+/// As above, and the second brick the open asks hangs as b opens: the
+/// open must hear from another brick in its place (the third, which has
+/// the write and blames brick 0), not settle for brick 0's answer alone.
+#[test]
+fn an_open_whose_second_brick_hangs_still_finds_the_stale_copy() {
+    let cluster = TestCluster::start(3);
+    let a = cluster.mount();
+    let b = cluster.mount();
+    fs::write(a.join("f"), b"").unwrap();
+    assert_eq!(read(&b.join("f")).unwrap(), b"");
+    // More than the socket buffers hold (see above).
+    let data = vec![b'x'; 16 << 20];
+    cluster.stop_brick(0);
+    let mut f = OpenOptions::new().write(true).open(a.join("f")).unwrap();
+    f.write_all(&data).unwrap();
+    drop(f);
+    cluster.cont_brick(0);
+    // b still counts brick 1 as up: its getattr waits out the op timeout.
+    cluster.stop_brick(1);
+    let got = read(&b.join("f"));
+    cluster.cont_brick(1);
+    let got = got.unwrap();
+    assert!(
+        got == data,
+        "b read {} bytes of the {} a closed (brick 0 missed them, brick 1 hung)",
+        got.len(),
+        data.len()
+    );
+    let _heald = cluster.start_heald(1);
+    cluster.assert_replicas_identical(Duration::from_secs(30));
+}
+
 /// Appends go on with one brick of three down, land once each, and the
 /// brick that missed them is healed to the same file.
 #[test]
