@@ -1,7 +1,7 @@
 //! Write-behind: a `write` at an offset returns once its data is queued in
 //! this client; one sender per file sends the queue to the layer below in
 //! order, one call at a time, joining writes that follow each other into
-//! one call of up to [`Window::call`] bytes.
+//! one call of up to [`proto::MAX_IO`] bytes.
 //!
 //! What still holds (TARGET.md invariant 1, amended): `flush` (close),
 //! `fsync` and unlocking return only once the layer below answered every
@@ -50,8 +50,6 @@ pub struct Window {
     pub total: usize,
     /// Bytes queued for one file.
     pub per_file: usize,
-    /// Most bytes one call down carries (queued writes joined).
-    pub call: usize,
 }
 
 impl Window {
@@ -61,16 +59,6 @@ impl Window {
         Window {
             total,
             per_file: (total / 4).max(proto::MAX_IO as usize).min(total),
-            call: proto::MAX_IO as usize,
-        }
-    }
-
-    /// Calls down of at most `bytes` (at least one byte, at most
-    /// [`proto::MAX_IO`]).
-    pub fn calls_of(self, bytes: usize) -> Window {
-        Window {
-            call: bytes.clamp(1, proto::MAX_IO as usize),
-            ..self
         }
     }
 }
@@ -179,7 +167,7 @@ impl File {
     /// Takes the queue's front and what follows it, up to one call's
     /// worth: writes that continue the one before are joined, the others
     /// go as further extents of the same call (applied in order).
-    fn next_call(&mut self, limit: usize) -> Option<Call> {
+    fn next_call(&mut self) -> Option<Call> {
         let first = self.queue.pop_front()?;
         let mut call = Call {
             last_seq: first.seq,
@@ -190,7 +178,7 @@ impl File {
         while let Some(next) = self.queue.front() {
             let joins = matches!(call.extents.last(),
                 Some((offset, data)) if *offset + data.len() as u64 == next.offset);
-            if call.bytes + next.data.len() > limit
+            if call.bytes + next.data.len() > proto::MAX_IO as usize
                 || (!joins && call.extents.len() >= proto::data::MAX_EXTENTS)
             {
                 break;
@@ -474,7 +462,7 @@ impl WriteBehind {
                 else {
                     return;
                 };
-                match f.next_call(self.window.call) {
+                match f.next_call() {
                     Some(call) => call,
                     None => {
                         f.sending = false;

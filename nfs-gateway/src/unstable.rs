@@ -32,11 +32,6 @@ pub const IDLE_FOR: Duration = Duration::from_secs(10);
 /// How long a failure no COMMIT or WRITE reported yet is kept.
 pub const FAILED_FOR: Duration = Duration::from_secs(120);
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// Queued WRITEs go down joined up to 1 MiB, not the mount's 4 MiB:
-/// measured with nfs-cp of 256 MiB (docs/benchmarks.md, "UNSTABLE writes
-/// in the gateway"), 4 MiB calls cost the gateway and the bricks 1.5-1.6
-/// CPU-s against 0.9 and ran at 180-196 MiB/s against 274-301.
-const CALL_BYTES: usize = 1 << 20;
 
 /// Write-behind over `below` with a window of `mib` MiB (none for 0), and
 /// the task that forgets idle files for as long as it lives.
@@ -44,8 +39,7 @@ pub fn start(below: Arc<dyn Layer>, mib: u32) -> Option<Arc<WriteBehind>> {
     if mib == 0 {
         return None;
     }
-    let window = Window::of(mib as usize * (1 << 20)).calls_of(CALL_BYTES);
-    let wb = WriteBehind::new(below, window);
+    let wb = WriteBehind::new(below, Window::of(mib as usize * (1 << 20)));
     tokio::spawn(sweep(Arc::downgrade(&wb)));
     Some(wb)
 }

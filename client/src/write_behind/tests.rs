@@ -197,21 +197,6 @@ async fn a_write_returns_before_the_layer_below_has_it_and_close_waits_for_it() 
 }
 
 #[tokio::test]
-async fn joined_writes_go_down_in_calls_no_larger_than_the_window_says() {
-    let (below, wb) = stack(Window::of(64 << 20).calls_of(3 * 4096)).await;
-    let gate = below.hold();
-    for i in 0..8u64 {
-        wb.write(FILE, i * 4096, vec![i as u8; 4096]).await.unwrap();
-    }
-    gate.add_permits(8);
-    wb.fsync(FILE, false).await.unwrap();
-    assert_eq!(
-        below.writes(),
-        vec![(0, 3 * 4096), (3 * 4096, 3 * 4096), (6 * 4096, 2 * 4096)]
-    );
-}
-
-#[tokio::test]
 async fn writes_that_follow_each_other_reach_the_layer_below_as_one() {
     let (below, wb) = stack(Window::of(64 << 20)).await;
     let gate = below.hold();
@@ -328,7 +313,6 @@ async fn a_full_window_makes_the_writer_wait() {
     let window = Window {
         total: 8192,
         per_file: 8192,
-        call: 8192,
     };
     let (below, wb) = stack(window).await;
     let gate = below.hold();
