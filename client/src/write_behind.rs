@@ -43,6 +43,9 @@ use tracing::{debug, warn};
 
 use crate::layer::{Layer, NewEntry};
 
+mod forgotten;
+use forgotten::{apply_newer, Certainty, Forgotten};
+
 /// How much a client may hold unsent.
 #[derive(Clone, Copy, Debug)]
 pub struct Window {
@@ -69,6 +72,9 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(30);
 pub struct WriteBehind {
     below: Arc<dyn Layer>,
     files: Mutex<HashMap<Gfid, File>>,
+    /// The last answers of records gone lately; locked only with `files`
+    /// held, so a record and its remains are never both missing.
+    forgotten: Mutex<Forgotten>,
     /// Woken whenever a sender finished a call: drains and writers waiting
     /// for room look again.
     progressed: Notify,
@@ -148,11 +154,7 @@ impl File {
         // A write answered while `a` was on its way may be missing from it
         // (the brick answered first), though it was acknowledged earlier.
         if self.answered > asked {
-            a.size = a.size.max(self.attr.size);
-            if self.attr.mtime > a.mtime {
-                a.mtime = self.attr.mtime;
-                a.ctime = a.ctime.max(self.attr.ctime);
-            }
+            apply_newer(a, &self.attr);
         }
         if self.idle() {
             return;
@@ -231,6 +233,7 @@ impl WriteBehind {
         Arc::new_cyclic(|me| WriteBehind {
             below,
             files: Mutex::new(HashMap::new()),
+            forgotten: Mutex::new(Forgotten::default()),
             progressed: Notify::new(),
             budget: Arc::new(Semaphore::new(window.total)),
             window,
@@ -284,20 +287,26 @@ impl WriteBehind {
     /// Returns how many records are left.
     pub fn forget_idle(&self, idle_for: Duration, failed_for: Duration) -> usize {
         let mut files = self.files();
+        let mut forgotten = self.forgotten();
         files.retain(|gfid, f| {
             if !f.idle() || f.sending || !f.queue.is_empty() {
                 return true;
             }
             let unused = f.used.elapsed();
-            match &f.error {
+            let keep = match &f.error {
                 None => unused < idle_for,
                 Some(e) if unused >= failed_for => {
                     warn!(%gfid, %e, "a write sent behind failed and no COMMIT or write reported it; forgetting the file");
                     false
                 }
                 Some(_) => true,
+            };
+            if !keep {
+                forgotten.keep(*gfid, &f.attr, f.answered);
             }
+            keep
         });
+        drop(forgotten);
         files.len()
     }
 
@@ -333,10 +342,11 @@ impl WriteBehind {
     async fn drain_and_forget(&self, gfid: Gfid) -> FsResult<()> {
         let res = self.drain(gfid, Report::Show).await;
         let mut files = self.files();
-        if let Some(f) = files.get(&gfid) {
-            if f.idle() && f.error.is_none() {
-                files.remove(&gfid);
-            }
+        if files
+            .get(&gfid)
+            .is_some_and(|f| f.idle() && f.error.is_none())
+        {
+            self.forget_record(&mut files, gfid);
         }
         res
     }
@@ -350,9 +360,51 @@ impl WriteBehind {
         self.ticks.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    fn patch(&self, a: &mut Attr, asked: u64) {
-        if let Some(f) = self.files().get(&a.gfid) {
-            f.patch(a, asked);
+    fn forgotten(&self) -> std::sync::MutexGuard<'_, Forgotten> {
+        self.forgotten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `a`, asked of the layer below at tick `asked`, as it is once every
+    /// write accepted so far is applied; `Unknown` when that cannot be
+    /// told (a record forgotten meanwhile whose remains are gone too).
+    fn patch(&self, a: &mut Attr, asked: u64) -> Certainty {
+        let files = self.files();
+        let certainty = self.forgotten().patch(a, asked);
+        match files.get(&a.gfid) {
+            Some(f) => {
+                f.patch(a, asked);
+                Certainty::Known
+            }
+            None => certainty,
+        }
+    }
+
+    /// Asks `ask` of the layer below and patches its answer; again when
+    /// the patch could not tell (at most twice more: each ask begins
+    /// after the remains it missed were dropped).
+    async fn patched<F, Fut>(&self, ask: F) -> FsResult<Attr>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = FsResult<Attr>>,
+    {
+        let mut tries = 0;
+        loop {
+            let asked = self.asking();
+            let mut a = ask().await?;
+            tries += 1;
+            if self.patch(&mut a, asked) == Certainty::Known || tries == 3 {
+                return Ok(a);
+            }
+        }
+    }
+
+    /// Forgets the record of `gfid`, keeping its last answer for the
+    /// attributes asked before.
+    fn forget_record(&self, files: &mut HashMap<Gfid, File>, gfid: Gfid) {
+        if let Some(f) = files.remove(&gfid) {
+            self.forgotten().keep(gfid, &f.attr, f.answered);
         }
     }
 
@@ -518,24 +570,15 @@ impl Layer for WriteBehind {
     }
 
     async fn lookup(&self, parent: Gfid, name: &Name) -> FsResult<Attr> {
-        let asked = self.asking();
-        let mut a = self.below.lookup(parent, name).await?;
-        self.patch(&mut a, asked);
-        Ok(a)
+        self.patched(|| self.below.lookup(parent, name)).await
     }
 
     async fn getattr(&self, gfid: Gfid) -> FsResult<Attr> {
-        let asked = self.asking();
-        let mut a = self.below.getattr(gfid).await?;
-        self.patch(&mut a, asked);
-        Ok(a)
+        self.patched(|| self.below.getattr(gfid)).await
     }
 
     async fn getattr_to_open(&self, gfid: Gfid) -> FsResult<Attr> {
-        let asked = self.asking();
-        let mut a = self.below.getattr_to_open(gfid).await?;
-        self.patch(&mut a, asked);
-        Ok(a)
+        self.patched(|| self.below.getattr_to_open(gfid)).await
     }
 
     async fn setattr(&self, gfid: Gfid, set: SetAttr) -> FsResult<Attr> {
@@ -566,7 +609,7 @@ impl Layer for WriteBehind {
 
     async fn purge(&self, gfid: Gfid) -> FsResult<()> {
         let _ = self.drain(gfid, Report::Wait).await;
-        self.files().remove(&gfid);
+        self.forget_record(&mut self.files(), gfid);
         self.below.purge(gfid).await
     }
 
@@ -579,6 +622,7 @@ impl Layer for WriteBehind {
     }
 
     async fn link(&self, gfid: Gfid, parent: Gfid, name: &Name) -> FsResult<Attr> {
+        // Not asked again: a second link would fail.
         let asked = self.asking();
         let mut a = self.below.link(gfid, parent, name).await?;
         self.patch(&mut a, asked);
@@ -640,11 +684,9 @@ impl Layer for WriteBehind {
 
     async fn released(&self, gfid: Gfid) {
         let mut files = self.files();
-        if let Some(f) = files.get(&gfid) {
-            // Still sending: the writes of a close that gave up waiting.
-            if f.idle() {
-                files.remove(&gfid);
-            }
+        // Still sending: the writes of a close that gave up waiting.
+        if files.get(&gfid).is_some_and(|f| f.idle()) {
+            self.forget_record(&mut files, gfid);
         }
     }
 
@@ -674,12 +716,18 @@ impl Layer for WriteBehind {
     async fn readdir(&self, gfid: Gfid, after: Option<Name>, max: u32) -> FsResult<DirPage> {
         let asked = self.asking();
         let mut page = self.below.readdir(gfid, after, max).await?;
-        let files = self.files();
-        if !files.is_empty() {
-            for e in &mut page.entries {
-                if let Some(f) = files.get(&e.attr.gfid) {
-                    f.patch(&mut e.attr, asked);
-                }
+        let mut unsure = Vec::new();
+        for (k, e) in page.entries.iter_mut().enumerate() {
+            if self.patch(&mut e.attr, asked) == Certainty::Unknown {
+                unsure.push(k);
+            }
+        }
+        // Rare (more closes than the remains kept, during one listing):
+        // those entries' attributes are asked again, one by one.
+        for k in unsure {
+            let entry = &mut page.entries[k];
+            if let Ok(a) = self.getattr(entry.attr.gfid).await {
+                entry.attr = a;
             }
         }
         Ok(page)

@@ -20,6 +20,9 @@ struct Below {
     vectored: Mutex<Vec<usize>>,
     /// Writes wait for a permit when set.
     gate: Mutex<Option<Arc<Semaphore>>>,
+    /// Getattrs take their answer, then wait for a permit, when set (an
+    /// answer on its way while other things happen).
+    getattr_gate: Mutex<Option<Arc<Semaphore>>>,
     fail: AtomicBool,
 }
 
@@ -51,7 +54,12 @@ impl Layer for Below {
         Ok(self.attr())
     }
     async fn getattr(&self, _: Gfid) -> FsResult<Attr> {
-        Ok(self.attr())
+        let answer = self.attr();
+        let gate = self.getattr_gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        Ok(answer)
     }
     async fn getattr_to_open(&self, _: Gfid) -> FsResult<Attr> {
         Ok(self.attr())
@@ -292,6 +300,39 @@ async fn stat_while_writes_are_queued_shows_the_size_they_make() {
     gate.add_permits(2);
     wb.flush(FILE).await.unwrap();
     assert_eq!(wb.getattr(FILE).await.unwrap().size, 200);
+}
+
+/// Any close forgets the record once the writes are answered, also one a
+/// program makes when its exec closes the descriptor it inherited: a stat
+/// asked before the last write was applied still shows it.
+#[tokio::test]
+async fn a_stat_on_its_way_while_a_close_forgets_the_file_shows_every_write() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    let writes = below.hold();
+    wb.write(FILE, 0, vec![1; 100]).await.unwrap();
+    writes.add_permits(1);
+    timeout(WAIT, async {
+        while wb.queued_bytes() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first write was not answered");
+    wb.write(FILE, 100, vec![2; 100]).await.unwrap();
+    let answers = Arc::new(Semaphore::new(0));
+    *below.getattr_gate.lock().unwrap() = Some(answers.clone());
+    let stat = tokio::spawn({
+        let wb = wb.clone();
+        async move { wb.getattr(FILE).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!stat.is_finished(), "the stat's answer was not held back");
+    writes.add_permits(1);
+    timeout(WAIT, wb.flush(FILE)).await.unwrap().unwrap();
+    assert_eq!(wb.files_known(), 0, "the close forgot the file");
+    answers.add_permits(1);
+    let size = timeout(WAIT, stat).await.unwrap().unwrap().unwrap().size;
+    assert_eq!(size, 200, "the stat lost a write answered after it asked");
 }
 
 #[tokio::test]
