@@ -4,7 +4,8 @@
 # 1. installs what the tests need when it is missing (Debian: fuse3 for
 #    fusermount3, python3 (its sqlite3: the SQLite tests), libnfs-utils for
 #    nfs-cp/nfs-ls/nfs-cat, the NFS client
-#    of tests/tests/it/nfs.rs; etcd-server for the etcd the store tests start;
+#    of tests/tests/it/nfs.rs; git and make for tests/tests/it/build_tools.rs;
+#    etcd-server for the etcd the store tests start;
 #    for tests/tests/nlm_kernel.rs, the Linux kernel NFS client in qemu:
 #    qemu-system-x86, linux-image-amd64, busybox-static, cpio, kmod,
 #    iproute2, gcc, libc6-dev, file and the libraries of rpcbind/rpc.statd,
@@ -38,7 +39,7 @@ python3 -c "import sqlite3" >/dev/null 2>&1 || missing+=(python3)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 ls /lib/modules/*/kernel/fs/nfs/nfsv3.ko* >/dev/null 2>&1 || missing+=(linux-image-amd64)
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || missing+=(busybox-static)
-for tool in cpio:cpio modprobe:kmod ip:iproute2 gcc:gcc file:file; do
+for tool in cpio:cpio modprobe:kmod ip:iproute2 gcc:gcc file:file git:git make:make; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || missing+=(libc6-dev)

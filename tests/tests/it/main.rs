@@ -10,6 +10,7 @@ mod add_brick;
 mod api;
 mod api_tls;
 mod bad_input;
+mod build_tools;
 mod coherence;
 mod crash;
 mod dev;
