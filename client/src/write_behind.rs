@@ -208,6 +208,25 @@ struct Call {
     permits: Vec<OwnedSemaphorePermit>,
 }
 
+/// `a`, asked at tick `asked`, brought up to what a forgotten record's
+/// last answer and the file's live record (queued writes included) show;
+/// the guards are `files` then `forgotten`, the one order both are taken in.
+fn patch_with(
+    files: &HashMap<Gfid, File>,
+    forgotten: &Forgotten,
+    a: &mut Attr,
+    asked: u64,
+) -> Certainty {
+    let certainty = forgotten.patch(a, asked);
+    match files.get(&a.gfid) {
+        Some(f) => {
+            f.patch(a, asked);
+            Certainty::Known
+        }
+        None => certainty,
+    }
+}
+
 fn now() -> Timespec {
     let d = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -370,15 +389,7 @@ impl WriteBehind {
     /// write accepted so far is applied; `Unknown` when that cannot be
     /// told (a record forgotten meanwhile whose remains are gone too).
     fn patch(&self, a: &mut Attr, asked: u64) -> Certainty {
-        let files = self.files();
-        let certainty = self.forgotten().patch(a, asked);
-        match files.get(&a.gfid) {
-            Some(f) => {
-                f.patch(a, asked);
-                Certainty::Known
-            }
-            None => certainty,
-        }
+        patch_with(&self.files(), &self.forgotten(), a, asked)
     }
 
     /// Asks `ask` of the layer below and patches its answer; again when
@@ -717,9 +728,12 @@ impl Layer for WriteBehind {
         let asked = self.asking();
         let mut page = self.below.readdir(gfid, after, max).await?;
         let mut unsure = Vec::new();
-        for (k, e) in page.entries.iter_mut().enumerate() {
-            if self.patch(&mut e.attr, asked) == Certainty::Unknown {
-                unsure.push(k);
+        {
+            let (files, forgotten) = (self.files(), self.forgotten());
+            for (k, e) in page.entries.iter_mut().enumerate() {
+                if patch_with(&files, &forgotten, &mut e.attr, asked) == Certainty::Unknown {
+                    unsure.push(k);
+                }
             }
         }
         // Rare (more closes than the remains kept, during one listing):

@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use proto::{Attr, FileKind, Gfid};
 
 /// Most forgotten files remembered.
-const KEPT: usize = 1024;
+pub(super) const KEPT: usize = 1024;
 
 #[derive(Default)]
 pub(super) struct Forgotten {

@@ -1,7 +1,7 @@
 //! The queue's rules against a file kept in memory below it, whose writes
 //! can be held back and made to fail.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use proto::FileKind;
 use tokio::time::timeout;
@@ -20,9 +20,10 @@ struct Below {
     vectored: Mutex<Vec<usize>>,
     /// Writes wait for a permit when set.
     gate: Mutex<Option<Arc<Semaphore>>>,
-    /// Getattrs take their answer, then wait for a permit, when set (an
-    /// answer on its way while other things happen).
-    getattr_gate: Mutex<Option<Arc<Semaphore>>>,
+    /// Getattrs and readdirs take their answer, then wait for a permit,
+    /// when set (an answer on its way while other things happen).
+    answer_gate: Mutex<Option<Arc<Semaphore>>>,
+    getattrs: AtomicUsize,
     fail: AtomicBool,
 }
 
@@ -42,6 +43,14 @@ impl Below {
     fn writes(&self) -> Vec<(u64, usize)> {
         self.writes.lock().unwrap().clone()
     }
+
+    async fn answer_later<T>(&self, answer: T) -> T {
+        let gate = self.answer_gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        answer
+    }
 }
 
 fn unsupported<T>() -> FsResult<T> {
@@ -54,12 +63,8 @@ impl Layer for Below {
         Ok(self.attr())
     }
     async fn getattr(&self, _: Gfid) -> FsResult<Attr> {
-        let answer = self.attr();
-        let gate = self.getattr_gate.lock().unwrap().clone();
-        if let Some(gate) = gate {
-            gate.acquire().await.unwrap().forget();
-        }
-        Ok(answer)
+        self.getattrs.fetch_add(1, Ordering::SeqCst);
+        Ok(self.answer_later(self.attr()).await)
     }
     async fn getattr_to_open(&self, _: Gfid) -> FsResult<Attr> {
         Ok(self.attr())
@@ -136,7 +141,14 @@ impl Layer for Below {
         unsupported()
     }
     async fn readdir(&self, _: Gfid, _: Option<Name>, _: u32) -> FsResult<DirPage> {
-        unsupported()
+        let page = DirPage {
+            entries: vec![proto::DirEntry {
+                name: Name::from("f"),
+                attr: self.attr(),
+            }],
+            eof: true,
+        };
+        Ok(self.answer_later(page).await)
     }
     async fn statfs(&self, _: Gfid) -> FsResult<StatFs> {
         unsupported()
@@ -302,12 +314,16 @@ async fn stat_while_writes_are_queued_shows_the_size_they_make() {
     assert_eq!(wb.getattr(FILE).await.unwrap().size, 200);
 }
 
-/// Any close forgets the record once the writes are answered, also one a
-/// program makes when its exec closes the descriptor it inherited: a stat
-/// asked before the last write was applied still shows it.
-#[tokio::test]
-async fn a_stat_on_its_way_while_a_close_forgets_the_file_shows_every_write() {
-    let (below, wb) = stack(Window::of(64 << 20)).await;
+/// Leaves FILE with 100 bytes applied below and 100 more queued, and the
+/// layer below holding back its answers: an ask started now takes the
+/// 100-byte answer. `forget` then lets the queued write through and
+/// closes the file, which forgets its record.
+struct AnswerOnItsWay {
+    writes: Arc<Semaphore>,
+    answers: Arc<Semaphore>,
+}
+
+async fn an_answer_on_its_way(below: &Below, wb: &WriteBehind) -> AnswerOnItsWay {
     let writes = below.hold();
     wb.write(FILE, 0, vec![1; 100]).await.unwrap();
     writes.add_permits(1);
@@ -320,19 +336,81 @@ async fn a_stat_on_its_way_while_a_close_forgets_the_file_shows_every_write() {
     .expect("the first write was not answered");
     wb.write(FILE, 100, vec![2; 100]).await.unwrap();
     let answers = Arc::new(Semaphore::new(0));
-    *below.getattr_gate.lock().unwrap() = Some(answers.clone());
+    *below.answer_gate.lock().unwrap() = Some(answers.clone());
+    AnswerOnItsWay { writes, answers }
+}
+
+impl AnswerOnItsWay {
+    async fn forget(&self, wb: &WriteBehind) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.writes.add_permits(1);
+        timeout(WAIT, wb.flush(FILE)).await.unwrap().unwrap();
+        assert_eq!(wb.files_known(), 0, "the close forgot the file");
+    }
+}
+
+/// More closes than the remains kept: FILE's is dropped too.
+fn forget_many_others(wb: &WriteBehind) {
+    for _ in 0..forgotten::KEPT {
+        let g = Gfid::random();
+        let tick = wb.tick();
+        wb.forgotten()
+            .keep(g, &Attr::bare(g, FileKind::File, 0o644), tick);
+    }
+}
+
+/// Any close forgets the record once the writes are answered, also one a
+/// program makes when its exec closes the descriptor it inherited: a stat
+/// asked before the last write was applied still shows it.
+#[tokio::test]
+async fn a_stat_on_its_way_while_a_close_forgets_the_file_shows_every_write() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    let way = an_answer_on_its_way(&below, &wb).await;
     let stat = tokio::spawn({
         let wb = wb.clone();
         async move { wb.getattr(FILE).await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    way.forget(&wb).await;
     assert!(!stat.is_finished(), "the stat's answer was not held back");
-    writes.add_permits(1);
-    timeout(WAIT, wb.flush(FILE)).await.unwrap().unwrap();
-    assert_eq!(wb.files_known(), 0, "the close forgot the file");
-    answers.add_permits(1);
+    way.answers.add_permits(1);
     let size = timeout(WAIT, stat).await.unwrap().unwrap().unwrap().size;
     assert_eq!(size, 200, "the stat lost a write answered after it asked");
+}
+
+#[tokio::test]
+async fn a_stat_whose_forgotten_answer_was_dropped_is_asked_again() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    let way = an_answer_on_its_way(&below, &wb).await;
+    let stat = tokio::spawn({
+        let wb = wb.clone();
+        async move { wb.getattr(FILE).await }
+    });
+    way.forget(&wb).await;
+    forget_many_others(&wb);
+    way.answers.add_permits(2);
+    let size = timeout(WAIT, stat).await.unwrap().unwrap().unwrap().size;
+    assert_eq!(size, 200, "the stat lost a write answered after it asked");
+    assert_eq!(below.getattrs.load(Ordering::SeqCst), 2, "asked once again");
+}
+
+#[tokio::test]
+async fn a_listing_whose_forgotten_answer_was_dropped_asks_for_the_file_again() {
+    let (below, wb) = stack(Window::of(64 << 20)).await;
+    let way = an_answer_on_its_way(&below, &wb).await;
+    let listing = tokio::spawn({
+        let wb = wb.clone();
+        async move { wb.readdir(Gfid::ROOT, None, 100).await }
+    });
+    way.forget(&wb).await;
+    forget_many_others(&wb);
+    way.answers.add_permits(2);
+    let page = timeout(WAIT, listing).await.unwrap().unwrap().unwrap();
+    assert_eq!(page.entries[0].attr.size, 200, "the listing lost a write");
+    assert_eq!(
+        below.getattrs.load(Ordering::SeqCst),
+        1,
+        "the entry was asked for"
+    );
 }
 
 #[tokio::test]
