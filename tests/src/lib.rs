@@ -43,8 +43,9 @@ pub mod xattr;
 pub use cluster::{wait_until, Mount, TestCluster, NO_CACHE};
 pub use proc::{free_port, is_mounted, log_has, log_lines, pid_alive};
 
-/// Runs `cmd` to its end; panics with its output unless it succeeded.
-pub fn run_ok(cmd: &mut std::process::Command) {
+/// Runs `cmd` to its end and returns what it printed; panics with its
+/// output unless it succeeded.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{cmd:?} did not start: {e}"));
@@ -54,6 +55,7 @@ pub fn run_ok(cmd: &mut std::process::Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Panics unless python3 with its sqlite3 module runs here (the SQLite

@@ -23,18 +23,6 @@ fn git(dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn stdout_of(mut cmd: Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?} did not start: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Commits, a repack and a commit from the other side: git renames lock
 /// files into place, rewrites the index and mmaps its packs, so each
 /// mount must see the other's closed files whole.
@@ -44,7 +32,7 @@ fn a_repository_committed_on_one_mount_is_whole_on_another() {
     let a = cluster.mount();
     let b = cluster.mount();
     let repo_a = a.join("repo");
-    run_ok(&mut git(&a.join(""), &["init", "-q", "repo"]));
+    run_ok(&mut git(a.path(), &["init", "-q", "repo"]));
     for c in 1..=4 {
         for i in 0..40 {
             let body = format!("commit {c} file {i}\n").repeat(1 + (c * 37 + i * 11) % 200);
@@ -58,21 +46,21 @@ fn a_repository_committed_on_one_mount_is_whole_on_another() {
     let repo_b = b.join("repo");
     run_ok(&mut git(&repo_b, &["fsck", "--full", "--strict"]));
     assert_eq!(
-        stdout_of(git(&repo_b, &["log", "--format=%s"])),
+        run_ok(&mut git(&repo_b, &["log", "--format=%s"])),
         "c4\nc3\nc2\nc1\n"
     );
-    assert_eq!(stdout_of(git(&repo_b, &["status", "--porcelain"])), "");
+    assert_eq!(run_ok(&mut git(&repo_b, &["status", "--porcelain"])), "");
     fs::write(repo_b.join("f00.txt"), "changed on b\n").unwrap();
     run_ok(&mut git(&repo_b, &["commit", "-q", "-a", "-m", "from b"]));
 
     assert_eq!(
-        stdout_of(git(&repo_a, &["log", "-1", "--format=%s"])),
+        run_ok(&mut git(&repo_a, &["log", "-1", "--format=%s"])),
         "from b\n"
     );
     run_ok(&mut git(&repo_a, &["fsck", "--full", "--strict"]));
     let clone = b.join("clone");
     run_ok(&mut git(
-        &b.join(""),
+        b.path(),
         &["clone", "-q", repo_a.to_str().unwrap(), "clone"],
     ));
     for i in 0..40 {
@@ -128,11 +116,7 @@ fn a_parallel_build_on_one_mount_is_up_to_date_and_runs_on_another() {
         "long f7(long x) { return x * 7 + 1; }\n",
     )
     .unwrap();
-    let made = stdout_of({
-        let mut c = Command::new("make");
-        c.args(["-j4"]).current_dir(&proj);
-        c
-    });
+    let made = run_ok(Command::new("make").args(["-j4"]).current_dir(&proj));
     assert!(
         made.contains("-o f7.o f7.c") && !made.contains("-o f8.o"),
         "make on a after f7.c changed on b ran: {made}"
