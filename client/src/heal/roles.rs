@@ -112,14 +112,31 @@ pub fn roles(kind: PendingKind, present: &[(usize, &Looked)]) -> Roles {
         }
     }
     let sources = have & !sinks;
+    let dirty = present
+        .iter()
+        .filter(|(_, l)| l.dirty)
+        .fold(0, |m, (i, _)| m | bit(*i));
     if sinks == 0 {
-        if present.iter().any(|(_, l)| l.dirty) {
+        if dirty != 0 {
             return Roles::Vote;
         }
         return Roles::Clean;
     }
-    match crate::quorum::indices(sources).next() {
-        Some(source) => Roles::Heal { source, sinks },
+    // A dirty replica nobody blames may hold an op that never reached a
+    // quorum (its accusation of itself lost with its client); a clean one
+    // nobody blames has every op that did, as each miss is blamed before the
+    // op is acknowledged. So a clean source is taken first. The other dirty
+    // sources are healed from the one taken (only blocks that differ are
+    // copied): heal clears every mark, and a source left as it was could
+    // differ with nothing left to say so.
+    match crate::quorum::indices(sources & !dirty)
+        .next()
+        .or_else(|| crate::quorum::indices(sources).next())
+    {
+        Some(source) => Roles::Heal {
+            source,
+            sinks: sinks | (sources & dirty & !bit(source)),
+        },
         None => Roles::SplitBrain {
             blamed: sinks,
             likely,
@@ -252,6 +269,57 @@ mod tests {
         let b0 = looked(&[], true);
         let b1 = looked(&[], false);
         assert_eq!(roles(PendingKind::Data, &[(0, &b0), (1, &b1)]), Roles::Vote);
+    }
+
+    #[test]
+    fn a_replica_accusing_itself_is_a_sink() {
+        // b0 applied an op its client could not get a quorum for while b1
+        // and b2 were unreachable; b2 then missed one that b0 and b1 applied.
+        let b0 = looked(&[(0, 1), (2, 1)], true);
+        let b1 = looked(&[(2, 1)], false);
+        let b2 = looked(&[], false);
+        let present = [(0, &b0), (1, &b1), (2, &b2)];
+        assert_eq!(
+            roles(PendingKind::Data, &present),
+            Roles::Heal {
+                source: 1,
+                sinks: 0b101
+            }
+        );
+        // Alone, it is no source for anybody.
+        assert_eq!(
+            roles(PendingKind::Data, &present[..1]),
+            split_brain(0b001, None)
+        );
+    }
+
+    #[test]
+    fn a_clean_source_goes_before_a_dirty_one_which_it_heals() {
+        // The same, with b0's accusation of itself lost: its dirty mark is
+        // what is left of the failed op.
+        let b0 = looked(&[(2, 1)], true);
+        let b1 = looked(&[(2, 1)], false);
+        let b2 = looked(&[], false);
+        let present = [(0, &b0), (1, &b1), (2, &b2)];
+        assert_eq!(
+            roles(PendingKind::Data, &present),
+            Roles::Heal {
+                source: 1,
+                sinks: 0b101
+            }
+        );
+        // Every source dirty (a client died before its post-op, or the
+        // bricks that missed the failed op were killed holding their own
+        // marks): the first, and the others are made the same.
+        let b1 = looked(&[(2, 1)], true);
+        let present = [(0, &b0), (1, &b1), (2, &b2)];
+        assert_eq!(
+            roles(PendingKind::Data, &present),
+            Roles::Heal {
+                source: 0,
+                sinks: 0b110
+            }
+        );
     }
 
     #[test]

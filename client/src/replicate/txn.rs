@@ -30,6 +30,17 @@ use crate::quorum::{bit, count, fan_out, indices, Mask, Tally};
 /// busy with the file.
 const LOCK_GIVE_UP: Duration = Duration::from_secs(60);
 
+/// The inodes whose copies an op changes, which record who missed it: every
+/// directory an entry op changed (a rename across directories changes two),
+/// else the object itself.
+fn changed_by(kind: PendingKind, locked: &[Gfid], object: Gfid) -> Vec<Gfid> {
+    if kind == PendingKind::Entry {
+        locked.to_vec()
+    } else {
+        vec![object]
+    }
+}
+
 pub struct Locked<'a> {
     pub gfids: Vec<Gfid>,
     pub guards: Vec<MutexGuard<'a, LockState>>,
@@ -169,14 +180,7 @@ impl Replicate {
             // (the up-front blame covered only the ones known to be missing).
             let late = missed & targets;
             if late != 0 {
-                // Every directory an entry op changed records the miss (a
-                // rename across directories changes two).
-                let blamed: Vec<Gfid> = if kind == PendingKind::Entry {
-                    locked.gfids.clone()
-                } else {
-                    vec![blame_on]
-                };
-                for g in blamed {
+                for g in changed_by(kind, &locked.gfids, blame_on) {
                     self.blame_after(g, ok_mask, late, kind).await;
                     self.inodes.get(g).add_stale(late);
                 }
@@ -184,18 +188,23 @@ impl Replicate {
         } else if ok_mask != 0 {
             // Applied on a minority (or on stale copies) only: the op
             // failed, so those copies must never become a heal source. They
-            // blame nobody and keep their dirty mark (released without the
-            // post-op). Bricks that refused the op (an answer, not silence)
-            // hold the majority's copy: they blame the minority, which heal
-            // then overwrites.
+            // accuse themselves, and bricks that refused the op (an answer,
+            // not silence) hold the majority's copy and accuse them too;
+            // heal then overwrites them. The self-accusation is what counts
+            // when the majority was unreachable: without it nothing on any
+            // brick would tell the minority's copy from the good ones once
+            // they return, and heal could take it as a source. The dirty
+            // marks stay (released without the post-op) in case the
+            // accusation could not be written.
             warn!(
                 ?blame_on,
                 applied = ok_mask,
                 "op applied on a minority or on stale copies only"
             );
-            let refused = tally.failed_mask();
-            if refused != 0 {
-                self.blame_after(blame_on, refused, ok_mask, kind).await;
+            let accusers = ok_mask | tally.failed_mask();
+            for g in changed_by(kind, &locked.gfids, blame_on) {
+                self.blame_after(g, accusers, ok_mask, kind).await;
+                self.inodes.get(g).add_stale(ok_mask);
             }
             self.release_keeping_dirty(&mut locked, ok_mask).await;
         }

@@ -243,6 +243,56 @@ fn a_create_that_misses_quorum_leaves_no_trace_on_the_minority() {
 }
 
 #[test]
+fn a_write_applied_only_on_a_minority_never_becomes_the_heal_source() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    let path = m.join("f");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    f.write_all_at(b"kept", 0).unwrap();
+    f.sync_all().unwrap();
+    // The file's replication lock is still held (eager), so the next write
+    // is sent at once to all three; two of them hang: only brick 0 applies
+    // it, and its fsync fails.
+    cluster.stop_brick(1);
+    cluster.stop_brick(2);
+    let failed = f.write_all_at(b" and lost", 4).and_then(|()| f.sync_all());
+    assert!(
+        failed.is_err(),
+        "a write that reached one brick of three succeeded"
+    );
+    // Killed while hung, they never run what they had queued.
+    cluster.kill_brick(1);
+    cluster.kill_brick(2);
+    // Brick 1 returns first: the next write reaches bricks 0 and 1 and
+    // blames 2, so heal has two unblamed copies to choose a source from,
+    // one of which holds the failed write.
+    cluster.restart_brick(1);
+    let again = tests::wait_until(SETTLE, || {
+        f.write_all_at(b" again", 4)
+            .and_then(|()| f.sync_all())
+            .is_ok()
+    });
+    assert!(again, "writes did not resume once brick 1 was back");
+    drop(f);
+    cluster.restart_brick(2);
+    let _heald = cluster.start_heald(1);
+    cluster.assert_replicas_identical(SETTLE);
+    for b in 0..3 {
+        let copy = fs::read(cluster.brick_dir(b).join("f")).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&copy),
+            "kept again",
+            "brick {b}'s copy after heal: the failed write's bytes were taken as a source"
+        );
+    }
+}
+
+#[test]
 fn a_client_killed_while_holding_locks_leaves_none_behind() {
     let cluster = TestCluster::start(3);
     let a = cluster.mount();
