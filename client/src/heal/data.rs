@@ -45,6 +45,9 @@ impl Healer {
                 }
             }
             Roles::SplitBrain { .. } => return Ok((S::Split, false)),
+            Roles::SourceAbsent { failed } => {
+                return Ok((S::Postponed(Roles::waiting_for_a_source(failed)), false))
+            }
             Roles::Clean if !full => return Ok((S::Done, false)),
             Roles::Clean => match self.vote(survey, |a| a.size) {
                 Vote::Agree => return Ok((S::Done, false)),

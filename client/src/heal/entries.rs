@@ -57,6 +57,12 @@ impl Healer {
                 }
             }
             Roles::SplitBrain { .. } => return Ok((StepResult::Split, false)),
+            Roles::SourceAbsent { failed } => {
+                return Ok((
+                    StepResult::Postponed(Roles::waiting_for_a_source(failed)),
+                    false,
+                ))
+            }
             Roles::Clean if !full => return Ok((StepResult::Done, false)),
             Roles::Heal { source, sinks } => {
                 if sinks == 0 {

@@ -136,7 +136,9 @@ impl Healer {
                 if kind == PendingKind::Entry && entries_vote {
                     continue;
                 }
-                if let Roles::SplitBrain { blamed: b, .. } = roles(kind, &survey.refs()) {
+                if let Roles::SplitBrain { blamed: b, .. } =
+                    roles(kind, &survey.refs(), self.bricks.len())
+                {
                     kinds.push(kind);
                     blamed |= b;
                 }

@@ -130,7 +130,7 @@ impl Healer {
                         source: f.source,
                         sinks: f.sinks & survey.have() & !bit(f.source),
                     },
-                    None => roles(step, &survey.refs()),
+                    None => roles(step, &survey.refs(), self.bricks.len()),
                 };
                 let result = match step {
                     PendingKind::Data => self.data_step(lock, &survey, roles, full).await?,
@@ -251,6 +251,12 @@ impl Healer {
                 }
             }
             Roles::SplitBrain { .. } => return Ok((StepResult::Split, false)),
+            Roles::SourceAbsent { failed } => {
+                return Ok((
+                    StepResult::Postponed(Roles::waiting_for_a_source(failed)),
+                    false,
+                ))
+            }
             Roles::Clean if !full => return Ok((StepResult::Done, false)),
             Roles::Clean | Roles::Vote => match self.vote(survey, |a| (a.perm, a.uid, a.gid)) {
                 Vote::Agree => return Ok((StepResult::Done, false)),

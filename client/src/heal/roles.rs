@@ -48,6 +48,21 @@ pub enum Roles {
     /// accuses are discounted, if there is one: a source only if another
     /// replica's content agrees with it.
     SplitBrain { blamed: Mask, likely: Option<usize> },
+    /// No replica present can be a source, and `failed` are sinks only by
+    /// their own accusation (an op reached them without a quorum): the
+    /// copies that can be sources are on bricks that are down. Not a
+    /// split-brain; heal waits for them.
+    SourceAbsent { failed: Mask },
+}
+
+impl Roles {
+    /// Why heal waits, for `SourceAbsent`.
+    pub fn waiting_for_a_source(failed: Mask) -> String {
+        format!(
+            "replicas {failed:#b} hold an operation that failed without a quorum, and no \
+             other copy is reachable: waiting for the bricks that are down"
+        )
+    }
 }
 
 fn counter(c: &proto::PendingCounts, kind: PendingKind) -> u32 {
@@ -91,7 +106,8 @@ fn accused_by_at_least(kind: PendingKind, present: &[(usize, &Looked)], need: us
     m
 }
 
-pub fn roles(kind: PendingKind, present: &[(usize, &Looked)]) -> Roles {
+/// `replicas` is the size of the replica set (present or not).
+pub fn roles(kind: PendingKind, present: &[(usize, &Looked)], replicas: usize) -> Roles {
     let have = present.iter().fold(0, |m, (i, _)| m | bit(*i));
     let mut sinks = blamed(kind, present) & have;
     let mut likely = None;
@@ -137,6 +153,19 @@ pub fn roles(kind: PendingKind, present: &[(usize, &Looked)]) -> Roles {
             source,
             sinks: sinks | (sources & dirty & !bit(source)),
         },
+        None if present.len() < replicas => {
+            let accused_by_another = accused_by_at_least(kind, present, 1) & have;
+            if accused_by_another == have {
+                Roles::SplitBrain {
+                    blamed: sinks,
+                    likely,
+                }
+            } else {
+                Roles::SourceAbsent {
+                    failed: have & !accused_by_another,
+                }
+            }
+        }
         None => Roles::SplitBrain {
             blamed: sinks,
             likely,
@@ -182,13 +211,13 @@ mod tests {
         );
         let present = [(0, &c), (1, &a), (2, &b)];
         assert_eq!(
-            roles(PendingKind::Data, &present),
+            roles(PendingKind::Data, &present, 3),
             Roles::Heal {
                 source: 1,
                 sinks: 0b001
             }
         );
-        assert_eq!(roles(PendingKind::Metadata, &present), Roles::Clean);
+        assert_eq!(roles(PendingKind::Metadata, &present, 3), Roles::Clean);
     }
 
     #[test]
@@ -199,7 +228,7 @@ mod tests {
         let b2 = looked(&[(0, 1)], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
         assert_eq!(
-            roles(PendingKind::Data, &present),
+            roles(PendingKind::Data, &present, 3),
             Roles::Heal {
                 source: 1,
                 sinks: 0b101
@@ -217,7 +246,7 @@ mod tests {
         let b2 = looked(&[(1, 0x3a)], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
         assert_eq!(
-            roles(PendingKind::Data, &present),
+            roles(PendingKind::Data, &present, 3),
             Roles::Heal {
                 source: 0,
                 sinks: 0b010
@@ -228,7 +257,10 @@ mod tests {
         let b1 = looked(&[(0, 1), (2, 1)], false);
         let b2 = looked(&[(0, 1), (1, 1)], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
-        assert_eq!(roles(PendingKind::Data, &present), split_brain(0b111, None));
+        assert_eq!(
+            roles(PendingKind::Data, &present, 3),
+            split_brain(0b111, None)
+        );
     }
 
     #[test]
@@ -240,12 +272,12 @@ mod tests {
         let b2 = looked(&[(1, 38)], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
         assert_eq!(
-            roles(PendingKind::Data, &present),
+            roles(PendingKind::Data, &present, 3),
             split_brain(0b111, Some(0))
         );
         // The third replica down: nothing can vouch for the likely source.
         assert_eq!(
-            roles(PendingKind::Data, &present[..2]),
+            roles(PendingKind::Data, &present[..2], 3),
             split_brain(0b011, None)
         );
         // Nobody else blamed by a majority: an ordinary split-brain.
@@ -253,7 +285,10 @@ mod tests {
         let b1 = looked(&[(0, 1)], false);
         let b2 = looked(&[], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
-        assert_eq!(roles(PendingKind::Data, &present), split_brain(0b111, None));
+        assert_eq!(
+            roles(PendingKind::Data, &present, 3),
+            split_brain(0b111, None)
+        );
     }
 
     #[test]
@@ -261,14 +296,20 @@ mod tests {
         let b0 = looked(&[(1, 1)], false);
         let b1 = looked(&[(0, 1)], false);
         let present = [(0, &b0), (1, &b1)];
-        assert_eq!(roles(PendingKind::Data, &present), split_brain(0b011, None));
+        assert_eq!(
+            roles(PendingKind::Data, &present, 3),
+            split_brain(0b011, None)
+        );
     }
 
     #[test]
     fn dirty_without_blame_is_decided_by_content() {
         let b0 = looked(&[], true);
         let b1 = looked(&[], false);
-        assert_eq!(roles(PendingKind::Data, &[(0, &b0), (1, &b1)]), Roles::Vote);
+        assert_eq!(
+            roles(PendingKind::Data, &[(0, &b0), (1, &b1)], 3),
+            Roles::Vote
+        );
     }
 
     #[test]
@@ -280,16 +321,30 @@ mod tests {
         let b2 = looked(&[], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
         assert_eq!(
-            roles(PendingKind::Data, &present),
+            roles(PendingKind::Data, &present, 3),
             Roles::Heal {
                 source: 1,
                 sinks: 0b101
             }
         );
-        // Alone, it is no source for anybody.
+        // Alone, it is no source for anybody, and not a split-brain: the
+        // good copies are away.
         assert_eq!(
-            roles(PendingKind::Data, &present[..1]),
-            split_brain(0b001, None)
+            roles(PendingKind::Data, &present[..1], 3),
+            Roles::SourceAbsent { failed: 0b001 }
+        );
+        // With the replica that missed the later op only: the same.
+        assert_eq!(
+            roles(PendingKind::Data, &[(0, &b0), (2, &b2)], 3),
+            Roles::SourceAbsent { failed: 0b001 }
+        );
+        // With the good copy: healed from it.
+        assert_eq!(
+            roles(PendingKind::Data, &present[..2], 3),
+            Roles::Heal {
+                source: 1,
+                sinks: 0b001
+            }
         );
     }
 
@@ -302,7 +357,7 @@ mod tests {
         let b2 = looked(&[], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
         assert_eq!(
-            roles(PendingKind::Data, &present),
+            roles(PendingKind::Data, &present, 3),
             Roles::Heal {
                 source: 1,
                 sinks: 0b101
@@ -314,7 +369,7 @@ mod tests {
         let b1 = looked(&[(2, 1)], true);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
         assert_eq!(
-            roles(PendingKind::Data, &present),
+            roles(PendingKind::Data, &present, 3),
             Roles::Heal {
                 source: 0,
                 sinks: 0b110
@@ -325,6 +380,6 @@ mod tests {
     #[test]
     fn blame_from_a_brick_index_out_of_range_is_ignored() {
         let b0 = looked(&[(200, 1)], false);
-        assert_eq!(roles(PendingKind::Data, &[(0, &b0)]), Roles::Clean);
+        assert_eq!(roles(PendingKind::Data, &[(0, &b0)], 3), Roles::Clean);
     }
 }

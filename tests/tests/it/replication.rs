@@ -268,6 +268,17 @@ fn a_write_applied_only_on_a_minority_never_becomes_the_heal_source() {
     // Killed while hung, they never run what they had queued.
     cluster.kill_brick(1);
     cluster.kill_brick(2);
+    let (data, _, _) = pending(&cluster.brick_dir(0).join("f"), 0);
+    assert!(data >= 1, "brick 0 does not accuse itself of the failed write");
+    // Its copy is no source, yet no split-brain either: the good copies are
+    // on the bricks that are down.
+    let info = cluster.heal_cli(&["info", "split-brain"]);
+    assert!(
+        info.stdout.contains("split-brain: 0"),
+        "with the good copies down:\n{}\n{}",
+        info.stdout,
+        info.stderr
+    );
     // Brick 1 returns first: the next write reaches bricks 0 and 1 and
     // blames 2, so heal has two unblamed copies to choose a source from,
     // one of which holds the failed write.
