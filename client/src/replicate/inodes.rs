@@ -103,6 +103,11 @@ pub struct InodeCtx {
     pub lock: Mutex<LockState>,
     /// Replicas that missed operations on this inode (not to be read from).
     pub stale: AtomicU8,
+    /// The stale replicas accused only by themselves: they applied an op
+    /// that failed for want of a quorum, on top of every op that succeeded.
+    /// Read from only when no other copy is reachable, so that a file stays
+    /// readable with two bricks down (TARGET invariant 2).
+    failed_only: AtomicU8,
     /// Brick-connection epoch in which `stale` was last learned from all bricks.
     pub validated_epoch: AtomicU64,
 }
@@ -112,6 +117,7 @@ impl InodeCtx {
         InodeCtx {
             lock: Mutex::new(LockState::default()),
             stale: AtomicU8::new(0),
+            failed_only: AtomicU8::new(0),
             validated_epoch: AtomicU64::new(u64::MAX),
         }
     }
@@ -120,8 +126,33 @@ impl InodeCtx {
         self.stale.load(Ordering::Acquire)
     }
 
+    /// Replicas learned to have missed an op: whatever else they hold.
     pub fn add_stale(&self, m: Mask) {
         self.stale.fetch_or(m, Ordering::AcqRel);
+        self.failed_only.fetch_and(!m, Ordering::AcqRel);
+    }
+
+    /// Replicas that applied an op which failed; those already stale stay
+    /// only stale.
+    pub fn add_failed_only(&self, m: Mask) {
+        let fresh = m & !self.stale.fetch_or(m, Ordering::AcqRel);
+        self.failed_only.fetch_or(fresh, Ordering::AcqRel);
+    }
+
+    pub fn failed_only(&self) -> Mask {
+        self.failed_only.load(Ordering::Acquire)
+    }
+
+    /// What the bricks said of the replicas they were asked about; of the
+    /// others (`keep`) what was known before stays.
+    pub fn learn(&self, stale: Mask, failed_only: Mask, keep: Mask) {
+        let old = self.stale();
+        let old_failed = self.failed_only();
+        self.stale.store(stale | (old & keep), Ordering::Release);
+        self.failed_only.store(
+            (failed_only & stale) | (old_failed & keep),
+            Ordering::Release,
+        );
     }
 }
 
@@ -173,5 +204,28 @@ impl Inodes {
             }
             !over && ctx.stale() != 0
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InodeCtx;
+
+    #[test]
+    fn a_copy_that_missed_an_op_is_no_longer_one_to_fall_back_on() {
+        let ctx = InodeCtx::new();
+        ctx.add_failed_only(0b001);
+        assert_eq!((ctx.stale(), ctx.failed_only()), (0b001, 0b001));
+        // Brick 0 then misses a later op: it lacks something that succeeded.
+        ctx.add_stale(0b001);
+        assert_eq!((ctx.stale(), ctx.failed_only()), (0b001, 0));
+        // Already stale when it applied a failed op: still not a fallback.
+        ctx.add_failed_only(0b011);
+        assert_eq!((ctx.stale(), ctx.failed_only()), (0b011, 0b010));
+        // The bricks asked say brick 1 is clean again; brick 2, not asked,
+        // keeps what was known of it.
+        ctx.add_failed_only(0b100);
+        ctx.learn(0b001, 0, 0b100);
+        assert_eq!((ctx.stale(), ctx.failed_only()), (0b101, 0b100));
     }
 }

@@ -25,6 +25,25 @@ fn blamed_by(answers: &[(usize, Looked)]) -> Mask {
     m
 }
 
+/// Replicas that only they themselves blame: each applied an op that failed
+/// without a quorum, and nobody says it missed one.
+fn failed_only(answers: &[(usize, Looked)]) -> Mask {
+    let (mut by_self, mut by_others) = (0, 0);
+    for (i, looked) in answers {
+        for (idx, counts) in &looked.pending {
+            if counts.is_zero() {
+                continue;
+            }
+            if usize::from(*idx) == *i {
+                by_self |= bit(*i);
+            } else {
+                by_others |= bit(*idx as usize);
+            }
+        }
+    }
+    by_self & !by_others
+}
+
 /// Errors that mean "this replica does not have the object", i.e. it missed
 /// the operation that created it (or the one that removed it, elsewhere).
 fn is_missing(e: &FsError) -> bool {
@@ -100,9 +119,7 @@ impl Replicate {
         let attr = group[0].1.attr.clone();
         let ctx = self.inodes.get(attr.gfid);
         let unanswered = self.all_mask() & !answered;
-        let old = ctx.stale();
-        ctx.stale
-            .store(stale | (old & unanswered), Ordering::Release);
+        ctx.learn(stale, failed_only(&group), unanswered);
         // A replica without the name needs its directory healed; one that
         // is blamed, the object itself.
         self.found_stale(attr.gfid, blamed_by(&group) & self.all_mask());
@@ -215,10 +232,10 @@ impl Replicate {
             .fold(0, |m, (i, _)| m | bit(*i));
         let stale = blamed_by(&tally.ok) | missing;
         let answered = tally.ok_mask() | tally.failed_mask();
-        let old = ctx.stale();
-        ctx.stale.store(
-            (stale | (old & !answered)) & self.all_mask(),
-            Ordering::Release,
+        ctx.learn(
+            stale & self.all_mask(),
+            failed_only(&tally.ok),
+            self.all_mask() & !answered,
         );
         self.found_stale(gfid, stale & self.all_mask());
         if answered == up {
@@ -265,9 +282,17 @@ impl Replicate {
     {
         let n = self.bricks.len();
         let ctx = self.inodes.peek(gfid);
-        let stale = ctx.as_ref().map(|c| c.stale()).unwrap_or(0);
+        let (stale, failed_only) = ctx
+            .as_ref()
+            .map(|c| (c.stale(), c.failed_only()))
+            .unwrap_or((0, 0));
         let up = self.up_mask();
-        let healthy = up & !stale & !self.replaced_mask();
+        let mut healthy = up & !stale & !self.replaced_mask();
+        if healthy == 0 {
+            // Copies that hold every op that succeeded, and one that failed
+            // on top: better than no answer while the good ones are away.
+            healthy = up & failed_only & !self.replaced_mask();
+        }
         if healthy == 0 {
             return Err(if up == 0 {
                 FsError::BrickDown("all bricks".into())

@@ -204,7 +204,7 @@ impl Replicate {
             let accusers = ok_mask | tally.failed_mask();
             for g in changed_by(kind, &locked.gfids, blame_on) {
                 self.blame_after(g, accusers, ok_mask, kind).await;
-                self.inodes.get(g).add_stale(ok_mask);
+                self.inodes.get(g).add_failed_only(ok_mask);
             }
             self.release_keeping_dirty(&mut locked, ok_mask).await;
         }
