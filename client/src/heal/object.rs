@@ -64,6 +64,17 @@ pub(crate) enum StepResult {
     Split,
 }
 
+/// A transaction left unconfirmed on a copy present: a dirty mark, or an
+/// accusation of itself.
+fn unconfirmed(survey: &Survey) -> bool {
+    survey.present.iter().any(|(i, l)| {
+        l.dirty
+            || l.pending
+                .iter()
+                .any(|(idx, c)| usize::from(*idx) == *i && !c.is_zero())
+    })
+}
+
 impl Healer {
     pub(crate) async fn survey(&self, gfid: Gfid, on: Mask) -> FsResult<Survey> {
         let answers = fan_out(&self.bricks, on, |b| async move {
@@ -152,10 +163,24 @@ impl Healer {
                 Some(StepResult::Split) => Ok(Outcome::SplitBrain),
                 Some(StepResult::Postponed(why)) => Ok(Outcome::Postponed(why)),
                 _ => {
-                    self.record(gfid, lock.held, &survey, &kinds_done).await?;
                     let have = survey.have();
+                    let away = self.all_mask() & !lock.held;
+                    let blamed_away = if away != 0 && unconfirmed(&survey) {
+                        // The copies here may all hold an op that never
+                        // reached a quorum (a client died mid-transaction,
+                        // or a failed op), which the replicas away may lack,
+                        // and the marks that say so are about to go: they
+                        // are accused instead, so heal compares them once
+                        // they are back.
+                        self.blame_away(gfid, lock.held & have, away, &kinds_done)
+                            .await?;
+                        away
+                    } else {
+                        0
+                    };
+                    self.record(gfid, lock.held, &survey, &kinds_done).await?;
                     let absent_blamed: Vec<String> =
-                        indices(survey.present.iter().fold(0, |m, (_, l)| {
+                        indices(survey.present.iter().fold(blamed_away, |m, (_, l)| {
                             l.pending
                                 .iter()
                                 .filter(|(i, c)| !c.is_zero() && have & bit(*i as usize) == 0)
@@ -183,6 +208,30 @@ impl Healer {
                 }
             }
         })
+    }
+
+    async fn blame_away(
+        &self,
+        gfid: Gfid,
+        on: Mask,
+        away: Mask,
+        kinds: &[PendingKind],
+    ) -> FsResult<()> {
+        let blame: Vec<u8> = indices(away).map(|i| i as u8).collect();
+        for &kind in kinds {
+            let answers = fan_out(&self.bricks, on, |b| {
+                let blame = blame.clone();
+                async move {
+                    b.call(|c, ctx| async move { c.mark_pending(ctx, gfid, blame, kind).await })
+                        .await
+                }
+            })
+            .await;
+            for (_, res) in answers {
+                res?;
+            }
+        }
+        Ok(())
     }
 
     /// Tells every locked brick the heal is done: each subtracts the blame

@@ -24,6 +24,16 @@
 //! split-brain. Every acknowledged op reached two replicas, so a replica
 //! that lacks one differs from both of them unless the op changed nothing.
 //!
+//! **Self-accusation.** A replica that applied an op its client could not
+//! get a quorum for accuses itself (the others may not have heard of the
+//! op). That is no blame: such a copy holds every op that succeeded plus
+//! the failed one, so it is the source of last resort, after any unblamed
+//! copy that is clean, then any that is dirty (a transaction left
+//! unconfirmed), and only with every replica present, else heal waits for
+//! the others. Whichever source is taken, the other unblamed copies that are
+//! dirty or accuse themselves are healed from it too: heal clears every
+//! mark, and one left as it was could differ with nothing to say so.
+//!
 //! Directories where every replica is blamed by both others (each missed
 //! ops the other two applied, and no heal ran in between) are not a
 //! split-brain either when all replicas are there: entry heal lets a
@@ -48,10 +58,9 @@ pub enum Roles {
     /// accuses are discounted, if there is one: a source only if another
     /// replica's content agrees with it.
     SplitBrain { blamed: Mask, likely: Option<usize> },
-    /// No replica present can be a source, and `failed` are sinks only by
-    /// their own accusation (an op reached them without a quorum): the
-    /// copies that can be sources are on bricks that are down. Not a
-    /// split-brain; heal waits for them.
+    /// The only sources present accuse themselves (`failed`: an op reached
+    /// them without a quorum) while a replica is away: it may be a better
+    /// source. Not a split-brain; heal waits for it.
     SourceAbsent { failed: Mask },
 }
 
@@ -59,8 +68,8 @@ impl Roles {
     /// Why heal waits, for `SourceAbsent`.
     pub fn waiting_for_a_source(failed: Mask) -> String {
         format!(
-            "replicas {failed:#b} hold an operation that failed without a quorum, and no \
-             other copy is reachable: waiting for the bricks that are down"
+            "replicas {failed:#b} hold an operation that failed without a quorum, and a \
+             replica that may not is away: waiting for it"
         )
     }
 }
@@ -73,17 +82,29 @@ fn counter(c: &proto::PendingCounts, kind: PendingKind) -> u32 {
     }
 }
 
-/// Replicas that `present` blame for `kind`.
-pub fn blamed(kind: PendingKind, present: &[(usize, &Looked)]) -> Mask {
+/// Replicas that `present` blame for `kind` (an accusation of oneself is
+/// no blame, see the module docs).
+fn blamed(kind: PendingKind, present: &[(usize, &Looked)]) -> Mask {
     let mut m = 0;
-    for (_, looked) in present {
+    for (i, looked) in present {
         for (idx, counts) in &looked.pending {
-            if counter(counts, kind) > 0 {
+            if usize::from(*idx) != *i && counter(counts, kind) > 0 {
                 m |= bit(*idx as usize);
             }
         }
     }
     m
+}
+
+fn self_accused(kind: PendingKind, present: &[(usize, &Looked)]) -> Mask {
+    present
+        .iter()
+        .filter(|(i, l)| {
+            l.pending
+                .iter()
+                .any(|(idx, c)| usize::from(*idx) == *i && counter(c, kind) > 0)
+        })
+        .fold(0, |m, (i, _)| m | bit(*i))
 }
 
 /// Replicas that at least `need` of `present` (other than themselves) blame.
@@ -132,44 +153,31 @@ pub fn roles(kind: PendingKind, present: &[(usize, &Looked)], replicas: usize) -
         .iter()
         .filter(|(_, l)| l.dirty)
         .fold(0, |m, (i, _)| m | bit(*i));
-    if sinks == 0 {
+    let failed = self_accused(kind, present) & have;
+    if sinks == 0 && failed == 0 {
         if dirty != 0 {
             return Roles::Vote;
         }
         return Roles::Clean;
     }
-    // A dirty replica nobody blames may hold an op that never reached a
-    // quorum (its accusation of itself lost with its client); a clean one
-    // nobody blames has every op that did, as each miss is blamed before the
-    // op is acknowledged. So a clean source is taken first. The other dirty
-    // sources are healed from the one taken (only blocks that differ are
-    // copied): heal clears every mark, and a source left as it was could
-    // differ with nothing left to say so.
-    match crate::quorum::indices(sources & !dirty)
-        .next()
-        .or_else(|| crate::quorum::indices(sources).next())
-    {
-        Some(source) => Roles::Heal {
-            source,
-            sinks: sinks | (sources & dirty & !bit(source)),
-        },
-        None if present.len() < replicas => {
-            let accused_by_another = accused_by_at_least(kind, present, 1) & have;
-            if accused_by_another == have {
-                Roles::SplitBrain {
-                    blamed: sinks,
-                    likely,
-                }
-            } else {
-                Roles::SourceAbsent {
-                    failed: have & !accused_by_another,
-                }
-            }
-        }
-        None => Roles::SplitBrain {
+    let first = |m: Mask| crate::quorum::indices(m).next();
+    let Some(source) = first(sources & !dirty & !failed)
+        .or_else(|| first(sources & !failed))
+        .or_else(|| first(sources))
+    else {
+        return Roles::SplitBrain {
             blamed: sinks,
             likely,
-        },
+        };
+    };
+    if failed & bit(source) != 0 && present.len() < replicas {
+        return Roles::SourceAbsent {
+            failed: failed & sources,
+        };
+    }
+    Roles::Heal {
+        source,
+        sinks: sinks | (sources & (dirty | failed) & !bit(source)),
     }
 }
 
@@ -345,6 +353,31 @@ mod tests {
                 source: 1,
                 sinks: 0b001
             }
+        );
+    }
+
+    #[test]
+    fn a_self_accusation_after_rolling_outages_is_no_split_brain() {
+        // b1 missed W1 (b0 and b2 blame it) and was healed from b2 while b0
+        // was down, so b0 still accuses it; b2 then missed W2 (b0 and b1
+        // blame it); W3 reached only b0. The one unblamed copy is b0's,
+        // which has every op that succeeded: the source, failed op and all.
+        let b0 = looked(&[(0, 1), (1, 1), (2, 1)], true);
+        let b1 = looked(&[(2, 1)], false);
+        let b2 = looked(&[], false);
+        let present = [(0, &b0), (1, &b1), (2, &b2)];
+        assert_eq!(
+            roles(PendingKind::Data, &present, 3),
+            Roles::Heal {
+                source: 0,
+                sinks: 0b110
+            }
+        );
+        // b2 away: b1 is behind, b0 the only source present, and b2 may
+        // have what b0 has without the failed op; wait for it.
+        assert_eq!(
+            roles(PendingKind::Data, &present[..2], 3),
+            Roles::SourceAbsent { failed: 0b001 }
         );
     }
 

@@ -143,16 +143,22 @@ impl InodeCtx {
         self.failed_only.load(Ordering::Acquire)
     }
 
-    /// What the bricks said of the replicas they were asked about; of the
-    /// others (`keep`) what was known before stays.
-    pub fn learn(&self, stale: Mask, failed_only: Mask, keep: Mask) {
-        let old = self.stale();
-        let old_failed = self.failed_only();
-        self.stale.store(stale | (old & keep), Ordering::Release);
-        self.failed_only.store(
-            (failed_only & stale) | (old_failed & keep),
-            Ordering::Release,
-        );
+    /// Replicas known to lack an op that succeeded.
+    pub fn behind(&self) -> Mask {
+        self.stale() & !self.failed_only()
+    }
+
+    /// What the bricks that answered said of the replicas: `stale` are
+    /// blamed (by another or by themselves), `failed_only` only by
+    /// themselves. With fewer than a write quorum of answers (`enough`
+    /// false) the answers may all come from copies that missed an op whose
+    /// appliers are away, so what was known is only added to.
+    pub fn learn(&self, stale: Mask, failed_only: Mask, answered: Mask, all: Mask, enough: bool) {
+        let keep = if enough { all & !answered } else { all };
+        let behind = ((stale & !failed_only) | (self.behind() & keep)) & all;
+        let failed = ((failed_only & stale) | (self.failed_only() & keep)) & all & !behind;
+        self.stale.store(behind | failed, Ordering::Release);
+        self.failed_only.store(failed, Ordering::Release);
     }
 }
 
@@ -222,10 +228,17 @@ mod tests {
         // Already stale when it applied a failed op: still not a fallback.
         ctx.add_failed_only(0b011);
         assert_eq!((ctx.stale(), ctx.failed_only()), (0b011, 0b010));
-        // The bricks asked say brick 1 is clean again; brick 2, not asked,
-        // keeps what was known of it.
+        // Bricks 0 and 1 answer: brick 1 is clean again; brick 2, not
+        // asked, keeps what was known of it.
         ctx.add_failed_only(0b100);
-        ctx.learn(0b001, 0, 0b100);
+        ctx.learn(0b001, 0, 0b011, 0b111, true);
         assert_eq!((ctx.stale(), ctx.failed_only()), (0b101, 0b100));
+        // Brick 0 alone answers that nobody blames it: the bricks that
+        // could are away, so it stays behind.
+        ctx.learn(0, 0, 0b001, 0b111, false);
+        assert_eq!((ctx.stale(), ctx.failed_only()), (0b101, 0b100));
+        // Enough answers say it is healed.
+        ctx.learn(0, 0, 0b011, 0b111, true);
+        assert_eq!((ctx.stale(), ctx.failed_only()), (0b100, 0b100));
     }
 }

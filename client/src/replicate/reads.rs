@@ -118,8 +118,13 @@ impl Replicate {
         let stale = (blamed_by(&group) | (answered & !group_mask)) & self.all_mask();
         let attr = group[0].1.attr.clone();
         let ctx = self.inodes.get(attr.gfid);
-        let unanswered = self.all_mask() & !answered;
-        ctx.learn(stale, failed_only(&group), unanswered);
+        ctx.learn(
+            stale,
+            failed_only(&group),
+            answered,
+            self.all_mask(),
+            count(answered) >= self.quorum,
+        );
         // A replica without the name needs its directory healed; one that
         // is blamed, the object itself.
         self.found_stale(attr.gfid, blamed_by(&group) & self.all_mask());
@@ -235,7 +240,9 @@ impl Replicate {
         ctx.learn(
             stale & self.all_mask(),
             failed_only(&tally.ok),
-            self.all_mask() & !answered,
+            answered,
+            self.all_mask(),
+            count(answered) >= self.quorum,
         );
         self.found_stale(gfid, stale & self.all_mask());
         if answered == up {

@@ -175,13 +175,18 @@ impl Replicate {
         // Applied on stale copies only (the good one failed it): as good as
         // applied on a minority, or they would blame the good copy too.
         let chosen = count(ok_mask) >= self.quorum && ok_mask & !stale_before != 0;
+        // Replicas that missed the op with no brick recording it: nothing
+        // would tell heal, so the op must not count as done.
+        let mut unrecorded: Mask = 0;
         if chosen {
             // Bricks that were sent the op but did not apply it are blamed now
             // (the up-front blame covered only the ones known to be missing).
             let late = missed & targets;
             if late != 0 {
                 for g in changed_by(kind, &locked.gfids, blame_on) {
-                    self.blame_after(g, ok_mask, late, kind).await;
+                    if self.blame_after(g, ok_mask, late, kind).await == 0 {
+                        unrecorded |= late;
+                    }
                     self.inodes.get(g).add_stale(late);
                 }
             }
@@ -251,6 +256,20 @@ impl Replicate {
         } else {
             drop(locked);
         }
+        if chosen && unrecorded != 0 {
+            warn!(
+                ?blame_on,
+                applied = ok_mask,
+                missed = unrecorded,
+                "no brick recorded who missed the op: reported as failed"
+            );
+            return Err(FsError::Os {
+                errno: libc::EIO,
+                msg: format!(
+                    "bricks {unrecorded:#b} missed an op on {blame_on} and no brick could record it"
+                ),
+            });
+        }
         if chosen {
             let Tally { mut ok, .. } = tally;
             let (_, first) = ok.remove(0);
@@ -265,7 +284,15 @@ impl Replicate {
         Err(tally.common_error(self.quorum))
     }
 
-    pub(crate) async fn blame_after(&self, gfid: Gfid, on: Mask, blamed: Mask, kind: PendingKind) {
+    /// Records on the bricks `on` that `blamed` missed an op; returns the
+    /// bricks that recorded it.
+    pub(crate) async fn blame_after(
+        &self,
+        gfid: Gfid,
+        on: Mask,
+        blamed: Mask,
+        kind: PendingKind,
+    ) -> Mask {
         let blame: Vec<u8> = indices(blamed).map(|i| i as u8).collect();
         let answers = fan_out(&self.bricks, on, |b| {
             let blame = blame.clone();
@@ -275,12 +302,17 @@ impl Replicate {
             }
         })
         .await;
+        let mut recorded = 0;
         for (i, res) in answers {
             match res {
-                Ok(_) => self.bricks[i].note_blame_made(),
+                Ok(_) => {
+                    self.bricks[i].note_blame_made();
+                    recorded |= bit(i);
+                }
                 Err(e) => warn!(brick = i, ?gfid, "could not record blame: {e}"),
             }
         }
+        recorded
     }
 
     /// Makes sure this client holds the replication locks of every inode in
@@ -313,20 +345,22 @@ impl Replicate {
     /// brick is down, would leave them blaming it and it blaming them: a
     /// split-brain heal cannot settle. Refused with EIO, as reads of such a
     /// file are, until the good copy is back or heal made another good.
-    /// Returns the copies known to be stale.
+    /// A copy that only accuses itself (it applied an op that failed) has
+    /// every op that succeeded: as good as any for this. Returns the copies
+    /// known to lack some.
     async fn require_a_good_copy(&self, gfid: Gfid, targets: Mask) -> FsResult<Mask> {
         if self.all_clean() {
             return Ok(0);
         }
         self.validated(gfid).await?;
         let ctx = self.inodes.get(gfid);
-        if targets & !ctx.stale() != 0 {
-            return Ok(ctx.stale());
+        if targets & !ctx.behind() != 0 {
+            return Ok(ctx.behind());
         }
         // What this client knows may predate a heal: the bricks once more.
         self.revalidated(gfid).await?;
-        if targets & !ctx.stale() != 0 {
-            return Ok(ctx.stale());
+        if targets & !ctx.behind() != 0 {
+            return Ok(ctx.behind());
         }
         warn!(%gfid, targets, stale = ctx.stale(), "refusing a change: every reachable replica is stale");
         Err(FsError::Os {

@@ -315,6 +315,64 @@ fn a_write_applied_only_on_a_minority_never_becomes_the_heal_source() {
 }
 
 #[test]
+fn writes_go_on_with_one_brick_down_when_the_copies_up_are_one_behind_and_one_failed() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    let path = m.join("f");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    f.write_all_at(b"kept", 0).unwrap();
+    f.sync_all().unwrap();
+    // Brick 1 misses a write: bricks 0 and 2 blame it.
+    cluster.kill_brick(1);
+    f.write_all_at(b"A", 4).unwrap();
+    f.sync_all().unwrap();
+    cluster.restart_brick(1);
+    // Once this client holds brick 1's lock again, its writes reach it.
+    let back = tests::wait_until(SETTLE, || {
+        f.write_all_at(b"A", 4).and_then(|()| f.sync_all()).is_ok()
+            && fs::read(cluster.brick_dir(1).join("f")).is_ok_and(|c| c == b"keptA")
+    });
+    assert!(back, "brick 1 did not get the file's writes again");
+    // The next write reaches brick 0 alone (1 and 2 hang, then are killed).
+    cluster.stop_brick(1);
+    cluster.stop_brick(2);
+    let failed = f.write_all_at(b"BBBB", 5).and_then(|()| f.sync_all());
+    assert!(
+        failed.is_err(),
+        "a write that reached one brick of three succeeded"
+    );
+    cluster.kill_brick(1);
+    cluster.kill_brick(2);
+    cluster.restart_brick(1);
+    // Brick 0 accuses itself of the failed write, brick 1 is still blamed
+    // for the first one, brick 2 is down: brick 0's copy has every write
+    // that succeeded, so writes go on (one brick down, TARGET invariant 2).
+    let mut last = None;
+    let wrote = tests::wait_until(SETTLE, || {
+        let r = f.write_all_at(b"C", 9).and_then(|()| f.sync_all());
+        let ok = r.is_ok();
+        last = Some(r);
+        ok
+    });
+    assert!(wrote, "no write succeeded with brick 2 down: {last:?}");
+    drop(f);
+    cluster.restart_brick(2);
+    let _heald = cluster.start_heald(1);
+    cluster.assert_replicas_identical(SETTLE);
+    // What the failed write left (bytes 5..9) is unspecified; the rest is
+    // what succeeded.
+    let copy = fs::read(cluster.brick_dir(2).join("f")).unwrap();
+    assert_eq!(copy.len(), 10, "{:?}", String::from_utf8_lossy(&copy));
+    assert_eq!(&copy[..5], b"keptA");
+    assert_eq!(copy[9], b'C');
+}
+
+#[test]
 fn a_client_killed_while_holding_locks_leaves_none_behind() {
     let cluster = TestCluster::start(3);
     let a = cluster.mount();
