@@ -358,6 +358,7 @@ impl Healer {
         let forced = Forced {
             source,
             sinks: bit(sink),
+            whatever_the_marks: false,
         };
         let res = self.heal_locked(&mut lock, false, Some(forced)).await;
         self.unlock(&mut lock).await;

@@ -227,6 +227,7 @@ impl Healer {
             let forced = Forced {
                 source,
                 sinks: survey.have() & !bit(source),
+                whatever_the_marks: true,
             };
             tracing::warn!(%gfid, path, source, ?policy, "resolving split-brain by operator's choice");
             let outcome = self.heal_locked(&mut lock, false, Some(forced)).await?;

@@ -33,6 +33,12 @@ pub enum Outcome {
 pub struct Forced {
     pub source: usize,
     pub sinks: Mask,
+    /// The operator's choice (split-brain resolution): taken whatever the
+    /// changelog says. Otherwise (filling a copy entry heal just made) the
+    /// object's own changelog decides when it names a source, since the
+    /// directory's source may hold a failed op on this object that another
+    /// replica has not; waiting on it is waiting.
+    pub whatever_the_marks: bool,
 }
 
 pub(crate) struct Survey {
@@ -136,12 +142,20 @@ impl Healer {
             // Metadata last: data and entry heal move the times.
             steps.push(PendingKind::Metadata);
             for step in steps {
+                let own = || roles(step, &survey.refs(), self.bricks.len());
                 let roles = match forced {
-                    Some(f) => Roles::Heal {
-                        source: f.source,
-                        sinks: f.sinks & survey.have() & !bit(f.source),
-                    },
-                    None => roles(step, &survey.refs(), self.bricks.len()),
+                    Some(f) => {
+                        let choice = Roles::Heal {
+                            source: f.source,
+                            sinks: f.sinks & survey.have() & !bit(f.source),
+                        };
+                        match own() {
+                            _ if f.whatever_the_marks => choice,
+                            r @ (Roles::Heal { .. } | Roles::SourceAbsent { .. }) => r,
+                            _ => choice,
+                        }
+                    }
+                    None => own(),
                 };
                 let result = match step {
                     PendingKind::Data => self.data_step(lock, &survey, roles, full).await?,

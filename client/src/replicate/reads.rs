@@ -123,7 +123,7 @@ impl Replicate {
             failed_only(&group),
             answered,
             self.all_mask(),
-            count(answered) >= self.quorum,
+            count(group_mask | missing) >= self.quorum,
         );
         // A replica without the name needs its directory healed; one that
         // is blamed, the object itself.
@@ -237,12 +237,15 @@ impl Replicate {
             .fold(0, |m, (i, _)| m | bit(*i));
         let stale = blamed_by(&tally.ok) | missing;
         let answered = tally.ok_mask() | tally.failed_mask();
+        // An error answer says nothing of the changelog: only the replicas
+        // that showed theirs, or showed they lack the object, are learned.
+        let told = tally.ok_mask() | missing;
         ctx.learn(
             stale & self.all_mask(),
             failed_only(&tally.ok),
-            answered,
+            told,
             self.all_mask(),
-            count(answered) >= self.quorum,
+            count(told) >= self.quorum,
         );
         self.found_stale(gfid, stale & self.all_mask());
         if answered == up {

@@ -189,6 +189,12 @@ impl Replicate {
                     }
                     self.inodes.get(g).add_stale(late);
                 }
+                if unrecorded != 0 {
+                    // The dirty marks are then all that is left to say the
+                    // replicas differ: released without the post-op, they
+                    // stay for heal (whose vote sides with the appliers).
+                    self.release_keeping_dirty(&mut locked, ok_mask).await;
+                }
             }
         } else if ok_mask != 0 {
             // Applied on a minority (or on stale copies) only: the op

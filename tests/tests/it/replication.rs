@@ -373,6 +373,38 @@ fn writes_go_on_with_one_brick_down_when_the_copies_up_are_one_behind_and_one_fa
 }
 
 #[test]
+fn a_failed_write_on_a_file_made_while_a_brick_was_down_is_not_copied_to_it() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    cluster.kill_brick(2);
+    fs::create_dir(m.join("d")).unwrap();
+    let f = File::create(m.join("d/f")).unwrap();
+    f.write_all_at(b"kept", 0).unwrap();
+    f.sync_all().unwrap();
+    // Brick 2 is down and brick 1 hangs: the next write reaches brick 0
+    // alone.
+    cluster.stop_brick(1);
+    let failed = f.write_all_at(b"lost", 4).and_then(|()| f.sync_all());
+    assert!(failed.is_err(), "a write that reached one brick of three succeeded");
+    drop(f);
+    cluster.kill_brick(1);
+    cluster.restart_brick(1);
+    cluster.restart_brick(2);
+    // Brick 2 lacks the file: the directory's heal makes it there and
+    // fills it, from a copy without the failed write.
+    let _heald = cluster.start_heald(1);
+    cluster.assert_replicas_identical(SETTLE);
+    for b in 0..3 {
+        let copy = fs::read(cluster.brick_dir(b).join("d/f")).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&copy),
+            "kept",
+            "brick {b}'s copy after heal"
+        );
+    }
+}
+
+#[test]
 fn a_client_killed_while_holding_locks_leaves_none_behind() {
     let cluster = TestCluster::start(3);
     let a = cluster.mount();
