@@ -113,6 +113,46 @@ impl Changelog {
         Ok(())
     }
 
+    /// Takes back one operation of `kind` from the blame of each of
+    /// `blamed` (its transaction failed). The heal index entry stays: heal
+    /// drops it once it finds nothing to do.
+    pub fn unblame(
+        &self,
+        gfid: Gfid,
+        target: &Target,
+        blamed: &[ReplicaIndex],
+        kind: PendingKind,
+    ) -> FsResult<()> {
+        let _g = self
+            .bump
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for brick in blamed {
+            let name = format!("{PENDING_PREFIX}{brick}");
+            let mut counts = match xget(target, name.as_bytes()) {
+                Ok(v) => decode(&v).unwrap_or_default(),
+                Err(FsError::NoAttr) => continue,
+                Err(e) => return Err(e),
+            };
+            let slot = match kind {
+                PendingKind::Data => &mut counts.data,
+                PendingKind::Metadata => &mut counts.metadata,
+                PendingKind::Entry => &mut counts.entry,
+            };
+            *slot = slot.saturating_sub(1);
+            if counts.is_zero() {
+                match xremove(target, name.as_bytes()) {
+                    Ok(()) | Err(FsError::NoAttr) => {}
+                    Err(e) => return Err(e),
+                }
+            } else {
+                xset(target, name.as_bytes(), &encode(&counts), 0)?;
+            }
+        }
+        tracing::debug!(%gfid, ?kind, ?blamed, "blame retracted");
+        Ok(())
+    }
+
     fn notes(&self) -> std::sync::MutexGuard<'_, HashMap<Gfid, String>> {
         self.notes
             .lock()

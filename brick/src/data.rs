@@ -309,11 +309,18 @@ async fn handle(
                 blame: header.blame,
                 maintenance,
             };
-            // In order, as the client queued them: they may overlap.
+            // In order, as the client queued them: they may overlap. One op
+            // carries one blame, as a single write does (a client takes back
+            // exactly that when the op fails on a minority).
+            let rest = Txn {
+                blame: Vec::new(),
+                maintenance,
+            };
             let write_all = move |b: &Backend| -> FsResult<proto::Attr> {
                 let mut last = None;
-                for (offset, d) in data::decode_extents(&payload)? {
-                    last = Some(b.write(&txn, gfid, WriteAt::Offset(offset), d)?);
+                for (k, (offset, d)) in data::decode_extents(&payload)?.into_iter().enumerate() {
+                    let txn = if k == 0 { &txn } else { &rest };
+                    last = Some(b.write(txn, gfid, WriteAt::Offset(offset), d)?);
                 }
                 last.ok_or_else(|| FsError::Invalid("empty vectored write".into()))
             };

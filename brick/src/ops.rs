@@ -1300,6 +1300,16 @@ impl Backend {
         self.changelog.blame(gfid, &obj.target(), blame, kind)
     }
 
+    pub fn retract_pending(
+        &self,
+        gfid: Gfid,
+        blame: &[ReplicaIndex],
+        kind: PendingKind,
+    ) -> FsResult<()> {
+        let obj = self.store.resolve(gfid)?;
+        self.changelog.unblame(gfid, &obj.target(), blame, kind)
+    }
+
     pub fn unlock_batch(&self, conn: ConnId, gfids: &[Gfid]) -> FsResult<()> {
         let mut first_err = None;
         for &g in gfids {

@@ -802,6 +802,25 @@ impl Brick for Conn {
         .await
     }
 
+    async fn retract_pending(
+        self,
+        _: Context,
+        gfid: Gfid,
+        blame: Vec<ReplicaIndex>,
+        kind: PendingKind,
+    ) -> FsResult<()> {
+        self.in_scope(&[gfid])?;
+        if self.backend.inodelks.holder(gfid) != Some(self.id) {
+            return Err(FsError::Invalid(format!(
+                "retracting blame on {gfid} without holding its replication lock"
+            )));
+        }
+        self.run("retract_pending", gfid, move |b| {
+            b.retract_pending(gfid, &blame, kind)
+        })
+        .await
+    }
+
     async fn getlk(self, _: Context, gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>> {
         self.in_scope(&[gfid])?;
         let _span = tracing::debug_span!("fop", fop = "getlk", %gfid).entered();

@@ -35,6 +35,7 @@ const FOPS: &[&str] = &[
     "inodelk",
     "unlock_batch",
     "mark_pending",
+    "retract_pending",
     "getlk",
     "setlk",
     "heal_index",

@@ -411,6 +411,38 @@ fn xattrs_and_private_names() {
 }
 
 #[test]
+fn a_retracted_blame_takes_back_one_op_and_no_more() {
+    let t = brick();
+    let f = t.create(Gfid::ROOT, "f", FileKind::File);
+    assert!(t.b.inodelks.try_acquire(f, C));
+    let blame = Txn::blaming(vec![2]);
+    t.b.write(&blame, f, WriteAt::Offset(0), b"x")
+        .expect("write");
+    t.b.write(&blame, f, WriteAt::Offset(1), b"y")
+        .expect("write");
+    let data_blame = |t: &Brick| {
+        t.b.getattr(f)
+            .expect("getattr")
+            .pending
+            .iter()
+            .find(|(i, _)| *i == 2)
+            .map_or(0, |(_, c)| c.data)
+    };
+    t.b.retract_pending(f, &[2], PendingKind::Data)
+        .expect("retract");
+    assert_eq!(data_blame(&t), 1);
+    t.b.retract_pending(f, &[2], PendingKind::Data)
+        .expect("retract");
+    assert_eq!(data_blame(&t), 0);
+    // Nothing below zero, and nothing of another kind.
+    t.b.retract_pending(f, &[2], PendingKind::Data)
+        .expect("retract");
+    t.b.retract_pending(f, &[1], PendingKind::Metadata)
+        .expect("retract");
+    assert!(t.b.getattr(f).expect("getattr").pending.is_empty());
+}
+
+#[test]
 fn blame_writes_pending_and_heal_index_and_unlock_clears_dirty() {
     let t = brick();
     let f = t.create(Gfid::ROOT, "f", FileKind::File);

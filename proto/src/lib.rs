@@ -97,6 +97,15 @@ pub trait Brick {
     /// Adds blame for bricks that failed an operation after it was sent
     /// (the post-op for the rare case the pre-op could not know).
     async fn mark_pending(gfid: Gfid, blame: Vec<ReplicaIndex>, kind: PendingKind) -> FsResult<()>;
+    /// Takes back the blame an op carried for bricks that were down when
+    /// the op then failed (applied only on a minority): they missed nothing
+    /// that succeeded. Only the holder of the inode's replication lock may,
+    /// within the transaction that added it.
+    async fn retract_pending(
+        gfid: Gfid,
+        blame: Vec<ReplicaIndex>,
+        kind: PendingKind,
+    ) -> FsResult<()>;
 
     /// POSIX record locks and flock, shared by all clients of the brick.
     async fn getlk(gfid: Gfid, lock: RecordLock) -> FsResult<Option<RecordLock>>;

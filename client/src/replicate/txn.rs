@@ -217,6 +217,13 @@ impl Replicate {
                 self.blame_after(g, accusers, ok_mask, kind).await;
                 self.inodes.get(g).add_failed_only(ok_mask);
             }
+            if kind == PendingKind::Data && !txn.blame.is_empty() {
+                // The op's up-front blame of the bricks that were down says
+                // they missed an op that in fact failed: false, and it would
+                // make them sinks to the copy that holds the failed op. A
+                // data op adds exactly one, on the object, where it applied.
+                self.retract_blame(blame_on, ok_mask, &txn.blame).await;
+            }
             self.release_keeping_dirty(&mut locked, ok_mask).await;
         }
         for (k, g) in locked.gfids.iter().enumerate() {
@@ -288,6 +295,28 @@ impl Replicate {
             return Err(crate::quorum::read_only(&self.bricks, self.quorum));
         }
         Err(tally.common_error(self.quorum))
+    }
+
+    async fn retract_blame(&self, gfid: Gfid, on: Mask, blame: &[u8]) {
+        let answers = fan_out(&self.bricks, on, |b| {
+            let blame = blame.to_vec();
+            async move {
+                b.call(|c, ctx| async move {
+                    c.retract_pending(ctx, gfid, blame, PendingKind::Data).await
+                })
+                .await
+            }
+        })
+        .await;
+        for (i, res) in answers {
+            if let Err(e) = res {
+                warn!(
+                    brick = i,
+                    ?gfid,
+                    "could not take back the blame of a failed op: {e}"
+                );
+            }
+        }
     }
 
     /// Records on the bricks `on` that `blamed` missed an op; returns the

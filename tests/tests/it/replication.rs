@@ -385,7 +385,10 @@ fn a_failed_write_on_a_file_made_while_a_brick_was_down_is_not_copied_to_it() {
     // alone.
     cluster.stop_brick(1);
     let failed = f.write_all_at(b"lost", 4).and_then(|()| f.sync_all());
-    assert!(failed.is_err(), "a write that reached one brick of three succeeded");
+    assert!(
+        failed.is_err(),
+        "a write that reached one brick of three succeeded"
+    );
     drop(f);
     cluster.kill_brick(1);
     cluster.restart_brick(1);
@@ -402,6 +405,55 @@ fn a_failed_write_on_a_file_made_while_a_brick_was_down_is_not_copied_to_it() {
             "brick {b}'s copy after heal"
         );
     }
+}
+
+#[test]
+fn a_write_that_failed_does_not_accuse_the_brick_that_was_down() {
+    let cluster = TestCluster::start(3);
+    let m = cluster.mount();
+    let f = File::create(m.join("f")).unwrap();
+    f.write_all_at(b"kept", 0).unwrap();
+    f.sync_all().unwrap();
+    // Brick 2 is down, so the next write carries its blame; brick 1 hangs,
+    // so only brick 0 applies the write, which fails.
+    cluster.kill_brick(2);
+    cluster.stop_brick(1);
+    let failed = f.write_all_at(b"lost", 4).and_then(|()| f.sync_all());
+    assert!(
+        failed.is_err(),
+        "a write that reached one brick of three succeeded"
+    );
+    let b0 = cluster.brick_dir(0).join("f");
+    assert_eq!(
+        pending(&b0, 2).0,
+        0,
+        "brick 0 accuses brick 2 of missing a write that failed"
+    );
+    assert!(pending(&b0, 0).0 >= 1, "brick 0 does not accuse itself");
+    cluster.kill_brick(1);
+    cluster.restart_brick(2);
+    // Brick 1 down: a write reaches bricks 0 and 2 and blames brick 1.
+    let mut last = None;
+    let wrote = tests::wait_until(SETTLE, || {
+        let r = f.write_all_at(b"C", 8).and_then(|()| f.sync_all());
+        let ok = r.is_ok();
+        last = Some(r);
+        ok
+    });
+    assert!(wrote, "no write succeeded with brick 1 down: {last:?}");
+    drop(f);
+    cluster.restart_brick(1);
+    let _heald = cluster.start_heald(1);
+    cluster.assert_replicas_identical(SETTLE);
+    // Brick 2 had every write that succeeded and not the failed one: with
+    // a false accusation it would have been a sink and brick 0 the source.
+    let copy = fs::read(cluster.brick_dir(1).join("f")).unwrap();
+    assert_eq!(
+        copy,
+        b"kept\0\0\0\0C",
+        "{:?}",
+        String::from_utf8_lossy(&copy)
+    );
 }
 
 #[test]
