@@ -30,7 +30,9 @@
 //! the failed one, so it is the source of last resort, after any unblamed
 //! copy that is clean, then any that is dirty (a transaction left
 //! unconfirmed), and only with every replica present, else heal waits for
-//! the others. Whichever source is taken, the other unblamed copies that are
+//! the others. When nobody else is blamed and every replica is here, the
+//! contents vote instead, as for a dirty mark: a hung brick that resumed
+//! may have run the failed op after all. Whichever source is taken, the other unblamed copies that are
 //! dirty or accuse themselves are healed from it too: heal clears every
 //! mark, and one left as it was could differ with nothing to say so.
 //!
@@ -154,11 +156,16 @@ pub fn roles(kind: PendingKind, present: &[(usize, &Looked)], replicas: usize) -
         .filter(|(_, l)| l.dirty)
         .fold(0, |m, (i, _)| m | bit(*i));
     let failed = self_accused(kind, present) & have;
-    if sinks == 0 && failed == 0 {
-        if dirty != 0 {
+    if sinks == 0 {
+        if failed == 0 && dirty == 0 {
+            return Roles::Clean;
+        }
+        // With everyone here the contents decide: a hung brick that resumed
+        // may have run the failed op after all, unblamed and clean, and
+        // then the copies that have it are the majority.
+        if failed == 0 || present.len() >= replicas {
             return Roles::Vote;
         }
-        return Roles::Clean;
     }
     let first = |m: Mask| crate::quorum::indices(m).next();
     let Some(source) = first(sources & !dirty & !failed)
@@ -378,6 +385,23 @@ mod tests {
         assert_eq!(
             roles(PendingKind::Data, &present[..2], 3),
             Roles::SourceAbsent { failed: 0b001 }
+        );
+    }
+
+    #[test]
+    fn a_self_accusation_nobody_else_backs_is_put_to_the_vote_when_all_are_here() {
+        let b0 = looked(&[(0, 1)], true);
+        let b1 = looked(&[], false);
+        let b2 = looked(&[], false);
+        let present = [(0, &b0), (1, &b1), (2, &b2)];
+        assert_eq!(roles(PendingKind::Data, &present, 3), Roles::Vote);
+        // One away: the clean copy is the source.
+        assert_eq!(
+            roles(PendingKind::Data, &present[..2], 3),
+            Roles::Heal {
+                source: 1,
+                sinks: 0b001
+            }
         );
     }
 
