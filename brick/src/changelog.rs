@@ -88,11 +88,7 @@ impl Changelog {
                     Err(FsError::NoAttr) => PendingCounts::default(),
                     Err(e) => return Err(e),
                 };
-                let slot = match kind {
-                    PendingKind::Data => &mut counts.data,
-                    PendingKind::Metadata => &mut counts.metadata,
-                    PendingKind::Entry => &mut counts.entry,
-                };
+                let slot = counts.of_mut(kind);
                 *slot = slot.saturating_add(1);
                 xset(target, name.as_bytes(), &encode(&counts), 0)?;
             }
@@ -134,11 +130,7 @@ impl Changelog {
                 Err(FsError::NoAttr) => continue,
                 Err(e) => return Err(e),
             };
-            let slot = match kind {
-                PendingKind::Data => &mut counts.data,
-                PendingKind::Metadata => &mut counts.metadata,
-                PendingKind::Entry => &mut counts.entry,
-            };
+            let slot = counts.of_mut(kind);
             *slot = slot.saturating_sub(1);
             if counts.is_zero() {
                 match xremove(target, name.as_bytes()) {

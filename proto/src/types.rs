@@ -240,6 +240,22 @@ impl PendingCounts {
     pub fn is_zero(&self) -> bool {
         self.data == 0 && self.metadata == 0 && self.entry == 0
     }
+
+    pub fn of(&self, kind: PendingKind) -> u32 {
+        match kind {
+            PendingKind::Data => self.data,
+            PendingKind::Metadata => self.metadata,
+            PendingKind::Entry => self.entry,
+        }
+    }
+
+    pub fn of_mut(&mut self, kind: PendingKind) -> &mut u32 {
+        match kind {
+            PendingKind::Data => &mut self.data,
+            PendingKind::Metadata => &mut self.metadata,
+            PendingKind::Entry => &mut self.entry,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

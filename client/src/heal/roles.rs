@@ -76,21 +76,13 @@ impl Roles {
     }
 }
 
-fn counter(c: &proto::PendingCounts, kind: PendingKind) -> u32 {
-    match kind {
-        PendingKind::Data => c.data,
-        PendingKind::Metadata => c.metadata,
-        PendingKind::Entry => c.entry,
-    }
-}
-
 /// Replicas that `present` blame for `kind` (an accusation of oneself is
 /// no blame, see the module docs).
 fn blamed(kind: PendingKind, present: &[(usize, &Looked)]) -> Mask {
     let mut m = 0;
     for (i, looked) in present {
         for (idx, counts) in &looked.pending {
-            if usize::from(*idx) != *i && counter(counts, kind) > 0 {
+            if usize::from(*idx) != *i && counts.of(kind) > 0 {
                 m |= bit(*idx as usize);
             }
         }
@@ -104,7 +96,7 @@ fn self_accused(kind: PendingKind, present: &[(usize, &Looked)]) -> Mask {
         .filter(|(i, l)| {
             l.pending
                 .iter()
-                .any(|(idx, c)| usize::from(*idx) == *i && counter(c, kind) > 0)
+                .any(|(idx, c)| usize::from(*idx) == *i && c.of(kind) > 0)
         })
         .fold(0, |m, (i, _)| m | bit(*i))
 }
@@ -119,7 +111,7 @@ fn accused_by_at_least(kind: PendingKind, present: &[(usize, &Looked)], need: us
                 i != target
                     && l.pending
                         .iter()
-                        .any(|(idx, c)| usize::from(*idx) == *target && counter(c, kind) > 0)
+                        .any(|(idx, c)| usize::from(*idx) == *target && c.of(kind) > 0)
             })
             .count();
         if accusers >= need {

@@ -27,6 +27,17 @@ fn pending(path: &Path, blamed: usize) -> (u32, u32, u32) {
     (word(0), word(4), word(8))
 }
 
+/// Writes `data` at `offset` and fsyncs, again and again until that
+/// succeeds (bricks coming back) or `SETTLE` passes; then the last error.
+fn write_synced_once_it_can(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    let mut last = Ok(());
+    tests::wait_until(SETTLE, || {
+        last = f.write_all_at(data, offset).and_then(|()| f.sync_all());
+        last.is_ok()
+    });
+    last
+}
+
 fn heal_index_len(brick: &Path) -> usize {
     fs::read_dir(brick.join(".brickfs/indices/xattrop"))
         .map(|d| d.count())
@@ -294,12 +305,9 @@ fn a_write_applied_only_on_a_minority_never_becomes_the_heal_source() {
     // blames 2, so heal has two unblamed copies to choose a source from,
     // one of which holds the failed write.
     cluster.restart_brick(1);
-    let again = tests::wait_until(SETTLE, || {
-        f.write_all_at(b" again", 4)
-            .and_then(|()| f.sync_all())
-            .is_ok()
-    });
-    assert!(again, "writes did not resume once brick 1 was back");
+    if let Err(e) = write_synced_once_it_can(&f, b" again", 4) {
+        panic!("writes did not resume once brick 1 was back: {e}");
+    }
     drop(f);
     cluster.restart_brick(2);
     let _heald = cluster.start_heald(1);
@@ -352,14 +360,9 @@ fn writes_go_on_with_one_brick_down_when_the_copies_up_are_one_behind_and_one_fa
     // Brick 0 accuses itself of the failed write, brick 1 is still blamed
     // for the first one, brick 2 is down: brick 0's copy has every write
     // that succeeded, so writes go on (one brick down, TARGET invariant 2).
-    let mut last = None;
-    let wrote = tests::wait_until(SETTLE, || {
-        let r = f.write_all_at(b"C", 9).and_then(|()| f.sync_all());
-        let ok = r.is_ok();
-        last = Some(r);
-        ok
-    });
-    assert!(wrote, "no write succeeded with brick 2 down: {last:?}");
+    if let Err(e) = write_synced_once_it_can(&f, b"C", 9) {
+        panic!("no write succeeded with brick 2 down: {e}");
+    }
     drop(f);
     cluster.restart_brick(2);
     let _heald = cluster.start_heald(1);
@@ -433,14 +436,9 @@ fn a_write_that_failed_does_not_accuse_the_brick_that_was_down() {
     cluster.kill_brick(1);
     cluster.restart_brick(2);
     // Brick 1 down: a write reaches bricks 0 and 2 and blames brick 1.
-    let mut last = None;
-    let wrote = tests::wait_until(SETTLE, || {
-        let r = f.write_all_at(b"C", 8).and_then(|()| f.sync_all());
-        let ok = r.is_ok();
-        last = Some(r);
-        ok
-    });
-    assert!(wrote, "no write succeeded with brick 1 down: {last:?}");
+    if let Err(e) = write_synced_once_it_can(&f, b"C", 8) {
+        panic!("no write succeeded with brick 1 down: {e}");
+    }
     drop(f);
     cluster.restart_brick(1);
     let _heald = cluster.start_heald(1);
