@@ -27,6 +27,23 @@ fn pending(path: &Path, blamed: usize) -> (u32, u32, u32) {
     (word(0), word(4), word(8))
 }
 
+/// A new file holding `data`, fsynced, left open for writing.
+fn synced_file(path: &Path, data: &[u8]) -> File {
+    let f = File::create(path).unwrap();
+    f.write_all_at(data, 0).unwrap();
+    f.sync_all().unwrap();
+    f
+}
+
+/// For a write that can reach only one brick (the others hang or are down).
+fn assert_reaching_one_brick_fails(f: &File, data: &[u8], offset: u64) {
+    let failed = f.write_all_at(data, offset).and_then(|()| f.sync_all());
+    assert!(
+        failed.is_err(),
+        "a write that reached one brick of three succeeded"
+    );
+}
+
 /// Writes `data` at `offset` and fsyncs, again and again until that
 /// succeeds (bricks coming back) or `SETTLE` passes; then the last error.
 fn write_synced_once_it_can(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
@@ -258,24 +275,13 @@ fn a_write_applied_only_on_a_minority_never_becomes_the_heal_source() {
     let cluster = TestCluster::start(3);
     let m = cluster.mount();
     let path = m.join("f");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    f.write_all_at(b"kept", 0).unwrap();
-    f.sync_all().unwrap();
+    let f = synced_file(&path, b"kept");
     // The file's replication lock is still held (eager), so the next write
     // is sent at once to all three; two of them hang: only brick 0 applies
     // it, and its fsync fails.
     cluster.stop_brick(1);
     cluster.stop_brick(2);
-    let failed = f.write_all_at(b" and lost", 4).and_then(|()| f.sync_all());
-    assert!(
-        failed.is_err(),
-        "a write that reached one brick of three succeeded"
-    );
+    assert_reaching_one_brick_fails(&f, b" and lost", 4);
     // Killed while hung, they never run what they had queued.
     cluster.kill_brick(1);
     cluster.kill_brick(2);
@@ -327,14 +333,7 @@ fn writes_go_on_with_one_brick_down_when_the_copies_up_are_one_behind_and_one_fa
     let cluster = TestCluster::start(3);
     let m = cluster.mount();
     let path = m.join("f");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    f.write_all_at(b"kept", 0).unwrap();
-    f.sync_all().unwrap();
+    let f = synced_file(&path, b"kept");
     // Brick 1 misses a write: bricks 0 and 2 blame it.
     cluster.kill_brick(1);
     f.write_all_at(b"A", 4).unwrap();
@@ -349,11 +348,7 @@ fn writes_go_on_with_one_brick_down_when_the_copies_up_are_one_behind_and_one_fa
     // The next write reaches brick 0 alone (1 and 2 hang, then are killed).
     cluster.stop_brick(1);
     cluster.stop_brick(2);
-    let failed = f.write_all_at(b"BBBB", 5).and_then(|()| f.sync_all());
-    assert!(
-        failed.is_err(),
-        "a write that reached one brick of three succeeded"
-    );
+    assert_reaching_one_brick_fails(&f, b"BBBB", 5);
     cluster.kill_brick(1);
     cluster.kill_brick(2);
     cluster.restart_brick(1);
@@ -381,17 +376,11 @@ fn a_failed_write_on_a_file_made_while_a_brick_was_down_is_not_copied_to_it() {
     let m = cluster.mount();
     cluster.kill_brick(2);
     fs::create_dir(m.join("d")).unwrap();
-    let f = File::create(m.join("d/f")).unwrap();
-    f.write_all_at(b"kept", 0).unwrap();
-    f.sync_all().unwrap();
+    let f = synced_file(&m.join("d/f"), b"kept");
     // Brick 2 is down and brick 1 hangs: the next write reaches brick 0
     // alone.
     cluster.stop_brick(1);
-    let failed = f.write_all_at(b"lost", 4).and_then(|()| f.sync_all());
-    assert!(
-        failed.is_err(),
-        "a write that reached one brick of three succeeded"
-    );
+    assert_reaching_one_brick_fails(&f, b"lost", 4);
     drop(f);
     cluster.kill_brick(1);
     cluster.restart_brick(1);
@@ -414,18 +403,12 @@ fn a_failed_write_on_a_file_made_while_a_brick_was_down_is_not_copied_to_it() {
 fn a_write_that_failed_does_not_accuse_the_brick_that_was_down() {
     let cluster = TestCluster::start(3);
     let m = cluster.mount();
-    let f = File::create(m.join("f")).unwrap();
-    f.write_all_at(b"kept", 0).unwrap();
-    f.sync_all().unwrap();
+    let f = synced_file(&m.join("f"), b"kept");
     // Brick 2 is down, so the next write carries its blame; brick 1 hangs,
     // so only brick 0 applies the write, which fails.
     cluster.kill_brick(2);
     cluster.stop_brick(1);
-    let failed = f.write_all_at(b"lost", 4).and_then(|()| f.sync_all());
-    assert!(
-        failed.is_err(),
-        "a write that reached one brick of three succeeded"
-    );
+    assert_reaching_one_brick_fails(&f, b"lost", 4);
     let b0 = cluster.brick_dir(0).join("f");
     assert_eq!(
         pending(&b0, 2).0,
