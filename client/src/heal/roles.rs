@@ -154,8 +154,10 @@ pub fn roles(kind: PendingKind, present: &[(usize, &Looked)], replicas: usize) -
         }
         // With everyone here the contents decide: a hung brick that resumed
         // may have run the failed op after all, unblamed and clean, and
-        // then the copies that have it are the majority.
-        if failed == 0 || present.len() >= replicas {
+        // then the copies that have it are the majority. Not for metadata,
+        // whose vote weighs mode and owner only: a failed xattr or times
+        // change would pass it and lose its marks.
+        if failed == 0 || (present.len() >= replicas && kind != PendingKind::Metadata) {
             return Roles::Vote;
         }
     }
@@ -387,6 +389,25 @@ mod tests {
         let b2 = looked(&[], false);
         let present = [(0, &b0), (1, &b1), (2, &b2)];
         assert_eq!(roles(PendingKind::Data, &present, 3), Roles::Vote);
+        // A failed xattr change: the clean copy is the source.
+        let m0 = Looked {
+            pending: vec![(
+                0,
+                PendingCounts {
+                    data: 0,
+                    metadata: 1,
+                    entry: 0,
+                },
+            )],
+            ..looked(&[], true)
+        };
+        assert_eq!(
+            roles(PendingKind::Metadata, &[(0, &m0), (1, &b1), (2, &b2)], 3),
+            Roles::Heal {
+                source: 1,
+                sinks: 0b001
+            }
+        );
         // One away: the clean copy is the source.
         assert_eq!(
             roles(PendingKind::Data, &present[..2], 3),

@@ -213,16 +213,20 @@ impl Replicate {
                 "op applied on a minority or on stale copies only"
             );
             let accusers = ok_mask | tally.failed_mask();
+            let mut accused_itself = 0;
             for g in changed_by(kind, &locked.gfids, blame_on) {
-                self.blame_after(g, accusers, ok_mask, kind).await;
+                accused_itself |= self.blame_after(g, accusers, ok_mask, kind).await & ok_mask;
                 self.inodes.get(g).add_failed_only(ok_mask);
             }
-            if kind == PendingKind::Data && !txn.blame.is_empty() {
+            if kind == PendingKind::Data && !txn.blame.is_empty() && accused_itself != 0 {
                 // The op's up-front blame of the bricks that were down says
                 // they missed an op that in fact failed: false, and it would
                 // make them sinks to the copy that holds the failed op. A
                 // data op adds exactly one, on the object, where it applied.
-                self.retract_blame(blame_on, ok_mask, &txn.blame).await;
+                // Only where the copy now accuses itself: elsewhere the
+                // blame is the one mark besides the dirty one left.
+                self.retract_blame(blame_on, accused_itself, &txn.blame)
+                    .await;
             }
             self.release_keeping_dirty(&mut locked, ok_mask).await;
         }
