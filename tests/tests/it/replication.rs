@@ -113,14 +113,19 @@ fn two_bricks_down_makes_the_volume_read_only_but_readable() {
     cluster.kill_brick(0);
     cluster.kill_brick(2);
 
-    let e = fs::write(m.join("dir/new"), b"x").unwrap_err();
+    // With write-behind and held creates a create and its write may be
+    // answered before the mount has seen the bricks die (their kill is not
+    // instant news): the fsync is where a failure is certain to show.
+    let e = File::create(m.join("dir/new"))
+        .and_then(|f| f.write_all_at(b"x", 0).and_then(|()| f.sync_all()))
+        .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EROFS), "create: {e}");
     let e = fs::create_dir(m.join("newdir")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EROFS), "mkdir: {e}");
     let e = OpenOptions::new()
         .write(true)
         .open(m.join("dir/keep"))
-        .and_then(|f| f.write_all_at(b"X", 0))
+        .and_then(|f| f.write_all_at(b"X", 0).and_then(|()| f.sync_all()))
         .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EROFS), "write: {e}");
     let e = fs::remove_file(m.join("dir/keep")).unwrap_err();
