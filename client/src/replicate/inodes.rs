@@ -6,7 +6,7 @@
 //! (dirty mark and blame) rides on the op itself, and the post-op (dirty clear)
 //! rides on the batched unlock. The uncontended fop costs one round trip.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -101,13 +101,11 @@ pub struct InodeCtx {
     /// Serialises this client's mutations of the inode, so every replica
     /// applies them in the same order.
     pub lock: Mutex<LockState>,
-    /// Replicas that missed operations on this inode (not to be read from).
-    pub stale: AtomicU8,
-    /// The stale replicas accused only by themselves: they applied an op
-    /// that failed for want of a quorum, on top of every op that succeeded.
-    /// Read from only when no other copy is reachable, so that a file stays
-    /// readable with two bricks down (TARGET invariant 2).
-    failed_only: AtomicU8,
+    /// What this client knows of the replicas' copies, as one atomic value
+    /// (`Copies`): which lack an op that succeeded, and which hold one that
+    /// failed on top of every op that succeeded. Both are stale: not read
+    /// from while another copy is reachable.
+    copies: AtomicU16,
     /// Brick-connection epoch in which `stale` was last learned from all bricks.
     pub validated_epoch: AtomicU64,
 }
@@ -116,36 +114,57 @@ impl InodeCtx {
     fn new() -> InodeCtx {
         InodeCtx {
             lock: Mutex::new(LockState::default()),
-            stale: AtomicU8::new(0),
-            failed_only: AtomicU8::new(0),
+            copies: AtomicU16::new(0),
             validated_epoch: AtomicU64::new(u64::MAX),
         }
     }
 
+    fn copies(&self) -> Copies {
+        Copies::unpack(self.copies.load(Ordering::Acquire))
+    }
+
+    fn update(&self, change: impl Fn(Copies) -> Copies) {
+        let _ = self
+            .copies
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(change(Copies::unpack(v)).pack())
+            });
+    }
+
+    /// Replicas not to be read from while another copy is reachable.
     pub fn stale(&self) -> Mask {
-        self.stale.load(Ordering::Acquire)
-    }
-
-    /// Replicas learned to have missed an op: whatever else they hold.
-    pub fn add_stale(&self, m: Mask) {
-        self.stale.fetch_or(m, Ordering::AcqRel);
-        self.failed_only.fetch_and(!m, Ordering::AcqRel);
-    }
-
-    /// Replicas that applied an op which failed; those already stale stay
-    /// only stale.
-    pub fn add_failed_only(&self, m: Mask) {
-        let fresh = m & !self.stale.fetch_or(m, Ordering::AcqRel);
-        self.failed_only.fetch_or(fresh, Ordering::AcqRel);
-    }
-
-    pub fn failed_only(&self) -> Mask {
-        self.failed_only.load(Ordering::Acquire)
+        let c = self.copies();
+        c.behind | c.failed_only
     }
 
     /// Replicas known to lack an op that succeeded.
     pub fn behind(&self) -> Mask {
-        self.stale() & !self.failed_only()
+        self.copies().behind
+    }
+
+    /// Replicas accused only by themselves: they applied an op that failed
+    /// for want of a quorum. Read from only when no other copy is
+    /// reachable, so that a file stays readable with two bricks down
+    /// (TARGET invariant 2), and good enough to write to.
+    pub fn failed_only(&self) -> Mask {
+        self.copies().failed_only
+    }
+
+    /// Replicas learned to have missed an op: whatever else they hold.
+    pub fn add_stale(&self, m: Mask) {
+        self.update(|c| Copies {
+            behind: c.behind | m,
+            failed_only: c.failed_only & !m,
+        });
+    }
+
+    /// Replicas that applied an op which failed; those known to be behind
+    /// stay so.
+    pub fn add_failed_only(&self, m: Mask) {
+        self.update(|c| Copies {
+            behind: c.behind,
+            failed_only: c.failed_only | (m & !c.behind),
+        });
     }
 
     /// What the bricks that answered said of the replicas: `stale` are
@@ -155,10 +174,34 @@ impl InodeCtx {
     /// appliers are away, so what was known is only added to.
     pub fn learn(&self, stale: Mask, failed_only: Mask, answered: Mask, all: Mask, enough: bool) {
         let keep = if enough { all & !answered } else { all };
-        let behind = ((stale & !failed_only) | (self.behind() & keep)) & all;
-        let failed = ((failed_only & stale) | (self.failed_only() & keep)) & all & !behind;
-        self.stale.store(behind | failed, Ordering::Release);
-        self.failed_only.store(failed, Ordering::Release);
+        self.update(|c| {
+            let behind = ((stale & !failed_only) | (c.behind & keep)) & all;
+            Copies {
+                behind,
+                failed_only: ((failed_only & stale) | (c.failed_only & keep)) & all & !behind,
+            }
+        });
+    }
+}
+
+/// The two masks of [`InodeCtx::copies`]; never both set for a replica.
+#[derive(Clone, Copy)]
+struct Copies {
+    behind: Mask,
+    failed_only: Mask,
+}
+
+impl Copies {
+    fn unpack(v: u16) -> Copies {
+        let [behind, failed_only] = v.to_le_bytes();
+        Copies {
+            behind,
+            failed_only,
+        }
+    }
+
+    fn pack(self) -> u16 {
+        u16::from_le_bytes([self.behind, self.failed_only & !self.behind])
     }
 }
 
