@@ -277,6 +277,18 @@ pub struct Looked {
     pub dirty: bool,
 }
 
+impl Looked {
+    /// The counters this copy holds against `replica` (its own index: an
+    /// accusation of itself).
+    pub fn against(&self, replica: usize) -> PendingCounts {
+        self.pending
+            .iter()
+            .find(|(i, _)| usize::from(*i) == replica)
+            .map(|(_, c)| *c)
+            .unwrap_or_default()
+    }
+}
+
 /// Replication context of a mutating operation.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Txn {

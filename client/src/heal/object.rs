@@ -73,12 +73,10 @@ pub(crate) enum StepResult {
 /// A transaction left unconfirmed on a copy present: a dirty mark, or an
 /// accusation of itself.
 fn unconfirmed(survey: &Survey) -> bool {
-    survey.present.iter().any(|(i, l)| {
-        l.dirty
-            || l.pending
-                .iter()
-                .any(|(idx, c)| usize::from(*idx) == *i && !c.is_zero())
-    })
+    survey
+        .present
+        .iter()
+        .any(|(i, l)| l.dirty || !l.against(*i).is_zero())
 }
 
 impl Healer {

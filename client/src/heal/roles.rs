@@ -76,43 +76,21 @@ impl Roles {
     }
 }
 
-/// Replicas that `present` blame for `kind` (an accusation of oneself is
-/// no blame, see the module docs).
-fn blamed(kind: PendingKind, present: &[(usize, &Looked)]) -> Mask {
-    let mut m = 0;
-    for (i, looked) in present {
-        for (idx, counts) in &looked.pending {
-            if usize::from(*idx) != *i && counts.of(kind) > 0 {
-                m |= bit(*idx as usize);
-            }
-        }
-    }
-    m
-}
-
 fn self_accused(kind: PendingKind, present: &[(usize, &Looked)]) -> Mask {
     present
         .iter()
-        .filter(|(i, l)| {
-            l.pending
-                .iter()
-                .any(|(idx, c)| usize::from(*idx) == *i && c.of(kind) > 0)
-        })
+        .filter(|(i, l)| l.against(*i).of(kind) > 0)
         .fold(0, |m, (i, _)| m | bit(*i))
 }
 
-/// Replicas that at least `need` of `present` (other than themselves) blame.
+/// Replicas that at least `need` of `present` other than themselves blame
+/// (an accusation of oneself is no blame, see the module docs).
 fn accused_by_at_least(kind: PendingKind, present: &[(usize, &Looked)], need: usize) -> Mask {
     let mut m = 0;
     for (target, _) in present {
         let accusers = present
             .iter()
-            .filter(|(i, l)| {
-                i != target
-                    && l.pending
-                        .iter()
-                        .any(|(idx, c)| usize::from(*idx) == *target && c.of(kind) > 0)
-            })
+            .filter(|(i, l)| i != target && l.against(*target).of(kind) > 0)
             .count();
         if accusers >= need {
             m |= bit(*target);
@@ -124,7 +102,7 @@ fn accused_by_at_least(kind: PendingKind, present: &[(usize, &Looked)], need: us
 /// `replicas` is the size of the replica set (present or not).
 pub fn roles(kind: PendingKind, present: &[(usize, &Looked)], replicas: usize) -> Roles {
     let have = present.iter().fold(0, |m, (i, _)| m | bit(*i));
-    let mut sinks = blamed(kind, present) & have;
+    let mut sinks = accused_by_at_least(kind, present, 1);
     let mut likely = None;
     if sinks == have && present.len() >= 3 {
         // Everyone blamed: discount the accusations of the replicas a
@@ -135,7 +113,7 @@ pub fn roles(kind: PendingKind, present: &[(usize, &Looked)], replicas: usize) -
             .filter(|(i, _)| overruled & bit(*i) == 0)
             .copied()
             .collect();
-        let discounted = (blamed(kind, &credible) | overruled) & have;
+        let discounted = accused_by_at_least(kind, &credible, 1) | overruled;
         match overruled.count_ones() {
             0 => {}
             1 => sinks = discounted,
