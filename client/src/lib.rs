@@ -2,6 +2,7 @@
 //! `protocol` talks to one brick; `replicate` turns three of them into one
 //! replica set with quorum, changelog and eager locks.
 
+mod accuse;
 mod data;
 pub mod distribute;
 pub mod heal;

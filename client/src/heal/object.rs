@@ -11,6 +11,7 @@ use proto::{
 use super::lock::HealLock;
 use super::roles::{roles, Roles};
 use super::Healer;
+use crate::accuse::{self, Change};
 use crate::quorum::{bit, count, fan_out, indices, Mask, Tally};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,17 +230,8 @@ impl Healer {
         away: Mask,
         kinds: &[PendingKind],
     ) -> FsResult<()> {
-        let blame: Vec<u8> = indices(away).map(|i| i as u8).collect();
         for &kind in kinds {
-            let answers = fan_out(&self.bricks, on, |b| {
-                let blame = blame.clone();
-                async move {
-                    b.call(|c, ctx| async move { c.mark_pending(ctx, gfid, blame, kind).await })
-                        .await
-                }
-            })
-            .await;
-            for (_, res) in answers {
+            for (_, res) in accuse::send(&self.bricks, on, gfid, away, kind, Change::Accuse).await {
                 res?;
             }
         }

@@ -21,6 +21,7 @@ use tracing::warn;
 
 use super::inodes::{InodeCtx, LockState};
 use super::Replicate;
+use crate::accuse::{self, Change};
 use crate::inodelk::{self, Need, Policy};
 use crate::protocol::BrickConn;
 use crate::quorum::{bit, count, fan_out, indices, Mask, Tally};
@@ -156,8 +157,9 @@ impl Replicate {
             self.require_a_good_copy(blame_on, targets).await?
         };
         let all = self.all_mask();
-        let blame: Vec<u8> = indices(all & !targets).map(|i| i as u8).collect();
-        let txn = Txn::blaming(blame);
+        // Bricks the op will not reach, accused along with it.
+        let ahead = all & !targets;
+        let txn = Txn::blaming(indices(ahead).map(|i| i as u8).collect());
         let answers = fan_out(&self.bricks, targets, |b| op(b, txn.clone())).await;
         let tally = Tally::new(answers);
         let now = Instant::now();
@@ -218,15 +220,14 @@ impl Replicate {
                 accused_itself |= self.blame_after(g, accusers, ok_mask, kind).await & ok_mask;
                 self.inodes.get(g).add_failed_only(ok_mask);
             }
-            if kind == PendingKind::Data && !txn.blame.is_empty() && accused_itself != 0 {
+            if kind == PendingKind::Data && ahead != 0 && accused_itself != 0 {
                 // The op's up-front blame of the bricks that were down says
                 // they missed an op that in fact failed: false, and it would
                 // make them sinks to the copy that holds the failed op. A
                 // data op adds exactly one, on the object, where it applied.
                 // Only where the copy now accuses itself: elsewhere the
                 // blame is the one mark besides the dirty one left.
-                self.retract_blame(blame_on, accused_itself, &txn.blame)
-                    .await;
+                self.retract_blame(blame_on, accused_itself, ahead).await;
             }
             self.release_keeping_dirty(&mut locked, ok_mask).await;
         }
@@ -301,16 +302,15 @@ impl Replicate {
         Err(tally.common_error(self.quorum))
     }
 
-    async fn retract_blame(&self, gfid: Gfid, on: Mask, blame: &[u8]) {
-        let answers = fan_out(&self.bricks, on, |b| {
-            let blame = blame.to_vec();
-            async move {
-                b.call(|c, ctx| async move {
-                    c.retract_pending(ctx, gfid, blame, PendingKind::Data).await
-                })
-                .await
-            }
-        })
+    async fn retract_blame(&self, gfid: Gfid, on: Mask, blamed: Mask) {
+        let answers = accuse::send(
+            &self.bricks,
+            on,
+            gfid,
+            blamed,
+            PendingKind::Data,
+            Change::TakeBack,
+        )
         .await;
         for (i, res) in answers {
             if let Err(e) = res {
@@ -332,15 +332,7 @@ impl Replicate {
         blamed: Mask,
         kind: PendingKind,
     ) -> Mask {
-        let blame: Vec<u8> = indices(blamed).map(|i| i as u8).collect();
-        let answers = fan_out(&self.bricks, on, |b| {
-            let blame = blame.clone();
-            async move {
-                b.call(|c, ctx| async move { c.mark_pending(ctx, gfid, blame, kind).await })
-                    .await
-            }
-        })
-        .await;
+        let answers = accuse::send(&self.bricks, on, gfid, blamed, kind, Change::Accuse).await;
         let mut recorded = 0;
         for (i, res) in answers {
             match res {
