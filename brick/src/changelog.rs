@@ -76,23 +76,7 @@ impl Changelog {
         if blamed.is_empty() {
             return Ok(());
         }
-        {
-            let _g = self
-                .bump
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for brick in blamed {
-                let name = format!("{PENDING_PREFIX}{brick}");
-                let mut counts = match xget(target, name.as_bytes()) {
-                    Ok(v) => decode(&v).unwrap_or_default(),
-                    Err(FsError::NoAttr) => PendingCounts::default(),
-                    Err(e) => return Err(e),
-                };
-                let slot = counts.of_mut(kind);
-                *slot = slot.saturating_add(1);
-                xset(target, name.as_bytes(), &encode(&counts), 0)?;
-            }
-        }
+        self.count(target, blamed, kind, |n| n.saturating_add(1))?;
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -119,6 +103,20 @@ impl Changelog {
         blamed: &[ReplicaIndex],
         kind: PendingKind,
     ) -> FsResult<()> {
+        self.count(target, blamed, kind, |n| n.saturating_sub(1))?;
+        tracing::debug!(%gfid, ?kind, ?blamed, "blame retracted");
+        Ok(())
+    }
+
+    /// Changes the counter of `kind` this copy keeps against each of
+    /// `blamed` by `step`; a set of counters left at zero goes.
+    fn count(
+        &self,
+        target: &Target,
+        blamed: &[ReplicaIndex],
+        kind: PendingKind,
+        step: impl Fn(u32) -> u32,
+    ) -> FsResult<()> {
         let _g = self
             .bump
             .lock()
@@ -127,11 +125,11 @@ impl Changelog {
             let name = format!("{PENDING_PREFIX}{brick}");
             let mut counts = match xget(target, name.as_bytes()) {
                 Ok(v) => decode(&v).unwrap_or_default(),
-                Err(FsError::NoAttr) => continue,
+                Err(FsError::NoAttr) => PendingCounts::default(),
                 Err(e) => return Err(e),
             };
             let slot = counts.of_mut(kind);
-            *slot = slot.saturating_sub(1);
+            *slot = step(*slot);
             if counts.is_zero() {
                 match xremove(target, name.as_bytes()) {
                     Ok(()) | Err(FsError::NoAttr) => {}
@@ -141,7 +139,6 @@ impl Changelog {
                 xset(target, name.as_bytes(), &encode(&counts), 0)?;
             }
         }
-        tracing::debug!(%gfid, ?kind, ?blamed, "blame retracted");
         Ok(())
     }
 
